@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Run a program on the model and on an implementation, stop at the first divergence.
+
+After every operation the return values and the memory images of every array must be equal.
+An operation the model rejects (``PreconditionError``: outside QEMU's domain) is never passed
+to the implementation; it is recorded as ``INVALID`` with the model's reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.words import Words
+
+from .impls import Implementation
+from .program import Op, Program, Ref
+
+INVALID = "invalid"
+
+
+@dataclass
+class Divergence:
+    """The first point where model and implementation disagree."""
+
+    index: int
+    op: Op
+    what: str  # "result", "memory", "error_report" (ram layer) or "map" (ram layer)
+    model: Any
+    impl: Any
+    array: int | None = None
+    offset: int | None = None
+    label: str | None = None  # the ram layer's name of the map, e.g. "destination:ram0.bmap"
+
+    def describe(self) -> str:
+        head = f"op #{self.index} {self.op}: "
+        where = self.label if self.label is not None else f"@{self.array}"
+        if self.what == "result":
+            return head + f"returned {_brief(self.impl)}, model returned {_brief(self.model)}"
+        if self.what == "error_report":
+            return head + f"error_report {self.impl!r}, model reported {self.model!r}"
+        if self.what == "map":
+            return head + f"{where} is {self.impl}, model has {self.model}"
+        return head + (
+            f"memory of {where} differs first at byte {self.offset}: "
+            f"implementation 0x{self.impl:02x}, model 0x{self.model:02x}"
+        )
+
+
+def _brief(value: Any) -> str:
+    """A result for a message: long byte strings (recovery streams) are cut."""
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_brief(v) for v in value) + ")"
+    if isinstance(value, bytes | bytearray) and len(value) > 48:
+        return f"{bytes(value[:48]).hex()}... ({len(value)} bytes)"
+    return repr(value)
+
+
+class DivergenceError(AssertionError):
+    def __init__(self, divergence: Divergence, impl_name: str) -> None:
+        self.divergence = divergence
+        super().__init__(f"{impl_name} diverges from the model: {divergence.describe()}")
+
+
+@dataclass
+class Outcome:
+    results: list[Any] = field(default_factory=list)
+    divergence: Divergence | None = None
+    ops_compared: int = 0
+
+
+def initial_image(program: Program, index: int) -> bytes:
+    """The memory image of array ``index`` before the first operation."""
+    spec = program.arrays[index]
+    words = Words(program.layout, spec.nwords)
+    for i, value in spec.words.items():
+        words.set_word(i, value)
+    return words.image()
+
+
+def first_difference(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> int:
+    """Index of the first differing byte of two equal-length images (-1 if none)."""
+    a, b = memoryview(a).cast("B"), memoryview(b).cast("B")
+    lo, hi = 0, len(a)
+    while hi - lo > 64:  # bisect with memcmp-speed slice comparisons
+        mid = (lo + hi) // 2
+        if bytes(a[lo:mid]) != bytes(b[lo:mid]):
+            hi = mid
+        else:
+            lo = mid
+    for i in range(lo, hi):
+        if a[i] != b[i]:
+            return i
+    return -1
+
+
+class Session:
+    """One program's arrays, allocated on both sides, ready for operations."""
+
+    def __init__(self, program: Program, model: Implementation, impl: Implementation) -> None:
+        if model.layout != impl.layout or program.layout != impl.layout:
+            raise ValueError(
+                f"layouts differ: program {program.layout}, model {model.layout}, "
+                f"implementation {impl.layout}"
+            )
+        self.model, self.impl = model, impl
+        self.images = [initial_image(program, i) for i in range(len(program.arrays))]
+        self.handles = [(model.alloc(a.nwords), impl.alloc(a.nwords)) for a in program.arrays]
+        self.reset()
+
+    def reset(self) -> None:
+        """Put every array back to the program's initial contents, on both sides."""
+        for image, (mh, ih) in zip(self.images, self.handles, strict=True):
+            self.model.load(mh, image)
+            self.impl.load(ih, image)
+
+    def step(self, index: int, op: Op) -> tuple[Any, Divergence | None]:
+        """Run one operation on both sides; (model result, divergence or None)."""
+        margs = [self.handles[a.index][0] if isinstance(a, Ref) else a for a in op.args]
+        try:
+            expected = self.model.call(op.name, *margs)
+        except PreconditionError as err:
+            return (INVALID, str(err)), None
+        iargs = [self.handles[a.index][1] if isinstance(a, Ref) else a for a in op.args]
+        actual = self.impl.call(op.name, *iargs)
+        if not _same(expected, actual):
+            return expected, Divergence(index, op, "result", expected, actual)
+        return expected, self.compare_memory(index, op)
+
+    def compare_memory(self, index: int, op: Op) -> Divergence | None:
+        for k, (mh, ih) in enumerate(self.handles):
+            mimg, iimg = self.model.image(mh), self.impl.image(ih)
+            if mimg != iimg:
+                off = first_difference(mimg, iimg)
+                return Divergence(index, op, "memory", mimg[off], iimg[off], k, off)
+        return None
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return int(expected) == int(actual)
+    return bool(expected == actual)
+
+
+def run(program: Program, model: Implementation, impl: Implementation) -> Outcome:
+    """Run every operation on both sides; stop at the first divergence."""
+    session = Session(program, model, impl)
+    out = Outcome()
+    for i, op in enumerate(program.ops):
+        result, divergence = session.step(i, op)
+        out.results.append(result)
+        out.ops_compared += 1
+        if divergence is not None:
+            out.divergence = divergence
+            break
+    return out
+
+
+def minimize(program: Program, fails: Callable[[Program], bool]) -> Program:
+    """Delta-debug the operation list: the shortest program found that still ``fails``."""
+    ops: Sequence[Op] = program.ops
+    chunk = max(1, len(ops) // 2)
+    while chunk >= 1:
+        i, shrunk = 0, False
+        while i < len(ops):
+            candidate = list(ops[:i]) + list(ops[i + chunk :])
+            if candidate and fails(program.with_ops(candidate)):
+                ops, shrunk = candidate, True
+            else:
+                i += chunk
+        if not shrunk:
+            chunk //= 2
+    return program.with_ops(list(ops))

@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The implementations a program runs on, behind one small interface.
+
+The engine sees only ``Implementation``: allocate word arrays, read and load their memory
+images, ask whether a function exists, and call it by QEMU's name. Adding a host or a
+user's library adds an implementation here, never a branch in the engine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from recvmap.pymodel import bitmap, bitops
+from recvmap.pymodel.words import Layout, Words
+from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
+
+
+class Implementation(Protocol):
+    name: str
+    layout: Layout
+
+    def alloc(self, nwords: int) -> Any: ...
+
+    def image(self, handle: Any) -> bytes | bytearray | memoryview: ...
+
+    def load(self, handle: Any, image: bytes) -> None: ...
+
+    def has(self, fname: str) -> bool: ...
+
+    def call(self, fname: str, *args: Any) -> Any: ...
+
+
+def _model_functions() -> dict[str, Callable[..., Any]]:
+    table: dict[str, Callable[..., Any]] = {}
+    for module in (bitops, bitmap):
+        for name in getattr(module, "__all__", dir(module)):
+            obj = getattr(module, name)
+            if callable(obj) and not isinstance(obj, type) and not name.startswith("_"):
+                table[name] = obj
+    return table
+
+
+class ModelImpl:
+    """The spec: recvmap.pymodel on a given word width and byte order."""
+
+    functions = _model_functions()
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        order = "be" if layout.big_endian else "le"
+        self.name = f"model-{layout.bits_per_long}{order}"
+
+    def alloc(self, nwords: int) -> Words:
+        return Words(self.layout, nwords)
+
+    def image(self, handle: Words) -> bytes | bytearray:
+        return handle.data if not self.layout.big_endian else handle.image()
+
+    def load(self, handle: Words, image: bytes) -> None:
+        handle.load_image(image)
+
+    def has(self, fname: str) -> bool:
+        return fname in self.functions
+
+    def call(self, fname: str, *args: Any) -> Any:
+        return self.functions[fname](*args)
+
+
+class CImpl:
+    """A shared library exporting QEMU's symbols (ours or a user's), on this host."""
+
+    def __init__(self, lib: CLibrary, name: str | None = None) -> None:
+        self.lib = lib
+        self.layout = lib.layout
+        self.name = name or f"{lib.path.name}"
+
+    def alloc(self, nwords: int) -> CWords:
+        return self.lib.words(nwords)
+
+    def image(self, handle: CWords) -> memoryview:
+        return handle.view()
+
+    def load(self, handle: CWords, image: bytes) -> None:
+        handle.load_image(image)
+
+    def has(self, fname: str) -> bool:
+        return self.lib.has(fname)
+
+    def call(self, fname: str, *args: Any) -> Any:
+        return self.lib.functions[fname](*args)
+
+
+def library_bits(path: str | os.PathLike[str]) -> int:
+    """The word width a library was built for: its ``qref_bits_per_long()``, else native."""
+    try:
+        cdll = ctypes.CDLL(str(path))
+    except OSError as err:
+        raise LibraryError(f"{path}: cannot load: {err}") from None
+    marker = getattr(cdll, "qref_bits_per_long", None)
+    if marker is None:
+        return ctypes.sizeof(ctypes.c_long) * 8
+    marker.restype, marker.argtypes = ctypes.c_int, []
+    return int(marker())
+
+
+RAM_HEADER = "qemu_ref_ram.h"
+
+
+class Subject:
+    """The implementation under test on every layer: our C reference or a user's library.
+
+    Our reference comes in both word widths; a user's library (``path``) has one width
+    (``bits``, else what the library says, else this host's ``long``) and is loaded with
+    ``partial=True``: the functions it lacks are listed by ``missing`` and never called.
+    Only little-endian layouts run here (this host); other hosts are ``fuzz.hosts``'.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, bits: int | None = None,
+        libraries: dict[int, CLibrary] | None = None,
+    ) -> None:
+        self.path = None if path is None else Path(path)
+        self._libs: dict[int, CLibrary] = dict(libraries or {})
+        if libraries:
+            self.widths: tuple[int, ...] = tuple(sorted(libraries, reverse=True))
+        elif self.path is None:
+            self.widths = (64, 32) if bits is None else (bits,)
+        else:
+            self.widths = (bits or library_bits(self.path),)
+        self.name = "qemu_ref" if self.path is None and not libraries else (
+            self.path.name if self.path else next(iter(self._libs.values())).path.name
+        )
+
+    def library(self, bits: int) -> CLibrary | None:
+        if bits not in self.widths:
+            return None
+        if bits not in self._libs:
+            self._libs[bits] = load(self.path, bits, partial=self.path is not None)
+        return self._libs[bits]
+
+    def missing(self, bits: int) -> list[str]:
+        lib = self.library(bits)
+        return [] if lib is None else list(lib.missing)
+
+    def supports(self, layout: Layout) -> bool:
+        return not layout.big_endian and layout.bits_per_long in self.widths
+
+    def bitmap(self, layout: Layout) -> CImpl | None:
+        lib = self.library(layout.bits_per_long) if self.supports(layout) else None
+        return None if lib is None else CImpl(lib, f"{self.name}-{layout.bits_per_long}")
+
+    def bitmap_functions(self, layout: Layout) -> list[str]:
+        """The model's bitmap functions the library has (what the decoder may call)."""
+        impl = self.bitmap(layout)
+        return [] if impl is None else [n for n in sorted(ModelImpl.functions) if impl.has(n)]
+
+    def ram_missing(self, bits: int) -> list[str]:
+        lib = self.library(bits)
+        if lib is None:
+            return []
+        return [d.name for d in abi() if d.header == RAM_HEADER and not lib.has(d.name)]
+
+    def ram(self, layout: Layout) -> Callable[..., Any] | None:
+        """A factory of C ram contexts for ``layout`` (None if the library has no ram layer)."""
+        if not self.supports(layout) or self.ram_missing(layout.bits_per_long):
+            return None
+        from recvmap.qemu_ref.ram import CRamContext
+
+        lib = self.library(layout.bits_per_long)
+
+        def make(target_page: Any, **kw: Any) -> Any:
+            kw["strict"] = False  # the model checks strict mode before C is called
+            return CRamContext(target_page, lib=lib, checked=False, **kw)
+
+        return make

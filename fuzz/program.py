@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Programs of QEMU operations: the one format every producer and the engine share.
+
+A program fixes a memory layout, a few word arrays with their initial words, and a list of
+operations named after QEMU's functions. Arguments are integers or references to arrays
+(``Ref``). The JSON form is what vector files, reproducers and ``recvmap replay`` use::
+
+    {"layer": "bitmap", "bits_per_long": 64, "big_endian": false,
+     "arrays": [{"nwords": 2, "words": {"1": "0x8000000000000000"}}],
+     "ops": [["bitmap_set", ["@0", 3, 70]], ["find_next_bit", ["@0", 128, 0]]]}
+
+Initial contents are word VALUES, so one program means the same on every byte order.
+The ram and recovery layers put their RAM blocks and page sizes in ``setup``; there ``@k``
+is block k, and a plain string argument is a C string (a block name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from recvmap.pymodel.words import Layout
+
+Arg = int | str  # JSON: an int, "@k" for array (or block) k, any other string a C string
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Array number ``index`` of the program."""
+
+    index: int
+
+    def __str__(self) -> str:
+        return f"@{self.index}"
+
+
+@dataclass
+class ArraySpec:
+    nwords: int
+    words: dict[int, int] = field(default_factory=dict)  # sparse initial word values
+
+
+@dataclass
+class Op:
+    name: str
+    args: tuple[int | Ref | str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(_show(a) for a in self.args)})"
+
+
+def _show(a: int | Ref | str) -> str:
+    if isinstance(a, Ref):
+        return str(a)
+    if isinstance(a, str):
+        return repr(a)
+    return hex(a) if abs(a) > 4096 else str(a)
+
+
+@dataclass
+class Program:
+    layout: Layout
+    arrays: list[ArraySpec] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+    layer: str = "bitmap"
+    setup: dict[str, Any] = field(default_factory=dict)  # layer-specific parameters
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "bits_per_long": self.layout.bits_per_long,
+            "big_endian": self.layout.big_endian,
+            **({"setup": self.setup} if self.setup else {}),
+            "arrays": [
+                {"nwords": a.nwords, "words": {str(i): hex(v) for i, v in sorted(a.words.items())}}
+                for a in self.arrays
+            ],
+            "ops": [[op.name, [_arg_json(x) for x in op.args]] for op in self.ops],
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Program:
+        layout = Layout(int(obj["bits_per_long"]), bool(obj.get("big_endian", False)))
+        arrays = [
+            ArraySpec(int(a["nwords"]), {int(i): int(v, 0) for i, v in a.get("words", {}).items()})
+            for a in obj.get("arrays", [])
+        ]
+        ops = [Op(str(name), tuple(_arg_parse(x) for x in args)) for name, args in obj["ops"]]
+        return cls(layout, arrays, ops, str(obj.get("layer", "bitmap")), dict(obj.get("setup", {})))
+
+    def with_ops(self, ops: list[Op]) -> Program:
+        return Program(self.layout, self.arrays, list(ops), self.layer, self.setup)
+
+
+def _arg_json(a: int | Ref | str) -> Arg:
+    if isinstance(a, str) and a.startswith("@"):
+        raise ValueError(f"string argument {a!r}: a leading @ is reserved for references")
+    return str(a) if isinstance(a, Ref) else a
+
+
+def _arg_parse(a: Arg) -> int | Ref | str:
+    if isinstance(a, str):
+        if a.startswith("@"):
+            if not a[1:].isdigit():
+                raise ValueError(f"argument {a!r}: a reference is written @k, k >= 0")
+            return Ref(int(a[1:]))
+        return a
+    if isinstance(a, bool) or not isinstance(a, int):
+        raise ValueError(f"argument {a!r}: integers, strings and @k references only")
+    return a

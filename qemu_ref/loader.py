@@ -1,0 +1,209 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Load a shared library exporting QEMU's bitmap symbols and present it like the model.
+
+The ABI is the set of ``QREF_API`` lines in the installed headers (``qemu_ref.h``,
+``qemu_ref_ram.h``): this module parses them, so argument and return types are written
+once, in C. A library is either ours (every symbol must be present) or a user's
+(``partial=True``: missing symbols are listed in ``CLibrary.missing``, never hidden).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
+
+HEADERS = ("qemu_ref.h", "qemu_ref_ram.h")
+ENV_VAR = "RECVMAP_LIB"
+
+
+class LibraryError(RuntimeError):
+    """A library could not be loaded or does not match the ABI; the message says which."""
+
+
+@dataclass(frozen=True)
+class Decl:
+    """One exported function of the ABI header."""
+
+    name: str
+    restype: str
+    argtypes: tuple[str, ...]
+    header: str
+
+
+_DECL = re.compile(r"^QREF_API\s+(?P<ret>[\w\s\*]+?)\s*\b(?P<name>\w+)\s*\((?P<args>[^)]*)\)\s*;")
+
+
+def _param_type(param: str) -> str:
+    """Strip the parameter name from a C parameter declaration, normalise spacing."""
+    param = " ".join(param.replace("*", " * ").split())
+    if param in ("void", ""):
+        return ""
+    words = param.split(" ")
+    if len(words) > 1 and words[-1] != "*" and re.fullmatch(r"\w+", words[-1]):
+        words = words[:-1]
+    return " ".join(words)
+
+
+def parse_header(text: str, header: str = "") -> list[Decl]:
+    """Every ``QREF_API`` declaration of a header, in order."""
+    decls = []
+    for line in text.splitlines():
+        m = _DECL.match(line.strip())
+        if not m:
+            continue
+        args = tuple(t for t in (_param_type(p) for p in m["args"].split(",")) if t)
+        ret = " ".join(m["ret"].replace("*", " * ").split())
+        decls.append(Decl(m["name"], ret, args, header))
+    return decls
+
+
+def _ctype(spelling: str, bits: int) -> Any:
+    """The ctypes type for one C type spelling of the ABI, for a library of ``bits``-bit longs."""
+    ulong = ctypes.c_uint32 if bits == 32 else ctypes.c_uint64
+    long_ = ctypes.c_int32 if bits == 32 else ctypes.c_int64
+    base = spelling.replace("const ", "").strip()
+    scalars: dict[str, Any] = {
+        "void": None,
+        "int": ctypes.c_int,
+        "bool": ctypes.c_bool,
+        "qref_ulong": ulong,
+        "qref_long": long_,
+        "int64_t": ctypes.c_int64,
+        "uint64_t": ctypes.c_uint64,
+        "uint32_t": ctypes.c_uint32,
+        "size_t": ctypes.c_size_t,
+        "uint8_t *": ctypes.POINTER(ctypes.c_uint8),
+        "qref_ulong *": ctypes.POINTER(ulong),
+        "char *": ctypes.c_char_p,
+    }
+    if base in scalars:
+        return scalars[base]
+    if base.endswith("*"):
+        return ctypes.c_void_p  # void * and struct pointers
+    raise LibraryError(f"ABI header uses a type the loader does not know: {spelling!r}")
+
+
+def package_file(name: str) -> Path:
+    """A file installed inside ``recvmap.qemu_ref`` (normal or editable install)."""
+    ref = resources.files("recvmap.qemu_ref").joinpath(name)
+    with resources.as_file(ref) as path:
+        return Path(path)
+
+
+def abi() -> list[Decl]:
+    """All declarations of the installed ABI headers."""
+    decls: list[Decl] = []
+    for header in HEADERS:
+        decls += parse_header(package_file(header).read_text(), header)
+    return decls
+
+
+def default_path(bits: int) -> Path:
+    """Our own library for ``bits``-bit words, as installed by meson."""
+    return package_file(f"libqemuref{bits}.so")
+
+
+class CWords:
+    """An array of C unsigned longs handed to the library; same face as the model's Words."""
+
+    def __init__(self, ctype: Any, nwords: int, bits_per_long: int) -> None:
+        self.nwords = nwords
+        self.bits_per_long = bits_per_long
+        self.array = (ctype * nwords)()
+        # ctypes only accepts a real pointer object through _as_parameter_.
+        self._as_parameter_ = ctypes.cast(self.array, ctypes.POINTER(ctype))
+
+    @property
+    def nbits(self) -> int:
+        return self.nwords * self.bits_per_long
+
+    def view(self) -> memoryview:
+        """The memory image without a copy (this host's byte order)."""
+        return memoryview(self.array).cast("B")
+
+    def image(self) -> bytes:
+        return bytes(self.view())
+
+    def load_image(self, image: bytes) -> None:
+        view = self.view()
+        if len(image) != len(view):
+            raise ValueError(f"image of {len(image)} bytes for {len(view)} bytes of words")
+        view[:] = image
+
+
+class CLibrary:
+    """A loaded shared library with the ABI's functions as attributes."""
+
+    def __init__(self, path: str | os.PathLike[str], bits: int, partial: bool = False) -> None:
+        self.path = Path(path)
+        self.bits = bits
+        self.layout: Layout = LP64_LE if bits == 64 else ILP32_LE
+        if bits not in (32, 64):
+            raise LibraryError(f"{self.path}: word width must be 32 or 64, not {bits}")
+        if not self.path.is_file():
+            raise LibraryError(f"{self.path}: no such library file")
+        try:
+            self.cdll = ctypes.CDLL(str(self.path))
+        except OSError as err:
+            raise LibraryError(f"{self.path}: cannot load: {err}") from None
+        self._ulong = ctypes.c_uint32 if bits == 32 else ctypes.c_uint64
+        self.functions: dict[str, Callable[..., Any]] = {}
+        self.missing: list[str] = []
+        for decl in abi():
+            try:
+                fn = getattr(self.cdll, decl.name)
+            except AttributeError:
+                self.missing.append(decl.name)
+                continue
+            fn.restype = _ctype(decl.restype, bits)
+            fn.argtypes = [_ctype(t, bits) for t in decl.argtypes]
+            self.functions[decl.name] = fn
+        self._check_identity(partial)
+
+    def _check_identity(self, partial: bool) -> None:
+        """Our libraries say their word width; a user's library must export something."""
+        marker = getattr(self.cdll, "qref_bits_per_long", None)
+        if marker is not None:
+            marker.restype = ctypes.c_int
+            marker.argtypes = []
+            actual = marker()
+            if actual != self.bits:
+                raise LibraryError(
+                    f"{self.path}: wrong library: built for {actual}-bit words, "
+                    f"loaded as {self.bits}-bit"
+                )
+        if not self.functions:
+            raise LibraryError(f"{self.path}: wrong library: exports none of QEMU's bitmap symbols")
+        if self.missing and not partial:
+            raise LibraryError(f"{self.path}: missing symbols: {', '.join(self.missing)}")
+
+    def has(self, name: str) -> bool:
+        return name in self.functions
+
+    def words(self, nwords: int) -> CWords:
+        return CWords(self._ulong, nwords, self.bits)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        try:
+            return self.__dict__["functions"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise AttributeError(f"{self.path.name} has no function {name}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.functions)
+
+
+def load(path: str | os.PathLike[str] | None = None, bits: int = 64, partial: bool = False) -> CLibrary:
+    """Load a library: ``path``, else ``$RECVMAP_LIB``, else our installed one for ``bits``."""
+    if path is None:
+        env = os.environ.get(ENV_VAR)
+        path = env if env else default_path(bits)
+    return CLibrary(path, bits, partial)
