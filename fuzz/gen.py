@@ -112,7 +112,10 @@ def decode_arrays(src: Source, layout: Layout, max_words: int) -> list[ArraySpec
 
 
 def decode_op(
-    src: Source, sigs: dict[str, tuple[str, ...]], names: Sequence[str], arrays: list[ArraySpec],
+    src: Source,
+    sigs: dict[str, tuple[str, ...]],
+    names: Sequence[str],
+    arrays: list[ArraySpec],
     bpl: int,
 ) -> Op:
     name = src.choice(names)
@@ -134,7 +137,10 @@ def decode_op(
 
 
 def decode_bitmap_program(
-    data: bytes, layout: Layout, max_ops: int = 24, max_words: int = 64,
+    data: bytes,
+    layout: Layout,
+    max_ops: int = 24,
+    max_words: int = 64,
     names: Sequence[str] | None = None,
 ) -> tuple[Program, Callable[[], Op | None]]:
     """Arrays decoded now, and a function yielding the next operation (None when done)."""

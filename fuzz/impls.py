@@ -120,7 +120,9 @@ class Subject:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, bits: int | None = None,
+        self,
+        path: str | os.PathLike[str] | None = None,
+        bits: int | None = None,
         libraries: dict[int, CLibrary] | None = None,
     ) -> None:
         self.path = None if path is None else Path(path)
@@ -131,8 +133,10 @@ class Subject:
             self.widths = (64, 32) if bits is None else (bits,)
         else:
             self.widths = (bits or library_bits(self.path),)
-        self.name = "qemu_ref" if self.path is None and not libraries else (
-            self.path.name if self.path else next(iter(self._libs.values())).path.name
+        self.name = (
+            "qemu_ref"
+            if self.path is None and not libraries
+            else (self.path.name if self.path else next(iter(self._libs.values())).path.name)
         )
 
     def library(self, bits: int) -> CLibrary | None:

@@ -201,7 +201,9 @@ class CLibrary:
         return iter(self.functions)
 
 
-def load(path: str | os.PathLike[str] | None = None, bits: int = 64, partial: bool = False) -> CLibrary:
+def load(
+    path: str | os.PathLike[str] | None = None, bits: int = 64, partial: bool = False
+) -> CLibrary:
     """Load a library: ``path``, else ``$RECVMAP_LIB``, else our installed one for ``bits``."""
     if path is None:
         env = os.environ.get(ENV_VAR)

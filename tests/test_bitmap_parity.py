@@ -83,7 +83,10 @@ def test_every_find_offset(pair: Pair, name: str) -> None:
             for size in range(limit + 1)
             for offset in range(limit + 2)
         ]
-        ops += [Op(f, (Ref(0), size)) for size in range(limit + 1) for f in (
-            "find_first_bit", "find_first_zero_bit", "find_last_bit")]
+        ops += [
+            Op(f, (Ref(0), size))
+            for size in range(limit + 1)
+            for f in ("find_first_bit", "find_first_zero_bit", "find_last_bit")
+        ]
         results = check(Program(model.layout, [ArraySpec(3, dict(words))], ops), pair)
         assert INVALID not in [r[0] if isinstance(r, tuple) else r for r in results]

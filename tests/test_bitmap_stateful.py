@@ -61,8 +61,17 @@ def machine_for(bits: int) -> type[RuleBasedStateMachine]:
 
         @rule(
             name=st.sampled_from(
-                ["set_bit", "set_bit_atomic", "clear_bit", "clear_bit_atomic", "change_bit",
-                 "test_bit", "test_and_set_bit", "test_and_clear_bit", "test_and_change_bit"]
+                [
+                    "set_bit",
+                    "set_bit_atomic",
+                    "clear_bit",
+                    "clear_bit_atomic",
+                    "change_bit",
+                    "test_bit",
+                    "test_and_set_bit",
+                    "test_and_clear_bit",
+                    "test_and_change_bit",
+                ]
             ),
             nr=st.integers(0, nbits - 1),
             a=arr,
@@ -72,8 +81,14 @@ def machine_for(bits: int) -> type[RuleBasedStateMachine]:
 
         @rule(
             name=st.sampled_from(
-                ["bitmap_set", "bitmap_set_atomic", "bitmap_clear", "bitmap_test_and_clear",
-                 "bitmap_test_and_clear_atomic", "bitmap_count_one_with_offset"]
+                [
+                    "bitmap_set",
+                    "bitmap_set_atomic",
+                    "bitmap_clear",
+                    "bitmap_test_and_clear",
+                    "bitmap_test_and_clear_atomic",
+                    "bitmap_count_one_with_offset",
+                ]
             ),
             start=num,
             nr=num,
@@ -84,9 +99,7 @@ def machine_for(bits: int) -> type[RuleBasedStateMachine]:
                 self.apply(name, Ref(a), start, nr)
 
         @rule(
-            name=st.sampled_from(
-                ["bitmap_and", "bitmap_or", "bitmap_xor", "bitmap_andnot"]
-            ),
+            name=st.sampled_from(["bitmap_and", "bitmap_or", "bitmap_xor", "bitmap_andnot"]),
             n=num.filter(bool),
             d=arr,
             a=arr,
@@ -128,8 +141,11 @@ def machine_for(bits: int) -> type[RuleBasedStateMachine]:
             self.apply(name, Ref(a), size, offset)
 
         @rule(
-            start=num, nr=st.integers(0, 2 * bpl), mask=st.sampled_from([0, 1, 3, 7, 63]),
-            size=num, a=arr,
+            start=num,
+            nr=st.integers(0, 2 * bpl),
+            mask=st.sampled_from([0, 1, 3, 7, 63]),
+            size=num,
+            a=arr,
         )
         def zero_area(self, start: int, nr: int, mask: int, size: int, a: int) -> None:
             self.apply("bitmap_find_next_zero_area", Ref(a), size, start, nr, mask)
@@ -146,7 +162,9 @@ def machine_for(bits: int) -> type[RuleBasedStateMachine]:
                 self.apply(name, Ref(d), Ref(s), off, n)
 
         @rule(
-            name=st.sampled_from(["bitmap_to_le", "bitmap_from_le", "bitmap_copy_and_clear_atomic"]),
+            name=st.sampled_from(
+                ["bitmap_to_le", "bitmap_from_le", "bitmap_copy_and_clear_atomic"]
+            ),
             n=num.filter(bool),
             d=arr,
             s=arr,

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Model against C, side by side in one run, on a 2^28-bit bitmap (1 TiB guest at 4K pages).
+
+For each operation: best-of-N wall time of the model and of the C reference (called through
+ctypes, as the engine calls it), and their ratio. Memory: the model's traced allocation for the
+bitmap against the C allocation (BITS_TO_LONGS * sizeof(long)). Targets: time ratio <= 3,
+memory ratio <= 1.25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+from recvmap.fuzz.impls import CImpl, ModelImpl
+from recvmap.qemu_ref import load
+
+GIB_PAGES = 1 << 18  # a 1 GiB range at 4K target pages
+
+
+def best(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bits", type=int, default=28, help="log2 of the bitmap size (default 28)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--word-bits", type=int, default=64, choices=(64, 32))
+    args = ap.parse_args()
+    nbits = 1 << args.bits
+    lib = load(bits=args.word_bits)
+    model, impl = ModelImpl(lib.layout), CImpl(lib)
+    nwords = -(-nbits // lib.layout.bits_per_long)
+
+    tracemalloc.start()
+    m, m2 = model.alloc(nwords), model.alloc(nwords)
+    model_bytes = tracemalloc.get_traced_memory()[0] / 2
+    tracemalloc.stop()
+    c, c2 = impl.alloc(nwords), impl.alloc(nwords)
+    c_bytes = nwords * lib.layout.bits_per_long // 8
+
+    def side(impl_: Any, h: Any, h2: Any) -> dict[str, Callable[[], Any]]:
+        call = impl_.call
+        starts = [(i * 4099 * 64 + (i % 3) * 17) % (nbits - GIB_PAGES) for i in range(64)]
+
+        def gib_sets() -> None:
+            for s in starts:
+                call("bitmap_set", h, s, GIB_PAGES)
+
+        return {
+            "bitmap_set (whole map)": lambda: call("bitmap_set", h, 0, nbits),
+            "find_next_zero_bit (all ones)": lambda: call("find_next_zero_bit", h, nbits, 0),
+            "bitmap_count_one (full)": lambda: call("bitmap_count_one", h, nbits),
+            "bitmap_to_le": lambda: call("bitmap_to_le", h2, h, nbits),
+            "bitmap_clear (whole map)": lambda: call("bitmap_clear", h, 0, nbits),
+            "find_next_bit (all zero)": lambda: call("find_next_bit", h, nbits, 0),
+            "64 x bitmap_set of 1 GiB": gib_sets,
+        }
+
+    msides, csides = side(model, m, m2), side(impl, c, c2)
+    print(f"bitmap of 2^{args.bits} bits, {args.word_bits}-bit words, best of {args.repeat}")
+    print(f"{'operation':32} {'model ms':>10} {'C ms':>10} {'ratio':>7}  target <= 3")
+    worst = 0.0
+    for name in msides:
+        tm, tc = best(msides[name], args.repeat), best(csides[name], args.repeat)
+        ratio = tm / tc
+        worst = max(worst, ratio)
+        verdict = "ok" if ratio <= 3 else "OVER"
+        print(f"{name:32} {tm * 1e3:10.3f} {tc * 1e3:10.3f} {ratio:7.2f}  {verdict}")
+    assert model.image(m) == impl.image(c), "model and C disagree after the benchmark"
+    mem = model_bytes / c_bytes
+    print(
+        f"{'memory (model / C allocation)':32} {model_bytes / 2**20:9.2f}M {c_bytes / 2**20:9.2f}M "
+        f"{mem:7.3f}  target <= 1.25 {'ok' if mem <= 1.25 else 'OVER'}"
+    )
+    print(f"worst time ratio {worst:.2f}")
+    return 0 if worst <= 3 and mem <= 1.25 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
