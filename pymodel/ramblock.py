@@ -1,0 +1,774 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""RAM blocks and their received-page bitmap, as QEMU's migration code keeps them.
+
+QEMU gives each migrated RAMBlock a ``receivedmap`` on the destination (commit
+f9494614898f): one bit per *target* page, set when that page has arrived. This module
+models the blocks (include/exec/ramblock.h), the run-time target page size
+(page-vary-target.c), and the map's accessors (migration/ram.c, include/exec/ram_addr.h),
+the discard path (migration/ram.c ram_discard_range, system/physmem.c
+ram_block_discard_range) and postcopy placement (migration/postcopy-ram.c), on top of the
+model's bitmap functions.
+
+What QEMU keeps in globals (the RAM list, the target page bits, which side of the
+migration this process is) is an explicit ``RamContext`` here. Its methods keep QEMU's
+names and argument order, so ``ctx.ramblock_recv_bitmap_set(rb, host_addr)`` is QEMU's
+``ramblock_recv_bitmap_set(rb, host_addr)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, Self
+
+from .arch import Host, Target
+from .arch import target as _arch_target
+from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
+from .bitops import set_bit_atomic, test_bit
+from .errors import PreconditionError
+from .words import LP64_LE, Layout, Words
+
+UINT64_BITS = 64
+IDSTR_MAX = 255  # char idstr[256] in QEMU's RAMBlock
+
+
+class Side(enum.Enum):
+    """Which end of the migration a process is: only the destination has receivedmaps."""
+
+    DESTINATION = "destination"
+    SOURCE = "source"
+
+
+def c_long(value: int, bits: int) -> int:
+    """``value`` converted to a signed ``bits``-bit C integer (gcc: modulo 2**bits)."""
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def check_unsigned(function: str, argument: str, value: int, bits: int, ctype: str) -> None:
+    """Precondition: ``value`` is representable in the unsigned C type ``ctype``."""
+    if not 0 <= value < 1 << bits:
+        raise PreconditionError(function, argument, f"0 <= {argument} < 2**{bits} ({ctype})")
+
+
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+class TargetPage:
+    """Run-time target page bits: lowered before they are finalized, then frozen.
+
+    QEMU (page-vary-target.c): with TARGET_PAGE_BITS_VARY, ``set_preferred_target_page_bits``
+    asserts ``bits >= TARGET_PAGE_BITS_MIN`` and lowers the bits (never raises them); once
+    ``finalize_target_page_bits`` has run, a request to lower them returns false. A target
+    without VARY has fixed bits and both calls change nothing.
+    """
+
+    def __init__(self, bits: int, *, vary: bool = False) -> None:
+        if not 1 <= bits <= 31:
+            raise PreconditionError("TargetPage", "bits", "1 <= bits <= 31")
+        self.vary = vary
+        self.bits_min = bits
+        self.bits = 0 if vary else bits
+        self.decided = not vary
+
+    @classmethod
+    def fixed(cls, bits: int) -> TargetPage:
+        """A target whose TARGET_PAGE_BITS is a compile-time constant."""
+        return cls(bits)
+
+    @classmethod
+    def variable(cls, bits_min: int) -> TargetPage:
+        """A TARGET_PAGE_BITS_VARY target with TARGET_PAGE_BITS_MIN ``bits_min``, undecided."""
+        return cls(bits_min, vary=True)
+
+    @classmethod
+    def for_target(
+        cls, t: Target | str, board: str | None = None, qemu_version: str | None = None
+    ) -> TargetPage:
+        """The finalized page bits of target ``t`` on ``board`` in ``qemu_version``.
+
+        Board and historical values come from the facts table (pymodel.arch). None means
+        the current QEMU and a board that asks for nothing special.
+        """
+        t = _arch_target(t) if isinstance(t, str) else t
+        bits = t.page_bits
+        ver = _version(qemu_version) if qemu_version else None
+        for h in sorted(t.history, key=lambda h: _version(h.changed_in)):
+            if ver is not None and ver < _version(h.changed_in):
+                bits = h.bits
+                break
+        for b in t.boards:
+            since_ok = b.since is None or ver is None or ver >= _version(b.since)
+            until_ok = b.until is None or (ver is not None and ver <= _version(b.until))
+            if board in b.boards and since_ok and until_ok:
+                bits = b.bits
+        if t.vary:
+            tp = cls.variable(t.page_bits)
+            tp.set_preferred_target_page_bits(bits)
+        else:
+            tp = cls.fixed(bits)
+        tp.finalize_target_page_bits()
+        return tp
+
+    def set_preferred_target_page_bits(self, bits: int) -> bool:
+        """Lower the page bits to ``bits``; False once finalized (page-vary-target.c)."""
+        if not self.vary:
+            return True
+        if bits < self.bits_min:
+            raise PreconditionError(
+                "set_preferred_target_page_bits",
+                "bits",
+                f"bits >= TARGET_PAGE_BITS_MIN = {self.bits_min} (assert in page-vary-target.c)",
+            )
+        if self.bits == 0 or self.bits > bits:
+            if self.decided:
+                return False
+            self.bits = bits
+        return True
+
+    def finalize_target_page_bits(self) -> None:
+        """Freeze the bits; unset bits become TARGET_PAGE_BITS_MIN (page-vary-target.c)."""
+        if self.vary and self.bits == 0:
+            self.bits = self.bits_min
+        self.decided = True
+
+    def qemu_target_page_bits(self) -> int:
+        """The page bits; must be finalized (assert in include/exec/target_page.h)."""
+        if not self.decided:
+            raise PreconditionError(
+                "qemu_target_page_bits",
+                "target_page",
+                "finalize_target_page_bits() first (assert in include/exec/target_page.h "
+                "with CONFIG_DEBUG_TCG)",
+            )
+        return self.bits
+
+    def qemu_target_page_size(self) -> int:
+        return 1 << self.qemu_target_page_bits()
+
+    def __repr__(self) -> str:
+        state = "decided" if self.decided else "undecided"
+        kind = f"vary, min {self.bits_min}" if self.vary else "fixed"
+        return f"TargetPage(bits={self.bits}, {kind}, {state})"
+
+
+class RAMBlock:
+    """The fields of QEMU's RAMBlock (include/exec/ramblock.h) the received map uses.
+
+    ``host`` is the block's host base address (an int, never dereferenced); lengths are
+    ram_addr_t (uint64_t); ``page_size`` is the host page or hugepage backing the block.
+    ``receivedmap`` exists on the destination between ramblock_recv_map_init and
+    ram_load_cleanup; ``bmap`` is the source's dirty bitmap, reloaded on recovery.
+    Create blocks with ``RamContext.ram_block_add``, which checks QEMU's rules.
+    """
+
+    def __init__(
+        self,
+        idstr: str,
+        host: int,
+        used_length: int,
+        max_length: int,
+        page_size: int,
+        *,
+        postcopy_length: int | None = None,
+        migratable: bool = True,
+        ignored: bool = False,
+    ) -> None:
+        self.idstr = idstr
+        self.host = host
+        self.used_length = used_length
+        self.max_length = max_length
+        self.page_size = page_size
+        self.postcopy_length = used_length if postcopy_length is None else postcopy_length
+        self.migratable = migratable
+        self.ignored = ignored
+        self.receivedmap: Words | None = None
+        self.bmap: Words | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"RAMBlock({self.idstr!r}, host=0x{self.host:x}, used=0x{self.used_length:x}, "
+            f"max=0x{self.max_length:x}, page_size=0x{self.page_size:x})"
+        )
+
+
+class RAMList:
+    """QEMU's ram_list: the blocks in creation order."""
+
+    def __init__(self) -> None:
+        self.blocks: list[RAMBlock] = []
+
+    def __iter__(self) -> Iterator[RAMBlock]:
+        return iter(self.blocks)
+
+    def qemu_ram_block_by_name(self, name: str) -> RAMBlock | None:
+        """The block whose idstr is ``name``, or None (system/physmem.c)."""
+        for rb in self.blocks:
+            if rb.idstr == name:
+                return rb
+        return None
+
+    def not_ignored(self) -> Iterator[RAMBlock]:
+        """RAMBLOCK_FOREACH_NOT_IGNORED (migration/ram.c)."""
+        return (rb for rb in self.blocks if not ramblock_is_ignored(rb))
+
+
+def ramblock_is_ignored(rb: RAMBlock) -> bool:
+    """Not migratable, or left out by ignore-shared (migration/ram.c)."""
+    return not rb.migratable or rb.ignored
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """The checked parameters of a new block (shared by the model and the C face)."""
+
+    idstr: str
+    host: int
+    used_length: int
+    max_length: int
+    page_size: int
+    postcopy_length: int
+    migratable: bool
+    ignored: bool
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+class RamConfig:
+    """What QEMU keeps in globals: target page, host page, word layout, side, errors.
+
+    ``pointer_bits`` is the width of the host's pointers (default: the layout's long
+    width; 64 for an LLP64 host). ``strict`` makes host addresses outside a block an
+    error instead of QEMU's wrap-around. ``error_log`` collects error_report() lines.
+    """
+
+    def __init__(
+        self,
+        target_page: TargetPage,
+        *,
+        side: Side = Side.DESTINATION,
+        layout: Layout = LP64_LE,
+        host_page_size: int = 4096,
+        pointer_bits: int | None = None,
+        strict: bool = False,
+        host: Host | None = None,
+    ) -> None:
+        if not _is_pow2(host_page_size):
+            raise PreconditionError("RamContext", "host_page_size", "a power of two")
+        self.target_page = target_page
+        self.side = side
+        self.layout = layout
+        self.host_page_size = host_page_size
+        self.pointer_bits = layout.bits_per_long if pointer_bits is None else pointer_bits
+        self.strict = strict
+        self.host = host
+        self.error_log: list[str] = []
+        self._specs: list[BlockSpec] = []
+
+    @classmethod
+    def for_host(
+        cls, h: Host, target_page: TargetPage, side: Side = Side.DESTINATION, strict: bool = False
+    ) -> Self:
+        """A context for host ``h`` of the arch table (layout, page, pointer width)."""
+        return cls(
+            target_page,
+            side=side,
+            layout=h.layout,
+            host_page_size=h.base_page,
+            pointer_bits=h.pointer_bits,
+            strict=strict,
+            host=h,
+        )
+
+    @property
+    def bits_per_long(self) -> int:
+        return self.layout.bits_per_long
+
+    def qemu_target_page_bits(self) -> int:
+        return self.target_page.qemu_target_page_bits()
+
+    def qemu_target_page_size(self) -> int:
+        return self.target_page.qemu_target_page_size()
+
+    def error_report(self, message: str) -> None:
+        """QEMU's error_report(): the message is kept in ``error_log``."""
+        self.error_log.append(message)
+
+    def _next_host(self, page_size: int) -> int:
+        base = 0x7F00_0000_0000 if self.pointer_bits > 32 else 0x4000_0000
+        for s in self._specs:
+            base = max(base, s.host + s.max_length + self.host_page_size)
+        return -(-base // page_size) * page_size
+
+    def block_spec(
+        self,
+        idstr: str,
+        used_length: int,
+        max_length: int | None = None,
+        *,
+        page_size: int | None = None,
+        host: int | None = None,
+        postcopy_length: int | None = None,
+        migratable: bool = True,
+        ignored: bool = False,
+    ) -> BlockSpec:
+        """Check a new block against QEMU's rules, placing it if ``host`` is None.
+
+        Rules: idstr unique, 1..255 bytes; page_size a power of two, at least the host
+        page (and one of the host's page sizes when the host is known); lengths multiples
+        of max(page_size, target page) (facts 7: RAMBlock lengths are multiples of
+        max(host page, target page); a hugepage block is whole hugepages);
+        0 < max_length, used_length and postcopy_length <= max_length; host aligned to
+        page_size; the block fits the pointer width and overlaps no other block.
+        """
+        fn = "ram_block_add"
+        max_length = used_length if max_length is None else max_length
+        page_size = self.host_page_size if page_size is None else page_size
+        postcopy_length = used_length if postcopy_length is None else postcopy_length
+        raw = idstr.encode()
+        if not raw or len(raw) > IDSTR_MAX or b"\0" in raw:
+            raise PreconditionError(fn, "idstr", "1 to 255 bytes, no NUL (char idstr[256])")
+        if any(s.idstr == idstr for s in self._specs):
+            raise PreconditionError(fn, "idstr", f"unique in ram_list ({idstr!r} exists)")
+        if not _is_pow2(page_size) or page_size < self.host_page_size:
+            raise PreconditionError(
+                fn, "page_size", f"a power of two >= the host page 0x{self.host_page_size:x}"
+            )
+        if self.host is not None and page_size not in self.host.page_sizes:
+            sizes = ", ".join(hex(p) for p in self.host.page_sizes)
+            raise PreconditionError(fn, "page_size", f"one of host {self.host.name}'s: {sizes}")
+        align = max(page_size, self.qemu_target_page_size())
+        for name, value in (
+            ("used_length", used_length),
+            ("max_length", max_length),
+            ("postcopy_length", postcopy_length),
+        ):
+            if value < 0 or value % align:
+                raise PreconditionError(
+                    fn, name, f"a multiple of max(page_size, target page) = 0x{align:x}"
+                )
+            if value > max_length:
+                raise PreconditionError(fn, name, f"{name} <= max_length")
+        if max_length == 0:
+            raise PreconditionError(fn, "max_length", "max_length > 0 (QEMU cannot map 0 bytes)")
+        host = self._next_host(page_size) if host is None else host
+        if host < 0 or host % page_size:
+            raise PreconditionError(fn, "host", f"aligned to page_size 0x{page_size:x}")
+        if host + max_length > 1 << self.pointer_bits:
+            raise PreconditionError(fn, "host", f"block inside the {self.pointer_bits}-bit space")
+        for s in self._specs:
+            if host < s.host + s.max_length and s.host < host + max_length:
+                raise PreconditionError(fn, "host", f"no overlap with block {s.idstr!r}")
+        spec = BlockSpec(
+            idstr, host, used_length, max_length, page_size, postcopy_length, migratable, ignored
+        )
+        self._specs.append(spec)
+        return spec
+
+
+class RamContext(RamConfig):
+    """The model: a RAM list, the target page, and QEMU's receivedmap functions."""
+
+    def __init__(
+        self,
+        target_page: TargetPage,
+        *,
+        side: Side = Side.DESTINATION,
+        layout: Layout = LP64_LE,
+        host_page_size: int = 4096,
+        pointer_bits: int | None = None,
+        strict: bool = False,
+        host: Host | None = None,
+    ) -> None:
+        super().__init__(
+            target_page,
+            side=side,
+            layout=layout,
+            host_page_size=host_page_size,
+            pointer_bits=pointer_bits,
+            strict=strict,
+            host=host,
+        )
+        self.ram_list = RAMList()
+
+    # --- the RAM list ---------------------------------------------------------------
+
+    def ram_block_add(
+        self,
+        idstr: str,
+        used_length: int,
+        max_length: int | None = None,
+        *,
+        page_size: int | None = None,
+        host: int | None = None,
+        postcopy_length: int | None = None,
+        migratable: bool = True,
+        ignored: bool = False,
+    ) -> RAMBlock:
+        """Create a block (rules: ``RamConfig.block_spec``) and append it to the list."""
+        s = self.block_spec(
+            idstr,
+            used_length,
+            max_length,
+            page_size=page_size,
+            host=host,
+            postcopy_length=postcopy_length,
+            migratable=migratable,
+            ignored=ignored,
+        )
+        rb = RAMBlock(
+            s.idstr,
+            s.host,
+            s.used_length,
+            s.max_length,
+            s.page_size,
+            postcopy_length=s.postcopy_length,
+            migratable=s.migratable,
+            ignored=s.ignored,
+        )
+        self.ram_list.blocks.append(rb)
+        return rb
+
+    def qemu_ram_block_by_name(self, name: str) -> RAMBlock | None:
+        return self.ram_list.qemu_ram_block_by_name(name)
+
+    def ramblock_is_ignored(self, rb: RAMBlock) -> bool:
+        return ramblock_is_ignored(rb)
+
+    # --- preconditions ----------------------------------------------------------------
+
+    def _check_pointer(self, function: str, argument: str, value: int) -> None:
+        check_unsigned(function, argument, value, self.pointer_bits, "void *")
+
+    def _check_size(self, function: str, argument: str, value: int) -> None:
+        check_unsigned(function, argument, value, self.pointer_bits, "size_t")
+
+    def _recvmap(self, function: str, rb: RAMBlock) -> Words:
+        if rb.receivedmap is None:
+            raise PreconditionError(
+                function,
+                "rb->receivedmap",
+                "allocated by ramblock_recv_map_init on the destination (QEMU would "
+                "dereference NULL)",
+            )
+        return rb.receivedmap
+
+    def _side(self, function: str, side: Side) -> None:
+        if self.side is not side:
+            raise PreconditionError(function, "side", f"runs on the {side.value} only")
+
+    # --- the received map -------------------------------------------------------------
+
+    def ramblock_recv_map_init(self) -> None:
+        """Allocate ``max_length >> target_page_bits`` bits per migrated block.
+
+        QEMU (migration/ram.c ramblock_recv_map_init, from ram_load_setup on the
+        destination): for each block not ignored, assert the map is NULL, then
+        bitmap_new(rb->max_length >> qemu_target_page_bits()). Ignored and non-migratable
+        blocks keep no map.
+        """
+        fn = "ramblock_recv_map_init"
+        self._side(fn, Side.DESTINATION)
+        bits = self.qemu_target_page_bits()
+        blocks = list(self.ram_list.not_ignored())
+        for rb in blocks:
+            if rb.receivedmap is not None:
+                raise PreconditionError(fn, "rb->receivedmap", "NULL (assert in migration/ram.c)")
+        for rb in blocks:
+            rb.receivedmap = bitmap_new(rb.max_length >> bits, self.layout)
+
+    def ramblock_recv_bitmap_offset(
+        self, host_addr: int, rb: RAMBlock, strict: bool | None = None
+    ) -> int:
+        """Bit index of ``host_addr``: ``(host_addr - rb->host) >> target_page_bits``.
+
+        QEMU (include/exec/ram_addr.h): the difference is taken as uintptr_t (modulo
+        2**pointer_bits), widened to uint64_t, shifted, returned as unsigned long. There is
+        no range check: an address below rb->host wraps to a huge index. ``strict`` (default
+        the context's) raises for an address outside the block instead.
+        """
+        fn = "ramblock_recv_bitmap_offset"
+        self._check_pointer(fn, "host_addr", host_addr)
+        if self.strict if strict is None else strict:
+            if not rb.host <= host_addr < rb.host + rb.max_length:
+                raise PreconditionError(
+                    fn,
+                    "host_addr",
+                    "rb->host <= host_addr < rb->host + max_length (strict mode; QEMU "
+                    "does not check and wraps around)",
+                )
+        diff = (host_addr - rb.host) % (1 << self.pointer_bits)
+        return (diff >> self.qemu_target_page_bits()) % (1 << self.bits_per_long)
+
+    def _index(self, offset: int) -> int:
+        """An unsigned long / uint64_t bit index passed as test_bit's ``long nr``."""
+        return c_long(offset, self.bits_per_long)
+
+    def ramblock_recv_bitmap_test(self, rb: RAMBlock, host_addr: int) -> int:
+        """test_bit(ramblock_recv_bitmap_offset(host_addr, rb), rb->receivedmap) (ram.c)."""
+        fn = "ramblock_recv_bitmap_test"
+        m = self._recvmap(fn, rb)
+        return test_bit(self._index(self.ramblock_recv_bitmap_offset(host_addr, rb)), m)
+
+    def ramblock_recv_bitmap_test_byte_offset(self, rb: RAMBlock, byte_offset: int) -> bool:
+        """test_bit(byte_offset >> TARGET_PAGE_BITS, rb->receivedmap) (migration/ram.c)."""
+        fn = "ramblock_recv_bitmap_test_byte_offset"
+        check_unsigned(fn, "byte_offset", byte_offset, UINT64_BITS, "uint64_t")
+        m = self._recvmap(fn, rb)
+        nr = self._index(byte_offset >> self.qemu_target_page_bits())
+        return bool(test_bit(nr, m))
+
+    def ramblock_recv_bitmap_set(self, rb: RAMBlock, host_addr: int) -> None:
+        """set_bit_atomic of the page at ``host_addr`` (migration/ram.c; precopy, per page)."""
+        fn = "ramblock_recv_bitmap_set"
+        m = self._recvmap(fn, rb)
+        set_bit_atomic(self._index(self.ramblock_recv_bitmap_offset(host_addr, rb)), m)
+
+    def ramblock_recv_bitmap_set_range(self, rb: RAMBlock, host_addr: int, nr: int) -> None:
+        """bitmap_set_atomic of ``nr`` TARGET pages from ``host_addr`` (migration/ram.c).
+
+        ``nr`` is a size_t converted to bitmap_set_atomic's ``long nr``.
+        """
+        fn = "ramblock_recv_bitmap_set_range"
+        self._check_size(fn, "nr", nr)
+        m = self._recvmap(fn, rb)
+        start = self._index(self.ramblock_recv_bitmap_offset(host_addr, rb))
+        bitmap_set_atomic(m, start, c_long(nr, self.bits_per_long))
+
+    def ramblock_recv_bitmap_set_offset(self, rb: RAMBlock, byte_offset: int) -> None:
+        """set_bit_atomic(byte_offset >> TARGET_PAGE_BITS, rb->receivedmap) (ram.c, 2024)."""
+        fn = "ramblock_recv_bitmap_set_offset"
+        check_unsigned(fn, "byte_offset", byte_offset, UINT64_BITS, "uint64_t")
+        m = self._recvmap(fn, rb)
+        set_bit_atomic(self._index(byte_offset >> self.qemu_target_page_bits()), m)
+
+    def ram_load_cleanup(self) -> int:
+        """Free each migrated block's map and set it to None; harmless twice (ram.c)."""
+        for rb in self.ram_list.not_ignored():
+            rb.receivedmap = None
+        return 0
+
+    # --- discard ----------------------------------------------------------------------
+
+    def ram_block_discard_range(self, rb: RAMBlock, start: int, length: int) -> int:
+        """The checks of system/physmem.c ram_block_discard_range; 0 or -1.
+
+        rb->host + start must be aligned to rb->page_size ("Unaligned start address");
+        start + length (uint64_t, wrapping) must not pass max_length ("Overrun block");
+        length must be a multiple of rb->page_size ("Unaligned length"). The discard
+        itself (madvise / fallocate) is not modelled. %p is printed as 0x%x.
+        """
+        fn = "ram_block_discard_range"
+        check_unsigned(fn, "start", start, UINT64_BITS, "uint64_t")
+        self._check_size(fn, "length", length)
+        host_startaddr = (rb.host + start) % (1 << self.pointer_bits)
+        if host_startaddr % rb.page_size:
+            self.error_report(f"{fn}: Unaligned start address: 0x{host_startaddr:x}")
+            return -1
+        if (start + length) % (1 << UINT64_BITS) > rb.max_length:
+            self.error_report(
+                f"{fn}: Overrun block '{rb.idstr}' ({start}/{length:x}/{rb.max_length:x})"
+            )
+            return -1
+        if length % rb.page_size:
+            self.error_report(f"{fn}: Unaligned length: {length:x}")
+            return -1
+        return 0
+
+    def ram_discard_range(self, rbname: str, start: int, length: int) -> int:
+        """Clear the received bits FIRST, then run ram_block_discard_range's checks.
+
+        QEMU (migration/ram.c): unknown block -> error, -1. If the block has a map,
+        bitmap_clear(map, start >> bits, length >> bits) (both shifts truncate), then
+        return ram_block_discard_range(rb, start, length): a discard that fails its checks
+        has already cleared the bits. The source has no map and clears nothing.
+        """
+        fn = "ram_discard_range"
+        check_unsigned(fn, "start", start, UINT64_BITS, "uint64_t")
+        self._check_size(fn, "length", length)
+        rb = self.qemu_ram_block_by_name(rbname)
+        if rb is None:
+            self.error_report(f"{fn}: Failed to find block '{rbname}'")
+            return -1
+        if rb.receivedmap is not None:
+            bits = self.qemu_target_page_bits()
+            bitmap_clear(
+                rb.receivedmap,
+                c_long(start >> bits, self.bits_per_long),
+                c_long(length >> bits, self.bits_per_long),
+            )
+        return self.ram_block_discard_range(rb, start, length)
+
+    # --- postcopy ---------------------------------------------------------------------
+
+    def postcopy_ram_supported_by_host(self) -> bool:
+        """False, with QEMU's message, when the target page is bigger than the host page.
+
+        QEMU (migration/postcopy-ram.c postcopy_ram_supported_by_host) compares the target
+        page size with getpagesize(). A host of the arch table without userfaultfd
+        (Windows) cannot postcopy either.
+        """
+        if self.qemu_target_page_size() > self.host_page_size:
+            self.error_report("Target page size bigger than host page size")
+            return False
+        if self.host is not None and not self.host.postcopy:
+            self.error_report("postcopy_ram_supported_by_host: userfaultfd not available")
+            return False
+        return True
+
+    def postcopy_place_page(self, host: int, rb: RAMBlock) -> int:
+        """Place one whole host page atomically: set page_size / target_page_size bits.
+
+        QEMU (migration/postcopy-ram.c qemu_ufd_copy_ioctl): after UFFDIO_COPY succeeds,
+        ramblock_recv_bitmap_set_range(rb, host, pagesize / qemu_target_page_size()).
+        Preconditions: destination, postcopy supported by the host (target page <= host
+        page), ``host`` the start of a page of rb->page_size inside the block.
+        """
+        fn = "postcopy_place_page"
+        self._side(fn, Side.DESTINATION)
+        self._check_pointer(fn, "host", host)
+        if self.qemu_target_page_size() > self.host_page_size:
+            raise PreconditionError(
+                fn,
+                "target page",
+                "target page size <= host page size (postcopy_ram_supported_by_host in "
+                "migration/postcopy-ram.c refuses postcopy otherwise)",
+            )
+        if host % rb.page_size or not rb.host <= host <= rb.host + rb.max_length - rb.page_size:
+            raise PreconditionError(
+                fn, "host", "a host page of rb->page_size inside the block (UFFDIO_COPY)"
+            )
+        self._recvmap(fn, rb)
+        self.ramblock_recv_bitmap_set_range(rb, host, rb.page_size // self.qemu_target_page_size())
+        return 0
+
+    # --- the source's dirty bitmap ----------------------------------------------------
+
+    def ram_list_init_bitmaps(self) -> None:
+        """Source: each migrated block's bmap, max_length >> bits bits, all dirty (ram.c)."""
+        fn = "ram_list_init_bitmaps"
+        self._side(fn, Side.SOURCE)
+        bits = self.qemu_target_page_bits()
+        blocks = list(self.ram_list.not_ignored())
+        for rb in blocks:
+            if rb.bmap is not None:
+                raise PreconditionError(fn, "rb->bmap", "NULL before ram_save_setup")
+        for rb in blocks:
+            pages = rb.max_length >> bits
+            rb.bmap = bitmap_new(pages, self.layout)
+            bitmap_set(rb.bmap, 0, pages)
+
+    def ram_save_cleanup(self) -> None:
+        """Source: free each migrated block's bmap (migration/ram.c ram_save_cleanup)."""
+        for rb in self.ram_list.not_ignored():
+            rb.bmap = None
+
+    # --- postcopy recovery (pymodel.recovery) -----------------------------------------
+
+    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
+        """Destination: the recovery stream of one block and QEMU's return value."""
+        from .recovery import ramblock_recv_bitmap_send
+
+        return ramblock_recv_bitmap_send(self, block_name)
+
+    def ram_dirty_bitmap_reload(self, block: RAMBlock, stream: bytes) -> int:
+        """Source: load a recovery stream into block->bmap as dirty pages; 0."""
+        from .recovery import ram_dirty_bitmap_reload
+
+        return ram_dirty_bitmap_reload(self, block, stream)
+
+
+def model_context(
+    target_page: TargetPage,
+    *,
+    side: Side = Side.DESTINATION,
+    layout: Layout = LP64_LE,
+    host_page_size: int = 4096,
+    pointer_bits: int | None = None,
+    strict: bool = False,
+    host: Host | None = None,
+) -> RamContext:
+    """A model context; same signature as the C face's ``c_context`` factory."""
+    return RamContext(
+        target_page,
+        side=side,
+        layout=layout,
+        host_page_size=host_page_size,
+        pointer_bits=pointer_bits,
+        strict=strict,
+        host=host,
+    )
+
+
+class MapLike(Protocol):
+    """A bitmap seen from outside: the model's Words or the C face's map."""
+
+    @property
+    def nwords(self) -> int: ...
+
+    def image(self) -> bytes: ...
+
+
+class RamApi(Protocol):
+    """The API the model context and the C face share (blocks are each side's own type)."""
+
+    layout: Layout
+    side: Side
+    error_log: list[str]
+
+    def qemu_target_page_bits(self) -> int: ...
+
+    def qemu_target_page_size(self) -> int: ...
+
+    def ram_block_add(
+        self,
+        idstr: str,
+        used_length: int,
+        max_length: int | None = None,
+        *,
+        page_size: int | None = None,
+        host: int | None = None,
+        postcopy_length: int | None = None,
+        migratable: bool = True,
+        ignored: bool = False,
+    ) -> Any: ...
+
+    def qemu_ram_block_by_name(self, name: str) -> Any: ...
+
+    def ramblock_recv_map_init(self) -> None: ...
+
+    def ramblock_recv_bitmap_offset(
+        self, host_addr: int, rb: Any, strict: bool | None = None
+    ) -> int: ...
+
+    def ramblock_recv_bitmap_test(self, rb: Any, host_addr: int) -> int: ...
+
+    def ramblock_recv_bitmap_test_byte_offset(self, rb: Any, byte_offset: int) -> bool: ...
+
+    def ramblock_recv_bitmap_set(self, rb: Any, host_addr: int) -> None: ...
+
+    def ramblock_recv_bitmap_set_range(self, rb: Any, host_addr: int, nr: int) -> None: ...
+
+    def ramblock_recv_bitmap_set_offset(self, rb: Any, byte_offset: int) -> None: ...
+
+    def ram_load_cleanup(self) -> int: ...
+
+    def ram_block_discard_range(self, rb: Any, start: int, length: int) -> int: ...
+
+    def ram_discard_range(self, rbname: str, start: int, length: int) -> int: ...
+
+    def postcopy_ram_supported_by_host(self) -> bool: ...
+
+    def postcopy_place_page(self, host: int, rb: Any) -> int: ...
+
+    def ram_list_init_bitmaps(self) -> None: ...
+
+    def ram_save_cleanup(self) -> None: ...
+
+    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]: ...
+
+    def ram_dirty_bitmap_reload(self, block: Any, stream: bytes) -> int: ...

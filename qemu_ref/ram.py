@@ -1,0 +1,427 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The C ram layer (qemu_ref_ram.h) through ctypes, with the model's API.
+
+``CRamContext`` has the methods of ``recvmap.pymodel.ramblock.RamContext`` with the same
+arguments and results, but every receivedmap operation runs in C on a C ``RAMBlock``
+built from the model's block parameters. Maps are calloc'ed by the library and read back
+as ``CMap`` (``image()``, ``nwords``) to compare with the model byte for byte.
+
+The C reference does not check QEMU's domain. With ``checked=True`` (the default) each call
+first runs on a shadow model context, so a call the model rejects raises the model's
+PreconditionError and never reaches C; the results returned are always C's own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from typing import Any
+
+from recvmap.pymodel.arch import Host
+from recvmap.pymodel.errors import RecoveryError
+from recvmap.pymodel.ramblock import (
+    IDSTR_MAX,
+    RAMBlock,
+    RamConfig,
+    RamContext,
+    Side,
+    TargetPage,
+)
+from recvmap.pymodel.recovery import recv_bitmap_size
+from recvmap.pymodel.words import LP64_LE, Layout
+
+from .loader import CLibrary, load
+
+_LIBS: dict[int, CLibrary] = {}
+ERROR_BUF = 1024
+
+
+def library(bits: int) -> CLibrary:
+    """Our installed library for ``bits``-bit words, loaded once."""
+    if bits not in _LIBS:
+        _LIBS[bits] = load(bits=bits)
+    return _LIBS[bits]
+
+
+class RAMBlockStruct(ctypes.Structure):
+    """struct RAMBlock of qemu_ref_ram.h."""
+
+    _fields_ = [
+        ("host", ctypes.c_void_p),
+        ("used_length", ctypes.c_uint64),
+        ("max_length", ctypes.c_uint64),
+        ("postcopy_length", ctypes.c_uint64),
+        ("page_size", ctypes.c_size_t),
+        ("receivedmap", ctypes.c_void_p),
+        ("bmap", ctypes.c_void_p),
+        ("next", ctypes.c_void_p),
+        ("migratable", ctypes.c_bool),
+        ("ignored", ctypes.c_bool),
+        ("idstr", ctypes.c_char * (IDSTR_MAX + 1)),
+    ]
+
+
+class RAMListStruct(ctypes.Structure):
+    """struct RAMList of qemu_ref_ram.h."""
+
+    _fields_ = [("blocks", ctypes.c_void_p)]
+
+
+class CMap:
+    """A map allocated by the C library, seen like the model's Words."""
+
+    def __init__(self, address: int, nwords: int, bits_per_long: int) -> None:
+        self.address = address
+        self.nwords = nwords
+        self.bits_per_long = bits_per_long
+
+    @property
+    def nbits(self) -> int:
+        return self.nwords * self.bits_per_long
+
+    def image(self) -> bytes:
+        return ctypes.string_at(self.address, self.nwords * self.bits_per_long // 8)
+
+    def load_image(self, image: bytes) -> None:
+        size = self.nwords * self.bits_per_long // 8
+        if len(image) != size:
+            raise ValueError(f"image of {len(image)} bytes for {size} bytes of words")
+        ctypes.memmove(self.address, image, size)
+
+
+class CRAMBlock:
+    """A C RAMBlock with the model RAMBlock's attributes."""
+
+    def __init__(self, ctx: CRamContext, struct: RAMBlockStruct, shadow: RAMBlock | None):
+        self._ctx = ctx
+        self.struct = struct
+        self.shadow = shadow
+
+    @property
+    def ptr(self) -> int:
+        return ctypes.addressof(self.struct)
+
+    @property
+    def idstr(self) -> str:
+        return bytes(self.struct.idstr).decode()
+
+    @property
+    def host(self) -> int:
+        return self.struct.host or 0
+
+    @property
+    def used_length(self) -> int:
+        return int(self.struct.used_length)
+
+    @property
+    def max_length(self) -> int:
+        return int(self.struct.max_length)
+
+    @property
+    def postcopy_length(self) -> int:
+        return int(self.struct.postcopy_length)
+
+    @property
+    def page_size(self) -> int:
+        return int(self.struct.page_size)
+
+    @property
+    def migratable(self) -> bool:
+        return bool(self.struct.migratable)
+
+    @property
+    def ignored(self) -> bool:
+        return bool(self.struct.ignored)
+
+    def _map(self, address: int | None) -> CMap | None:
+        if not address:
+            return None
+        bpl = self._ctx.bits_per_long
+        nbits = self.max_length >> self._ctx.qemu_target_page_bits()
+        return CMap(address, max(1, -(-nbits // bpl)), bpl)
+
+    @property
+    def receivedmap(self) -> CMap | None:
+        return self._map(self.struct.receivedmap)
+
+    @property
+    def bmap(self) -> CMap | None:
+        return self._map(self.struct.bmap)
+
+    def __repr__(self) -> str:
+        return f"CRAMBlock({self.idstr!r}, host=0x{self.host:x}, max=0x{self.max_length:x})"
+
+
+class CRamContext(RamConfig):
+    """The C face of ``RamContext``: same constructor, methods and results.
+
+    The C library emulates LP64 and ILP32 little-endian hosts (its 64- and 32-bit
+    builds); other layouts are model-only.
+    """
+
+    def __init__(
+        self,
+        target_page: TargetPage,
+        *,
+        side: Side = Side.DESTINATION,
+        layout: Layout = LP64_LE,
+        host_page_size: int = 4096,
+        pointer_bits: int | None = None,
+        strict: bool = False,
+        host: Host | None = None,
+        lib: CLibrary | None = None,
+        checked: bool = True,
+    ) -> None:
+        super().__init__(
+            target_page,
+            side=side,
+            layout=layout,
+            host_page_size=host_page_size,
+            pointer_bits=pointer_bits,
+            strict=strict,
+            host=host,
+        )
+        if layout.big_endian or self.pointer_bits != layout.bits_per_long:
+            raise ValueError(f"the C library emulates LP64/ILP32 little-endian hosts, not {layout}")
+        if strict and not checked:
+            raise ValueError("strict mode needs checked=True (the model does the range check)")
+        self.lib = library(layout.bits_per_long) if lib is None else lib
+        if self.lib.bits != layout.bits_per_long:
+            raise ValueError(f"a {self.lib.bits}-bit library for a {layout} context")
+        self.shadow: RamContext | None = None
+        if checked:
+            self.shadow = RamContext(
+                target_page,
+                side=side,
+                layout=layout,
+                host_page_size=host_page_size,
+                pointer_bits=pointer_bits,
+                strict=strict,
+                host=host,
+            )
+        self._list = RAMListStruct()
+        self.blocks: list[CRAMBlock] = []
+        self._by_address: dict[int, CRAMBlock] = {}
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """Run one C function with the target page bits set; keep its error_report line."""
+        self.lib.qref_ram_clear_error()
+        self.lib.qref_set_target_page_bits(self.qemu_target_page_bits())
+        result = self.lib.functions[name](*args)
+        buf = (ctypes.c_uint8 * ERROR_BUF)()
+        if self.lib.qref_ram_last_error(buf, ERROR_BUF):
+            self.error_report(ctypes.string_at(buf).decode())
+        return result
+
+    def _check(self, name: str, *args: Any) -> Any:
+        """Run ``name`` on the shadow model first (raises if out of QEMU's domain)."""
+        if self.shadow is None:
+            return None
+        fn: Callable[..., Any] = getattr(self.shadow, name)
+        return fn(*(a.shadow if isinstance(a, CRAMBlock) else a for a in args))
+
+    @property
+    def _list_ptr(self) -> int:
+        return ctypes.addressof(self._list)
+
+    def close(self) -> None:
+        """Free every map the library allocated (ram_load_cleanup, ram_save_cleanup)."""
+        if self.blocks:
+            self.lib.ram_load_cleanup(self._list_ptr)
+            self.lib.ram_save_cleanup(self._list_ptr)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    # --- the RAM list ---------------------------------------------------------------
+
+    def ram_block_add(
+        self,
+        idstr: str,
+        used_length: int,
+        max_length: int | None = None,
+        *,
+        page_size: int | None = None,
+        host: int | None = None,
+        postcopy_length: int | None = None,
+        migratable: bool = True,
+        ignored: bool = False,
+    ) -> CRAMBlock:
+        """Build a C RAMBlock from the model's checked parameters; append it to the list."""
+        s = self.block_spec(
+            idstr,
+            used_length,
+            max_length,
+            page_size=page_size,
+            host=host,
+            postcopy_length=postcopy_length,
+            migratable=migratable,
+            ignored=ignored,
+        )
+        shadow = None
+        if self.shadow is not None:
+            shadow = self.shadow.ram_block_add(
+                idstr,
+                s.used_length,
+                s.max_length,
+                page_size=s.page_size,
+                host=s.host,
+                postcopy_length=s.postcopy_length,
+                migratable=s.migratable,
+                ignored=s.ignored,
+            )
+        st = RAMBlockStruct()
+        st.host = s.host
+        st.used_length = s.used_length
+        st.max_length = s.max_length
+        st.postcopy_length = s.postcopy_length
+        st.page_size = s.page_size
+        st.migratable = s.migratable
+        st.ignored = s.ignored
+        st.idstr = s.idstr.encode()
+        block = CRAMBlock(self, st, shadow)
+        if self.blocks:
+            self.blocks[-1].struct.next = block.ptr
+        else:
+            self._list.blocks = block.ptr
+        self.blocks.append(block)
+        self._by_address[block.ptr] = block
+        return block
+
+    def qemu_ram_block_by_name(self, name: str) -> CRAMBlock | None:
+        address = self._call("qemu_ram_block_by_name", self._list_ptr, name.encode())
+        return self._by_address[address] if address else None
+
+    def ramblock_is_ignored(self, rb: CRAMBlock) -> bool:
+        return bool(self._call("ramblock_is_ignored", rb.ptr))
+
+    # --- the received map -------------------------------------------------------------
+
+    def ramblock_recv_map_init(self) -> None:
+        self._check("ramblock_recv_map_init")
+        self._call("ramblock_recv_map_init", self._list_ptr)
+
+    def ramblock_recv_bitmap_offset(
+        self, host_addr: int, rb: CRAMBlock, strict: bool | None = None
+    ) -> int:
+        self._check("ramblock_recv_bitmap_offset", host_addr, rb, strict)
+        return int(self._call("ramblock_recv_bitmap_offset", host_addr, rb.ptr))
+
+    def ramblock_recv_bitmap_test(self, rb: CRAMBlock, host_addr: int) -> int:
+        self._check("ramblock_recv_bitmap_test", rb, host_addr)
+        return int(self._call("ramblock_recv_bitmap_test", rb.ptr, host_addr))
+
+    def ramblock_recv_bitmap_test_byte_offset(self, rb: CRAMBlock, byte_offset: int) -> bool:
+        self._check("ramblock_recv_bitmap_test_byte_offset", rb, byte_offset)
+        return bool(self._call("ramblock_recv_bitmap_test_byte_offset", rb.ptr, byte_offset))
+
+    def ramblock_recv_bitmap_set(self, rb: CRAMBlock, host_addr: int) -> None:
+        self._check("ramblock_recv_bitmap_set", rb, host_addr)
+        self._call("ramblock_recv_bitmap_set", rb.ptr, host_addr)
+
+    def ramblock_recv_bitmap_set_range(self, rb: CRAMBlock, host_addr: int, nr: int) -> None:
+        self._check("ramblock_recv_bitmap_set_range", rb, host_addr, nr)
+        self._call("ramblock_recv_bitmap_set_range", rb.ptr, host_addr, nr)
+
+    def ramblock_recv_bitmap_set_offset(self, rb: CRAMBlock, byte_offset: int) -> None:
+        self._check("ramblock_recv_bitmap_set_offset", rb, byte_offset)
+        self._call("ramblock_recv_bitmap_set_offset", rb.ptr, byte_offset)
+
+    def ram_load_cleanup(self) -> int:
+        self._check("ram_load_cleanup")
+        return int(self._call("ram_load_cleanup", self._list_ptr))
+
+    # --- discard ----------------------------------------------------------------------
+
+    def ram_block_discard_range(self, rb: CRAMBlock, start: int, length: int) -> int:
+        self._check("ram_block_discard_range", rb, start, length)
+        return int(self._call("ram_block_discard_range", rb.ptr, start, length))
+
+    def ram_discard_range(self, rbname: str, start: int, length: int) -> int:
+        self._check("ram_discard_range", rbname, start, length)
+        return int(self._call("ram_discard_range", self._list_ptr, rbname.encode(), start, length))
+
+    # --- postcopy ---------------------------------------------------------------------
+
+    def postcopy_ram_supported_by_host(self) -> bool:
+        self._check("postcopy_ram_supported_by_host")
+        if not self._call("postcopy_ram_supported_by_host", self.host_page_size):
+            return False
+        if self.host is not None and not self.host.postcopy:
+            self.error_report("postcopy_ram_supported_by_host: userfaultfd not available")
+            return False
+        return True
+
+    def postcopy_place_page(self, host: int, rb: CRAMBlock) -> int:
+        self._check("postcopy_place_page", host, rb)
+        return int(self._call("postcopy_place_page", host, rb.ptr))
+
+    # --- the source's dirty bitmap ----------------------------------------------------
+
+    def ram_list_init_bitmaps(self) -> None:
+        self._check("ram_list_init_bitmaps")
+        self._call("ram_list_init_bitmaps", self._list_ptr)
+
+    def ram_save_cleanup(self) -> None:
+        self._check("ram_save_cleanup")
+        self._call("ram_save_cleanup", self._list_ptr)
+
+    # --- postcopy recovery ------------------------------------------------------------
+
+    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
+        """The C sender writes into a buffer of size + 16 bytes; returns (stream, ret)."""
+        self._check("ramblock_recv_bitmap_send", block_name)
+        rb = next((b for b in self.blocks if b.idstr == block_name), None)
+        buflen = 0
+        if rb is not None:
+            nbits = (rb.postcopy_length >> self.qemu_target_page_bits()) % (1 << self.bits_per_long)
+            buflen = recv_bitmap_size(nbits) + 16
+        buf = (ctypes.c_uint8 * buflen)()
+        ret = int(
+            self._call(
+                "ramblock_recv_bitmap_send", self._list_ptr, block_name.encode(), buf, buflen
+            )
+        )
+        return (bytes(buf) if ret >= 0 else b""), ret
+
+    def ram_dirty_bitmap_reload(self, block: CRAMBlock, stream: bytes) -> int:
+        """0, or RecoveryError carrying the C function's negative return value."""
+        if self.shadow is not None:
+            try:
+                self._check("ram_dirty_bitmap_reload", block, stream)
+            except RecoveryError:
+                pass  # the C side must reject it on its own
+        buf = (ctypes.c_uint8 * len(stream)).from_buffer_copy(stream)
+        ret = int(self._call("ram_dirty_bitmap_reload", block.ptr, buf, len(stream)))
+        if ret < 0:
+            message = self.error_log[-1] if self.error_log else ""
+            fn, _, reason = message.partition(": ")
+            raise RecoveryError(fn or "ram_dirty_bitmap_reload", block.idstr, reason, ret)
+        return ret
+
+
+def c_context(
+    target_page: TargetPage,
+    *,
+    side: Side = Side.DESTINATION,
+    layout: Layout = LP64_LE,
+    host_page_size: int = 4096,
+    pointer_bits: int | None = None,
+    strict: bool = False,
+    host: Host | None = None,
+) -> CRamContext:
+    """A checked C context; same signature as the model's ``model_context`` factory."""
+    return CRamContext(
+        target_page,
+        side=side,
+        layout=layout,
+        host_page_size=host_page_size,
+        pointer_bits=pointer_bits,
+        strict=strict,
+        host=host,
+    )
