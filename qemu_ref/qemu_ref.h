@@ -74,14 +74,15 @@ typedef int64_t qref_long;
 /* include/qemu/bitops.h */
 #define BIT_MASK(nr)            ((qref_ulong)1 << ((nr) % QREF_BITS_PER_LONG))
 #define BIT_WORD(nr)            ((nr) / QREF_BITS_PER_LONG)
-#define BITS_TO_LONGS(nr)       (((nr) + QREF_BITS_PER_LONG - 1) / QREF_BITS_PER_LONG)
+/* QEMU's BITS_PER_LONG is a sizeof expression: these compare and divide as unsigned. */
+#define BITS_TO_LONGS(nr)       (((qref_ulong)(nr) + QREF_BITS_PER_LONG - 1) / QREF_BITS_PER_LONG)
 
 /* include/qemu/bitmap.h */
 #define BITMAP_FIRST_WORD_MASK(start) \
     (QREF_ULONG_MAX << ((start) & (QREF_BITS_PER_LONG - 1)))
 #define BITMAP_LAST_WORD_MASK(nbits) \
     (QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))
-#define small_nbits(nbits)      ((nbits) <= QREF_BITS_PER_LONG)
+#define small_nbits(nbits)      ((qref_ulong)(nbits) <= QREF_BITS_PER_LONG)
 
 /* Identity of the library: the word width it was built for. */
 QREF_API int qref_bits_per_long(void);

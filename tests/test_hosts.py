@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The C reference on real other hosts: cross-built, run under qemu-user, against the model.
+
+Needs Debian's cross compilers and qemu-user (``.ci/run`` installs them); each host is
+skipped with the reason when its tools are missing. The time is sampled to stay within
+about two minutes: RECVMAP_HOST_SECONDS (default 6) of fuzzing per host over the bitmap,
+ram and recovery layers (seed: RECVMAP_HOST_SEED, else the clock; a failure names it), a
+few recovery plans over all pairs of hosts, the golden recovery streams on every host,
+and the regression vectors on every host of their word width.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recvmap.fuzz import hosts
+from recvmap.fuzz.engine import initial_image
+from recvmap.fuzz.harness import first_divergence
+from recvmap.fuzz.impls import ModelImpl
+from recvmap.fuzz.program import Program, Ref
+from recvmap.fuzz.remote import DriverRamContext, for_layout, replay
+from recvmap.fuzz.vectors import VectorError, iter_files, load_file
+from recvmap.pymodel.errors import RecoveryError
+from recvmap.pymodel.ramblock import RamContext, Side, TargetPage
+
+FOREIGN = ("i686", "s390x", "ppc64")  # the issue's hosts: 32-bit LE, 64-bit BE twice
+EXTRA = ("armhf", "s390x-w32", "native32")  # more layouts when present
+SECONDS = float(os.environ.get("RECVMAP_HOST_SECONDS", "6"))
+VECTORS = Path(__file__).parent / "vectors"
+REPORT: dict[str, Any] = {}
+
+
+def require(name: str) -> None:
+    if reason := hosts.host_status(name):
+        pytest.skip(f"host {name}: {reason}")
+
+
+def runnable() -> list[str]:
+    names = [n for n in hosts.available_hosts() if n != "native"]
+    if not any(n in FOREIGN for n in names):
+        pytest.skip(
+            "no emulated host: apt-get install qemu-user gcc-s390x-linux-gnu "
+            "gcc-powerpc64-linux-gnu gcc-i686-linux-gnu"
+        )
+    return ["native", *names]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report() -> Any:
+    """Print which hosts ran, what each compared and how long it took (pytest -s / -rA)."""
+    yield
+    for key, line in REPORT.items():
+        print(f"{key}: {line}")
+
+
+@pytest.mark.parametrize("name", FOREIGN + EXTRA)
+def test_driver_runs_with_the_hosts_layout(name: str) -> None:
+    """The driver reports its word width and byte order, and its memory shows them."""
+    require(name)
+    with hosts.host_driver(name) as driver:
+        expect = hosts.HOSTS[name].layout
+        assert driver.layout == expect
+        nbytes = expect.bits_per_long // 8
+        k = driver.ask(f"new {nbytes}")
+        driver.ask(f"word {k} 0 1")
+        image = bytes.fromhex(driver.ask(f"dump {k}"))
+        assert image == (1).to_bytes(nbytes, "big" if expect.big_endian else "little")
+
+
+@pytest.mark.parametrize("name", FOREIGN + EXTRA)
+def test_fuzz_on_host_agrees_with_model(name: str) -> None:
+    require(name)
+    seconds = SECONDS if name in FOREIGN else SECONDS / 3
+    seed = int(os.environ.get("RECVMAP_HOST_SEED", int(time.time()) % 10000))
+    s = hosts.fuzz_host(name, seconds, seed=seed)
+    layers = ", ".join(f"{k} {v['programs']}" for k, v in s["layers"].items())
+    REPORT[f"fuzz {name}"] = (
+        f"{s['layout']}: {s['programs']} programs ({layers}), {s['ops']} ops compared "
+        f"in {s['seconds']} s, seed {s['seed']}"
+    )
+    d = s["divergence"]
+    assert d is None, (
+        f"{name} diverges from the model (seed {s['seed']}, sender {d.get('sender')}): "
+        f"{d['description']}\nprogram: {json.dumps(d['program'])}"
+    )
+    assert all(v["programs"] > 0 for v in s["layers"].values()), s
+
+
+def test_recovery_stream_accepted_by_every_host() -> None:
+    """All pairs: each host sends, every host reloads; each step compared with the model."""
+    names = runnable()
+    m = hosts.recovery_matrix(names, samples=6, seed=2)
+    REPORT["recovery matrix"] = (
+        f"{len(names)} hosts, {m['pairs']} sender/receiver pairs, {m['accepted']} reloads "
+        f"accepted, {m['rejected']} damaged or resized streams rejected, in {m['seconds']} s"
+    )
+    assert not m["problems"], "\n".join(m["problems"][:20])
+    assert m["pairs"] == 6 * len(names) ** 2
+    assert m["accepted"] > 0 and m["rejected"] > 0
+
+
+def _golden_stream(vector: dict[str, Any], bits_per_long: int) -> str:
+    by_bpl = vector.get("stream_by_bpl")
+    return str(by_bpl[str(bits_per_long)] if by_bpl else vector["stream"])
+
+
+def test_golden_recovery_streams_on_every_host() -> None:
+    """The hand-written streams of vectors/recovery_stream_v1.json, sent and reloaded."""
+    golden = json.loads((VECTORS / "recovery_stream_v1.json").read_text())
+    tp = TargetPage.fixed(int(golden["target_page_bits"]))
+    page = tp.qemu_target_page_size()
+    checked = 0
+    for name in runnable():
+        with hosts.host_driver(name) as d:
+            for v in golden["vectors"]:
+                d.ask("reset")
+                used, size = v["nbits"] * page, v["max_pages"] * page
+                dst = DriverRamContext(d, tp, checked=True)
+                rb = dst.ram_block_add("pc.ram", used, size)
+                dst.ramblock_recv_map_init()
+                received = range(v["nbits"]) if v["set_bits"] == "all" else v["set_bits"]
+                for bit in [*received, *v["tail_bits"]]:
+                    dst.ramblock_recv_bitmap_set(rb, rb.host + bit * page)
+                stream, ret = dst.ramblock_recv_bitmap_send("pc.ram")
+                want = _golden_stream(v, d.layout.bits_per_long)
+                assert (stream.hex(), ret) == (want, v["ret"]), f"{name}: {v['name']}"
+                checked += 1
+                if v["nbits"] == 0:
+                    continue  # reloading no page is outside QEMU's domain
+                src = DriverRamContext(d, tp, side=Side.SOURCE)
+                model = RamContext(
+                    tp, side=Side.SOURCE, layout=d.layout, pointer_bits=src.pointer_bits
+                )
+                crb = src.ram_block_add("pc.ram", used, size)
+                mrb = model.ram_block_add("pc.ram", used, size)
+                pairs: list[tuple[Any, Any]] = [(src, crb), (model, mrb)]
+                for c, b in pairs:
+                    c.ram_list_init_bitmaps()
+                    assert c.ram_dirty_bitmap_reload(b, bytes.fromhex(want)) == 0
+                assert crb.bmap is not None and mrb.bmap is not None
+                assert crb.bmap.image() == mrb.bmap.image(), f"{name}: {v['name']}"
+            for bad in golden["malformed"]:
+                d.ask("reset")
+                src = DriverRamContext(d, tp, side=Side.SOURCE)
+                b = src.ram_block_add("pc.ram", bad["nbits"] * page)
+                src.ram_list_init_bitmaps()
+                with pytest.raises(RecoveryError) as err:
+                    src.ram_dirty_bitmap_reload(b, bytes.fromhex(bad["stream"]))
+                assert err.value.ret == bad["ret"], f"{name}: {bad['name']}"
+                checked += 1
+    REPORT["golden recovery"] = f"{checked} golden streams checked on {len(runnable())} hosts"
+
+
+def test_vectors_on_every_host() -> None:
+    """Every regression vector on every host of its word width (byte order retargeted)."""
+    cases = []
+    for path in iter_files([VECTORS]):
+        try:
+            cases += load_file(path)
+        except VectorError:
+            continue  # another schema (the golden recovery streams have their own test)
+    if not cases:
+        pytest.skip("no recvmap-vectors-v1 file in tests/vectors yet")
+    ran = 0
+    for name in runnable():
+        subject = hosts.HostSubject(name)
+        try:
+            for case in cases:
+                program = for_layout(case.program, subject.layout)
+                if program is None:
+                    continue
+                if case.test["result"] == "invalid":
+                    program = program.with_ops(program.ops[:-1])
+                _, divergence = first_divergence(program, subject)  # type: ignore[arg-type]
+                assert divergence is None, f"{name}: {case.name}: {divergence.describe()}"
+                ran += 1
+        finally:
+            subject.close()
+    REPORT["vectors"] = f"{len(cases)} vectors, {ran} runs over {len(runnable())} hosts"
+
+
+def test_batch_replay_prints_results_and_final_images() -> None:
+    """The batch mode runs a whole JSON program in one exchange, same answers as the model."""
+    name = next(n for n in runnable() if n in FOREIGN)
+    layout = hosts.HOSTS[name].layout
+    bpl = layout.bits_per_long
+    program = Program.from_json(
+        {
+            "layer": "bitmap",
+            "bits_per_long": bpl,
+            "big_endian": layout.big_endian,
+            "arrays": [{"nwords": 3, "words": {"1": hex(1 << (bpl - 1))}}, {"nwords": 3}],
+            "ops": [
+                ["bitmap_set", ["@0", 3, bpl + 5]],
+                ["find_next_zero_bit", ["@0", 3 * bpl, 0]],
+                ["bitmap_to_le", ["@1", "@0", 3 * bpl]],
+                ["bitmap_count_one", ["@0", 3 * bpl]],
+                ["test_and_change_bit", [bpl - 1, "@1"]],
+            ],
+        }
+    )
+    model = ModelImpl(layout)
+    handles = [model.alloc(a.nwords) for a in program.arrays]
+    for k, h in enumerate(handles):
+        model.load(h, initial_image(program, k))
+    want = [
+        model.call(op.name, *[handles[a.index] if isinstance(a, Ref) else a for a in op.args])
+        for op in program.ops
+    ]
+    with hosts.host_driver(name) as driver:
+        got = replay(program, driver)
+    assert [None if r is None else int(r) for r in got.results] == [
+        None if r is None else int(r) for r in want
+    ]
+    assert got.images == [bytes(model.image(h)) for h in handles]
