@@ -157,19 +157,20 @@ def _insert(data: bytearray, lo: int, hi: int, value: int) -> None:
     value &= (1 << n) - 1
     b0, b1 = lo >> 3, (hi + 7) >> 3
     shift = lo & 7
-    if shift == 0 and hi & 7 == 0:
-        data[b0:b1] = value.to_bytes(b1 - b0, "little")
-        return
-    old = int.from_bytes(memoryview(data)[b0:b1], "little")
-    keep = ((1 << ((b1 - b0) * 8)) - 1) ^ (((1 << n) - 1) << shift)
-    data[b0:b1] = ((old & keep) | (value << shift)).to_bytes(b1 - b0, "little")
+    with memoryview(data) as mv:
+        if shift or hi & 7:
+            old = int.from_bytes(mv[b0:b1], "little")
+            keep = ((1 << ((b1 - b0) * 8)) - 1) ^ (((1 << n) - 1) << shift)
+            value = (old & keep) | (value << shift)
+        mv[b0:b1] = value.to_bytes(b1 - b0, "little")
 
 
 def _fill(data: bytearray, b0: int, b1: int, chunk: memoryview) -> None:
-    """Bytes [b0, b1) of data = copies of the 64 KiB pattern chunk (memcpy per chunk)."""
-    if b1 - b0 <= _CHUNK:
-        data[b0:b1] = chunk[: b1 - b0]
-        return
+    """Bytes [b0, b1) of data = copies of the 64 KiB pattern chunk (memcpy per chunk).
+
+    Assignment goes through a memoryview: a bytearray slice assignment from anything but
+    a bytearray copies the source first.
+    """
     with memoryview(data) as mv:
         while b1 - b0 > _CHUNK:
             mv[b0 : b0 + _CHUNK] = chunk
@@ -312,13 +313,14 @@ class Words:
         """Inverse of image(); the length must match."""
         if len(image) != len(self.data):
             raise ValueError(f"image of {len(image)} bytes for {len(self.data)} bytes of words")
-        if not self.layout.big_endian:
-            self.data[:] = image
-            return
-        words = array(_TYPECODE[self.layout.bytes_per_long])
-        words.frombytes(image)
-        words.byteswap()
-        self.data[:] = memoryview(words).cast("B")
+        with memoryview(self.data) as mv:
+            if not self.layout.big_endian:
+                mv[:] = image
+                return
+            words = array(_TYPECODE[self.layout.bytes_per_long])
+            words.frombytes(image)
+            words.byteswap()
+            mv[:] = memoryview(words).cast("B")
 
     def word(self, i: int) -> int:
         """Word i as an unsigned int."""
@@ -367,14 +369,21 @@ class Words:
             self._store(lo, hi, False)
 
     def _store(self, lo: int, hi: int, ones: bool) -> None:
+        """Bits [lo, hi) = ones: partial end bytes by mask, whole bytes by _fill."""
         data = self.data
-        if hi - lo <= _SMALL_BITS:
-            _insert(data, lo, hi, -1 if ones else 0)
+        b0, b1 = lo >> 3, hi >> 3
+        head = (0xFF << (lo & 7)) & 0xFF  # bits of byte b0 in the range
+        tail = (1 << (hi & 7)) - 1  # bits of byte b1 in the range
+        if b0 == b1:
+            head &= tail
+            data[b0] = data[b0] | head if ones else data[b0] & ~head
             return
-        b0, b1 = _split(lo, hi)
-        _insert(data, lo, b0 << 3, -1 if ones else 0)
+        if head != 0xFF:
+            data[b0] = data[b0] | head if ones else data[b0] & ~head
+            b0 += 1
+        if tail:
+            data[b1] = data[b1] | tail if ones else data[b1] & ~tail
         _fill(data, b0, b1, _ONES_MV if ones else _ZEROS_MV)
-        _insert(data, b1 << 3, hi, -1 if ones else 0)
 
     def any_set(self, lo: int, hi: int) -> bool:
         """Is any bit in [lo, hi) set?"""
