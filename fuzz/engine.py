@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from recvmap.pymodel.errors import PreconditionError
-from recvmap.pymodel.words import Words
 
 from .impls import Implementation
 from .program import Op, Program, Ref
@@ -41,6 +40,10 @@ class Divergence:
             return head + f"returned {_brief(self.impl)}, model returned {_brief(self.model)}"
         if self.what == "error_report":
             return head + f"error_report {self.impl!r}, model reported {self.model!r}"
+        if self.what == "crash":
+            return (
+                f"op #{self.index} {self.op}: the implementation crashed (the program ends there)"
+            )
         if self.what == "map":
             return head + f"{where} is {self.impl}, model has {self.model}"
         return head + (
@@ -74,10 +77,14 @@ class Outcome:
 def initial_image(program: Program, index: int) -> bytes:
     """The memory image of array ``index`` before the first operation."""
     spec = program.arrays[index]
-    words = Words(program.layout, spec.nwords)
+    size = program.layout.bits_per_long // 8
+    order: Literal["big", "little"] = "big" if program.layout.big_endian else "little"
+    image = bytearray(spec.nwords * size)
     for i, value in spec.words.items():
-        words.set_word(i, value)
-    return words.image()
+        if not 0 <= i < spec.nwords or not 0 <= value < 1 << (8 * size):
+            raise ValueError(f"array @{index}: word {i} = {value:#x} of {spec.nwords} words")
+        image[i * size : (i + 1) * size] = value.to_bytes(size, order)
+    return bytes(image)
 
 
 def first_difference(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> int:
@@ -109,6 +116,13 @@ class Session:
         self.images = [initial_image(program, i) for i in range(len(program.arrays))]
         self.handles = [(model.alloc(a.nwords), impl.alloc(a.nwords)) for a in program.arrays]
         self.reset()
+        # Live buffers, when both sides have them: comparing is then one memcmp per array.
+        self.live = [(live_image(model, mh), live_image(impl, ih)) for mh, ih in self.handles]
+        if not all(m is not None and i is not None for m, i in self.live):
+            self.live = []
+        self._model_handles = [mh for mh, _ in self.handles]
+        self._impl_handles = [ih for _, ih in self.handles]
+        self._model_call, self._impl_call = model.call, impl.call
 
     def reset(self) -> None:
         """Put every array back to the program's initial contents, on both sides."""
@@ -118,15 +132,22 @@ class Session:
 
     def step(self, index: int, op: Op) -> tuple[Any, Divergence | None]:
         """Run one operation on both sides; (model result, divergence or None)."""
-        margs = [self.handles[a.index][0] if isinstance(a, Ref) else a for a in op.args]
+        args, name = op.args, op.name
+        mh = self._model_handles
         try:
-            expected = self.model.call(op.name, *margs)
+            expected = self._model_call(name, *[mh[a.index] if type(a) is Ref else a for a in args])
         except PreconditionError as err:
             return (INVALID, str(err)), None
-        iargs = [self.handles[a.index][1] if isinstance(a, Ref) else a for a in op.args]
-        actual = self.impl.call(op.name, *iargs)
-        if not _same(expected, actual):
+        ih = self._impl_handles
+        actual = self._impl_call(name, *[ih[a.index] if type(a) is Ref else a for a in args])
+        if expected != actual and not _same(expected, actual):  # True == 1: bool is an int
             return expected, Divergence(index, op, "result", expected, actual)
+        for mimg, iimg in self.live:  # the hot path: one memcmp per array
+            if mimg != iimg:
+                break
+        else:
+            if self.live:
+                return expected, None
         return expected, self.compare_memory(index, op)
 
     def compare_memory(self, index: int, op: Op) -> Divergence | None:
@@ -136,6 +157,16 @@ class Session:
                 off = first_difference(mimg, iimg)
                 return Divergence(index, op, "memory", mimg[off], iimg[off], k, off)
         return None
+
+
+def live_image(impl: Implementation, handle: Any) -> Any:
+    """A buffer that always shows ``handle``'s current memory image, or None.
+
+    Implementations may offer ``live_image(handle)``; the engine then compares without
+    copying. Without it, ``image()`` is called after every operation.
+    """
+    fn = getattr(impl, "live_image", None)
+    return None if fn is None else fn(handle)
 
 
 def _same(expected: Any, actual: Any) -> bool:

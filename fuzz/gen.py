@@ -10,6 +10,7 @@ domain is decided by the model alone, when the engine runs the operation.
 from __future__ import annotations
 
 import inspect
+import random
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -37,21 +38,29 @@ class Source:
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.size = len(data)
         self.pos = 0
 
     def exhausted(self) -> bool:
         return self.pos >= len(self.data)
 
     def uint(self, nbytes: int) -> int:
-        chunk = self.data[self.pos : self.pos + nbytes]
-        self.pos += nbytes
-        return int.from_bytes(chunk.ljust(nbytes, b"\0"), "little")
+        """The next ``nbytes`` bytes, little-endian (a short tail reads as zero-padded)."""
+        pos = self.pos
+        self.pos = pos + nbytes
+        return int.from_bytes(self.data[pos : pos + nbytes], "little")
 
     def below(self, n: int) -> int:
-        """An integer in [0, n)."""
+        """An integer in [0, n), from as many bytes as n needs."""
         if n <= 1:
             return 0
-        return self.uint(max(1, (n.bit_length() + 7) // 8)) % n
+        pos = self.pos
+        if n < 256:  # one byte: the common case, without slicing
+            self.pos = pos + 1
+            return self.data[pos] % n if pos < self.size else 0
+        nbytes = (n.bit_length() + 7) >> 3
+        self.pos = pos + nbytes
+        return int.from_bytes(self.data[pos : pos + nbytes], "little") % n
 
     def choice(self, seq: Sequence[T]) -> T:
         return seq[self.below(len(seq))]
@@ -75,7 +84,7 @@ def boundary_number(src: Source, bpl: int, limit: int) -> int:
     """A bit number or count near word boundaries and near ``limit`` (the array's bits)."""
     kind = src.below(16)
     if kind < 6:
-        base = src.below(max(1, limit // bpl) + 2) * bpl
+        base = src.below(limit // bpl + 1) * bpl
         return max(0, base + src.choice((-1, 0, 0, 1)))
     if kind < 9:
         return max(0, limit + src.choice((-bpl, -1, 0, 0, 1)))
@@ -100,15 +109,70 @@ def initial_word(src: Source, bpl: int) -> int:
     return src.uint(bpl // 8)
 
 
+def decode_words(src: Source, bpl: int, n: int) -> dict[int, int]:
+    """Initial words of an ``n``-word array from a few bytes, whatever ``n``: empty, full
+    (tail bits set), a pseudo-random fill, a run of ones across word boundaries, or a few
+    explicit words (first, last, anywhere) -- so large arrays leave bytes for operations."""
+    full = (1 << bpl) - 1
+    kind = src.below(8)
+    if kind == 0:
+        return {}
+    if kind == 1:
+        return dict.fromkeys(range(n), full)
+    if kind == 2:
+        rng = random.Random(src.uint(4))
+        return {i: rng.getrandbits(bpl) for i in range(n)}
+    if kind == 3:
+        lo = src.below(n * bpl)
+        hi = lo + 1 + src.below(n * bpl - lo)
+        run = ((1 << (hi - lo)) - 1) << lo
+        return {i: run >> (i * bpl) & full for i in range(lo // bpl, -(-hi // bpl))}
+    words = {}
+    for _ in range(1 + src.below(min(n, 8))):
+        where = src.below(4)
+        i = 0 if where == 0 else n - 1 if where == 1 else src.below(n)
+        words[i] = initial_word(src, bpl)
+    return words
+
+
 def decode_arrays(src: Source, layout: Layout, max_words: int) -> list[ArraySpec]:
     bpl = layout.bits_per_long
     nwords = 1 + src.below(min(max_words, 6) if src.below(4) else max_words)
     arrays = []
     for _ in range(3):
         n = nwords if src.below(4) else 1 + src.below(max_words)
-        words = {i: initial_word(src, bpl) for i in range(n) if src.below(3)}
-        arrays.append(ArraySpec(n, words))
+        arrays.append(ArraySpec(n, decode_words(src, bpl, n)))
     return arrays
+
+
+REFS = tuple(Ref(k) for k in range(8))
+STARTS = frozenset({"start", "offset", "shift"})
+COUNTS = frozenset({"nr", "nbits"})
+
+
+_PLANS: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
+_ARRAY, _ALIGN, _COUNT, _START, _NUMBER = range(5)
+
+
+def _plan(name: str, params: tuple[str, ...]) -> tuple[tuple[int, ...], bool]:
+    """The argument kinds of ``name`` as small ints, and whether its arrays must differ."""
+    key = (name, params)
+    plan = _PLANS.get(key)
+    if plan is None:
+        kinds = tuple(
+            _ARRAY
+            if p == ARRAY
+            else _ALIGN
+            if p == "align_mask"
+            else _COUNT
+            if p in COUNTS
+            else _START
+            if p in STARTS
+            else _NUMBER
+            for p in params
+        )
+        plan = _PLANS[key] = (kinds, name in DISTINCT_ARRAYS)
+    return plan
 
 
 def decode_op(
@@ -118,22 +182,51 @@ def decode_op(
     arrays: list[ArraySpec],
     bpl: int,
 ) -> Op:
-    name = src.choice(names)
+    """One operation: its arrays are chosen first, so that every bit number and count
+    (``set_bit``'s ``nr`` comes before its array) is biased to those arrays' size; a count
+    after a start, offset or shift is biased to fit in what is left of the array."""
+    name = names[src.below(len(names))]
+    kinds, distinct = _plan(name, sigs[name])
+    narrays = len(arrays)
     refs: list[int] = []
-    args: list[int | Ref] = []
-    for param in sigs[name]:
-        if param == ARRAY:
-            k = src.below(len(arrays))
-            if name in DISTINCT_ARRAYS and k in refs:
-                k = next(i for i in range(len(arrays)) if i not in refs)
+    limit = 0
+    for kind in kinds:
+        if kind == _ARRAY:
+            k = src.below(narrays)
+            if distinct and k in refs:
+                k = next(i for i in range(narrays) if i not in refs)
             refs.append(k)
-            args.append(Ref(k))
-        elif param == "align_mask":
+            limit = max(limit, arrays[k].nwords)
+    limit = limit * bpl if refs else bpl
+    args: list[int | Ref | str] = []
+    r = 0
+    base = 0
+    for kind in kinds:
+        if kind == _ARRAY:
+            k = refs[r]
+            r += 1
+            args.append(REFS[k] if k < 8 else Ref(k))
+        elif kind == _ALIGN:
             args.append((1 << src.below(bpl // 4)) - 1)
+        elif kind == _COUNT and 0 < base <= limit:
+            args.append(boundary_number(src, bpl, limit - base))
         else:
-            limit = max(arrays[r].nwords for r in refs) * bpl if refs else bpl
-            args.append(boundary_number(src, bpl, limit))
+            value = boundary_number(src, bpl, limit)
+            base = value if kind == _START else 0
+            args.append(value)
     return Op(name, tuple(args))
+
+
+_SIGNATURES: dict[tuple[str, ...] | None, tuple[dict[str, tuple[str, ...]], list[str]]] = {}
+
+
+def _signatures(names: Sequence[str] | None) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """bitmap_signatures(names) and their sorted names, computed once per name set."""
+    key = None if names is None else tuple(names)
+    if key not in _SIGNATURES:
+        sigs = bitmap_signatures(names)
+        _SIGNATURES[key] = (sigs, sorted(sigs))
+    return _SIGNATURES[key]
 
 
 def decode_bitmap_program(
@@ -145,8 +238,7 @@ def decode_bitmap_program(
 ) -> tuple[Program, Callable[[], Op | None]]:
     """Arrays decoded now, and a function yielding the next operation (None when done)."""
     src = Source(data)
-    sigs = bitmap_signatures(names)
-    ordered = sorted(sigs)
+    sigs, ordered = _signatures(names)
     program = Program(layout, decode_arrays(src, layout, max_words))
     count = [0]
 

@@ -60,6 +60,10 @@ class ModelImpl:
     def image(self, handle: Words) -> bytes | bytearray:
         return handle.data if not self.layout.big_endian else handle.image()
 
+    def live_image(self, handle: Words) -> bytearray | None:
+        """The image itself on a little-endian layout (Words.data is never replaced)."""
+        return None if self.layout.big_endian else handle.data
+
     def load(self, handle: Words, image: bytes) -> None:
         handle.load_image(image)
 
@@ -75,6 +79,7 @@ class CImpl:
 
     def __init__(self, lib: CLibrary, name: str | None = None) -> None:
         self.lib = lib
+        self._functions = lib.functions
         self.layout = lib.layout
         self.name = name or f"{lib.path.name}"
 
@@ -84,6 +89,9 @@ class CImpl:
     def image(self, handle: CWords) -> memoryview:
         return handle.view()
 
+    def live_image(self, handle: CWords) -> memoryview:
+        return handle.view()  # a view of the ctypes array: always current
+
     def load(self, handle: CWords, image: bytes) -> None:
         handle.load_image(image)
 
@@ -91,7 +99,7 @@ class CImpl:
         return self.lib.has(fname)
 
     def call(self, fname: str, *args: Any) -> Any:
-        return self.lib.functions[fname](*args)
+        return self._functions[fname](*args)
 
 
 def library_bits(path: str | os.PathLike[str]) -> int:
@@ -127,6 +135,7 @@ class Subject:
     ) -> None:
         self.path = None if path is None else Path(path)
         self._libs: dict[int, CLibrary] = dict(libraries or {})
+        self._ram_missing: dict[int, list[str]] = {}
         if libraries:
             self.widths: tuple[int, ...] = tuple(sorted(libraries, reverse=True))
         elif self.path is None:
@@ -163,10 +172,14 @@ class Subject:
         return [] if impl is None else [n for n in sorted(ModelImpl.functions) if impl.has(n)]
 
     def ram_missing(self, bits: int) -> list[str]:
+        """The ram layer's symbols the library lacks (the header is parsed once)."""
         lib = self.library(bits)
         if lib is None:
             return []
-        return [d.name for d in abi() if d.header == RAM_HEADER and not lib.has(d.name)]
+        if bits not in self._ram_missing:
+            names = [d.name for d in abi() if d.header == RAM_HEADER]
+            self._ram_missing[bits] = [n for n in names if not lib.has(n)]
+        return self._ram_missing[bits]
 
     def ram(self, layout: Layout) -> Callable[..., Any] | None:
         """A factory of C ram contexts for ``layout`` (None if the library has no ram layer)."""

@@ -1,0 +1,749 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A bounded fuzzing campaign: the harnesses as subprocesses over the whole matrix.
+
+One job per (layer, word width) runs an atheris harness (``harness_<layer>.py``) as its own
+process (atheris.Fuzz never returns: libFuzzer exits the process), two at a time on a
+two-core machine, each for its share of the time budget. Inside a job the fuzzer's bytes
+pick the architecture, its target page bits, the host, its page or hugepage sizes and the
+recovery sender's word width, so every job covers the whole table. The campaign reads each
+job's libFuzzer output (``cov:`` and run counts) and the statistics file the harness keeps
+(operations compared, cells of the matrix visited), shows one live progress line and ends
+with a summary table. A divergence stops the campaign: its minimized program is a vector
+file in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from recvmap.pymodel import arch
+from recvmap.pymodel.words import Layout
+from recvmap.qemu_ref import LibraryError
+
+from .gen_ram import migrating_targets
+from .impls import Subject
+
+LAYERS = ("bitmap", "ram", "recovery")
+_NOISE = re.compile(r"^(0x|\\|Base64:|stat::|MS: |INFO: |NOTE: |\s+Combine |#\d+\s)")
+SECONDS = "{seconds}"  # in a job's argv: replaced by its time share when it starts
+STARTUP = 1.5  # seconds a harness needs before fuzzing (imports, instrumentation)
+_COV = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+)(?: ft: (\d+))?")
+_DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
+
+
+def harness_path(layer: str) -> Path:
+    """The harness script of ``layer`` next to this module (source tree or installed)."""
+    return Path(__file__).resolve().parent / f"harness_{layer}.py"
+
+
+def atheris_available() -> bool:
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass
+class Config:
+    """What ``recvmap fuzz`` was asked to do."""
+
+    targets: tuple[str, ...] = LAYERS
+    arches: tuple[str, ...] | None = None
+    word_bits: tuple[int, ...] | None = None
+    max_time: float = 60.0
+    runs: int | None = None
+    seed: int | None = None
+    corpus: Path | None = None
+    out_dir: Path = Path("fuzz-out")
+    impl: Path | None = None
+    hosts: tuple[str, ...] = ()
+    native: bool = False
+    native_libs: dict[int, Path] = field(default_factory=dict)
+    jobs: int = 2
+    engine: str = "auto"  # "atheris", "random" or "auto"
+    max_ops: int = 24
+
+
+@dataclass
+class Job:
+    """One harness process."""
+
+    name: str
+    layer: str
+    bits: int | None  # None: an emulated host job
+    seed: int
+    seconds: float
+    env: dict[str, str]
+    argv: list[str]
+    stats_path: Path
+    log_path: Path
+    host: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    returncode: int | None = None
+    runs: int = 0
+    cov: int = 0
+    features: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+    _offset: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.returncode is None
+
+    @property
+    def programs(self) -> int:
+        return max(self.runs, int(self.stats.get("programs", 0)))
+
+    @property
+    def ops(self) -> int:
+        return int(self.stats.get("ops", 0))
+
+    @property
+    def elapsed(self) -> float:
+        if not self.started:
+            return 0.0
+        return (self.ended or time.monotonic()) - self.started
+
+    def poll(self) -> None:
+        """Read new libFuzzer lines and the statistics file; notice the exit."""
+        if self.proc is None:
+            return
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read()
+        except OSError:
+            chunk = b""
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        for line in chunk[:end].decode(errors="replace").splitlines():
+            m = _COV.match(line)
+            if m:
+                self.runs = max(self.runs, int(m[1]))
+                self.cov = max(self.cov, int(m[3]))
+                self.features = max(self.features, int(m[4] or 0))
+            m = _DONE.match(line)
+            if m:
+                self.runs = max(self.runs, int(m[1]))
+        try:
+            self.stats = json.loads(self.stats_path.read_text())
+        except (OSError, ValueError):
+            pass
+        if self.returncode is None and self.proc.poll() is not None:
+            self.returncode = self.proc.returncode
+            self.ended = time.monotonic()
+            if self.log is not None:
+                self.log.close()
+            self.poll()  # the last lines
+
+    def tail(self, n: int = 25) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+
+class CampaignError(RuntimeError):
+    """The campaign cannot start (bad library, no harness ...): one clear line."""
+
+
+def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[str]]:
+    """The jobs to run and the notes on what is skipped and why."""
+    notes: list[str] = []
+    widths = [b for b in subject.widths if cfg.word_bits is None or b in cfg.word_bits]
+    if cfg.word_bits and not widths:
+        raise CampaignError(
+            f"{subject.name} has {'/'.join(map(str, subject.widths))}-bit words, "
+            f"not {'/'.join(map(str, cfg.word_bits))}"
+        )
+    cells = []
+    for layer in cfg.targets:
+        for bits in widths:
+            layout = Layout(bits, False)
+            if layer == "bitmap" and not subject.bitmap_functions(layout):
+                notes.append(f"{layer}/{bits}: skipped, the library has no bitmap function")
+            elif layer != "bitmap" and subject.ram(layout) is None:
+                missing = ", ".join(subject.ram_missing(bits)) or "?"
+                notes.append(f"{layer}/{bits}: skipped, the library lacks {missing}")
+            else:
+                cells.append((layer, bits))
+    host_cells = [("host", h) for h in cfg.hosts]
+    if not cells and not host_cells:
+        raise CampaignError("nothing to fuzz: " + ("; ".join(notes) or "no layer selected"))
+    units: list[tuple[str, Any]] = list(cells) + host_cells
+    while len(units) < cfg.jobs and cells:  # keep both cores busy with a second seed
+        units.append(cells[len(units) % len(cells)])
+    rounds = -(-len(units) // max(1, cfg.jobs))
+    seconds = max(1.0, cfg.max_time / rounds)
+    base_seed = cfg.seed if cfg.seed is not None else int(time.time()) % 100000
+    jobs = []
+    for i, (layer, arg) in enumerate(units):
+        name = f"{layer}/{arg}" if layer != "host" else f"host/{arg}"
+        if sum(1 for u in units[:i] if u == (layer, arg)):
+            name += f"#{sum(1 for u in units[:i] if u == (layer, arg)) + 1}"
+        slug = name.replace("/", "-").replace("#", "-")
+        stats = workdir / f"{slug}.stats.json"
+        log = workdir / f"{slug}.log"
+        seed = base_seed + i
+        if layer == "host":
+            argv = [
+                sys.executable,
+                "-m",
+                "recvmap.fuzz.campaign",
+                "host",
+                str(arg),
+                SECONDS,
+                str(seed),
+                str(stats),
+                str(cfg.out_dir),
+            ]
+            jobs.append(
+                Job(
+                    name,
+                    "host",
+                    None,
+                    seed,
+                    seconds,
+                    dict(os.environ),
+                    argv,
+                    stats,
+                    log,
+                    host=str(arg),
+                )
+            )
+            continue
+        env = job_env(cfg, layer, int(arg), stats)
+        argv = harness_argv(cfg, layer, int(arg), seconds, seed, workdir)
+        jobs.append(Job(name, layer, int(arg), seed, seconds, env, argv, stats, log))
+    return jobs, notes
+
+
+def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        RECVMAP_WORD_BITS=str(bits),
+        RECVMAP_STATS=str(stats),
+        RECVMAP_OUT=str(cfg.out_dir.resolve()),
+        RECVMAP_MAX_OPS=str(cfg.max_ops),
+    )
+    if layer == "recovery" and cfg.impl is None:
+        # the receiver has ``bits``-bit words; the sender may have either width
+        env.update(RECVMAP_WORD_BITS="both", RECVMAP_RECEIVER_BITS=str(bits))
+    if cfg.impl is not None:
+        env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
+    if cfg.arches:
+        env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+    if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
+        env["RECVMAP_ENGINE"] = "random"
+    if cfg.native:
+        from .native import native_env
+
+        env.update(native_env(cfg.native_libs))
+    return env
+
+
+def harness_argv(
+    cfg: Config, layer: str, bits: int, seconds: float, seed: int, workdir: Path
+) -> list[str]:
+    argv = [sys.executable, str(harness_path(layer))]
+    corpus = (cfg.corpus or workdir / "corpus") / f"{layer}-{bits}"
+    corpus.mkdir(parents=True, exist_ok=True)
+    argv += [str(corpus), str(seed_inputs(workdir / f"seeds-{layer}-{bits}-{seed}", seed))]
+    argv += [
+        "-len_control=0",
+        f"-max_total_time={SECONDS}",
+        f"-seed={seed}",
+        "-max_len=1024",
+        "-timeout=120",
+        "-rss_limit_mb=4096",
+        f"-artifact_prefix={workdir}/",
+        "-print_final_stats=1",
+    ]
+    if cfg.runs is not None:
+        argv.append(f"-runs={cfg.runs}")
+    return argv
+
+
+def seed_inputs(folder: Path, seed: int, count: int = 16) -> Path:
+    """A few random inputs long enough for whole programs: libFuzzer starts from tiny
+    inputs, which decode to one or two operations."""
+    import random
+
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"seed-{i:02d}").write_bytes(rng.randbytes(rng.randrange(64, 800)))
+    return folder
+
+
+@dataclass
+class Result:
+    """The campaign's outcome: jobs, divergences, crashes, notes."""
+
+    jobs: list[Job]
+    notes: list[str]
+    elapsed: float
+    seed: int
+    impl: str
+    divergences: list[dict[str, Any]] = field(default_factory=list)
+    crashes: list[dict[str, Any]] = field(default_factory=list)
+    skipped_symbols: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not self.divergences and not self.crashes
+
+    def totals(self) -> dict[str, Any]:
+        ops = sum(j.ops for j in self.jobs)
+        busy = sum(j.elapsed for j in self.jobs)
+        return {
+            "programs": sum(j.programs for j in self.jobs),
+            "ops": ops,
+            "ops_per_second": round(ops / self.elapsed) if self.elapsed else 0,
+            "ops_per_core_second": round(ops / busy) if busy else 0,
+            "coverage": sum(j.cov for j in self.jobs),
+        }
+
+    def matrix(self) -> dict[str, list[str]]:
+        seen: dict[str, set[str]] = {
+            "targets": set(),
+            "hosts": set(),
+            "page_sizes": set(),
+            "widths": set(),
+        }
+        for j in self.jobs:
+            for k, v in j.stats.get("cells", {}).items():
+                seen.setdefault(k, set()).update(v)
+        return {k: sorted(v) for k, v in seen.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "clean" if self.clean else ("divergence" if self.divergences else "crash"),
+            "impl": self.impl,
+            "seed": self.seed,
+            "elapsed": round(self.elapsed, 2),
+            "totals": self.totals(),
+            "jobs": [job_json(j) for j in self.jobs],
+            "matrix": self.matrix(),
+            "missing_cells": missing_cells(self.matrix()),
+            "divergences": self.divergences,
+            "crashes": self.crashes,
+            "skipped_symbols": self.skipped_symbols,
+            "notes": self.notes,
+        }
+
+
+def job_json(j: Job) -> dict[str, Any]:
+    return {
+        "name": j.name,
+        "layer": j.layer,
+        "word_bits": j.bits,
+        "host": j.host,
+        "seed": j.seed,
+        "seconds": round(j.elapsed, 2),
+        "programs": j.programs,
+        "ops": j.ops,
+        "ops_per_second": round(j.ops / j.elapsed) if j.elapsed else 0,
+        "coverage": j.cov,
+        "features": j.features,
+        "returncode": j.returncode,
+        "cells": j.stats.get("cells", {}),
+    }
+
+
+def all_cells() -> dict[str, set[str]]:
+    """Every (target, page bits), host and page size of the arch table a campaign should hit."""
+    targets = {
+        f"{t.name}:{b}"
+        for t in arch.TARGETS
+        if t.name in migrating_targets()
+        for b in t.page_bits_choices()
+    }
+    return {
+        "targets": targets,
+        "hosts": {h.name for h in arch.HOSTS},
+        "page_sizes": {str(p) for h in arch.HOSTS for p in h.page_sizes},
+    }
+
+
+def missing_cells(seen: dict[str, list[str]]) -> dict[str, list[str]]:
+    if not seen.get("hosts"):
+        return {}
+    return {k: sorted(v - set(seen.get(k, []))) for k, v in all_cells().items()}
+
+
+class Progress:
+    """The live line: operations/s, programs, coverage, elapsed."""
+
+    def __init__(self, stream: TextIO, total: float, quiet: bool = False) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.total = total
+        self.quiet = quiet
+        self.last_print = 0.0
+        self.last_line = ""
+        self.window: list[tuple[float, int]] = []
+
+    def update(self, jobs: Sequence[Job], elapsed: float, final: bool = False) -> None:
+        if self.quiet:
+            return
+        ops = sum(j.ops for j in jobs)
+        now = time.monotonic()
+        self.window = [(t, o) for t, o in self.window if now - t < 3.0] + [(now, ops)]
+        t0, o0 = self.window[0]
+        rate = (ops - o0) / (now - t0) if now - t0 > 0.5 else (ops / elapsed if elapsed else 0)
+        running = sum(1 for j in jobs if j.running)
+        done = sum(1 for j in jobs if j.returncode is not None)
+        line = (
+            f"[{elapsed:5.1f}s/{self.total:.0f}s] jobs {running} running, {done}/{len(jobs)} done"
+            f" | {rate:,.0f} ops/s | programs {sum(j.programs for j in jobs):,}"
+            f" | ops {ops:,} | cov {sum(j.cov for j in jobs):,}"
+        )
+        if self.tty:
+            self.stream.write("\r\x1b[K" + line + ("\n" if final else ""))
+            self.stream.flush()
+        elif (final or now - self.last_print >= 10.0) and line != self.last_line:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self.last_print = now
+            self.last_line = line
+
+
+def _start(job: Job, seconds: float) -> None:
+    """Start a job with ``seconds`` of fuzzing (libFuzzer counts whole seconds)."""
+    job.seconds = seconds
+    whole = str(max(1, int(seconds)))
+    job.argv = [a.replace(SECONDS, whole) for a in job.argv]
+    job.log = open(job.log_path, "wb")  # noqa: SIM115 - closed when the job ends
+    job.started = time.monotonic()
+    job.proc = subprocess.Popen(
+        job.argv,
+        env=job.env,
+        stdout=job.log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stop(job: Job) -> None:
+    """End a job we started: SIGTERM to its own process group, then SIGKILL."""
+    if job.proc is None or job.returncode is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
+        try:
+            os.killpg(job.proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            job.proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    job.poll()
+
+
+def _finish(job: Job, result: Result) -> None:
+    """Classify an ended job: clean, divergence (a vector file) or crash."""
+    if job.returncode in (0, None):
+        return
+    vector = job.stats.get("divergence")
+    if vector:
+        result.divergences.append(
+            {"job": job.name, "vector": vector, "description": job.stats.get("description", "")}
+        )
+        return
+    if job.returncode == -signal.SIGTERM or job.returncode == -signal.SIGKILL:
+        return  # stopped by us after another job's divergence
+    artifacts = re.findall(r"Test unit written to (\S+)", job.tail(60))
+    crash = {
+        "job": job.name,
+        "returncode": job.returncode,
+        "artifact": artifacts[-1] if artifacts else None,
+        "log": str(job.log_path),
+        "tail": "\n".join(line for line in job.tail(40).splitlines() if not _NOISE.match(line)),
+        "vector": None,
+    }
+    if artifacts and job.host is None and "RECVMAP_NATIVE" not in job.env:
+        try:
+            crash["vector"] = str(crash_reproducer(job, Path(artifacts[-1])))
+        except Exception as err:  # noqa: BLE001 - the crash itself is still reported
+            crash["tail"] += f"\n(no reproducer: {type(err).__name__}: {err})"
+    result.crashes.append(crash)
+
+
+def crash_reproducer(job: Job, artifact: Path) -> Path:
+    """The program of an input that crashed a harness, minimized, as a vector file.
+
+    The input is decoded as the harness did, its in-domain operations chosen by the model
+    alone; the minimization replays candidates in forked children, so crashing is safe.
+    """
+    from . import harness as hmod
+    from .engine import Divergence, Session, minimize
+    from .gen import run_stream
+    from .impls import ModelImpl
+    from .ram_session import RamSession, model_factories
+    from .vectors import isolated, write_divergence
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in job.env.items() if k.startswith("RECVMAP_")})
+    try:
+        h = hmod.harness_from_env(job.layer)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    program, next_op, _ = h.decode(artifact.read_bytes())
+    model_only: Session | RamSession
+    if program.layer == "bitmap":
+        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
+    else:
+        model_only = RamSession(program, model_factories(), model_factories())
+    kept, _ = run_stream(program, next_op, model_only)
+
+    def fails(p: Any) -> bool:
+        return bool(isolated(_diverges, p, h.subject))
+
+    small = minimize(kept, fails) if fails(kept) else kept
+    outcome = isolated(_diverges, small, h.subject)
+    last = small.ops[-1] if small.ops else None
+    divergence = Divergence(len(small.ops) - 1, last, "crash", None, outcome)  # type: ignore[arg-type]
+    return write_divergence(small, divergence, h.subject.name, Path(job.env["RECVMAP_OUT"]))
+
+
+def _diverges(program: Any, subject: Any) -> bool:
+    from .harness import first_divergence
+
+    return first_divergence(program, subject)[1] is not None
+
+
+def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
+    """Run the campaign; the caller prints the summary."""
+    try:
+        subject = Subject(cfg.impl, cfg.word_bits[0] if cfg.impl and cfg.word_bits else None)
+        for bits in subject.widths:
+            subject.library(bits)
+    except LibraryError as err:
+        raise CampaignError(str(err)) from None
+    if cfg.native:
+        from .native import native_libraries
+
+        cfg.native_libs = native_libraries(subject.widths)
+        subject.name = "qemu_ref (clang: ASan, UBSan, libFuzzer edges)"
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="recvmap-fuzz-"))
+    jobs, notes = plan(cfg, subject, workdir)
+    skipped = {str(b): subject.missing(b) for b in subject.widths if subject.missing(b)}
+    result = Result(
+        jobs, notes, 0.0, jobs[0].seed if jobs else 0, subject.name, skipped_symbols=skipped
+    )
+    progress = Progress(out, cfg.max_time, quiet)
+    start = time.monotonic()
+    deadline = start + cfg.max_time
+    pending = list(jobs)
+    try:
+        while pending or any(j.running for j in jobs):
+            while pending and sum(1 for j in jobs if j.running) < cfg.jobs:
+                rounds = -(-len(pending) // cfg.jobs)  # this job's round and those after it
+                share = (deadline - time.monotonic()) / rounds - STARTUP
+                _start(pending.pop(0), max(1.0, share))
+            time.sleep(0.25)
+            for j in jobs:
+                was_running = j.running
+                j.poll()
+                if was_running and not j.running:
+                    _finish(j, result)
+                elif j.running and j.elapsed > j.seconds + 60:
+                    _stop(j)  # libFuzzer ignored its time limit
+                    _finish(j, result)
+            progress.update(jobs, time.monotonic() - start)
+            if not result.clean:
+                pending.clear()
+                for j in jobs:
+                    _stop(j)
+    except KeyboardInterrupt:
+        pending.clear()
+        notes.append("interrupted")
+    finally:
+        for j in jobs:
+            _stop(j)
+    result.elapsed = time.monotonic() - start
+    progress.update(jobs, result.elapsed, final=True)
+    if result.clean:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        notes.append(f"logs kept in {workdir}")
+    return result
+
+
+# --- the summary ------------------------------------------------------------------------
+
+
+def _table(rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, r in enumerate(rows):
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _cells(j: Job) -> str:
+    c = j.stats.get("cells", {})
+    if j.proc is None:
+        return "-"
+    if j.layer == "bitmap":
+        return "word arrays of 1..64 words"
+    if j.layer == "host":
+        return str(j.stats.get("layout", ""))
+    pairs = f", senders {' '.join(c['pairs'])}" if c.get("pairs") else ""
+    return (
+        f"{len(c.get('targets', []))} target/page bits, {len(c.get('hosts', []))} hosts, "
+        f"{len(c.get('page_sizes', []))} page sizes{pairs}"
+    )
+
+
+def summary(result: Result) -> str:
+    rows = [["job", "words", "seconds", "programs", "ops", "ops/s", "cov", "matrix", "result"]]
+    for j in result.jobs:
+        status = "not run" if j.proc is None else "clean"
+        if any(d["job"] == j.name for d in result.divergences):
+            status = "DIVERGENCE"
+        elif any(c["job"] == j.name for c in result.crashes):
+            status = "CRASH"
+        elif j.returncode not in (0, None) and status == "clean":
+            status = "stopped"
+        words = "/".join(j.stats.get("cells", {}).get("widths", [])) or (str(j.bits or "-"))
+        rows.append(
+            [
+                j.name,
+                words,
+                f"{j.elapsed:.1f}",
+                f"{j.programs:,}",
+                f"{j.ops:,}",
+                f"{j.ops / j.elapsed:,.0f}" if j.elapsed else "0",
+                f"{j.cov:,}",
+                _cells(j),
+                status,
+            ]
+        )
+    t = result.totals()
+    rows.append(
+        [
+            "total",
+            "",
+            f"{result.elapsed:.1f}",
+            f"{t['programs']:,}",
+            f"{t['ops']:,}",
+            f"{t['ops_per_second']:,}",
+            f"{t['coverage']:,}",
+            "",
+            "clean" if result.clean else "FAILED",
+        ]
+    )
+    lines = [
+        f"recvmap fuzz: {result.impl} against the model, seed {result.seed}",
+        "",
+        _table(rows, {2, 3, 4, 5, 6}),
+    ]
+    m = result.matrix()
+    if m.get("hosts"):
+        miss = missing_cells(m)
+        lines.append("")
+        lines.append(
+            f"matrix: {len(m['targets'])} (target, page bits) of {len(all_cells()['targets'])}, "
+            f"{len(m['hosts'])} hosts of {len(arch.HOSTS)}, {len(m['page_sizes'])} page sizes "
+            f"of {len(all_cells()['page_sizes'])}, word widths {'/'.join(m['widths'])}"
+        )
+        for k, v in miss.items():
+            if v:
+                lines.append(f"  not reached: {k}: {', '.join(v)}")
+    if m.get("emulated"):
+        lines.append(f"emulated hosts (qemu-user, fuzz.hosts): {', '.join(m['emulated'])}")
+    for bits, names in sorted(result.skipped_symbols.items()):
+        lines.append(f"skipped ({bits}-bit library lacks them): {', '.join(names)}")
+    lines += [f"note: {n}" for n in result.notes]
+    for d in result.divergences:
+        lines += [
+            "",
+            f"DIVERGENCE in {d['job']}: {d['description']}",
+            f"minimized reproducer: {d['vector']}",
+            f"replay it: recvmap replay {d['vector']}",
+        ]
+    for c in result.crashes:
+        lines += ["", f"CRASH in {c['job']} (exit status {c['returncode']}); log {c['log']}"]
+        if c.get("artifact"):
+            lines.append(f"input: {c['artifact']}")
+        if c.get("vector"):
+            lines += [
+                f"minimized reproducer: {c['vector']}",
+                f"replay it: recvmap replay {c['vector']}",
+            ]
+        lines += ["  " + x for x in c["tail"].splitlines()]
+    return "\n".join(lines)
+
+
+# --- an emulated host as a job (fuzz.hosts) ---------------------------------------------
+
+
+def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -> int:
+    """Run ``hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
+    from .hosts import fuzz_host
+    from .program import Program
+    from .vectors import make_test, vector_file, write_vector_file
+
+    s = fuzz_host(name, seconds, seed)
+    stats_obj: dict[str, Any] = {
+        "layer": "host",
+        "programs": s.get("programs", 0),
+        "ops": s.get("ops", 0),
+        "layout": s.get("layout", ""),
+        "cells": {"emulated": [name]},
+    }
+    code = 0
+    div = s.get("divergence")
+    if div:
+        program = Program.from_json(div["program"])
+        test = make_test(program, f"host {name} diverged: {div['description']}", ["Divergence"])
+        path = write_vector_file(
+            out_dir / f"divergence-host-{name}-{seed}.json", vector_file([test])
+        )
+        stats_obj.update(divergence=str(path), description=div["description"])
+        code = 1
+    stats.write_text(json.dumps(stats_obj))
+    return code
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) == 6 and argv[0] == "host":
+        return host_job(argv[1], float(argv[2]), int(argv[3]), Path(argv[4]), Path(argv[5]))
+    print(
+        "usage: python -m recvmap.fuzz.campaign host NAME SECONDS SEED STATS OUTDIR",
+        file=sys.stderr,
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

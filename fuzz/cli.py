@@ -1,0 +1,391 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The ``recvmap`` command.
+
+    recvmap fuzz [options]        differential fuzzing campaign (no options: the main job,
+                                  about 60 s over every layer, architecture, page size and
+                                  word width)
+    recvmap replay FILE...        replay vector files or reproducers on the model and a library
+    recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
+    recvmap arches                the architecture and host tables
+
+Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NoReturn
+
+LAYERS = ("bitmap", "ram", "recovery")
+FUZZ_EPILOG = """\
+exit status: 0 clean, 1 divergence or crash (its minimized program is written to
+--out as a vector file; replay it with `recvmap replay FILE`), 2 bad arguments.
+
+native coverage (--native): our C is built with clang
+-fsanitize=fuzzer-no-link,address,undefined into the build cache and the harnesses
+run with atheris' asan_with_fuzzer.so preloaded, so the C library's edges guide the
+fuzzer and ASan/UBSan reports stop it (needs clang-16 and libclang-rt-16-dev).
+
+The harnesses also run alone, with libFuzzer's flags and modes (-fork, -merge):
+  fuzz/harness_bitmap.py -runs=1000 corpus/
+  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/harness_ram.py -max_total_time=60
+"""
+
+
+class UsageError(Exception):
+    """Bad arguments: one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one clear line (argparse prints the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _csv(kind: str, allowed: Sequence[str] | None = None) -> Callable[[str], tuple[str, ...]]:
+    def parse(value: str) -> tuple[str, ...]:
+        items = tuple(v.strip() for v in value.split(",") if v.strip())
+        if not items:
+            raise argparse.ArgumentTypeError(f"empty {kind} list")
+        if allowed is not None:
+            bad = [v for v in items if v not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {kind} {', '.join(bad)}; choose from {', '.join(allowed)}"
+                )
+        return items
+
+    parse.__name__ = kind
+    return parse
+
+
+def _positive(kind: type, name: str) -> Callable[[str], float | int]:
+    def parse(value: str) -> float | int:
+        try:
+            v = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, not {value!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be positive, not {value}")
+        return v  # type: ignore[no-any-return]
+
+    parse.__name__ = name
+    return parse
+
+
+def _word_bits(value: str) -> tuple[int, ...]:
+    if value == "both":
+        return (64, 32)
+    try:
+        bits = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        bits = ()
+    if not bits or any(b not in (32, 64) for b in bits):
+        raise argparse.ArgumentTypeError(f"word bits are 64, 32 or both, not {value!r}")
+    return bits
+
+
+def _arches() -> list[str]:
+    from recvmap.pymodel import arch
+
+    return [t.name for t in arch.TARGETS]
+
+
+def build_parser() -> Parser:
+    p = Parser(
+        prog="recvmap",
+        description="Model of QEMU's migration received-page bitmap: "
+        "differential fuzzing of C implementations against the model.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    f = sub.add_parser(
+        "fuzz",
+        help="run a differential fuzzing campaign (default: ~60 s, all)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Coverage-guided differential fuzzing (atheris) of an "
+        "implementation against the model. Without options: about 60 seconds "
+        "over every layer, architecture, host page and hugepage size and both "
+        "word widths.",
+        epilog=FUZZ_EPILOG,
+    )
+    f.add_argument(
+        "--target",
+        type=_csv("layer", LAYERS),
+        default=LAYERS,
+        help="layers: bitmap, ram, recovery (comma-separated; default all)",
+    )
+    f.add_argument(
+        "--arch",
+        type=_csv("architecture", _arches()),
+        default=None,
+        help="QEMU targets for the ram layers (comma-separated; default all)",
+    )
+    f.add_argument(
+        "--word-bits",
+        type=_word_bits,
+        default=None,
+        help="64, 32 or both (default: every width of the library)",
+    )
+    f.add_argument(
+        "--max-time",
+        type=_positive(float, "--max-time"),
+        default=60.0,
+        help="seconds for the whole campaign (default 60)",
+    )
+    f.add_argument(
+        "--runs",
+        type=_positive(int, "--runs"),
+        default=None,
+        help="programs per job (libFuzzer -runs)",
+    )
+    f.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    f.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="keep the corpus in DIR/<layer>-<bits> (reused by later runs)",
+    )
+    f.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write a machine-readable summary to FILE",
+    )
+    f.add_argument(
+        "--impl",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a shared library exporting QEMU's symbol names (default: ours)",
+    )
+    f.add_argument(
+        "--host",
+        type=_csv("host"),
+        default=(),
+        metavar="NAME",
+        help="also fuzz our C on emulated hosts (fuzz.hosts; 'all': every available one)",
+    )
+    f.add_argument(
+        "--native",
+        action="store_true",
+        help="build our C with clang sanitizers; its edges guide the fuzzer",
+    )
+    f.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fuzz-out"),
+        help="folder for reproducer vector files (default fuzz-out)",
+    )
+    f.add_argument(
+        "--jobs",
+        type=_positive(int, "--jobs"),
+        default=None,
+        help="parallel harness processes (default: 2, or 1 on one core)",
+    )
+    f.add_argument(
+        "--engine",
+        choices=("auto", "atheris", "random"),
+        default="auto",
+        help="atheris (coverage-guided) or random inputs (default: atheris if installed)",
+    )
+    f.add_argument("--quiet", action="store_true", help="no progress line")
+
+    r = sub.add_parser(
+        "replay",
+        help="replay vector files or reproducers",
+        description="Replay vector files, reproducers or bare programs on the "
+        "model and an implementation; print the first divergence of each.",
+    )
+    r.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    r.add_argument(
+        "--impl",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a shared library exporting QEMU's symbol names (default: ours)",
+    )
+    r.add_argument("--word-bits", type=_word_bits, default=None)
+    r.add_argument(
+        "--model-only",
+        action="store_true",
+        help="check the vectors' expectations against the model only",
+    )
+    r.add_argument("-v", "--verbose", action="store_true", help="print passing tests too")
+
+    v = sub.add_parser(
+        "vectors",
+        help="regression vectors",
+        description="The regression vector files (recvmap-vectors-v1).",
+    )
+    vsub = v.add_subparsers(dest="vectors_command", metavar="ACTION", parser_class=Parser)
+    e = vsub.add_parser("export", help="write the vector files and schema.json to DIR")
+    e.add_argument("dir", type=Path, metavar="DIR")
+    vsub.add_parser("list", help="list the vector files and their test counts")
+
+    sub.add_parser("arches", help="print the architecture and host tables")
+    return p
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    import os
+
+    from .campaign import CampaignError, Config, atheris_available, run, summary
+
+    if args.engine == "atheris" and not atheris_available():
+        raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
+    if args.impl is not None and not args.impl.is_file():
+        raise UsageError(f"recvmap fuzz: --impl {args.impl}: no such file")
+    if args.impl is not None and args.native:
+        raise UsageError("recvmap fuzz: --native builds our C reference; it excludes --impl")
+    hosts = tuple(args.host)
+    if hosts:
+        hosts = _resolve_hosts(hosts)
+    cpus = os.cpu_count() or 1
+    cfg = Config(
+        targets=tuple(args.target),
+        arches=args.arch,
+        word_bits=args.word_bits,
+        max_time=args.max_time,
+        runs=args.runs,
+        seed=args.seed,
+        corpus=args.corpus,
+        out_dir=args.out,
+        impl=args.impl,
+        hosts=hosts,
+        native=args.native,
+        jobs=args.jobs or max(1, min(2, cpus)),
+        engine=args.engine,
+    )
+    try:
+        result = run(cfg, sys.stderr, quiet=args.quiet)
+    except CampaignError as err:
+        print(f"recvmap fuzz: {err}", file=sys.stderr)
+        return 2
+    print(summary(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    return 0 if result.clean else 1
+
+
+def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        from . import hosts as hostmod
+    except ImportError as err:
+        raise UsageError(f"recvmap fuzz: --host: emulated hosts are unavailable ({err})") from None
+    if names == ("all",):
+        available = tuple(hostmod.available_hosts())
+        if not available:
+            raise UsageError("recvmap fuzz: --host all: no emulated host can run here")
+        return available
+    for n in names:
+        if n not in hostmod.HOSTS:
+            raise UsageError(
+                f"recvmap fuzz: --host {n}: unknown host; choose from {', '.join(hostmod.HOSTS)}"
+            )
+        why = hostmod.host_status(n)
+        if why:
+            raise UsageError(f"recvmap fuzz: --host {n}: {why}")
+    return names
+
+
+def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
+    """The implementation to compare against the model (loaded now: errors are usage errors)."""
+    from recvmap.qemu_ref import LibraryError
+
+    from .impls import Subject
+
+    if impl is not None and not impl.is_file():
+        raise UsageError(f"--impl {impl}: no such file")
+    bits = word_bits[0] if word_bits and (impl is not None or len(word_bits) == 1) else None
+    try:
+        subject = Subject(impl, bits)
+        for b in subject.widths:
+            subject.library(b)
+    except LibraryError as err:
+        raise UsageError(str(err)) from None
+    return subject
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .vectors import VectorError, iter_files, load_file, replay
+
+    subject = None if args.model_only else _subject(args.impl, args.word_bits)
+    counts = {"pass": 0, "fail": 0, "skip": 0}
+    for path in iter_files(args.files):
+        if not path.exists():
+            raise UsageError(f"recvmap replay: {path}: no such file")
+        try:
+            cases = load_file(path)
+        except (VectorError, ValueError, KeyError) as err:
+            print(f"ERROR {path}: {err}")
+            counts["fail"] += 1
+            continue
+        for case in cases:
+            verdict = replay(case, subject)  # type: ignore[arg-type]
+            counts[verdict.status] += 1
+            if verdict.status == "fail":
+                print(f"FAIL {case.name}: {verdict.message}")
+                if args.verbose:
+                    print(f"     {case.test['comment']}")
+            elif args.verbose or verdict.status == "skip":
+                print(f"{verdict.status.upper()} {case.name}: {verdict.message or 'ok'}")
+    name = "model only" if subject is None else getattr(subject, "name", "")
+    print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
+    return 1 if counts["fail"] else 0
+
+
+def cmd_vectors(args: argparse.Namespace) -> int:
+    from .vectors import export, iter_files, load_file, vectors_dir
+
+    if args.vectors_command == "export":
+        written = export(args.dir)
+        for p in written:
+            print(p)
+        print(f"{len(written)} files written to {args.dir}")
+        return 0
+    if args.vectors_command == "list":
+        for path in iter_files([vectors_dir()]):
+            print(f"{path.name}: {len(load_file(path))} tests")
+        return 0
+    raise UsageError("recvmap vectors: choose an action: export DIR, list")
+
+
+def cmd_arches(args: argparse.Namespace) -> int:
+    from recvmap.pymodel.arch import render_tables
+
+    sys.stdout.write(render_tables())
+    return 0
+
+
+COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arches": cmd_arches}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError(
+                "recvmap: choose a command: fuzz, replay, vectors, arches (see recvmap --help)"
+            )
+        return COMMANDS[args.command](args)
+    except UsageError as err:
+        print(str(err).replace("\n", " "), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""What every harness does with one fuzzer input: decode, run on both sides, compare.
+
+``Harness.one_input(data)`` is libFuzzer's TestOneInput for one layer: the bytes decode to a
+program (``gen`` / ``gen_ram``), each operation runs on the model first (an operation outside
+QEMU's domain is dropped, never passed on) and then on the implementation under test, and
+return values and memory images are compared after every operation. On a divergence the
+program is minimized, written as a regression vector file, and ``DivergenceError`` is raised
+naming the first differing operation, both results and the first differing byte.
+
+The atheris scripts (``harness_bitmap.py`` ...) and the in-process loop (``run_random``,
+used by the bench and where atheris is missing) share this class. Configuration comes
+from the environment, so libFuzzer's fork, merge and minimize modes see the same harness:
+
+===================== ===============================================================
+RECVMAP_WORD_BITS     ``64``, ``32`` or ``both`` (default: every width the library has)
+RECVMAP_IMPL          a user's shared library (QEMU's symbol names) instead of ours
+RECVMAP_NATIVE        ``64:PATH,32:PATH``: sanitizer-instrumented builds (``fuzz.native``)
+RECVMAP_ARCH          comma-separated QEMU targets (ram, recovery; default: all)
+RECVMAP_HOSTS         comma-separated hosts of the arch table (default: all)
+RECVMAP_OUT           folder for minimized reproducers (default: ``fuzz-out``)
+RECVMAP_STATS         a JSON file the harness rewrites twice a second (the campaign's)
+RECVMAP_MAX_OPS       operations per program (default 24)
+RECVMAP_MAX_WORDS     words per bitmap array (bitmap layer; default 64)
+RECVMAP_RECEIVER_BITS recovery: the source's word width (the sender's may be either)
+===================== ===============================================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from recvmap.pymodel.words import Layout
+
+from .engine import Divergence, DivergenceError, Session, minimize
+from .gen import decode_bitmap_program, run_stream
+from .gen_ram import decode_ram_program
+from .impls import ModelImpl, Subject
+from .program import Program
+from .ram_session import RamSession, model_factories
+
+LAYERS = ("bitmap", "ram", "recovery")
+
+
+def env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name, "").strip()
+    return [v.strip() for v in value.split(",") if v.strip()] or None
+
+
+def subject_from_env() -> Subject:
+    """The implementation under test that the environment names (default: ours)."""
+    bits_env = os.environ.get("RECVMAP_WORD_BITS", "both")
+    bits = None if bits_env in ("", "both") else int(bits_env)
+    native = os.environ.get("RECVMAP_NATIVE")
+    if native:
+        from recvmap.qemu_ref import load
+
+        from .native import parse_native
+
+        libs = {b: p for b, p in parse_native(native).items() if bits is None or b == bits}
+        return Subject(libraries={b: load(p, b) for b, p in libs.items()})
+    impl = os.environ.get("RECVMAP_IMPL") or None
+    return Subject(impl, bits)
+
+
+def open_session(program: Program, subject: Subject) -> Session | RamSession:
+    """A session running ``program`` on the model and on ``subject``.
+
+    Raises ValueError when the subject cannot run the program's layout (a big-endian
+    program here, or a word width the library was not built for).
+    """
+    if program.layer == "bitmap":
+        impl = subject.bitmap(program.layout)
+        if impl is None:
+            raise ValueError(f"{subject.name} cannot run a {program.layout} bitmap program here")
+        return Session(program, ModelImpl(program.layout), impl)
+    factories: dict[str, Any] = {}
+    layouts = {program.setup.get("side", "destination"): program.layout}
+    if program.layer == "recovery":
+        s = program.setup["sender"]
+        layouts = {
+            "destination": Layout(int(s["bits_per_long"]), bool(s["big_endian"])),
+            "source": program.layout,
+        }
+    for role, layout in layouts.items():
+        make = subject.ram(layout)
+        if make is None:
+            raise ValueError(f"{subject.name} cannot run the ram layer for {layout} here")
+        factories[role] = make
+    return RamSession(program, model_factories(), factories)
+
+
+def first_divergence(program: Program, subject: Subject) -> tuple[list[Any], Divergence | None]:
+    """Replay ``program``: the model's results up to the first divergence (or all)."""
+    session = open_session(program, subject)
+    results = []
+    for i, op in enumerate(program.ops):
+        result, divergence = session.step(i, op)
+        results.append(result)
+        if divergence is not None:
+            return results, divergence
+    return results, None
+
+
+class Harness:
+    """One layer's TestOneInput, with counters the campaign reads."""
+
+    def __init__(
+        self,
+        layer: str,
+        subject: Subject,
+        *,
+        targets: Sequence[str] | None = None,
+        hosts: Sequence[str] | None = None,
+        out_dir: str | os.PathLike[str] = "fuzz-out",
+        stats_path: str | os.PathLike[str] | None = None,
+        max_ops: int = 24,
+        max_words: int = 64,
+        keep_going: bool = False,
+        receiver_bits: int | None = None,
+    ) -> None:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
+        self.layer = layer
+        self.subject = subject
+        self.targets = targets
+        self.hosts = hosts
+        self.out_dir = Path(out_dir)
+        self.stats_path = Path(stats_path) if stats_path else None
+        self.max_ops = max_ops
+        self.max_words = max_words
+        self.keep_going = keep_going  # count divergences instead of stopping (the bench)
+        self.divergences = 0
+        self.layouts = [Layout(b, False) for b in subject.widths if self._runs(Layout(b, False))]
+        self.senders = list(self.layouts)  # recovery: the destination's word layouts
+        if receiver_bits is not None:
+            self.layouts = [lay for lay in self.layouts if lay.bits_per_long == receiver_bits]
+        self.programs = 0
+        self.ops = 0
+        self.dropped = 0
+        self.cells: dict[str, set[str]] = {
+            "targets": set(),
+            "hosts": set(),
+            "page_sizes": set(),
+            "widths": set(),
+        }
+        self.started = time.monotonic()
+        self._last_write = 0.0
+        self._bitmap: dict[Layout, tuple[ModelImpl, Any, list[str]]] = {}
+        if not self.layouts:
+            raise ValueError(f"{subject.name}: nothing of the {layer} layer to fuzz")
+
+    def _runs(self, layout: Layout) -> bool:
+        if self.layer == "bitmap":
+            return bool(self.subject.bitmap_functions(layout))
+        return self.subject.ram(layout) is not None
+
+    def skipped(self) -> dict[str, list[str]]:
+        """Symbols of the ABI the library lacks, per word width (never silently skipped)."""
+        out = {}
+        for bits in self.subject.widths:
+            missing = self.subject.missing(bits)
+            if missing:
+                out[str(bits)] = missing
+        return out
+
+    # --- one input ----------------------------------------------------------------------
+
+    def decode(self, data: bytes) -> tuple[Program, Callable[[], Any], Session | RamSession]:
+        layout = self.layouts[data[0] % len(self.layouts)] if data else self.layouts[0]
+        data = data[1:]
+        self.cells["widths"].add(str(layout.bits_per_long))
+        if self.layer == "bitmap":
+            if layout not in self._bitmap:
+                impl = self.subject.bitmap(layout)
+                self._bitmap[layout] = (
+                    ModelImpl(layout),
+                    impl,
+                    self.subject.bitmap_functions(layout),
+                )
+            model, impl, names = self._bitmap[layout]
+            program, next_op = decode_bitmap_program(
+                data, layout, self.max_ops, self.max_words, names
+            )
+            return program, next_op, Session(program, model, impl)
+        senders = self.senders if self.layer == "recovery" else []
+        program, next_op = decode_ram_program(
+            data,
+            layout,
+            layer=self.layer,
+            targets=self.targets,
+            hosts=self.hosts,
+            senders=senders,
+            max_ops=self.max_ops,
+        )
+        s = program.setup
+        if "sender" in s:
+            pair = f"{s['sender']['bits_per_long']}->{layout.bits_per_long}"
+            self.cells.setdefault("pairs", set()).add(pair)
+        self.cells["targets"].add(f"{s['target']}:{s['target_page_bits']}")
+        self.cells["hosts"].add(str(s["host"]))
+        self.cells["page_sizes"].update(str(b["page_size"]) for b in s["blocks"])
+        return program, next_op, open_session(program, self.subject)
+
+    def one_input(self, data: bytes) -> None:
+        program, next_op, session = self.decode(data)
+        kept, divergence = run_stream(program, next_op, session)
+        self.programs += 1
+        self.ops += len(kept.ops)
+        now = time.monotonic()
+        if self.stats_path is not None and now - self._last_write > 0.5:
+            self.write_stats(now)
+        if divergence is not None:
+            self.divergences += 1
+            if not self.keep_going:
+                self.report(kept)
+
+    # --- divergence ---------------------------------------------------------------------
+
+    def report(self, program: Program) -> None:
+        """Minimize, write the reproducer vector, raise DivergenceError naming it."""
+        from .vectors import write_divergence
+
+        def fails(p: Program) -> bool:
+            return first_divergence(p, self.subject)[1] is not None
+
+        small = minimize(program, fails)
+        _, divergence = first_divergence(small, self.subject)
+        assert divergence is not None
+        path = write_divergence(small, divergence, self.subject.name, self.out_dir)
+        if self.stats_path is not None:
+            self.write_stats(
+                time.monotonic(), divergence=str(path), description=divergence.describe()
+            )
+        err = DivergenceError(divergence, self.subject.name)
+        err.args = (f"{err.args[0]}\nreproducer: {path}",)
+        err.path = path  # type: ignore[attr-defined]
+        raise err
+
+    # --- statistics ---------------------------------------------------------------------
+
+    def stats(self, now: float | None = None) -> dict[str, Any]:
+        elapsed = (now or time.monotonic()) - self.started
+        return {
+            "layer": self.layer,
+            "impl": self.subject.name,
+            "programs": self.programs,
+            "ops": self.ops,
+            "elapsed": round(elapsed, 3),
+            "cells": {k: sorted(v) for k, v in self.cells.items()},
+            "skipped": self.skipped(),
+        }
+
+    def write_stats(self, now: float, **extra: Any) -> None:
+        assert self.stats_path is not None
+        self._last_write = now
+        tmp = self.stats_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**self.stats(now), **extra}))
+        os.replace(tmp, self.stats_path)
+
+
+def harness_from_env(layer: str) -> Harness:
+    return Harness(
+        layer,
+        subject_from_env(),
+        targets=env_list("RECVMAP_ARCH"),
+        hosts=env_list("RECVMAP_HOSTS"),
+        out_dir=os.environ.get("RECVMAP_OUT", "fuzz-out"),
+        stats_path=os.environ.get("RECVMAP_STATS") or None,
+        max_ops=int(os.environ.get("RECVMAP_MAX_OPS", "24")),
+        max_words=int(os.environ.get("RECVMAP_MAX_WORDS", "64")),
+        receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])
+        if os.environ.get("RECVMAP_RECEIVER_BITS")
+        else None,
+    )
+
+
+def run_random(
+    harness: Harness,
+    seconds: float | None = None,
+    runs: int | None = None,
+    seed: int = 0,
+    max_len: int = 600,
+) -> dict[str, Any]:
+    """Without atheris: random inputs through the same decoder, until time or runs run out."""
+    rng = random.Random(seed)
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while (runs is None or harness.programs < runs) and (
+        deadline is None or time.monotonic() < deadline
+    ):
+        harness.one_input(rng.randbytes(rng.randrange(1, max_len)))
+    if harness.stats_path is not None:
+        harness.write_stats(time.monotonic())
+    return harness.stats()
+
+
+def random_main(layer: str, argv: list[str]) -> int:
+    """libFuzzer's -runs, -max_total_time and -seed, honoured without atheris."""
+    flags = dict(a[1:].split("=", 1) for a in argv[1:] if a.startswith("-") and "=" in a)
+    harness = harness_from_env(layer)
+    seconds = float(flags["max_total_time"]) if "max_total_time" in flags else None
+    runs = int(flags["runs"]) if "runs" in flags else None
+    if seconds is None and runs is None:
+        seconds = 10.0
+    try:
+        stats = run_random(harness, seconds, runs, int(flags.get("seed", "0")))
+    except DivergenceError as err:
+        print(err, file=sys.stderr)
+        return 1
+    print(f"Done {stats['programs']} runs, {stats['ops']} operations compared", file=sys.stderr)
+    return 0

@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Start a harness script: atheris with libFuzzer's flags, or the random loop without it.
+
+This module imports nothing of recvmap at load time: atheris must instrument the model as
+it is first imported, so that the model's branches -- QEMU's rules -- are the coverage
+libFuzzer follows. The decoders, the engine, the ctypes faces and the vector writer are
+left uninstrumented: their branches say nothing about QEMU's behaviour, and instrumenting
+the decoders triples the cost of an operation (bench/engine_ops.py).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+INSTRUMENT_EXCLUDE = [
+    "recvmap.fuzz.harness",
+    "recvmap.fuzz.engine",
+    "recvmap.fuzz.impls",
+    "recvmap.fuzz.ram_session",
+    "recvmap.fuzz.vectors",
+    "recvmap.fuzz.program",
+    "recvmap.fuzz.launch",
+    "recvmap.fuzz.gen",
+    "recvmap.fuzz.gen_ram",
+    "recvmap.qemu_ref",
+    "recvmap.qemu_ref.loader",
+    "recvmap.qemu_ref.ram",
+]
+
+
+def script_main(layer: str, argv: list[str] | None = None) -> int:
+    """The body of ``harness_<layer>.py``."""
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        import atheris
+    except ImportError:
+        atheris = None
+    if atheris is None or os.environ.get("RECVMAP_ENGINE") == "random":
+        from recvmap.fuzz.harness import random_main
+
+        return random_main(layer, argv)
+    with atheris.instrument_imports(include=["recvmap"], exclude=INSTRUMENT_EXCLUDE):
+        from recvmap.fuzz import harness
+    h = harness.harness_from_env(layer)
+    if h.stats_path is not None:
+        at_exit(lambda: h.write_stats(time.monotonic()))
+    atheris.Setup(argv, h.one_input)
+    atheris.Fuzz()
+    return 0
+
+
+_HOOKS: list[object] = []  # the ctypes callbacks must outlive the process's exit
+
+
+def at_exit(fn: Callable[[], None]) -> bool:
+    """Run ``fn`` when libFuzzer ends the process with exit(), which skips Python's atexit.
+
+    glibc's ``__cxa_atexit`` is the exported form of atexit(). Returns False where it is
+    missing (the statistics then lag by up to half a second).
+    """
+    import ctypes
+
+    try:
+        register = ctypes.CDLL(None).__cxa_atexit
+    except (OSError, AttributeError):
+        return False
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: fn())
+    _HOOKS.append(callback)
+    register.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    return bool(register(ctypes.cast(callback, ctypes.c_void_p), None, None) == 0)

@@ -1,0 +1,320 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Run ram- and recovery-layer programs on the model and on a C ram face, side by side.
+
+A ram program's ``setup`` names the target (and its page bits), the host whose page sizes
+apply, the side of the migration and the RAM blocks; ``@k`` in an operation is block k.
+Both implementations get the same blocks (same host addresses). After every operation the
+return values, the ``error_report`` line it produced, and the memory image of every map
+(``receivedmap`` and ``bmap`` of every block) must be equal.
+
+The recovery layer runs two contexts: the destination (word layout ``setup["sender"]``)
+and the source (the program's layout). ``ram_list_init_bitmaps``, ``ram_save_cleanup`` and
+``ram_dirty_bitmap_reload`` run on the source, everything else on the destination.
+``ramblock_recv_bitmap_send`` keeps its stream in a register that the ``stream_*``
+operations damage (as a broken network would) or replace (``stream_load("hex")``) and
+``ram_dirty_bitmap_reload(@k)`` reads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from recvmap.pymodel import arch
+from recvmap.pymodel.errors import PreconditionError, RecoveryError
+from recvmap.pymodel.ramblock import RamApi, Side, TargetPage, model_context
+from recvmap.pymodel.words import Layout, Words
+
+from .engine import INVALID, Divergence, first_difference
+from .program import Op, Program, Ref
+
+RAM_LAYERS = ("ram", "recovery")
+SOURCE_FUNCTIONS = frozenset(
+    {"ram_list_init_bitmaps", "ram_save_cleanup", "ram_dirty_bitmap_reload"}
+)
+STREAM_OPS = frozenset(
+    {"stream_truncate", "stream_xor", "stream_append", "stream_set_size", "stream_load"}
+)
+RAM_FUNCTIONS = (
+    "ramblock_recv_map_init",
+    "ramblock_recv_bitmap_offset",
+    "ramblock_recv_bitmap_test",
+    "ramblock_recv_bitmap_test_byte_offset",
+    "ramblock_recv_bitmap_set",
+    "ramblock_recv_bitmap_set_range",
+    "ramblock_recv_bitmap_set_offset",
+    "ram_load_cleanup",
+    "ram_block_discard_range",
+    "ram_discard_range",
+    "postcopy_ram_supported_by_host",
+    "postcopy_place_page",
+    "ram_list_init_bitmaps",
+    "ram_save_cleanup",
+    "ramblock_recv_bitmap_send",
+    "ram_dirty_bitmap_reload",
+)
+BLOCK_FIELDS = ("used_length", "max_length", "page_size", "host", "postcopy_length")
+
+# A ram implementation: builds a context like ``model_context`` (same keyword arguments).
+ContextFactory = Callable[..., RamApi]
+
+
+def target_page(target: str, bits: int) -> TargetPage:
+    """The finalized run-time page bits ``bits`` of QEMU target ``target``.
+
+    A TARGET_PAGE_BITS_VARY target (arm) starts undecided at its minimum; the board asks
+    for ``bits`` before finalization (page-vary-target.c). Other targets, and historical
+    values of them, are fixed at compile time.
+    """
+    t = arch.target(target)
+    if t.vary and bits >= t.page_bits:
+        tp = TargetPage.variable(t.page_bits)
+        tp.set_preferred_target_page_bits(bits)
+    else:
+        tp = TargetPage.fixed(bits)
+    tp.finalize_target_page_bits()
+    return tp
+
+
+@dataclass(frozen=True)
+class RamSetup:
+    """The shared parameters of a ram or recovery program (``Program.setup``)."""
+
+    target: str
+    target_page_bits: int
+    host: str
+    host_page_size: int
+    side: str
+    strict: bool
+    blocks: tuple[dict[str, Any], ...]
+    sender: Layout | None = None  # recovery: the destination's word layout
+
+    @classmethod
+    def of(cls, program: Program) -> RamSetup:
+        s = program.setup
+        sender = s.get("sender")
+        return cls(
+            str(s["target"]),
+            int(s["target_page_bits"]),
+            str(s["host"]),
+            int(s.get("host_page_size", arch.host(str(s["host"])).base_page)),
+            str(s.get("side", "destination")),
+            bool(s.get("strict", False)),
+            tuple(dict(b) for b in s.get("blocks", ())),
+            Layout(int(sender["bits_per_long"]), bool(sender["big_endian"])) if sender else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "target": self.target,
+            "target_page_bits": self.target_page_bits,
+            "host": self.host,
+            "host_page_size": self.host_page_size,
+            "side": self.side,
+            "strict": self.strict,
+            "blocks": [dict(b) for b in self.blocks],
+        }
+        if self.sender is not None:
+            out["sender"] = {
+                "bits_per_long": self.sender.bits_per_long,
+                "big_endian": self.sender.big_endian,
+            }
+        return out
+
+    def roles(self, program: Program) -> dict[str, tuple[Side, Layout]]:
+        """Each context of the program: its side of the migration and word layout."""
+        if program.layer == "recovery":
+            assert self.sender is not None, "a recovery program needs setup.sender"
+            return {
+                "destination": (Side.DESTINATION, self.sender),
+                "source": (Side.SOURCE, program.layout),
+            }
+        return {self.side: (Side(self.side), program.layout)}
+
+
+def block_kwargs(block: dict[str, Any]) -> dict[str, Any]:
+    """``ram_block_add`` keyword arguments of one block of the setup."""
+    kw = {k: int(block[k]) for k in BLOCK_FIELDS if k in block}
+    kw["migratable"] = bool(block.get("migratable", True))
+    kw["ignored"] = bool(block.get("ignored", False))
+    return kw
+
+
+class RamWorld:
+    """One implementation's contexts, blocks and stream register for one program."""
+
+    def __init__(self, program: Program, setup: RamSetup, factories: dict[str, ContextFactory]):
+        tp = target_page(setup.target, setup.target_page_bits)
+        host = arch.host(setup.host)
+        self.contexts: dict[str, RamApi] = {}
+        self.blocks: dict[str, list[Any]] = {}
+        for role, (side, layout) in setup.roles(program).items():
+            ctx = factories[role](
+                tp,
+                side=side,
+                layout=layout,
+                host_page_size=setup.host_page_size,
+                pointer_bits=layout.bits_per_long,
+                strict=setup.strict,
+                host=host,
+            )
+            self.blocks[role] = [
+                ctx.ram_block_add(str(b["idstr"]), **block_kwargs(b)) for b in setup.blocks
+            ]
+            self.contexts[role] = ctx
+        self.stream = b""
+        self._views: dict[tuple[int, int], memoryview] = {}
+
+    def role_of(self, name: str) -> str:
+        if len(self.contexts) == 1:
+            return next(iter(self.contexts))
+        return "source" if name in SOURCE_FUNCTIONS else "destination"
+
+    def call(self, op: Op) -> Any:
+        """Run ``op``; PreconditionError and RecoveryError propagate."""
+        if op.name in STREAM_OPS:
+            self.stream = damage(self.stream, op)
+            return None
+        role = self.role_of(op.name)
+        ctx, blocks = self.contexts[role], self.blocks[role]
+        args = [blocks[a.index] if isinstance(a, Ref) else a for a in op.args]
+        if op.name == "ram_dirty_bitmap_reload":
+            args.append(self.stream)
+        if op.name not in RAM_FUNCTIONS:
+            raise PreconditionError(op.name, "name", "a function of the ram layer")
+        result = getattr(ctx, op.name)(*args)
+        if op.name == "ramblock_recv_bitmap_send":
+            self.stream = result[0]
+        return result
+
+    def errors(self) -> int:
+        return sum(len(c.error_log) for c in self.contexts.values())
+
+    def last_error(self) -> str | None:
+        logs = [c.error_log for c in self.contexts.values() if c.error_log]
+        return logs[-1][-1] if logs else None
+
+    def maps(self) -> list[tuple[str, bytes | None]]:
+        """(label, image or None) of every map of every block of every context."""
+        return [(label, None if m is None else bytes(m)) for label, m in self.live_maps()]
+
+    def live_maps(self) -> list[tuple[str, Any]]:
+        """Like ``maps`` but without copying: buffers that show the maps' current bytes."""
+        out = []
+        for role, blocks in self.blocks.items():
+            for b in blocks:
+                for attr in ("receivedmap", "bmap"):
+                    m = getattr(b, attr)
+                    out.append((f"{role}:{b.idstr}.{attr}", None if m is None else self._live(m)))
+        return out
+
+    def _live(self, m: Any) -> Any:
+        if isinstance(m, Words):
+            return m.image() if m.layout.big_endian else m.data
+        address = getattr(m, "address", None)
+        if address is None:
+            return m.image()
+        size = m.nwords * m.bits_per_long // 8
+        view = self._views.get((address, size))
+        if view is None:  # a C map: a view of its memory, made once per allocation
+            view = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+            self._views[(address, size)] = view
+        return view
+
+
+def damage(stream: bytes, op: Op) -> bytes:
+    """The stream register after a ``stream_*`` operation (pure, the same on both sides).
+
+    stream_truncate(n): keep n bytes; stream_xor(pos, mask): flip bits of byte pos % len;
+    stream_append(n, byte): n more bytes; stream_set_size(v): be64 v as the size field;
+    stream_load("hex"): a stream written by hand.
+    """
+    if op.name == "stream_load":
+        return bytes.fromhex(str(op.args[0]))
+    a = [int(x) for x in op.args if isinstance(x, int)]
+    if op.name == "stream_truncate":
+        return stream[: a[0]]
+    if op.name == "stream_append":
+        return stream + bytes([a[1] & 0xFF]) * a[0]
+    if op.name == "stream_set_size":
+        return (a[0] % (1 << 64)).to_bytes(8, "big") + stream[8:]
+    if not stream:
+        return stream
+    pos = a[0] % len(stream)
+    return stream[:pos] + bytes([stream[pos] ^ (a[1] & 0xFF)]) + stream[pos + 1 :]
+
+
+def outcome_value(world: RamWorld, op: Op) -> Any:
+    """The result of ``op`` on ``world``, with a RecoveryError as a value."""
+    try:
+        return world.call(op)
+    except RecoveryError as err:
+        return ("RecoveryError", err.ret)
+
+
+class RamSession:
+    """A ram or recovery program's worlds on both sides, ready for operations."""
+
+    def __init__(
+        self, program: Program, model: dict[str, ContextFactory], impl: dict[str, ContextFactory]
+    ) -> None:
+        self.program = program
+        self.setup = RamSetup.of(program)
+        self.factories = (model, impl)
+        self.reset()
+
+    def reset(self) -> None:
+        self.model = RamWorld(self.program, self.setup, self.factories[0])
+        self.impl = RamWorld(self.program, self.setup, self.factories[1])
+
+    def step(self, index: int, op: Op) -> tuple[Any, Divergence | None]:
+        """Run one operation on both sides; (model result, divergence or None)."""
+        before = self.model.errors(), self.impl.errors()
+        try:
+            expected = outcome_value(self.model, op)
+        except PreconditionError as err:
+            return (INVALID, str(err)), None
+        actual = outcome_value(self.impl, op)
+        if not same(expected, actual):
+            return expected, Divergence(index, op, "result", expected, actual)
+        merr = self.model.last_error() if self.model.errors() > before[0] else None
+        ierr = self.impl.last_error() if self.impl.errors() > before[1] else None
+        if merr != ierr:
+            return expected, Divergence(index, op, "error_report", merr, ierr)
+        return expected, self.compare_memory(index, op)
+
+    def compare_memory(self, index: int, op: Op) -> Divergence | None:
+        pairs = zip(self.model.live_maps(), self.impl.live_maps(), strict=True)
+        for (label, mimg), (_, iimg) in pairs:
+            if (mimg is None) == (iimg is None) and (mimg is None or mimg == iimg):
+                continue
+            if mimg is None or iimg is None or len(mimg) != len(iimg):
+                return Divergence(index, op, "map", _shape(mimg), _shape(iimg), label=label)
+            off = first_difference(mimg, iimg)
+            return Divergence(index, op, "memory", mimg[off], iimg[off], None, off, label)
+        return None
+
+    def images(self) -> list[tuple[str, bytes | None]]:
+        """The model's maps (for vector digests)."""
+        return self.model.maps()
+
+
+def _shape(image: bytes | None) -> str:
+    return "no map (NULL)" if image is None else f"a map of {len(image)} bytes"
+
+
+def same(expected: Any, actual: Any) -> bool:
+    """Results are equal as C values (bool and int compare by value; tuples elementwise)."""
+    if isinstance(expected, tuple) and isinstance(actual, tuple):
+        return len(expected) == len(actual) and all(
+            same(e, a) for e, a in zip(expected, actual, strict=True)
+        )
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return isinstance(actual, int | bool) and int(expected) == int(actual)
+    return bool(expected == actual)
+
+
+def model_factories() -> dict[str, ContextFactory]:
+    return {"destination": model_context, "source": model_context}

@@ -1,0 +1,758 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Write the hand-computed seed vectors (bitmap-rules.json, ram-rules.json, recovery-stream.json).
+
+Every case below states its expected return values -- and, where it matters, the words of
+the memory after the program -- worked out by hand from the rules of docs/qemu-facts
+(sections 2-5), not from the model. The script checks the model against each hand value
+before writing a vector, so a file written here is both a hand-checked expectation and the
+model's output (the vector's ``results`` and ``memory`` digests come from the model).
+
+    python tests/vectors/generate.py [DIR]     (default: this folder)
+
+Vectors of divergences found by fuzzing are added with ``add_divergence`` (see the bottom).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recvmap.fuzz.engine import initial_image
+from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
+from recvmap.fuzz.vectors import make_test, model_run, result_json, vector_file, write_vector_file
+from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
+
+HERE = Path(__file__).resolve().parent
+ONES = {64: (1 << 64) - 1, 32: (1 << 32) - 1}
+ENDMARK = "0123456789abcdef"
+
+
+def words_digest(layout: Layout, nwords: int, words: dict[int, int]) -> str:
+    image = initial_image(Program(layout, [ArraySpec(nwords, words)]), 0)
+    return hashlib.sha256(image).hexdigest()
+
+
+def case(
+    program: Program,
+    comment: str,
+    flags: list[str],
+    results: list[Any],
+    memory: dict[str, tuple[int, dict[int, int]]] | None = None,
+    invalid: bool = False,
+) -> dict[str, Any]:
+    """A vector whose model results equal the hand ``results`` (and hand memory words)."""
+    test = make_test(program, comment, flags)
+    want = [result_json(r) for r in results]
+    if test["results"] != want:
+        raise SystemExit(f"{program.layout}: {comment}: model {test['results']} != hand {want}")
+    if (test["result"] == "invalid") != invalid:
+        raise SystemExit(f"{comment}: model says {test['result']}")
+    layout = program.layout
+    for key, (nwords, words) in (memory or {}).items():
+        if program.layer == "recovery" and key.startswith("destination:"):
+            s = program.setup["sender"]
+            layout = Layout(s["bits_per_long"], s["big_endian"])
+        if test["memory"][key] != words_digest(layout, nwords, words):
+            have = model_run(program).images[key]
+            raise SystemExit(f"{comment}: memory {key}: model {have!r} != hand {words}")
+    return test
+
+
+# --- the bitmap layer (facts sections 2-4) ----------------------------------------------
+
+
+def bitmap_cases(layout: Layout) -> list[dict[str, Any]]:
+    bpl = layout.bits_per_long
+    full = ONES[bpl]
+    top = 1 << (bpl - 1)
+    n = bpl + 6  # a bitmap ending 6 bits into its second word
+    tail = (1 << 6) - 1  # BITMAP_LAST_WORD_MASK(n)
+    out = []
+
+    def p(arrays: list[dict[int, int]], ops: list[Op], nwords: int = 2) -> Program:
+        return Program(layout, [ArraySpec(nwords, a) for a in arrays], ops)
+
+    out.append(
+        case(
+            p([{1: full}], [Op("bitmap_fill", (Ref(0), n))]),
+            "bitmap_fill: whole words of ones, then the last word is exactly the last-word mask "
+            "(its tail bits are cleared, unlike Linux)",
+            ["TailBits"],
+            [None],
+            {"@0": (2, {0: full, 1: tail})},
+        )
+    )
+    out.append(
+        case(
+            p([{}, {1: full}], [Op("bitmap_complement", (Ref(1), Ref(0), n))]),
+            "bitmap_complement: the last partial word is masked, tail cleared",
+            ["TailBits"],
+            [None],
+            {"@1": (2, {0: full, 1: tail})},
+        )
+    )
+    out.append(
+        case(
+            p([{1: full}, {1: 2}, {}], [Op("bitmap_or", (Ref(2), Ref(0), Ref(1), n))]),
+            "bitmap_or works on whole words: tail bits propagate",
+            ["TailBits"],
+            [None],
+            {"@2": (2, {1: full})},
+        )
+    )
+    out.append(
+        case(
+            p([{1: top}, {1: top}, {}], [Op("bitmap_and", (Ref(2), Ref(0), Ref(1), n))]),
+            "bitmap_and: only a tail bit in common, yet it returns 1 (computed over whole words)",
+            ["TailBits", "ReturnValue"],
+            [1],
+            {"@2": (2, {1: top})},
+        )
+    )
+    out.append(
+        case(
+            p([{1: top}, {}, {}], [Op("bitmap_andnot", (Ref(2), Ref(0), Ref(1), n))]),
+            "bitmap_andnot: a tail bit alone makes it return 1",
+            ["TailBits", "ReturnValue"],
+            [1],
+            {"@2": (2, {1: top})},
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{1: top}, {}],
+                [
+                    Op("bitmap_equal", (Ref(0), Ref(1), n)),
+                    Op("bitmap_empty", (Ref(0), n)),
+                    Op("bitmap_intersects", (Ref(0), Ref(0), n)),
+                    Op("bitmap_full", (Ref(1), n)),
+                ],
+            ),
+            "equal, empty, intersects, full mask the last word: tail bits never change them",
+            ["TailBits"],
+            [1, 1, 0, 0],
+        )
+    )
+    out.append(
+        case(
+            p([{0: full, 1: tail}], [Op("bitmap_full", (Ref(0), n))]),
+            "bitmap_full: the first nbits set, tail clear",
+            ["TailBits"],
+            [1],
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{0: full, 1: full}],
+                [
+                    Op("bitmap_find_next_zero_area", (Ref(0), n, 0, 8, 0)),
+                ],
+            ),
+            "bitmap_find_next_zero_area on a full map returns index + nr = size + 8, not size",
+            ["ReturnValue"],
+            [n + 8],
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{0: full & ~(0xFF << 8)}],
+                [
+                    Op("bitmap_find_next_zero_area", (Ref(0), bpl, 0, 8, 0)),
+                    Op("bitmap_find_next_zero_area", (Ref(0), bpl, 0, 8, 15)),
+                ],
+                nwords=1,
+            ),
+            "bitmap_find_next_zero_area: the zero run 8..15 fits; aligned to 16 nothing fits, so "
+            "it returns the aligned index bpl plus nr",
+            ["ReturnValue"],
+            [8, bpl + 8],
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{0: full, 1: full}, {0: 5, 1: 7}],
+                [
+                    Op("bitmap_copy_and_clear_atomic", (Ref(1), Ref(0), n)),
+                ],
+            ),
+            "bitmap_copy_and_clear_atomic exchanges whole words: bits after nr in the last source "
+            "word are moved and cleared too",
+            ["TailBits"],
+            [None],
+            {"@0": (2, {}), "@1": (2, {0: full, 1: full})},
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{}, {0: full, 1: full}],
+                [
+                    Op("find_next_bit", (Ref(0), n, 0)),
+                    Op("find_next_bit", (Ref(1), 50, 60)),
+                    Op("find_last_bit", (Ref(0), n)),
+                    Op("find_first_zero_bit", (Ref(1), n)),
+                    Op("find_first_bit", (Ref(1), 0)),
+                ],
+            ),
+            "find functions return size when nothing is found, and at once when offset >= size",
+            ["ReturnValue", "TailBits"],
+            [n, 50, n, n, 0],
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{0: 1, 1: full}],
+                [
+                    Op("bitmap_count_one", (Ref(0), 0)),
+                    Op("bitmap_count_one", (Ref(0), n)),
+                    Op("bitmap_count_one_with_offset", (Ref(0), bpl - 1, 3)),
+                ],
+            ),
+            "bitmap_count_one: 0 for nbits 0 (allowed); tail bits not counted; with an offset",
+            ["TailBits", "WordBoundary"],
+            [0, 7, 2],
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{}],
+                [
+                    Op("bitmap_set", (Ref(0), bpl - 1, 2)),
+                    Op("test_bit", (bpl - 1, Ref(0))),
+                    Op("test_bit", (bpl, Ref(0))),
+                    Op("bitmap_test_and_clear", (Ref(0), bpl, 1)),
+                    Op("bitmap_test_and_clear", (Ref(0), bpl, 1)),
+                    Op("test_and_set_bit", (0, Ref(0))),
+                    Op("test_and_change_bit", (0, Ref(0))),
+                ],
+            ),
+            "a range across the word boundary BPL-1..BPL; test_and_clear returns whether any bit "
+            "was set; test_and_* return the old bit",
+            ["WordBoundary"],
+            [None, 1, 1, True, False, 0, 1],
+            {"@0": (2, {0: top})},
+        )
+    )
+    out.append(
+        case(
+            p([{}], [Op("bitmap_set", (Ref(0), 3, 0)), Op("bitmap_clear", (Ref(0), 2 * bpl, 0))]),
+            "nr == 0 is a no-op, even at the end of the allocation",
+            ["WordBoundary"],
+            [None, None],
+            {"@0": (2, {})},
+        )
+    )
+    # Out of QEMU's domain: the model rejects the last operation, C never sees it.
+    out.append(
+        case(
+            p([{}], [Op("bitmap_set", (Ref(0), 0, 1)), Op("bitmap_set", (Ref(0), -1, 1))]),
+            "bitmap_set with start < 0: QEMU's assert aborts",
+            ["Domain"],
+            [None],
+            invalid=True,
+        )
+    )
+    out.append(
+        case(
+            p([{}], [Op("bitmap_fill", (Ref(0), 0))]),
+            "bitmap_fill(dst, 0) writes the word before dst in QEMU",
+            ["Domain"],
+            [],
+            invalid=True,
+        )
+    )
+    out.append(
+        case(
+            p([{}], [Op("set_bit", (2 * bpl, Ref(0)))]),
+            "set_bit past the allocation",
+            ["Domain"],
+            [],
+            invalid=True,
+        )
+    )
+    return out
+
+
+def divergence_cases(layout: Layout) -> list[dict[str, Any]]:
+    """Programs on which our own C reference once diverged (found by `recvmap fuzz`)."""
+    bpl = layout.bits_per_long
+    full = ONES[bpl]
+    out = [
+        case(
+            Program(
+                layout,
+                [ArraySpec(2, {0: 0x0F}), ArraySpec(2, {0: full, 1: full})],
+                [
+                    Op("bitmap_copy", (Ref(0), Ref(1), -1)),
+                    Op("bitmap_and", (Ref(0), Ref(1), Ref(1), -1)),
+                    Op("bitmap_zero", (Ref(0), -1)),
+                    Op("bitmap_or", (Ref(0), Ref(1), Ref(1), -1)),
+                    Op("bitmap_xor", (Ref(0), Ref(1), Ref(1), -1)),
+                    Op("bitmap_andnot", (Ref(0), Ref(1), Ref(1), -1)),
+                    Op("bitmap_to_le", (Ref(0), Ref(1), -1)),
+                ],
+            ),
+            "nbits < 0 in an inline helper: BITS_PER_LONG is a size_t in QEMU, so small_nbits(-1) "
+            "is false and BITS_TO_LONGS(-1) is 0: nothing is copied, zeroed or combined, and "
+            "bitmap_and / bitmap_andnot return 0. Found by recvmap fuzz: qemu_ref compared "
+            "signed and took the one-word path",
+            ["Divergence"],
+            [None, 0, None, None, None, 0, None],
+            {"@0": (2, {0: 0x0F})},
+        )
+    ]
+    shift = 1 << (bpl - 1)
+    out.append(
+        case(
+            Program(
+                layout,
+                [ArraySpec(3, {}), ArraySpec(3, {0: full})],
+                [Op("bitmap_copy_with_dst_offset", (Ref(0), Ref(1), shift, full))],
+            ),
+            "bitmap_copy_with_dst_offset with a word-aligned shift calls bitmap_copy with nbits "
+            "ULONG_MAX, i.e. -1 as a long: no word is touched, however far the shift. Found by "
+            "recvmap fuzz: qemu_ref wrote one word at dst + shift / BPL (a crash)",
+            ["Divergence"],
+            [None],
+            {"@0": (3, {})},
+        )
+    )
+    return out
+
+
+# --- the received-page bitmap (facts sections 5-7) --------------------------------------
+
+HOST64 = 0x7F0000000000
+HOST32 = 0x40000000
+
+
+def ram_program(
+    layout: Layout,
+    target: str,
+    bits: int,
+    host: str,
+    host_page: int,
+    blocks: list[dict[str, Any]],
+    ops: list[Op],
+    side: str = "destination",
+    strict: bool = False,
+) -> Program:
+    setup = {
+        "target": target,
+        "target_page_bits": bits,
+        "host": host,
+        "host_page_size": host_page,
+        "side": side,
+        "strict": strict,
+        "blocks": blocks,
+    }
+    return Program(layout, [], ops, "ram", setup)
+
+
+def block(
+    idstr: str,
+    host: int,
+    used: int,
+    max_length: int | None = None,
+    page_size: int = 4096,
+    postcopy: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "idstr": idstr,
+        "host": host,
+        "used_length": used,
+        "max_length": used if max_length is None else max_length,
+        "page_size": page_size,
+        "postcopy_length": used if postcopy is None else postcopy,
+        "migratable": True,
+        "ignored": False,
+    }
+
+
+def ram_cases(layout: Layout) -> list[dict[str, Any]]:
+    bpl = layout.bits_per_long
+    full = ONES[bpl]
+    base = HOST64 if bpl == 64 else HOST32
+    mib2 = 2 << 20
+    out = []
+    # 2M hugepage block, 4K target pages: one placement sets 512 bits.
+    hp = [block("pc.ram", base, mib2, page_size=mib2)]
+    nwords = 512 // bpl
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "x86_64",
+                12,
+                "x86_64",
+                4096,
+                hp,
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("postcopy_place_page", (base, Ref(0))),
+                    Op("ram_discard_range", ("pc.ram", 4096, 8192)),
+                    Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 4096)),
+                    Op("ramblock_recv_bitmap_test", (Ref(0), base)),
+                    Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 12288)),
+                ],
+            ),
+            "placing a 2M hugepage sets 512 target-page bits; ram_discard_range clears bits 1-2 "
+            "FIRST and only then fails its check (start not aligned to the 2M page: -1)",
+            ["Placement", "Discard"],
+            [None, 0, -1, False, 1, True],
+            {
+                "destination:pc.ram.receivedmap": (
+                    nwords,
+                    {0: full & ~0b110, **{i: full for i in range(1, nwords)}},
+                )
+            },
+        )
+    )
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "x86_64",
+                12,
+                "x86_64",
+                4096,
+                hp,
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("ram_discard_range", ("no-such-block", 0, mib2)),
+                    Op("ram_discard_range", ("pc.ram", 0, mib2)),
+                ],
+            ),
+            "ram_discard_range: an unknown block is an error (-1); an aligned discard of the "
+            "whole block succeeds (0)",
+            ["Discard"],
+            [None, -1, 0],
+        )
+    )
+    # 1K target pages (arm legacy) on a 4K host: a 12K block is 12 bits in one word.
+    small = [block("ram1", base, 3 * 4096)]
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "arm",
+                10,
+                "x86_64",
+                4096,
+                small,
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("postcopy_place_page", (base + 4096, Ref(0))),
+                    Op("postcopy_place_page", (base + 8192, Ref(0))),
+                    Op("ram_discard_range", ("ram1", 8192, 8192)),
+                ],
+            ),
+            "arm with 1K target pages: a 4K host page places 4 bits; a discard that overruns the "
+            "block clears bits 8..15 (8 of them past the 12 bits, inside the word) and fails",
+            ["Placement", "Discard", "TailBits"],
+            [None, 0, 0, -1],
+            {"destination:ram1.receivedmap": (1, {0: 0xF0})},
+        )
+    )
+    big_target = [block("pc.ram", base, 16384 * 4)]
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "tricore",
+                14,
+                "x86_64",
+                4096,
+                big_target,
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("postcopy_ram_supported_by_host", ()),
+                    Op("postcopy_place_page", (base, Ref(0))),
+                ],
+            ),
+            "a 16K target page on a 4K host: postcopy is refused; placing a page is outside "
+            "QEMU's domain",
+            ["Placement", "Domain"],
+            [None, False],
+            invalid=True,
+        )
+    )
+    wrap = (1 << bpl) - 1 >> 12  # (host_addr - rb->host) wraps below the block
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "x86_64",
+                12,
+                "x86_64",
+                4096,
+                [block("pc.ram", base, 4 * 4096)],
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
+                    Op("ramblock_recv_bitmap_offset", (base + 3 * 4096 + 4095, Ref(0))),
+                ],
+            ),
+            "ramblock_recv_bitmap_offset has no range check: an address below the block wraps "
+            "to a huge index",
+            ["WrapAround"],
+            [None, wrap, 3],
+        )
+    )
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "x86_64",
+                12,
+                "x86_64",
+                4096,
+                [block("pc.ram", base, 4 * 4096)],
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
+                ],
+                strict=True,
+            ),
+            "strict mode flags the wrap-around instead of modelling it",
+            ["WrapAround", "Domain"],
+            [None],
+            invalid=True,
+        )
+    )
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "x86_64",
+                12,
+                "x86_64",
+                4096,
+                [block("pc.ram", base, 2 * 4096, 4 * 4096)],
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("ramblock_recv_bitmap_set", (Ref(0), base + 3 * 4096)),
+                    Op("ramblock_recv_bitmap_set_range", (Ref(0), base, 2)),
+                    Op("ramblock_recv_bitmap_set_offset", (Ref(0), 2 * 4096 + 17)),
+                    Op("ram_load_cleanup", ()),
+                    Op("ram_load_cleanup", ()),
+                ],
+            ),
+            "the map has max_length >> bits bits (not used_length): page 3 of a 2-page block with "
+            "4 pages of max_length is settable; ram_load_cleanup frees, a second call is harmless",
+            ["WordBoundary"],
+            [None, None, None, None, 0, 0],
+        )
+    )
+    out.append(
+        case(
+            ram_program(
+                layout,
+                "x86_64",
+                12,
+                "x86_64",
+                4096,
+                [block("pc.ram", base, 4 * 4096)],
+                [
+                    Op("ram_list_init_bitmaps", ()),
+                    Op("ram_discard_range", ("pc.ram", 0, 4096)),
+                ],
+                side="source",
+            ),
+            "on the source there is no receivedmap: a discard touches no map (its dirty bitmap "
+            "stays all ones)",
+            ["Discard"],
+            [None, 0],
+            {"source:pc.ram.bmap": (1, {0: 0xF})},
+        )
+    )
+    return out
+
+
+# --- the recovery stream (facts section 5) ----------------------------------------------
+
+GOLDEN = {  # nbits: (received pages, stream hex), written out by hand from the rules
+    0: ((), "0000000000000000" + ENDMARK),
+    1: ((0,), "0000000000000008" + "0100000000000000" + ENDMARK),
+    7: ((0, 6), "0000000000000008" + "4100000000000000" + ENDMARK),
+    8: ((0, 7), "0000000000000008" + "8100000000000000" + ENDMARK),
+    9: ((0, 8), "0000000000000008" + "0101000000000000" + ENDMARK),
+    63: ((0, 62), "0000000000000008" + "0100000000000040" + ENDMARK),
+    64: ((0, 63), "0000000000000008" + "0100000000000080" + ENDMARK),
+    65: ((0, 64), "0000000000000010" + "0100000000000000" + "0100000000000000" + ENDMARK),
+    127: ((0, 126), "0000000000000010" + "01" + "00" * 14 + "40" + ENDMARK),
+    128: ((0, 127), "0000000000000010" + "01" + "00" * 14 + "80" + ENDMARK),
+    200: ((0, 199), "0000000000000020" + "01" + "00" * 23 + "80" + "00" * 7 + ENDMARK),
+}
+
+
+def recovery_program(
+    receiver: Layout, sender: Layout, blocks: list[dict[str, Any]], ops: list[Op]
+) -> Program:
+    setup = {
+        "target": "x86_64",
+        "target_page_bits": 12,
+        "host": "x86_64",
+        "host_page_size": 4096,
+        "side": "destination",
+        "strict": False,
+        "blocks": blocks,
+        "sender": {"bits_per_long": sender.bits_per_long, "big_endian": sender.big_endian},
+    }
+    return Program(receiver, [], ops, "recovery", setup)
+
+
+def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
+    base = HOST32 if 32 in (receiver.bits_per_long, sender.bits_per_long) else HOST64
+    out = []
+    for nbits, (pages, stream) in GOLDEN.items():
+        length = nbits * 4096
+        blocks = [block("pc.ram", base, length, max(length, 4096))]
+        ops = [Op("ramblock_recv_map_init", ()), Op("ram_list_init_bitmaps", ())]
+        ops += [Op("ramblock_recv_bitmap_set", (Ref(0), base + p * 4096)) for p in pages]
+        ops.append(Op("ramblock_recv_bitmap_send", ("pc.ram",)))
+        size = len(stream) // 2 - 16
+        results: list[Any] = [None, None, *[None] * len(pages), (bytes.fromhex(stream), size + 8)]
+        if nbits:
+            ops.append(Op("ram_dirty_bitmap_reload", (Ref(0),)))
+            results.append(0)
+        out.append(
+            case(
+                recovery_program(receiver, sender, blocks, ops),
+                f"recovery stream of a {nbits}-page block, pages {list(pages)} received: be64 size "
+                f"{size}, the map little-endian and zero padded to 8 bytes, be64 end mark; "
+                f"returns size + 8",
+                ["RecoveryStream"],
+                results,
+            )
+        )
+    # Reload: the pages not received become dirty; bits past nbits are cleared (9 used pages).
+    blocks = [block("pc.ram", base, 9 * 4096, 16 * 4096)]
+    prefix = [
+        Op("ramblock_recv_map_init", ()),
+        Op("ram_list_init_bitmaps", ()),
+        Op("ramblock_recv_bitmap_set", (Ref(0), base)),
+        Op("ramblock_recv_bitmap_set", (Ref(0), base + 3 * 4096)),
+        Op("ramblock_recv_bitmap_set", (Ref(0), base + 8 * 4096)),
+        Op("ramblock_recv_bitmap_send", ("pc.ram",)),
+    ]
+    good = bytes.fromhex("0000000000000008" + "0901000000000000" + ENDMARK)
+    head = [None] * 5 + [(good, 16)]
+    out.append(
+        case(
+            recovery_program(
+                receiver, sender, blocks, [*prefix, Op("ram_dirty_bitmap_reload", (Ref(0),))]
+            ),
+            "reload on the source: the complement of the first 9 bits (pages 0, 3, 8 received), "
+            "tail masked: bmap word 0 = 0xf6",
+            ["RecoveryStream"],
+            [*head, 0],
+            {"source:pc.ram.bmap": (1, {0: 0xF6})},
+        )
+    )
+    bad = [
+        ([Op("stream_xor", (23, 1))], -22, "a wrong end mark is rejected (-EINVAL)"),
+        ([Op("stream_truncate", (20,))], -5, "a short stream is a read error (-EIO)"),
+        ([Op("stream_set_size", (16,))], -22, "a size other than the source's is rejected"),
+        ([Op("stream_append", (1, 0))], -22, "bytes after the end mark are rejected"),
+    ]
+    for damage, ret, text in bad:
+        out.append(
+            case(
+                recovery_program(
+                    receiver,
+                    sender,
+                    blocks,
+                    [*prefix, *damage, Op("ram_dirty_bitmap_reload", (Ref(0),))],
+                ),
+                f"{text}, and the source bitmap is left untouched (all ones)",
+                ["MalformedStream"],
+                [*head, None, ("RecoveryError", ret)],
+                {"source:pc.ram.bmap": (1, {0: 0xFFFF})},
+            )
+        )
+    return out
+
+
+def issue3_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
+    """The hand-written golden streams of recovery_stream_v1.json (issue 3), as programs."""
+    src = HERE / "recovery_stream_v1.json"
+    if not src.exists():
+        return []
+    golden = json.loads(src.read_text())
+    base = HOST32 if 32 in (receiver.bits_per_long, sender.bits_per_long) else HOST64
+    out = []
+    for v in golden["vectors"]:
+        nbits, pages = v["nbits"], v["max_pages"]
+        every = v["set_bits"] == "all"
+        received = ([] if every else list(v["set_bits"])) + v["tail_bits"]
+        stream = v.get("stream") or v["stream_by_bpl"][str(sender.bits_per_long)]
+        blocks = [block("pc.ram", base, nbits * 4096, pages * 4096)]
+        ops = [Op("ramblock_recv_map_init", ()), Op("ram_list_init_bitmaps", ())]
+        if every:  # all nbits pages: one range
+            ops.append(Op("ramblock_recv_bitmap_set_range", (Ref(0), base, nbits)))
+        ops += [Op("ramblock_recv_bitmap_set", (Ref(0), base + p * 4096)) for p in received]
+        ops.append(Op("ramblock_recv_bitmap_send", ("pc.ram",)))
+        sent = (bytes.fromhex(stream), v["ret"])
+        results: list[Any] = [None] * (len(ops) - 1) + [sent]
+        if nbits:
+            ops.append(Op("ram_dirty_bitmap_reload", (Ref(0),)))
+            results.append(0)
+        out.append(
+            case(
+                recovery_program(receiver, sender, blocks, ops),
+                f"issue 3 golden stream: {v['name']}",
+                ["RecoveryStream"],
+                results,
+            )
+        )
+    for m in golden["malformed"]:
+        blocks = [block("pc.ram", base, m["nbits"] * 4096)]
+        ops = [
+            Op("ramblock_recv_map_init", ()),
+            Op("ram_list_init_bitmaps", ()),
+            Op("stream_load", (m["stream"],)),
+            Op("ram_dirty_bitmap_reload", (Ref(0),)),
+        ]
+        out.append(
+            case(
+                recovery_program(receiver, sender, blocks, ops),
+                f"issue 3 malformed stream: {m['name']} ({m['reason']})",
+                ["MalformedStream"],
+                [None, None, None, ("RecoveryError", m["ret"])],
+            )
+        )
+    return out
+
+
+def main(argv: list[str]) -> int:
+    dest = Path(argv[1]) if len(argv) > 1 else HERE
+    files = {
+        "bitmap-rules.json": bitmap_cases(LP64_LE) + bitmap_cases(ILP32_LE),
+        "bitmap-divergences.json": divergence_cases(LP64_LE) + divergence_cases(ILP32_LE),
+        "ram-rules.json": ram_cases(LP64_LE) + ram_cases(ILP32_LE),
+        "recovery-stream.json": [
+            t
+            for r in (LP64_LE, ILP32_LE)
+            for s in (LP64_LE, ILP32_LE)
+            for t in recovery_cases(r, s) + issue3_cases(r, s)
+        ],
+    }
+    for name, tests in files.items():
+        path = write_vector_file(dest / name, vector_file(tests))
+        print(f"{path}: {len(tests)} tests")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
