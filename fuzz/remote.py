@@ -24,9 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from recvmap.pymodel.arch import Host
-from recvmap.pymodel.errors import RecoveryError
-from recvmap.pymodel.ramblock import RamConfig, RamContext, Side, TargetPage
-from recvmap.pymodel.recovery import recv_bitmap_size
+from recvmap.pymodel.ramblock import BlockSpec, FaceBlock, RAMBlock, RamFace, Side, TargetPage
 from recvmap.pymodel.words import Layout
 
 from .program import Program, Ref
@@ -305,14 +303,16 @@ class DriverMap:
         return self.data
 
 
-class DriverRAMBlock:
+class DriverRAMBlock(FaceBlock):
     """A driver RAMBlock with the model RAMBlock's attributes.
 
     ``receivedmap`` and ``bmap`` read the map from the driver at each access (one exchange)
     and return a snapshot, or None while the library has not allocated it.
     """
 
-    def __init__(self, ctx: DriverRamContext, obj: DriverObject, spec: Any, shadow: Any) -> None:
+    def __init__(
+        self, ctx: DriverRamContext, obj: DriverObject, spec: BlockSpec, shadow: RAMBlock | None
+    ) -> None:
         self._ctx, self.obj, self.shadow = ctx, obj, shadow
         self.idstr: str = spec.idstr
         self.host: int = spec.host
@@ -356,7 +356,7 @@ class DriverRAMBlock:
         return f"DriverRAMBlock({self.idstr!r}, host=0x{self.host:x}, max=0x{self.max_length:x})"
 
 
-class DriverRamContext(RamConfig):
+class DriverRamContext(RamFace[DriverRAMBlock]):
     """``RamApi`` over a driver: the C ram layer of the driver's host.
 
     The layout and pointer width are the driver's. With ``checked=True`` every call first
@@ -378,30 +378,17 @@ class DriverRamContext(RamConfig):
     ) -> None:
         if not driver.info.get("ram"):
             raise DriverError(f"{driver.name}: built without the ram layer")
-        if strict and not checked:
-            raise ValueError("strict mode needs checked=True (the model does the range check)")
-        pointer_bits = driver.info["pointer"]
         super().__init__(
             target_page,
             side=side,
             layout=driver.layout,
             host_page_size=host_page_size,
-            pointer_bits=pointer_bits,
+            pointer_bits=driver.info["pointer"],
             strict=strict,
             host=host,
         )
+        self.shadow = self._shadow_model(checked)
         self.driver = driver
-        self.shadow: RamContext | None = None
-        if checked:
-            self.shadow = RamContext(
-                target_page,
-                side=side,
-                layout=driver.layout,
-                host_page_size=host_page_size,
-                pointer_bits=pointer_bits,
-                strict=strict,
-                host=host,
-            )
         self.blocks: list[DriverRAMBlock] = []
         self._snapshot_generation = -1
         self._list = DriverObject(int(driver.ask("list")[1:]))
@@ -441,57 +428,18 @@ class DriverRamContext(RamConfig):
             self.error_report(raw[: raw.index(b"\0")].decode(errors="replace"))
         return parse_result(kind, value)
 
-    def _check(self, name: str, *args: Any) -> Any:
-        if self.shadow is None:
-            return None
-        fn = getattr(self.shadow, name)
-        return fn(*(a.shadow if isinstance(a, DriverRAMBlock) else a for a in args))
-
     def _c(self, name: str, *args: Any) -> Any:
         """Checked call: shadow model first, then the driver with blocks as objects."""
         self._check(name, *args)
         return self._call(name, *(a.obj if isinstance(a, DriverRAMBlock) else a for a in args))
 
-    def ram_block_add(
-        self,
-        idstr: str,
-        used_length: int,
-        max_length: int | None = None,
-        *,
-        page_size: int | None = None,
-        host: int | None = None,
-        postcopy_length: int | None = None,
-        migratable: bool = True,
-        ignored: bool = False,
-    ) -> DriverRAMBlock:
-        """A driver RAMBlock from the model's checked parameters, appended to the list."""
-        s = self.block_spec(
-            idstr,
-            used_length,
-            max_length,
-            page_size=page_size,
-            host=host,
-            postcopy_length=postcopy_length,
-            migratable=migratable,
-            ignored=ignored,
-        )
-        shadow = None
-        if self.shadow is not None:
-            shadow = self.shadow.ram_block_add(
-                idstr,
-                s.used_length,
-                s.max_length,
-                page_size=s.page_size,
-                host=s.host,
-                postcopy_length=s.postcopy_length,
-                migratable=s.migratable,
-                ignored=s.ignored,
-            )
+    def _new_block(self, spec: BlockSpec, shadow: RAMBlock | None) -> DriverRAMBlock:
+        """A driver RAMBlock of the checked ``spec``; the driver's list is rebuilt with it."""
         answer = self.driver.ask(
-            f"block {arg_token(s.idstr)} {s.host} {s.used_length} {s.max_length} "
-            f"{s.postcopy_length} {s.page_size} {int(s.migratable)} {int(s.ignored)}"
+            f"block {arg_token(spec.idstr)} {spec.host} {spec.used_length} {spec.max_length} "
+            f"{spec.postcopy_length} {spec.page_size} {int(spec.migratable)} {int(spec.ignored)}"
         )
-        block = DriverRAMBlock(self, DriverObject(int(answer[1:])), s, shadow)
+        block = DriverRAMBlock(self, DriverObject(int(answer[1:])), spec, shadow)
         self.blocks.append(block)
         objs = " ".join(f"#{b.obj.index}" for b in self.blocks)
         self._list = DriverObject(int(self.driver.ask(f"list {objs}")[1:]))
@@ -545,10 +493,7 @@ class DriverRamContext(RamConfig):
         self._check("postcopy_ram_supported_by_host")
         if not self._call("postcopy_ram_supported_by_host", self.host_page_size):
             return False
-        if self.host is not None and not self.host.postcopy:
-            self.error_report("postcopy_ram_supported_by_host: userfaultfd not available")
-            return False
-        return True
+        return self._postcopy_host()
 
     def postcopy_place_page(self, host: int, rb: DriverRAMBlock) -> int:
         self._check("postcopy_place_page", host, rb)
@@ -565,11 +510,7 @@ class DriverRamContext(RamConfig):
     def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
         """The driver's sender writes into a buffer of size + 16 bytes; (stream, ret)."""
         self._check("ramblock_recv_bitmap_send", block_name)
-        rb = next((b for b in self.blocks if b.idstr == block_name), None)
-        buflen = 0
-        if rb is not None:
-            nbits = (rb.postcopy_length >> self.qemu_target_page_bits()) % (1 << self.bits_per_long)
-            buflen = recv_bitmap_size(nbits) + 16
+        buflen = self._send_length(next((b for b in self.blocks if b.idstr == block_name), None))
         buf = int(self.driver.ask(f"new {buflen}"))
         try:
             ret = int(
@@ -588,11 +529,7 @@ class DriverRamContext(RamConfig):
 
     def ram_dirty_bitmap_reload(self, block: DriverRAMBlock, stream: bytes) -> int:
         """0, or RecoveryError carrying the driver's negative return value."""
-        if self.shadow is not None:
-            try:
-                self._check("ram_dirty_bitmap_reload", block, stream)
-            except RecoveryError:
-                pass  # the driver must reject it on its own
+        self._check_reload(block, stream)
         buf = int(self.driver.ask(f"new {len(stream)}"))
         try:
             if stream:
@@ -607,11 +544,7 @@ class DriverRamContext(RamConfig):
             )
         finally:
             self.driver.ask(f"free {buf}")
-        if ret < 0:
-            message = self.error_log[-1] if self.error_log else ""
-            fn, _, reason = message.partition(": ")
-            raise RecoveryError(fn or "ram_dirty_bitmap_reload", block.idstr, reason, ret)
-        return ret
+        return self._reload_result(block, ret)
 
     def close(self) -> None:
         """Free the maps the library allocated (both cleanups are harmless twice)."""

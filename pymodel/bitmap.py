@@ -70,8 +70,8 @@ def _andnot(a: int, b: int) -> int:
 # --- domains ------------------------------------------------------------------------------
 
 
-def _inline(function: str, nbits: int, **maps: Words) -> int:
-    """Words an inline helper touches: 1 when small_nbits(nbits), else BITS_TO_LONGS(nbits).
+def _nonzero_nbits(function: str, nbits: int, maps: dict[str, Words]) -> Layout:
+    """The maps' layout, once ``nbits`` is a long other than 0.
 
     nbits == 0 is outside the domain: the fast path still touches word 0 (bitmap.h).
     """
@@ -83,7 +83,15 @@ def _inline(function: str, nbits: int, **maps: Words) -> int:
             "nbits",
             "nbits != 0 (include/qemu/bitmap.h: small_nbits(0) still uses word 0)",
         )
-    bpl = layout.bits_per_long
+    return layout
+
+
+def _inline(function: str, nbits: int, **maps: Words) -> int:
+    """Words an inline helper touches: 1 when small_nbits(nbits), else BITS_TO_LONGS(nbits).
+
+    nbits != 0 (``_nonzero_nbits``).
+    """
+    bpl = _nonzero_nbits(function, nbits, maps).bits_per_long
     nwords = 1 if small_nbits(nbits, bpl) else BITS_TO_LONGS(nbits, bpl)
     for name, words in maps.items():
         check_words(function, name, words, 0, nwords)
@@ -93,14 +101,7 @@ def _inline(function: str, nbits: int, **maps: Words) -> int:
 def _lim(function: str, nbits: int, **maps: Words) -> int:
     """Bits a slow_bitmap_* loop covers (nbits / BITS_PER_LONG words and the partial last
     word, nbits taken as unsigned); the fast path covers the same. nbits != 0."""
-    layout = next(iter(maps.values())).layout
-    check_long(function, layout, "nbits", nbits)
-    if nbits == 0:
-        raise PreconditionError(
-            function,
-            "nbits",
-            "nbits != 0 (include/qemu/bitmap.h: small_nbits(0) still uses word 0)",
-        )
+    layout = _nonzero_nbits(function, nbits, maps)
     bits = nbits & layout.ulong_max
     for name, words in maps.items():
         check_words(function, name, words, 0, -(-bits // layout.bits_per_long))

@@ -18,15 +18,15 @@ names and argument order, so ``ctx.ramblock_recv_bitmap_set(rb, host_addr)`` is 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from .arch import Host, Target
 from .arch import target as _arch_target
 from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
 from .bitops import set_bit_atomic, test_bit
-from .errors import PreconditionError
+from .errors import PreconditionError, RecoveryError
 from .words import LP64_LE, Layout, Words
 
 UINT64_BITS = 64
@@ -222,7 +222,10 @@ def ramblock_is_ignored(rb: RAMBlock) -> bool:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """The checked parameters of a new block (shared by the model and the C face)."""
+    """The checked parameters of a new block (shared by the model and the other faces).
+
+    The fields are named like ``ram_block_add``'s and ``RAMBlock``'s arguments.
+    """
 
     idstr: str
     host: int
@@ -238,12 +241,17 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-class RamConfig:
+BlockT = TypeVar("BlockT")
+
+
+class RamConfig(Generic[BlockT]):
     """What QEMU keeps in globals: target page, host page, word layout, side, errors.
 
     ``pointer_bits`` is the width of the host's pointers (default: the layout's long
     width; 64 for an LLP64 host). ``strict`` makes host addresses outside a block an
     error instead of QEMU's wrap-around. ``error_log`` collects error_report() lines.
+    Each face (the model ``RamContext``, the C library, a driver) checks a new block here
+    and builds its own kind of block in ``_new_block``.
     """
 
     def __init__(
@@ -369,8 +377,49 @@ class RamConfig:
         self._specs.append(spec)
         return spec
 
+    def ram_block_add(
+        self,
+        idstr: str,
+        used_length: int,
+        max_length: int | None = None,
+        *,
+        page_size: int | None = None,
+        host: int | None = None,
+        postcopy_length: int | None = None,
+        migratable: bool = True,
+        ignored: bool = False,
+    ) -> BlockT:
+        """QEMU's ram_block_add (system/physmem.c): check a new block (``block_spec``),
+        then build the face's own block (``_new_block``) and append it to its list."""
+        spec = self.block_spec(
+            idstr,
+            used_length,
+            max_length,
+            page_size=page_size,
+            host=host,
+            postcopy_length=postcopy_length,
+            migratable=migratable,
+            ignored=ignored,
+        )
+        return self._new_block(spec, self._shadow_block(spec))
 
-class RamContext(RamConfig):
+    def _shadow_block(self, spec: BlockSpec) -> RAMBlock | None:
+        """The block of ``spec`` on the face's shadow model; the model has none."""
+        return None
+
+    def _new_block(self, spec: BlockSpec, shadow: RAMBlock | None) -> BlockT:
+        """The face's own block for the checked ``spec``, appended to its list."""
+        raise NotImplementedError(f"{type(self).__name__} builds no blocks")
+
+    def _postcopy_host(self) -> bool:
+        """A host of the arch table without userfaultfd (Windows) cannot postcopy."""
+        if self.host is not None and not self.host.postcopy:
+            self.error_report("postcopy_ram_supported_by_host: userfaultfd not available")
+            return False
+        return True
+
+
+class RamContext(RamConfig[RAMBlock]):
     """The model: a RAM list, the target page, and QEMU's receivedmap functions."""
 
     def __init__(
@@ -397,39 +446,9 @@ class RamContext(RamConfig):
 
     # --- the RAM list ---------------------------------------------------------------
 
-    def ram_block_add(
-        self,
-        idstr: str,
-        used_length: int,
-        max_length: int | None = None,
-        *,
-        page_size: int | None = None,
-        host: int | None = None,
-        postcopy_length: int | None = None,
-        migratable: bool = True,
-        ignored: bool = False,
-    ) -> RAMBlock:
-        """Create a block (rules: ``RamConfig.block_spec``) and append it to the list."""
-        s = self.block_spec(
-            idstr,
-            used_length,
-            max_length,
-            page_size=page_size,
-            host=host,
-            postcopy_length=postcopy_length,
-            migratable=migratable,
-            ignored=ignored,
-        )
-        rb = RAMBlock(
-            s.idstr,
-            s.host,
-            s.used_length,
-            s.max_length,
-            s.page_size,
-            postcopy_length=s.postcopy_length,
-            migratable=s.migratable,
-            ignored=s.ignored,
-        )
+    def _new_block(self, spec: BlockSpec, shadow: RAMBlock | None) -> RAMBlock:
+        """A model RAMBlock (the model is its own check: ``shadow`` is None)."""
+        rb = RAMBlock(**asdict(spec))
         self.ram_list.blocks.append(rb)
         return rb
 
@@ -615,10 +634,7 @@ class RamContext(RamConfig):
         if self.qemu_target_page_size() > self.host_page_size:
             self.error_report("Target page size bigger than host page size")
             return False
-        if self.host is not None and not self.host.postcopy:
-            self.error_report("postcopy_ram_supported_by_host: userfaultfd not available")
-            return False
-        return True
+        return self._postcopy_host()
 
     def postcopy_place_page(self, host: int, rb: RAMBlock) -> int:
         """Place one whole host page atomically: set page_size / target_page_size bits.
@@ -680,6 +696,82 @@ class RamContext(RamConfig):
         from .recovery import ram_dirty_bitmap_reload
 
         return ram_dirty_bitmap_reload(self, block, stream)
+
+
+class FaceBlock:
+    """A block of a face other than the model: it carries its block on the shadow model."""
+
+    shadow: RAMBlock | None
+
+
+class RamFace(RamConfig[BlockT]):
+    """A face other than the model (the C library, a driver) and its shadow model.
+
+    With a shadow (``checked=True``), every call runs on the model first: a call outside
+    QEMU's domain raises the model's PreconditionError and never reaches the face; the
+    results returned are always the face's own.
+    """
+
+    shadow: RamContext | None = None
+
+    def _shadow_model(self, checked: bool) -> RamContext | None:
+        """A model context of this configuration, or None when not ``checked``.
+
+        Strict mode is the model's range check, so it needs the shadow.
+        """
+        if not checked:
+            if self.strict:
+                raise ValueError("strict mode needs checked=True (the model does the range check)")
+            return None
+        return RamContext(
+            self.target_page,
+            side=self.side,
+            layout=self.layout,
+            host_page_size=self.host_page_size,
+            pointer_bits=self.pointer_bits,
+            strict=self.strict,
+            host=self.host,
+        )
+
+    def _shadow_block(self, spec: BlockSpec) -> RAMBlock | None:
+        return None if self.shadow is None else self.shadow.ram_block_add(**asdict(spec))
+
+    def _check(self, name: str, *args: Any) -> Any:
+        """Run ``name`` on the shadow model first (it raises if out of QEMU's domain)."""
+        if self.shadow is None:
+            return None
+        fn: Callable[..., Any] = getattr(self.shadow, name)
+        return fn(*(a.shadow if isinstance(a, FaceBlock) else a for a in args))
+
+    def _send_length(self, block: Any) -> int:
+        """Bytes of ``block``'s recovery stream (0 for no block): the sender's buffer.
+
+        be64 size, the map's ``size`` bytes, be64 end mark (migration/ram.c
+        ramblock_recv_bitmap_send; ``pymodel.recovery``).
+        """
+        if block is None:
+            return 0
+        from .recovery import HEADER, TRAILER, recv_bitmap_size
+
+        nbits = (block.postcopy_length >> self.qemu_target_page_bits()) % (1 << self.bits_per_long)
+        return HEADER + recv_bitmap_size(nbits) + TRAILER
+
+    def _check_reload(self, block: Any, stream: bytes) -> None:
+        """The shadow's reload, for its domain checks: a stream it rejects with a
+        RecoveryError must be rejected by the face on its own."""
+        try:
+            self._check("ram_dirty_bitmap_reload", block, stream)
+        except RecoveryError:
+            pass
+
+    def _reload_result(self, block: Any, ret: int) -> int:
+        """0, or a RecoveryError of the face's negative ``ret`` and its error_report line
+        ("function: reason", as migration/ram.c ram_dirty_bitmap_reload reports)."""
+        if ret < 0:
+            message = self.error_log[-1] if self.error_log else ""
+            fn, _, reason = message.partition(": ")
+            raise RecoveryError(fn or "ram_dirty_bitmap_reload", block.idstr, reason, ret)
+        return ret
 
 
 def model_context(

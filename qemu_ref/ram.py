@@ -15,19 +15,19 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from recvmap.pymodel.arch import Host
-from recvmap.pymodel.errors import RecoveryError
 from recvmap.pymodel.ramblock import (
     IDSTR_MAX,
+    BlockSpec,
+    FaceBlock,
     RAMBlock,
-    RamConfig,
-    RamContext,
+    RamFace,
     Side,
     TargetPage,
 )
-from recvmap.pymodel.recovery import recv_bitmap_size
 from recvmap.pymodel.words import LP64_LE, Layout
 
 from .loader import CLibrary, load
@@ -89,8 +89,13 @@ class CMap:
         ctypes.memmove(self.address, image, size)
 
 
-class CRAMBlock:
-    """A C RAMBlock with the model RAMBlock's attributes."""
+def _field(name: str, convert: Callable[[Any], Any]) -> Any:
+    """A read-only attribute: ``convert`` of the C struct's field ``name``."""
+    return property(lambda self: convert(getattr(self.struct, name)), doc=f"RAMBlock.{name}")
+
+
+class CRAMBlock(FaceBlock):
+    """A C RAMBlock with the model RAMBlock's attributes, read from the C struct."""
 
     def __init__(self, ctx: CRamContext, struct: RAMBlockStruct, shadow: RAMBlock | None):
         self._ctx = ctx
@@ -105,33 +110,13 @@ class CRAMBlock:
     def idstr(self) -> str:
         return bytes(self.struct.idstr).decode()
 
-    @property
-    def host(self) -> int:
-        return self.struct.host or 0
-
-    @property
-    def used_length(self) -> int:
-        return int(self.struct.used_length)
-
-    @property
-    def max_length(self) -> int:
-        return int(self.struct.max_length)
-
-    @property
-    def postcopy_length(self) -> int:
-        return int(self.struct.postcopy_length)
-
-    @property
-    def page_size(self) -> int:
-        return int(self.struct.page_size)
-
-    @property
-    def migratable(self) -> bool:
-        return bool(self.struct.migratable)
-
-    @property
-    def ignored(self) -> bool:
-        return bool(self.struct.ignored)
+    host: int = _field("host", lambda p: p or 0)  # a NULL c_void_p reads as None
+    used_length: int = _field("used_length", int)
+    max_length: int = _field("max_length", int)
+    postcopy_length: int = _field("postcopy_length", int)
+    page_size: int = _field("page_size", int)
+    migratable: bool = _field("migratable", bool)
+    ignored: bool = _field("ignored", bool)
 
     def _map(self, address: int | None) -> CMap | None:
         if not address:
@@ -152,7 +137,7 @@ class CRAMBlock:
         return f"CRAMBlock({self.idstr!r}, host=0x{self.host:x}, max=0x{self.max_length:x})"
 
 
-class CRamContext(RamConfig):
+class CRamContext(RamFace[CRAMBlock]):
     """The C face of ``RamContext``: same constructor, methods and results.
 
     The C library emulates LP64 and ILP32 little-endian hosts (its 64- and 32-bit
@@ -183,22 +168,10 @@ class CRamContext(RamConfig):
         )
         if layout.big_endian or self.pointer_bits != layout.bits_per_long:
             raise ValueError(f"the C library emulates LP64/ILP32 little-endian hosts, not {layout}")
-        if strict and not checked:
-            raise ValueError("strict mode needs checked=True (the model does the range check)")
+        self.shadow = self._shadow_model(checked)
         self.lib = library(layout.bits_per_long) if lib is None else lib
         if self.lib.bits != layout.bits_per_long:
             raise ValueError(f"a {self.lib.bits}-bit library for a {layout} context")
-        self.shadow: RamContext | None = None
-        if checked:
-            self.shadow = RamContext(
-                target_page,
-                side=side,
-                layout=layout,
-                host_page_size=host_page_size,
-                pointer_bits=pointer_bits,
-                strict=strict,
-                host=host,
-            )
         self._list = RAMListStruct()
         self.blocks: list[CRAMBlock] = []
         self._by_address: dict[int, CRAMBlock] = {}
@@ -214,13 +187,6 @@ class CRamContext(RamConfig):
         if self.lib.qref_ram_last_error(buf, ERROR_BUF):
             self.error_report(ctypes.string_at(buf).decode())
         return result
-
-    def _check(self, name: str, *args: Any) -> Any:
-        """Run ``name`` on the shadow model first (raises if out of QEMU's domain)."""
-        if self.shadow is None:
-            return None
-        fn: Callable[..., Any] = getattr(self.shadow, name)
-        return fn(*(a.shadow if isinstance(a, CRAMBlock) else a for a in args))
 
     @property
     def _list_ptr(self) -> int:
@@ -240,50 +206,9 @@ class CRamContext(RamConfig):
 
     # --- the RAM list ---------------------------------------------------------------
 
-    def ram_block_add(
-        self,
-        idstr: str,
-        used_length: int,
-        max_length: int | None = None,
-        *,
-        page_size: int | None = None,
-        host: int | None = None,
-        postcopy_length: int | None = None,
-        migratable: bool = True,
-        ignored: bool = False,
-    ) -> CRAMBlock:
-        """Build a C RAMBlock from the model's checked parameters; append it to the list."""
-        s = self.block_spec(
-            idstr,
-            used_length,
-            max_length,
-            page_size=page_size,
-            host=host,
-            postcopy_length=postcopy_length,
-            migratable=migratable,
-            ignored=ignored,
-        )
-        shadow = None
-        if self.shadow is not None:
-            shadow = self.shadow.ram_block_add(
-                idstr,
-                s.used_length,
-                s.max_length,
-                page_size=s.page_size,
-                host=s.host,
-                postcopy_length=s.postcopy_length,
-                migratable=s.migratable,
-                ignored=s.ignored,
-            )
-        st = RAMBlockStruct()
-        st.host = s.host
-        st.used_length = s.used_length
-        st.max_length = s.max_length
-        st.postcopy_length = s.postcopy_length
-        st.page_size = s.page_size
-        st.migratable = s.migratable
-        st.ignored = s.ignored
-        st.idstr = s.idstr.encode()
+    def _new_block(self, spec: BlockSpec, shadow: RAMBlock | None) -> CRAMBlock:
+        """A C RAMBlock of the checked ``spec``, linked at the end of the C list."""
+        st = RAMBlockStruct(**asdict(spec) | {"idstr": spec.idstr.encode()})
         block = CRAMBlock(self, st, shadow)
         if self.blocks:
             self.blocks[-1].struct.next = block.ptr
@@ -352,10 +277,7 @@ class CRamContext(RamConfig):
         self._check("postcopy_ram_supported_by_host")
         if not self._call("postcopy_ram_supported_by_host", self.host_page_size):
             return False
-        if self.host is not None and not self.host.postcopy:
-            self.error_report("postcopy_ram_supported_by_host: userfaultfd not available")
-            return False
-        return True
+        return self._postcopy_host()
 
     def postcopy_place_page(self, host: int, rb: CRAMBlock) -> int:
         self._check("postcopy_place_page", host, rb)
@@ -376,11 +298,7 @@ class CRamContext(RamConfig):
     def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
         """The C sender writes into a buffer of size + 16 bytes; returns (stream, ret)."""
         self._check("ramblock_recv_bitmap_send", block_name)
-        rb = next((b for b in self.blocks if b.idstr == block_name), None)
-        buflen = 0
-        if rb is not None:
-            nbits = (rb.postcopy_length >> self.qemu_target_page_bits()) % (1 << self.bits_per_long)
-            buflen = recv_bitmap_size(nbits) + 16
+        buflen = self._send_length(next((b for b in self.blocks if b.idstr == block_name), None))
         buf = (ctypes.c_uint8 * buflen)()
         ret = int(
             self._call(
@@ -391,18 +309,10 @@ class CRamContext(RamConfig):
 
     def ram_dirty_bitmap_reload(self, block: CRAMBlock, stream: bytes) -> int:
         """0, or RecoveryError carrying the C function's negative return value."""
-        if self.shadow is not None:
-            try:
-                self._check("ram_dirty_bitmap_reload", block, stream)
-            except RecoveryError:
-                pass  # the C side must reject it on its own
+        self._check_reload(block, stream)
         buf = (ctypes.c_uint8 * len(stream)).from_buffer_copy(stream)
         ret = int(self._call("ram_dirty_bitmap_reload", block.ptr, buf, len(stream)))
-        if ret < 0:
-            message = self.error_log[-1] if self.error_log else ""
-            fn, _, reason = message.partition(": ")
-            raise RecoveryError(fn or "ram_dirty_bitmap_reload", block.idstr, reason, ret)
-        return ret
+        return self._reload_result(block, ret)
 
 
 def c_context(

@@ -359,6 +359,17 @@ def ram_program(
     return Program(layout, [], ops, "ram", setup)
 
 
+def x86_program(
+    layout: Layout,
+    blocks: list[dict[str, Any]],
+    ops: list[Op],
+    side: str = "destination",
+    strict: bool = False,
+) -> Program:
+    """A ram program with 4K target pages (x86_64) on a 4K-page x86_64 host."""
+    return ram_program(layout, "x86_64", 12, "x86_64", 4096, blocks, ops, side, strict)
+
+
 def block(
     idstr: str,
     host: int,
@@ -390,12 +401,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     nwords = 512 // bpl
     out.append(
         case(
-            ram_program(
+            x86_program(
                 layout,
-                "x86_64",
-                12,
-                "x86_64",
-                4096,
                 hp,
                 [
                     Op("ramblock_recv_map_init", ()),
@@ -420,12 +427,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     )
     out.append(
         case(
-            ram_program(
+            x86_program(
                 layout,
-                "x86_64",
-                12,
-                "x86_64",
-                4096,
                 hp,
                 [
                     Op("ramblock_recv_map_init", ()),
@@ -490,12 +493,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     wrap = (1 << bpl) - 1 >> 12  # (host_addr - rb->host) wraps below the block
     out.append(
         case(
-            ram_program(
+            x86_program(
                 layout,
-                "x86_64",
-                12,
-                "x86_64",
-                4096,
                 [block("pc.ram", base, 4 * 4096)],
                 [
                     Op("ramblock_recv_map_init", ()),
@@ -511,12 +510,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     )
     out.append(
         case(
-            ram_program(
+            x86_program(
                 layout,
-                "x86_64",
-                12,
-                "x86_64",
-                4096,
                 [block("pc.ram", base, 4 * 4096)],
                 [
                     Op("ramblock_recv_map_init", ()),
@@ -532,12 +527,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     )
     out.append(
         case(
-            ram_program(
+            x86_program(
                 layout,
-                "x86_64",
-                12,
-                "x86_64",
-                4096,
                 [block("pc.ram", base, 2 * 4096, 4 * 4096)],
                 [
                     Op("ramblock_recv_map_init", ()),
@@ -556,12 +547,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     )
     out.append(
         case(
-            ram_program(
+            x86_program(
                 layout,
-                "x86_64",
-                12,
-                "x86_64",
-                4096,
                 [block("pc.ram", base, 4 * 4096)],
                 [
                     Op("ram_list_init_bitmaps", ()),
