@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bitmap_ratios.py
+	$(PY) bench/engine_ops.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check pymodel qemu_ref fuzz tests bench
