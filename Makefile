@@ -30,7 +30,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check pymodel qemu_ref fuzz tests bench
 	$(VENV)/bin/ruff check pymodel qemu_ref fuzz tests bench
-	cd $(VENV)/.. && $(VENV)/bin/mypy pymodel
+	$(VENV)/bin/mypy pymodel
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis
