@@ -7,51 +7,9 @@ and range helpers of include/qemu/bitmap.h and util/bitmap.c. A call outside QEM
 domain raises ``PreconditionError`` before it changes anything.
 """
 
-from .bitmap import (
-    bitmap_and,
-    bitmap_andnot,
-    bitmap_clear,
-    bitmap_complement,
-    bitmap_copy,
-    bitmap_copy_and_clear_atomic,
-    bitmap_copy_with_dst_offset,
-    bitmap_copy_with_src_offset,
-    bitmap_count_one,
-    bitmap_count_one_with_offset,
-    bitmap_empty,
-    bitmap_equal,
-    bitmap_fill,
-    bitmap_find_next_zero_area,
-    bitmap_from_le,
-    bitmap_full,
-    bitmap_intersects,
-    bitmap_new,
-    bitmap_or,
-    bitmap_set,
-    bitmap_set_atomic,
-    bitmap_test_and_clear,
-    bitmap_test_and_clear_atomic,
-    bitmap_to_le,
-    bitmap_xor,
-    bitmap_zero,
-    bitmap_zero_extend,
-)
-from .bitops import (
-    change_bit,
-    clear_bit,
-    clear_bit_atomic,
-    find_first_bit,
-    find_first_zero_bit,
-    find_last_bit,
-    find_next_bit,
-    find_next_zero_bit,
-    set_bit,
-    set_bit_atomic,
-    test_and_change_bit,
-    test_and_clear_bit,
-    test_and_set_bit,
-    test_bit,
-)
+from . import bitmap, bitops
+from .bitmap import *  # noqa: F403
+from .bitops import *  # noqa: F403
 from .errors import PreconditionError
 from .words import (
     BIT_MASK,
@@ -68,6 +26,8 @@ from .words import (
     small_nbits,
 )
 
+# The memory and QEMU's macros (the byte-level primitives stay in recvmap.pymodel.words),
+# then every function of bitmap.h/bitops.h.
 __all__ = [
     "BITMAP_FIRST_WORD_MASK",
     "BITMAP_LAST_WORD_MASK",
@@ -81,46 +41,7 @@ __all__ = [
     "Layout",
     "PreconditionError",
     "Words",
-    "bitmap_and",
-    "bitmap_andnot",
-    "bitmap_clear",
-    "bitmap_complement",
-    "bitmap_copy",
-    "bitmap_copy_and_clear_atomic",
-    "bitmap_copy_with_dst_offset",
-    "bitmap_copy_with_src_offset",
-    "bitmap_count_one",
-    "bitmap_count_one_with_offset",
-    "bitmap_empty",
-    "bitmap_equal",
-    "bitmap_fill",
-    "bitmap_find_next_zero_area",
-    "bitmap_from_le",
-    "bitmap_full",
-    "bitmap_intersects",
-    "bitmap_new",
-    "bitmap_or",
-    "bitmap_set",
-    "bitmap_set_atomic",
-    "bitmap_test_and_clear",
-    "bitmap_test_and_clear_atomic",
-    "bitmap_to_le",
-    "bitmap_xor",
-    "bitmap_zero",
-    "bitmap_zero_extend",
-    "change_bit",
-    "clear_bit",
-    "clear_bit_atomic",
-    "find_first_bit",
-    "find_first_zero_bit",
-    "find_last_bit",
-    "find_next_bit",
-    "find_next_zero_bit",
-    "set_bit",
-    "set_bit_atomic",
     "small_nbits",
-    "test_and_change_bit",
-    "test_and_clear_bit",
-    "test_and_set_bit",
-    "test_bit",
 ]
+__all__ += bitmap.__all__
+__all__ += bitops.__all__
