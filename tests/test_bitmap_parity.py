@@ -90,3 +90,38 @@ def test_every_find_offset(pair: Pair, name: str) -> None:
         ]
         results = check(Program(model.layout, [ArraySpec(3, dict(words))], ops), pair)
         assert INVALID not in [r[0] if isinstance(r, tuple) else r for r in results]
+
+
+@pytest.mark.parametrize("name", ["bitmap_copy_with_src_offset", "bitmap_copy_with_dst_offset"])
+def test_every_small_offset_copy(pair: Pair, name: str) -> None:
+    """Every (offset, nbits) with offset + nbits <= 3*BPL: aligned and unaligned paths, tails."""
+    model, _ = pair
+    bpl = model.layout.bits_per_long
+    limit = 3 * bpl
+    full = (1 << bpl) - 1
+    for dst, src in [({}, dict.fromkeys(range(3), full)), (patterns(bpl, 3)[2], {0: 1, 2: full})]:
+        arrays = [ArraySpec(3, dst), ArraySpec(3, src)]
+        session = Session(Program(model.layout, arrays), *pair)
+        compared = 0
+        for offset in range(limit + 1):
+            for nbits in range(limit - offset + 1):
+                session.reset()
+                result, divergence = session.step(0, Op(name, (Ref(0), Ref(1), offset, nbits)))
+                assert divergence is None, divergence.describe()
+                compared += not (isinstance(result, tuple) and result[0] == INVALID)
+        assert compared > limit * limit // 4  # most of the sweep is inside QEMU's domain
+
+
+def test_every_small_zero_area(pair: Pair) -> None:
+    """bitmap_find_next_zero_area for every start and length up to 3*BPL, several alignments."""
+    model, _ = pair
+    bpl = model.layout.bits_per_long
+    limit = 3 * bpl
+    for words in patterns(bpl, 3)[::2] + [{0: 0x0F0F, 1: 1 << (bpl - 1)}]:
+        ops = [
+            Op("bitmap_find_next_zero_area", (Ref(0), limit, start, nr, mask))
+            for mask in (0, 1, 7, bpl - 1)
+            for start in range(0, limit + 1, 3)
+            for nr in range(0, limit + 2, 5)
+        ]
+        check(Program(model.layout, [ArraySpec(3, words)], ops), pair)
