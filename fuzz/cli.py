@@ -7,6 +7,7 @@
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap arches                the architecture and host tables
+    recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
 """
@@ -230,6 +231,9 @@ def build_parser() -> Parser:
     vsub.add_parser("list", help="list the vector files and their test counts")
 
     sub.add_parser("arches", help="print the architecture and host tables")
+    from . import mutants
+
+    mutants.add_parser(sub)
     return p
 
 
@@ -371,14 +375,22 @@ def cmd_arches(args: argparse.Namespace) -> int:
 COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arches": cmd_arches}
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from . import mutants
+
+    return mutants.run(args)
+
+
+COMMANDS["mutants"] = cmd_mutants
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError(
-                "recvmap: choose a command: fuzz, replay, vectors, arches (see recvmap --help)"
-            )
+            commands = ", ".join(COMMANDS)
+            raise UsageError(f"recvmap: choose a command: {commands} (see recvmap --help)")
         return COMMANDS[args.command](args)
     except UsageError as err:
         print(str(err).replace("\n", " "), file=sys.stderr)

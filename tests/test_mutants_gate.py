@@ -1,0 +1,95 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The mutation gate: a change that weakens the fuzzer fails CI.
+
+A fixed sample of mutants of the C reference (fuzz/mutants_hand.py), each a plausible
+patch mistake that only a particular strength of the generators reveals (target pages
+smaller than host pages, failing discards, damaged recovery streams, 32-bit senders, dirty
+tail bits, ranges crossing words...). The differential engine, run here in-process exactly
+as ``recvmap mutants`` runs it (random inputs through each layer's harness in turn), must
+kill every one within a short budget; the measured times are a fraction of a second, so
+the budget leaves room for a slow CI machine. ``recvmap mutants`` measures the full set.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from recvmap.fuzz import mutants
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the mutants")
+
+BUDGET = 10.0  # seconds of fuzzing per mutant (they die in well under one second)
+SEED = 1
+
+# (mutant, what of the generators it needs): all die by divergence, none by a crash.
+GATE = [
+    ("hand:recv-offset-host-page-bits", "host pages larger than target pages"),
+    ("hand:offset-no-32bit-wrap", "32-bit hosts, addresses below the block"),
+    ("hand:discard-clear-after-checks", "discards that fail the alignment checks"),
+    ("hand:discard-clear-rounds-length-up", "discard lengths that are not whole target pages"),
+    ("hand:recovery-size-padded-to-long", "a 32-bit destination sending the stream"),
+    ("hand:send-used-length", "blocks whose postcopy_length differs from used_length"),
+    ("hand:reload-size-check-lenient", "recovery streams with a damaged size"),
+    ("hand:test-and-clear-resets-mask", "unaligned ranges that end inside a later word"),
+    ("hand:find-first-bit-unclamped", "dirty tail bits past nbits"),
+    ("hand:zero-area-end-inclusive", "zero areas that end exactly at size"),
+    ("hand:bit-mask-hardcoded-64", "32-bit word layouts"),
+]
+
+
+@pytest.fixture(scope="module")
+def by_key() -> dict[str, mutants.Mutant]:
+    return {m.key: m for m in mutants.all_mutants()}
+
+
+def libraries(m: mutants.Mutant | None) -> dict[int, Path]:
+    return {bits: mutants.build(m, bits) for bits in (64, 32)}
+
+
+def test_reference_is_clean() -> None:
+    """The control: the unmutated reference survives, so every kill below is the mutant's."""
+    result = mutants.hunt(libraries(None), SEED, 3.0)
+    assert not result["killed"], result.get("description")
+
+
+@pytest.mark.parametrize("key, needs", GATE, ids=[k for k, _ in GATE])
+def test_fuzzer_kills(by_key: dict[str, mutants.Mutant], key: str, needs: str) -> None:
+    assert key in by_key, f"{key} is gone from fuzz/mutants_hand.py"
+    m = by_key[key]
+    assert m.line > 0, f"{key} no longer applies to the C sources: update its edit"
+    t0 = time.monotonic()
+    result = mutants.hunt(libraries(m), SEED, BUDGET)
+    assert result["killed"], (
+        f"the fuzzer no longer kills {key} ({m.note}) within {BUDGET:g} s: "
+        f"check the generator bias for {needs} ({result['programs']} programs ran)"
+    )
+    assert result["how"] == "divergence", result
+    assert time.monotonic() - t0 < BUDGET + 30
+
+
+def test_every_mutant_applies_exactly_once() -> None:
+    """Stale mutants fail loudly: each edit of every mutant matches its source exactly once
+    (build_library's rule), so the table and the generator follow the C sources."""
+    texts = mutants.source_texts()
+    stale = []
+    for m in mutants.all_mutants():
+        current = dict(texts)
+        for file, old, new in m.edits:
+            if current[file].count(old) != 1:
+                stale.append(f"{m.key}: {old.strip()[:60]!r}")
+                break
+            current[file] = current[file].replace(old, new)
+    assert not stale, "mutants that no longer apply:\n" + "\n".join(stale)
+
+
+def test_generator_covers_every_operator() -> None:
+    """The systematic operators of the issue all produce mutants of the C reference."""
+    ops = {m.operator for m in mutants.systematic_mutants()}
+    expected = {"aor", "ror", "lcr", "bitop", "shift", "constant", "assign", "incdec",
+                "unary-drop", "negate", "swap-args", "drop-statement", "atomic-plain",
+                "atomic-wrong"}  # fmt: skip
+    assert expected <= ops, expected - ops
