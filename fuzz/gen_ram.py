@@ -176,7 +176,11 @@ class OpDecoder:
         )
 
     def discard_args(self, b: BlockPlan) -> tuple[int, int]:
-        """start, length: host-page aligned mostly; target-page aligned, unaligned, overrun."""
+        """start, length: host-page aligned mostly; target-page aligned, unaligned, overrun.
+
+        One length in eight is a few bytes off a page multiple: QEMU's "Unaligned length"
+        check masks every low bit of the length, odd ones included.
+        """
         src, ps, tps = self.src, b.page_size, 1 << self.bits
         nhost = b.max_length // ps
         kind = src.below(8)
@@ -195,6 +199,8 @@ class OpDecoder:
             length = self.count(b, start >> self.bits) << self.bits
         else:
             length = src.choice((0, tps, ps, ps + tps, b.max_length))
+        if src.below(8) == 0:
+            length += src.choice((1, 2, 3, 7))
         return start, length
 
     # --- operations ---------------------------------------------------------------------

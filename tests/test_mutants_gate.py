@@ -31,6 +31,7 @@ GATE = [
     ("hand:offset-no-32bit-wrap", "32-bit hosts, addresses below the block"),
     ("hand:discard-clear-after-checks", "discards that fail the alignment checks"),
     ("hand:discard-clear-rounds-length-up", "discard lengths that are not whole target pages"),
+    ("hand:discard-length-align-mask-off-by-one", "discard lengths a few bytes off a page"),
     ("hand:recovery-size-padded-to-long", "a 32-bit destination sending the stream"),
     ("hand:send-used-length", "blocks whose postcopy_length differs from used_length"),
     ("hand:reload-size-check-lenient", "recovery streams with a damaged size"),
