@@ -444,6 +444,7 @@ def file_mutants(file: str, text: str) -> list[Mutant]:
 
 
 def source_texts(src_dir: Path | None = None) -> dict[str, str]:
+    """The C sources the mutants edit, as installed beside the libraries."""
     from .build import source_dir
 
     base = src_dir or source_dir()
@@ -453,6 +454,7 @@ def source_texts(src_dir: Path | None = None) -> dict[str, str]:
 def systematic_mutants(
     files: Sequence[str] = MUTABLE_FILES, src_dir: Path | None = None
 ) -> list[Mutant]:
+    """Every mutant the generator makes of ``files`` (stillborn ones included)."""
     texts = source_texts(src_dir)
     return [m for f in files for m in file_mutants(f, texts[f])]
 
@@ -504,7 +506,7 @@ def build(m: Mutant | None, bits: int, sanitize: bool = False) -> Path:
     except BuildError as err:
         lines = str(err).splitlines()
         first = next((x for x in lines if "error" in x), lines[0] if lines else "")
-        raise Stillborn(first.strip()[:200]) from None
+        raise Stillborn(first.split("error:", 1)[-1].strip()[:200]) from None
 
 
 def asan_env() -> dict[str, str]:
