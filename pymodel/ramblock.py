@@ -774,26 +774,8 @@ class RamFace(RamConfig[BlockT]):
         return ret
 
 
-def model_context(
-    target_page: TargetPage,
-    *,
-    side: Side = Side.DESTINATION,
-    layout: Layout = LP64_LE,
-    host_page_size: int = 4096,
-    pointer_bits: int | None = None,
-    strict: bool = False,
-    host: Host | None = None,
-) -> RamContext:
-    """A model context; same signature as the C face's ``c_context`` factory."""
-    return RamContext(
-        target_page,
-        side=side,
-        layout=layout,
-        host_page_size=host_page_size,
-        pointer_bits=pointer_bits,
-        strict=strict,
-        host=host,
-    )
+# The context factory of the model: the same constructor as every face's context.
+model_context = RamContext
 
 
 class MapLike(Protocol):

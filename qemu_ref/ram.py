@@ -315,23 +315,5 @@ class CRamContext(RamFace[CRAMBlock]):
         return self._reload_result(block, ret)
 
 
-def c_context(
-    target_page: TargetPage,
-    *,
-    side: Side = Side.DESTINATION,
-    layout: Layout = LP64_LE,
-    host_page_size: int = 4096,
-    pointer_bits: int | None = None,
-    strict: bool = False,
-    host: Host | None = None,
-) -> CRamContext:
-    """A checked C context; same signature as the model's ``model_context`` factory."""
-    return CRamContext(
-        target_page,
-        side=side,
-        layout=layout,
-        host_page_size=host_page_size,
-        pointer_bits=pointer_bits,
-        strict=strict,
-        host=host,
-    )
+# The context factory of the checked C face: the same constructor as every face's context.
+c_context = CRamContext
