@@ -291,6 +291,22 @@ def bitmap_count_one(bitmap: Words, nbits: int) -> int:
     return _count_one("bitmap_count_one", bitmap, 0, nbits)
 
 
+def bitmap_count_one_before_v4(bitmap: Words, nbits: int) -> int:
+    """bitmap_count_one before QEMU v4.0.0 (commit e7c91368d246 added the nbits == 0 guard).
+
+    Without the guard, nbits == 0 takes the one-word path (small_nbits(0)) with
+    BITMAP_LAST_WORD_MASK(0) = all ones: the result is the number of set bits of word 0
+    (which must exist). Any other nbits counts as today.
+    """
+    function = "bitmap_count_one"
+    check_long(function, bitmap.layout, "nbits", nbits)
+    if nbits == 0:
+        check_words(function, "bitmap", bitmap, 0, 1)
+        bpl = bitmap.layout.bits_per_long
+        return bitmap.count(0, bpl)
+    return _count_one(function, bitmap, 0, nbits)
+
+
 def bitmap_count_one_with_offset(bitmap: Words, offset: int, nbits: int) -> int:
     """Set bits in [offset, offset + nbits), computed as QEMU does (bitmap.h): from the word
     of offset, bitmap_count_one(nbits + offset % BPL) - bitmap_count_one(offset % BPL).
