@@ -316,12 +316,12 @@ class HostPool:
     def session(self, program: Program, name: str, sender: str | None = None) -> Any:
         """A session comparing ``program`` on the model and on host ``name``."""
         if program.layer == "bitmap":
-            return Session(program, ModelImpl(program.layout), self.impl(name))
+            return Session(program, ModelImpl(program.layout, program.release), self.impl(name))
         make: ContextFactory = driver_factory(self.driver(name))
         factories = {"destination": make, "source": make}
         if program.layer == "recovery":
             factories["destination"] = driver_factory(self.driver(sender or name))
-        return RamSession(program, model_factories(), factories)
+        return RamSession(program, model_factories(program.release), factories)
 
     def first_divergence(self, program: Program, name: str, sender: str | None) -> Any:
         session = self.session(program, name, sender)

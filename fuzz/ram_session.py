@@ -18,6 +18,7 @@ operations damage (as a broken network would) or replace (``stream_load("hex")``
 from __future__ import annotations
 
 import ctypes
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -316,5 +317,7 @@ def same(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-def model_factories() -> dict[str, ContextFactory]:
-    return {"destination": model_context, "source": model_context}
+def model_factories(release: str | None = None) -> dict[str, ContextFactory]:
+    """The model's contexts for both roles, at ``release`` (default: the newest)."""
+    factory = functools.partial(model_context, release=release)
+    return {"destination": factory, "source": factory}

@@ -41,9 +41,12 @@ __all__ = [
     "ReleaseError",
     "ReleaseView",
     "at_release",
+    "boundaries",
     "change",
     "parse_release",
+    "range_of",
     "release_range",
+    "render_table",
 ]
 
 _NAME = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
@@ -457,3 +460,50 @@ def _bitmap_functions(release: Release) -> dict[str, Callable[..., Any]]:
 def at_release(release: str | Release | None = None) -> ReleaseView:
     """The bitmap layer as QEMU ``release`` has it (default: the newest)."""
     return ReleaseView(parse_release(release))
+
+
+def boundaries() -> tuple[Release, ...]:
+    """The releases where some rule changes, and the first: the model behaves the same
+    from each of them up to the next, so these are the releases worth testing."""
+    return tuple(sorted({FIRST_RELEASE, *(c.release for c in CHANGES)}))
+
+
+def range_of(matching: Callable[[Release], bool], around: Release) -> str:
+    """The release range (">=vA,<vB") of the boundary releases around ``around`` for
+    which ``matching`` holds; ``around`` itself must match."""
+    marks = boundaries()
+    i = max(k for k, r in enumerate(marks) if r <= around)
+    if not matching(marks[i]):
+        raise ValueError(f"{around} does not match its own outcome")
+    lo = i
+    while lo > 0 and matching(marks[lo - 1]):
+        lo -= 1
+    hi = i
+    while hi + 1 < len(marks) and matching(marks[hi + 1]):
+        hi += 1
+    text = f">={marks[lo]}"
+    if hi + 1 < len(marks):
+        text += f",<{marks[hi + 1]}"
+    return text
+
+
+def render_table() -> str:
+    """``recvmap releases``: every rule that changed, by release, with its commit."""
+    lines = [
+        f"QEMU releases the model knows: {RELEASES[0]} .. {DEFAULT_RELEASE} "
+        f"(default {DEFAULT_RELEASE}).",
+        "Every rule that changed, by the first release with the new rule:",
+        "",
+    ]
+    for c in sorted(CHANGES, key=lambda c: c.release):
+        lines.append(f"{c.release}  {c.commit:<12}  [{c.layer}] {', '.join(c.functions)}")
+        lines.append(f"    {c.subject}")
+        lines.append(f"    now:    {c.new}")
+        lines.append(f"    before: {c.old}")
+    lines += [
+        "",
+        "Rules of every release (no change since v2.12.0): ram_list_init_bitmaps allocates",
+        "nothing when ram_bytes_total() is 0; ram_dirty_bitmap_reload reads a QEMUFile (a short",
+        "stream is a size mismatch or a failed read, bytes after the end mark are not read).",
+    ]
+    return "\n".join(lines) + "\n"
