@@ -75,6 +75,7 @@ class Config:
     jobs: int = 2
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
+    release: str | None = None  # the QEMU release the model follows (None: the newest)
 
 
 @dataclass
@@ -250,6 +251,8 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
     if cfg.arches:
         env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+    if cfg.release:
+        env["RECVMAP_RELEASE"] = cfg.release
     if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
         env["RECVMAP_ENGINE"] = "random"
     if cfg.native:

@@ -257,6 +257,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
+            "release": self.release or parse_release(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),

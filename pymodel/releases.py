@@ -43,6 +43,7 @@ __all__ = [
     "at_release",
     "boundaries",
     "change",
+    "changes_between",
     "parse_release",
     "range_of",
     "release_range",
