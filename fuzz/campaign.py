@@ -515,9 +515,15 @@ def crash_reproducer(job: Job, artifact: Path) -> Path:
     program, next_op, _ = h.decode(artifact.read_bytes())
     model_only: Session | RamSession
     if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout, program.release), ModelImpl(program.layout, program.release))
+        model_only = Session(
+            program,
+            ModelImpl(program.layout, program.release),
+            ModelImpl(program.layout, program.release),
+        )
     else:
-        model_only = RamSession(program, model_factories(program.release), model_factories(program.release))
+        model_only = RamSession(
+            program, model_factories(program.release), model_factories(program.release)
+        )
     kept, _ = run_stream(program, next_op, model_only)
 
     def fails(p: Any) -> bool:

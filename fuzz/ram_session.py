@@ -248,11 +248,12 @@ def damage(stream: bytes, op: Op) -> bytes:
 
 
 def outcome_value(world: RamWorld, op: Op) -> Any:
-    """The result of ``op`` on ``world``, with a RecoveryError as a value."""
+    """The result of ``op`` on ``world``, with a RecoveryError as a value: its return
+    value and the error text the release gives (error_report line or Error message)."""
     try:
         return world.call(op)
     except RecoveryError as err:
-        return ("RecoveryError", err.ret)
+        return ("RecoveryError", err.ret, world.last_error() or "")
 
 
 class RamSession:

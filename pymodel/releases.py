@@ -97,7 +97,7 @@ FIRST_RELEASE: Release = RELEASES[0]
 
 
 def parse_release(value: str | Release | None) -> Release:
-    """"v3.0.0", "3.0.0", "3.0" (a tree's VERSION) or a Release; None is the default.
+    """ "v3.0.0", "3.0.0", "3.0" (a tree's VERSION) or a Release; None is the default.
 
     Any version from v2.12.0 (the first with the received-page bitmap) to the newest
     known release is accepted, also one between two listed releases (a stable release
@@ -303,8 +303,7 @@ CHANGES: tuple[Change, ...] = (
         "ram",
         "ram_block_discard_range ram_discard_range",
         "start + length may reach max_length; the Overrun message prints max_length",
-        "start + length had to stay within used_length; the Overrun message printed "
-        "used_length",
+        "start + length had to stay within used_length; the Overrun message printed used_length",
     ),
     _c(
         SEND_POSTCOPY_LENGTH,
@@ -335,7 +334,7 @@ CHANGES: tuple[Change, ...] = (
         "ram_dirty_bitmap_reload",
         "returns bool with an Error (ABI: 0 / -1); the error is the Error's message, "
         "without a function prefix, and the read failure no longer prints an error code",
-        'returns int (-EINVAL for size/end mark, -EIO for a failed read) and error_report()s '
+        "returns int (-EINVAL for size/end mark, -EIO for a failed read) and error_report()s "
         '"ram_dirty_bitmap_reload: ..." with "read bitmap failed for ramblock \'X\': -5 (...)"',
     ),
     _c(
@@ -363,7 +362,10 @@ CHANGE_BY_KEY: dict[str, Change] = {c.key: c for c in CHANGES}
 
 # The first release of each ABI function that appeared after v2.12.0.
 FUNCTION_SINCE: dict[str, Release] = {
-    f: c.release for c in CHANGES if c.old.startswith(("absent", "no recovery")) for f in c.functions
+    f: c.release
+    for c in CHANGES
+    if c.old.startswith(("absent", "no recovery"))
+    for f in c.functions
 }
 
 

@@ -722,7 +722,11 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
                 f"recovery stream of a {nbits}-page block, pages {list(pages)} received: be64 size "
                 f"{size}, the map little-endian and zero padded to 8 bytes, be64 end mark; "
                 f"returns size + 8"
-                + ("; the source has no RAM, so no bmap (ram_bytes_total() == 0)" if not nbits else ""),
+                + (
+                    "; the source has no RAM, so no bmap (ram_bytes_total() == 0)"
+                    if not nbits
+                    else ""
+                ),
                 ["RecoveryStream"],
                 results,
                 memory,
@@ -752,18 +756,65 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             {"source:pc.ram.bmap": (1, {0: 0xF6})},
         )
     )
-    # (damage, int return before v8.2.0, what QEMU does): migration/ram.c
+    # (damage, int return before v8.2.0, the Error message, what QEMU does): migration/ram.c
     # ram_dirty_bitmap_reload reads size = qemu_get_be64 and compares it first; then
     # qemu_get_buffer(local_size) and qemu_get_be64 (end mark); then checks the file error.
+    # Before v8.2.0 the message is error_report("%s: ...", __func__) and a failed read also
+    # prints the file error (-5); before v5.2.0 the end mark is printed with PRIu64.
+    mismatch = "ramblock 'pc.ram' bitmap size mismatch (0x{:x} != 0x8)"
+    read = "read bitmap failed for ramblock 'pc.ram':{} (size 0x8, got: 0x8)"
+    mark = 0x0123456789ABCDEE
     bad = [
-        ([Op("stream_xor", (23, 1))], -22, "a wrong end mark is rejected"),
-        ([Op("stream_truncate", (20,))], -5, "a stream short after a matching size is a failed read"),
-        ([Op("stream_truncate", (0,))], -22, "an empty stream reads size 0: a size mismatch"),
-        ([Op("stream_truncate", (7,))], -22, "a 7-byte stream reads size 0: a size mismatch"),
-        ([Op("stream_set_size", (16,))], -22, "a size other than the source's is rejected"),
+        (
+            [Op("stream_xor", (23, 1))],
+            -22,
+            "ramblock 'pc.ram' end mark incorrect: 0x{}",
+            "a wrong end mark is rejected",
+        ),
+        (
+            [Op("stream_truncate", (20,))],
+            -5,
+            read,
+            "a stream short after a matching size is a failed read",
+        ),
+        (
+            [Op("stream_truncate", (0,))],
+            -22,
+            mismatch.format(0),
+            "an empty stream reads size 0: a size mismatch",
+        ),
+        (
+            [Op("stream_truncate", (7,))],
+            -22,
+            mismatch.format(0),
+            "a 7-byte stream reads size 0: a size mismatch",
+        ),
+        (
+            [Op("stream_set_size", (16,))],
+            -22,
+            mismatch.format(16),
+            "a size other than the source's is rejected",
+        ),
     ]
-    for damage, ret_int, text in bad:
-        for release, ret in ((None, -1), ("v8.1.0", ret_int)):
+    for damage, ret_int, message, text in bad:
+        variants = [
+            (
+                None,
+                -1,
+                message.format("" if "{}" in message and "read" in message else f"{mark:x}"),
+            ),
+            (
+                "v8.1.0",
+                ret_int,
+                "ram_dirty_bitmap_reload: "
+                + message.format(" -5" if "read" in message else f"{mark:x}"),
+            ),
+        ]
+        if "end mark" in message:
+            variants.append(
+                ("v5.1.0", ret_int, "ram_dirty_bitmap_reload: " + message.format(f"{mark}"))
+            )
+        for release, ret, error in variants:
             kind = "false (-1)" if ret == -1 else f"{ret}"
             out.append(
                 case(
@@ -776,7 +827,7 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
                     f"{text} ({kind}; int returns before v8.2.0), and the source bitmap is "
                     "left untouched (all ones)",
                     ["MalformedStream", "Release"],
-                    [*head, None, ("RecoveryError", ret)],
+                    [*head, None, ("RecoveryError", ret, error)],
                     {"source:pc.ram.bmap": (1, {0: 0xFFFF})},
                     release=release,
                 )
@@ -858,10 +909,13 @@ def issue3_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             "source:pc.ram.receivedmap": None,
             "source:pc.ram.bmap": bmap,
         }
-        for release, ret in ((None, m["ret"]), ("v8.1.0", m["ret_int"])):
+        variants = [(None, m["ret"], m["error"]), ("v8.1.0", m["ret_int"], m["error_int"])]
+        if "error_before_v5_2" in m:
+            variants.append(("v5.1.0", m["ret_int"], m["error_before_v5_2"]))
+        for release, ret, error in variants:
             if release and ret == m["ret"]:
                 continue  # the same at every release
-            outcome: Any = ret if ret == 0 else ("RecoveryError", ret)
+            outcome: Any = ret if ret == 0 else ("RecoveryError", ret, error)
             out.append(
                 case(
                     recovery_program(receiver, sender, blocks, ops),
