@@ -7,6 +7,12 @@ BITS_PER_LONG is a size_t, so a negative ``long`` count is first made unsigned (
 macros in ``words``). The inline helpers of bitmap.h take a one-word fast path when
 small_nbits(nbits); it touches the same words and bits as their slow path, so one rule
 covers both. nbits == 0 is outside their domain (except bitmap_count_one).
+
+Release rules (``pymodel.releases``; these functions are the newest release):
+bitmap_count_one(map, 0) counted word 0 before v4.0.0 (``bitmap_count_one_before_v4``,
+e7c91368d246); bitmap_count_one_with_offset exists from v4.0.0,
+bitmap_copy_with_src_offset / _dst_offset from v4.1.0, bitmap_test_and_clear from v7.2.0.
+No other rule of these functions changed from v2.12.0 to v10.1.x.
 """
 
 from __future__ import annotations
