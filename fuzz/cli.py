@@ -171,7 +171,7 @@ def build_parser() -> Parser:
         type=_csv("host"),
         default=(),
         metavar="NAME",
-        help="also fuzz our C on emulated hosts (fuzz.hosts; 'all': every available one)",
+        help="also fuzz our C on emulated hosts (fuzz.subjects.hosts; 'all': every available one)",
     )
     f.add_argument(
         "--native",

@@ -703,11 +703,11 @@ def summary(result: Result) -> str:
     return "\n".join(lines)
 
 
-# --- an emulated host as a job (fuzz.hosts) ---------------------------------------------
+# --- an emulated host as a job (campaign.hosts) -----------------------------------------
 
 
 def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -> int:
-    """Run ``hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
+    """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
     from ..program import Program
     from ..vectors.files import make_test, vector_file, write_vector_file
     from .hosts import fuzz_host

@@ -2,11 +2,12 @@
 """What every harness does with one fuzzer input: decode, run on both sides, compare.
 
 ``Harness.one_input(data)`` is libFuzzer's TestOneInput for one layer: the bytes decode to a
-program (``gen`` / ``gen_ram``), each operation runs on the model first (an operation outside
-QEMU's domain is dropped, never passed on) and then on the implementation under test, and
-return values and memory images are compared after every operation. On a divergence the
-program is minimized, written as a regression vector file, and ``DivergenceError`` is raised
-naming the first differing operation, both results and the first differing byte.
+program (``program.decode_bitmap`` / ``program.decode_ram``), each operation runs on the model
+first (an operation outside QEMU's domain is dropped, never passed on) and then on the
+implementation under test, and return values and memory images are compared after every
+operation. On a divergence the program is minimized, written as a regression vector file, and
+``DivergenceError`` is raised naming the first differing operation, both results and the first
+differing byte.
 
 The atheris scripts (``harness_bitmap.py`` ...) and the in-process loop (``run_random``,
 used by the bench and where atheris is missing) share this class. Configuration comes
@@ -15,7 +16,7 @@ from the environment, so libFuzzer's fork, merge and minimize modes see the same
 ===================== ===============================================================
 RECVMAP_WORD_BITS     ``64``, ``32`` or ``both`` (default: every width the library has)
 RECVMAP_IMPL          a user's shared library (QEMU's symbol names) instead of ours
-RECVMAP_NATIVE        ``64:PATH,32:PATH``: sanitizer-instrumented builds (``fuzz.native``)
+RECVMAP_NATIVE        ``64:PATH,32:PATH``: sanitizer-instrumented builds (``subjects.native``)
 RECVMAP_ARCH          comma-separated QEMU targets (ram, recovery; default: all)
 RECVMAP_HOSTS         comma-separated hosts of the arch table (default: all)
 RECVMAP_OUT           folder for minimized reproducers (default: ``fuzz-out``)

@@ -94,14 +94,14 @@ def fuzz_host(
 ) -> dict[str, Any]:
     """Random decoded programs on host ``name`` against the model of its layout.
 
-    Layers take turns: bitmap programs (fuzz.gen), ram programs (fuzz.gen_ram) and recovery
-    programs whose stream is sent by the C of another host (one per word layout, see
-    ``sender_hosts``) and reloaded by this host's. Stops after ``seconds`` (or
-    ``max_programs``) or at the first divergence, which is minimized and returned as a
-    JSON program (``keep_going``: count diverging programs and go on; the first one is
-    reported). A driver that dies on an operation the model accepted is a divergence too
-    (a crash); the drivers are restarted. ``pool`` may bring other builds of the drivers
-    (it is closed at the end), ``senders`` other recovery senders by layout.
+    Layers take turns: bitmap programs (program.decode_bitmap), ram programs (program.decode_ram)
+    and recovery programs whose stream is sent by the C of another host (one per word layout,
+    see ``sender_hosts``) and reloaded by this host's. Stops after ``seconds`` (or
+    ``max_programs``) or at the first divergence, which is minimized and returned as a JSON
+    program (``keep_going``: count diverging programs and go on; the first one is reported). A
+    driver that dies on an operation the model accepted is a divergence too (a crash); the
+    drivers are restarted. ``pool`` may bring other builds of the drivers (it is closed at the
+    end), ``senders`` other recovery senders by layout.
     """
     if reason := host_status(name):
         raise HostError(f"host {name}: {reason}")

@@ -302,8 +302,8 @@ class HostPool:
 
 
 class HostSubject:
-    """The C of host ``name`` with the face of ``impls.Subject`` (what harness.open_session
-    and vectors.check_impl use): bitmap programs of the host's layout run on its driver;
+    """The C of host ``name`` with the face of ``impls.Subject`` (what engine.open_session
+    and vectors.files.check_impl use): bitmap programs of the host's layout run on its driver;
     ram contexts of another layout (a recovery program's sender) on the host of
     ``sender_hosts`` that has it."""
 
