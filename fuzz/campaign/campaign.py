@@ -679,7 +679,7 @@ def summary(result: Result) -> str:
             if v:
                 lines.append(f"  not reached: {k}: {', '.join(v)}")
     if m.get("emulated"):
-        lines.append(f"emulated hosts (qemu-user, fuzz.hosts): {', '.join(m['emulated'])}")
+        lines.append(f"emulated hosts (qemu-user, fuzz.campaign.hosts): {', '.join(m['emulated'])}")
     for bits, names in sorted(result.skipped_symbols.items()):
         lines.append(f"skipped ({bits}-bit library lacks them): {', '.join(names)}")
     lines += [f"note: {n}" for n in result.notes]

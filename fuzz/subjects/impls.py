@@ -115,7 +115,7 @@ class Subject:
     Our reference comes in both word widths; a user's library (``path``) has one width
     (``bits``, else what the library says, else this host's ``long``) and is loaded with
     ``partial=True``: the functions it lacks are listed by ``missing`` and never called.
-    Only little-endian layouts run here (this host); other hosts are ``fuzz.hosts``'.
+    Only little-endian layouts run here (this host); other hosts are ``fuzz.subjects.hosts``'.
     """
 
     def __init__(
