@@ -33,8 +33,8 @@ run with atheris' asan_with_fuzzer.so preloaded, so the C library's edges guide 
 fuzzer and ASan/UBSan reports stop it (needs clang-16 and libclang-rt-16-dev).
 
 The harnesses also run alone, with libFuzzer's flags and modes (-fork, -merge):
-  fuzz/harness_bitmap.py -runs=1000 corpus/
-  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/harness_ram.py -max_total_time=60
+  fuzz/campaign/harness_bitmap.py -runs=1000 corpus/
+  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/campaign/harness_ram.py -max_total_time=60
 """
 
 
@@ -183,7 +183,7 @@ def build_parser() -> Parser:
         type=_csv("host"),
         default=(),
         metavar="NAME",
-        help="also fuzz our C on emulated hosts (fuzz.hosts; 'all': every available one)",
+        help="also fuzz our C on emulated hosts (fuzz.subjects.hosts; 'all': every available one)",
     )
     f.add_argument(
         "--native",
@@ -262,7 +262,7 @@ def build_parser() -> Parser:
         description="The semantic changelog of QEMU's bitmap helpers and received-page "
         "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
     )
-    from . import mutants
+    from .mutation import mutants
 
     mutants.add_parser(sub)
     return p
@@ -274,7 +274,7 @@ def build_parser() -> Parser:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     import os
 
-    from .campaign import CampaignError, Config, atheris_available, run, summary
+    from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -316,7 +316,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
     try:
-        from . import hosts as hostmod
+        from .subjects import hosts as hostmod
     except ImportError as err:
         raise UsageError(f"recvmap fuzz: --host: emulated hosts are unavailable ({err})") from None
     if names == ("all",):
@@ -339,7 +339,7 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
     """The implementation to compare against the model (loaded now: errors are usage errors)."""
     from recvmap.qemu_ref import LibraryError
 
-    from .impls import Subject
+    from .subjects.impls import Subject
 
     if impl is not None and not impl.is_file():
         raise UsageError(f"--impl {impl}: no such file")
@@ -354,7 +354,7 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors import VectorError, iter_files, load_file, replay
+    from .vectors.files import VectorError, iter_files, load_file, replay
 
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
@@ -386,7 +386,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    from .vectors import export, iter_files, load_file, vectors_dir
+    from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
         written = export(args.dir)
@@ -425,7 +425,7 @@ COMMANDS = {
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from . import mutants
+    from .mutation import mutants
 
     return mutants.run(args)
 

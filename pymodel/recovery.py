@@ -21,11 +21,15 @@ v8.2.0, bool and Error since; its end-mark message in decimal before v5.2.0.
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 from .bitmap import bitmap_complement, bitmap_from_le, bitmap_new, bitmap_to_le
 from .errors import PreconditionError, RecoveryError
-from .ramblock import RAMBlock, RamContext, Side, c_long
+from .ramtypes import Side, c_long
 from .releases import RELOAD_END_MARK_HEX, RELOAD_ERROR_OBJECT, SEND_POSTCOPY_LENGTH, require
+
+if TYPE_CHECKING:  # annotations only: ramblock imports this module
+    from .ramblock import RAMBlock, RamContext
 
 RAMBLOCK_RECV_BITMAP_ENDING = 0x0123456789ABCDEF
 HEADER = 8  # be64 size

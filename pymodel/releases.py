@@ -25,6 +25,7 @@ bytes after the end mark are never read).
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -446,16 +447,19 @@ _TABLES: dict[Release, dict[str, Callable[..., Any]]] = {}
 def _bitmap_functions(release: Release) -> dict[str, Callable[..., Any]]:
     table = _TABLES.get(release)
     if table is None:
-        from . import bitmap, bitops
+        from .bitmap import bitmap_count_one_before_v4
+        from .bitops import __all__ as bitops_names
 
         table = {}
-        for module in (bitops, bitmap):
-            for name in module.__all__:
-                obj = getattr(module, name)
+        for module in (f"{__package__}.bitops", f"{__package__}.bitmap"):
+            namespace = vars(sys.modules[module])
+            for name in namespace["__all__"]:
+                obj = namespace[name]
                 if callable(obj) and not isinstance(obj, type) and release.has_function(name):
                     table[name] = obj
+        assert bitops_names  # both modules are loaded (imported above)
         if not release.has(COUNT_ONE_ZERO):
-            table["bitmap_count_one"] = bitmap.bitmap_count_one_before_v4
+            table["bitmap_count_one"] = bitmap_count_one_before_v4
         _TABLES[release] = table
     return table
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from recvmap.fuzz.cli import main
-from recvmap.fuzz.vectors import Case, check_model, iter_files, load_file
+from recvmap.fuzz.vectors.files import Case, check_model, iter_files, load_file
 from recvmap.pymodel import bitmap_new, bitmap_set
 from recvmap.pymodel import recovery as recovery_mod
 from recvmap.pymodel.errors import PreconditionError, RecoveryError

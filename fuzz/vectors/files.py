@@ -51,9 +51,9 @@ from recvmap.pymodel.releases import (
     release_range,
 )
 
-from .engine import Divergence, initial_image
-from .impls import ModelImpl, Subject
-from .program import Program, Ref
+from ..engine.session import Divergence, initial_image
+from ..program import Program, Ref
+from ..subjects.impls import ModelImpl, Subject
 
 SCHEMA = "recvmap-vectors-v1"
 VERSION = 1
@@ -130,7 +130,8 @@ def _model_run_bitmap(program: Program, release: str) -> ModelRun:
 
 
 def _model_run_ram(program: Program, release: str) -> ModelRun:
-    from .ram_session import RamSetup, RamWorld, model_factories, outcome_value
+    from ..engine.ram import RamWorld, model_factories, outcome_value
+    from ..program.ram_setup import RamSetup
 
     world = RamWorld(program, RamSetup.of(program), model_factories(release))
     out = ModelRun()
@@ -412,7 +413,7 @@ def check_impl(
     case: Case, subject: Subject, release: str | Release | None = None
 ) -> tuple[str, str]:
     """("pass"|"fail"|"skip", message) for the implementation on the vector's program."""
-    from .harness import first_divergence
+    from ..engine.replay import first_divergence
 
     program = case.program.at(case.release_for(release).name)
     if case.test["result"] == "invalid":
@@ -503,7 +504,7 @@ def vectors_dir() -> Path:
                 return Path(p)
     except (ModuleNotFoundError, OSError):  # an editable install maps files, not folders
         pass
-    return Path(__file__).resolve().parent.parent / "tests" / "vectors"
+    return Path(__file__).resolve().parent.parent.parent / "tests" / "vectors"
 
 
 _SCHEMA: dict[str, Any] | None = None
