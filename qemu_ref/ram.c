@@ -4,6 +4,15 @@
  * per target page, set on the destination), the discard checks of
  * system/physmem.c, postcopy placement and the recovery bitmap stream,
  * rewritten on top of the bitmap layer.  See qemu_ref_ram.h for the ABI.
+ *
+ * This file implements the NEWEST QEMU release the model knows only (see
+ * pymodel/releases.py for the rules of older releases): the recovery reload
+ * returns -1 for QEMU's false and keeps the Error's message; the sent map
+ * counts postcopy_length; ignore-shared blocks are skipped.  Rules of every
+ * release: ram_list_init_bitmaps allocates nothing when ram_bytes_total() is
+ * 0, and the reload reads its buffer as QEMU reads a QEMUFile (the size
+ * first; a read past the end yields zeros and an error checked after the
+ * reads; nothing after the end mark is read).
  */
 
 #undef NDEBUG   /* QEMU's asserts are part of the behaviour: keep them */
