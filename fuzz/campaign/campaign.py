@@ -75,6 +75,7 @@ class Config:
     jobs: int = 2
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
+    release: str | None = None  # the QEMU release the model follows (None: the newest)
 
 
 @dataclass
@@ -250,6 +251,8 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
     if cfg.arches:
         env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+    if cfg.release:
+        env["RECVMAP_RELEASE"] = cfg.release
     if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
         env["RECVMAP_ENGINE"] = "random"
     if cfg.native:
@@ -511,9 +514,15 @@ def crash_reproducer(job: Job, artifact: Path) -> Path:
     program, next_op, _ = h.decode(artifact.read_bytes())
     model_only: Session | RamSession
     if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
+        model_only = Session(
+            program,
+            ModelImpl(program.layout, program.release),
+            ModelImpl(program.layout, program.release),
+        )
     else:
-        model_only = RamSession(program, model_factories(), model_factories())
+        model_only = RamSession(
+            program, model_factories(program.release), model_factories(program.release)
+        )
     kept, _ = run_stream(program, next_op, model_only)
 
     def fails(p: Any) -> bool:

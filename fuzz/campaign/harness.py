@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.releases import parse_release
 from recvmap.pymodel.words import Layout
 
 from ..engine import (
@@ -94,11 +95,14 @@ class Harness:
         max_words: int = 64,
         keep_going: bool = False,
         receiver_bits: int | None = None,
+        release: str | None = None,
     ) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
         self.layer = layer
         self.subject = subject
+        # The QEMU release the model runs at; programs and reproducers carry it.
+        self.release = None if release is None else parse_release(release).name
         self.targets = targets
         self.hosts = hosts
         self.out_dir = Path(out_dir)
@@ -150,7 +154,7 @@ class Harness:
             if layout not in self._bitmap:
                 impl = self.subject.bitmap(layout)
                 self._bitmap[layout] = (
-                    ModelImpl(layout),
+                    ModelImpl(layout, self.release),
                     impl,
                     self.subject.bitmap_functions(layout),
                 )
@@ -158,6 +162,7 @@ class Harness:
             program, next_op = decode_bitmap_program(
                 data, layout, self.max_ops, self.max_words, names
             )
+            program = program.at(self.release)
             return program, next_op, Session(program, model, impl)
         senders = self.senders if self.layer == "recovery" else []
         program, next_op = decode_ram_program(
@@ -169,6 +174,7 @@ class Harness:
             senders=senders,
             max_ops=self.max_ops,
         )
+        program = program.at(self.release)
         s = program.setup
         if "sender" in s:
             pair = f"{s['sender']['bits_per_long']}->{layout.bits_per_long}"
@@ -220,6 +226,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
+            "release": self.release or parse_release(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),
@@ -248,6 +255,7 @@ def harness_from_env(layer: str) -> Harness:
         receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])
         if os.environ.get("RECVMAP_RECEIVER_BITS")
         else None,
+        release=os.environ.get("RECVMAP_RELEASE") or None,
     )
 
 
