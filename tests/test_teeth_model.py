@@ -1,0 +1,109 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Teeth for the model's deterministic checks: three bugs planted in a copy of the model.
+
+Each bug is planted by editing the SOURCE of one model function (a copy of its text, an
+exact edit that must match once), compiling the copy and swapping its code into the live
+function for the duration of one test (monkeypatch restores it). The regression vectors,
+checked against the model (fixed programs, no seed, no clock), must then fail; with the
+model untouched (the control) every vector passes.
+
+- complement tail: bitmap_complement forgets to clear the tail bits of its last word;
+- discard order: ram_discard_range runs its checks first and clears the received bits only
+  when the discard succeeds (QEMU clears them first, then refuses);
+- end mark low half: ram_dirty_bitmap_reload compares only the low 32 bits of the end mark
+  (the bug class only the stream-bytes vectors catch deterministically).
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recvmap.fuzz.vectors.files import Case, check_model, iter_files, load_file
+from recvmap.pymodel import bitmap, recovery
+from recvmap.pymodel.ramblock import RamContext
+
+VECTORS = Path(__file__).parent / "vectors"
+CASES = [c for f in iter_files([VECTORS]) for c in load_file(f)]
+
+Plant = tuple[Callable[..., Any], list[tuple[str, str]]]
+PLANTS: dict[str, Plant] = {
+    "complement tail": (
+        bitmap.bitmap_complement,
+        [("    dst.clear_range(bits, _roundup(bits, dst.layout.bits_per_long))\n", "")],
+    ),
+    "discard order": (
+        RamContext.ram_discard_range,
+        [
+            (
+                "    if rb.receivedmap is not None:\n",
+                "    ret = self.ram_block_discard_range(rb, start, length)\n"
+                "    if rb.receivedmap is not None and ret == 0:\n",
+            ),
+            ("    return self.ram_block_discard_range(rb, start, length)\n", "    return ret\n"),
+        ],
+    ),
+    "end mark low half": (
+        recovery._check_stream,
+        [
+            (
+                "if end_mark != RAMBLOCK_RECV_BITMAP_ENDING:",
+                "if end_mark & 0xFFFFFFFF != RAMBLOCK_RECV_BITMAP_ENDING & 0xFFFFFFFF:",
+            )
+        ],
+    ),
+}
+
+
+def planted_code(func: Callable[..., Any], edits: list[tuple[str, str]]) -> Any:
+    """The code of ``func`` compiled from an edited copy of its (dedented) source text."""
+    text = textwrap.dedent(inspect.getsource(func))
+    for old, new in edits:
+        assert text.count(old) == 1, f"edit no longer applies to {func.__name__}: {old!r}"
+        text = text.replace(old, new)
+    namespace = dict(func.__globals__)
+    exec(compile(text, f"<planted {func.__name__}>", "exec"), namespace)  # noqa: S102
+    code = namespace[func.__name__].__code__
+    assert code.co_code != func.__code__.co_code, "the plant changed nothing"
+    return code
+
+
+def failing_vectors() -> list[str]:
+    """Names of the vectors the (possibly planted) model no longer reproduces."""
+    out = []
+    for case in CASES:
+        if check_model(Case(case.path, case.group, case.test)) is not None:
+            out.append(f"{case.path.name} #{case.test['tcId']}: {case.test['comment'][:70]}")
+    return out
+
+
+def test_the_control_model_passes_every_vector() -> None:
+    assert failing_vectors() == []
+
+
+@pytest.mark.parametrize("name", list(PLANTS))
+def test_a_planted_model_bug_fails_fixed_vectors(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    func, edits = PLANTS[name]
+    monkeypatch.setattr(func, "__code__", planted_code(func, edits))
+    failing = failing_vectors()
+    print(f"{name}: {len(failing)} of {len(CASES)} vectors fail", *failing[:8], sep="\n  ")
+    assert failing, f"no vector catches the planted bug {name!r}"
+
+
+def test_the_end_mark_is_checked_in_its_high_half(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exactly the vectors flipping a byte of the end mark's high half catch the low-half
+    comparison: one per high byte, per receiver word width."""
+    func, edits = PLANTS["end mark low half"]
+    monkeypatch.setattr(func, "__code__", planted_code(func, edits))
+    failing = failing_vectors()
+    high = [f for f in failing if "end mark with byte" in f]
+    assert len(high) == 2 * 4 and len(failing) == len(high), failing
+    for i in range(4):
+        assert sum(f"byte {i} of 8" in f for f in high) == 2, high
