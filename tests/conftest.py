@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,3 +33,31 @@ def lib(request: pytest.FixtureRequest) -> CLibrary:
 @pytest.fixture(scope="session")
 def pair(lib: CLibrary) -> tuple[ModelImpl, CImpl]:
     return ModelImpl(lib.layout), CImpl(lib)
+
+
+PlantC = Callable[[str, str, str], Path]
+
+
+@pytest.fixture
+def plant_c(tmp_path: Path) -> PlantC:
+    """``plant_c(file, old, new)``: a copy of the C sources (replay driver, dispatch
+    generator and headers included) whose ``file`` has ``old`` replaced by ``new``; the
+    edit must match exactly once, so a plant that no longer applies fails loudly."""
+    from recvmap.fuzz.subjects import hosts
+
+    count = 0
+
+    def plant(file: str, old: str, new: str) -> Path:
+        nonlocal count
+        count += 1
+        src, dst = hosts.source_dir(), tmp_path / f"planted-{count}"
+        dst.mkdir()
+        for f in src.iterdir():
+            if f.is_file():
+                shutil.copy(f, dst / f.name)
+        text = (dst / file).read_text()
+        assert text.count(old) == 1, f"the plant no longer applies to {file}: {old!r}"
+        (dst / file).write_text(text.replace(old, new))
+        return dst
+
+    return plant

@@ -328,19 +328,6 @@ PLANTS = {
 }
 
 
-def planted_sources(tmp: Path, old: str, new: str) -> Path:
-    """A copy of the C sources (driver included) with one edit of bitmap.c."""
-    src, dst = hosts.source_dir(), tmp / "src"
-    dst.mkdir()
-    for f in src.iterdir():
-        if f.is_file():
-            shutil.copy(f, dst / f.name)
-    text = (dst / "bitmap.c").read_text()
-    assert text.count(old) == 1, f"the plant no longer applies: {old!r}"
-    (dst / "bitmap.c").write_text(text.replace(old, new))
-    return dst
-
-
 # Four words: ctypes keeps an array of up to 16 bytes inside its Python object, where a read
 # past the end hits no redzone; only bigger arrays get a malloc block of their own. (The
 # driver's arrays are exact callocs, so it sees overflows of the smallest arrays too.)
@@ -384,13 +371,13 @@ def driver_count(exe: Path, bits: int) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("plant", ["asan", "ubsan"])
 def test_a_planted_bug_is_reported_through_ctypes(
-    builds: dict[str, Any], tmp_path: Path, plant: str
+    builds: dict[str, Any], tmp_path: Path, plant_c: Any, plant: str
 ) -> None:
     old, new, report = PLANTS[plant]
     control = ctypes_count(builds["asan"], builds["libs"][64], 64)
     assert_clean(control, "control: bitmap_count_one on the clean build")
     assert control.stdout.split() == ["70"]
-    lib = build_lib(planted_sources(tmp_path, old, new), 64, tmp_path / "lib")
+    lib = build_lib(plant_c("bitmap.c", old, new), 64, tmp_path / "lib")
     proc = ctypes_count(builds["asan"], lib, 64)
     assert proc.returncode != 0 and report in proc.stderr, proc.stderr[-3000:]
 
@@ -398,23 +385,25 @@ def test_a_planted_bug_is_reported_through_ctypes(
 @pytest.mark.parametrize("plant", ["asan", "ubsan"])
 @pytest.mark.parametrize("name", list(WIDTHS))
 def test_a_planted_bug_is_reported_by_the_driver(
-    builds: dict[str, Any], tmp_path: Path, plant: str, name: str
+    builds: dict[str, Any], tmp_path: Path, plant_c: Any, plant: str, name: str
 ) -> None:
     old, new, report = PLANTS[plant]
     bits = WIDTHS[name][0]
     control = driver_count(Path(builds["drivers"][name]), bits)
     assert_clean(control, f"control: {name} driver")
     assert control.stdout.split()[-2:] == ["s", str(bits + 6)], control.stdout
-    src = planted_sources(tmp_path, old, new)
+    src = plant_c("bitmap.c", old, new)
     exe = hosts.build(name, hosts.DRIVER, SANITIZE, out_dir=tmp_path / name, src=src)
     proc = driver_count(exe, bits)
     assert proc.returncode != 0 and report in proc.stderr, proc.stderr[-3000:]
 
 
-def test_the_ctypes_campaign_fails_on_a_divergence(builds: dict[str, Any], tmp_path: Path) -> None:
+def test_the_ctypes_campaign_fails_on_a_divergence(
+    builds: dict[str, Any], tmp_path: Path, plant_c: Any
+) -> None:
     """A C bug that no sanitizer sees: the campaign must fail on the diverging vectors."""
     old, new, _ = PLANTS["divergence"]
-    src = planted_sources(tmp_path, old, new)
+    src = plant_c("bitmap.c", old, new)
     libs = {bits: build_lib(src, bits, tmp_path / "lib") for bits in (64, 32)}
     proc, summary = ctypes_campaign(builds["asan"], libs, tmp_path, 0.5)
     assert_clean(proc, "ctypes campaign on the diverging build")
