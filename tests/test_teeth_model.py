@@ -60,6 +60,43 @@ PLANTS: dict[str, Plant] = {
 }
 
 
+# Each ram-layer rule the vectors name (their flags), with a model bug that breaks only it:
+# (rule flag, function, edits). The vectors carrying the flag must catch it.
+RAM_RULES: dict[str, tuple[str, Callable[..., Any], list[tuple[str, str]]]] = {
+    "placement sets page_size / target page bits": (
+        "Placement",
+        RamContext.postcopy_place_page,
+        [
+            (
+                "rb.page_size // self.qemu_target_page_size())",
+                "rb.page_size // self.qemu_target_page_size() - 1)",
+            )
+        ],
+    ),
+    "discard clears before its checks": ("Discard", *PLANTS["discard order"]),
+    "an address below the block wraps around": (
+        "WrapAround",
+        RamContext.ramblock_recv_bitmap_offset,
+        [
+            (
+                "diff = (host_addr - rb.host) % (1 << self.pointer_bits)",
+                "diff = abs(host_addr - rb.host)",
+            )
+        ],
+    ),
+    "the map has max_length >> bits bits": (
+        "WordBoundary",
+        RamContext.ramblock_recv_map_init,
+        [("bitmap_new(rb.max_length >> bits", "bitmap_new(rb.used_length >> bits")],
+    ),
+    "ram_load_cleanup frees the map": (
+        "FinalState",
+        RamContext.ram_load_cleanup,
+        [("rb.receivedmap = None", "rb.receivedmap.clear_range(0, rb.receivedmap.nbits)")],
+    ),
+}
+
+
 def planted_code(func: Callable[..., Any], edits: list[tuple[str, str]]) -> Any:
     """The code of ``func`` compiled from an edited copy of its (dedented) source text."""
     text = textwrap.dedent(inspect.getsource(func))
@@ -69,7 +106,9 @@ def planted_code(func: Callable[..., Any], edits: list[tuple[str, str]]) -> Any:
     namespace = dict(func.__globals__)
     exec(compile(text, f"<planted {func.__name__}>", "exec"), namespace)  # noqa: S102
     code = namespace[func.__name__].__code__
-    assert code.co_code != func.__code__.co_code, "the plant changed nothing"
+    old = func.__code__
+    parts = ("co_code", "co_consts", "co_names")
+    assert [getattr(code, p) for p in parts] != [getattr(old, p) for p in parts], "no change"
     return code
 
 
@@ -107,3 +146,19 @@ def test_the_end_mark_is_checked_in_its_high_half(monkeypatch: pytest.MonkeyPatc
     assert len(high) == 2 * 4 and len(failing) == len(high), failing
     for i in range(4):
         assert sum(f"byte {i} of 8" in f for f in high) == 2, high
+
+
+@pytest.mark.parametrize("rule", list(RAM_RULES))
+def test_each_ram_rule_has_teeth(rule: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Break one ram-layer rule in a copy of the model: a vector flagged with it fails."""
+    flag, func, edits = RAM_RULES[rule]
+    monkeypatch.setattr(func, "__code__", planted_code(func, edits))
+    flagged = [c for c in CASES if flag in c.test["flags"] and c.program.layer == "ram"]
+    assert flagged, f"no ram vector carries the flag {flag}"
+    failing = [
+        f"{c.path.name} #{c.test['tcId']}"
+        for c in flagged
+        if check_model(Case(c.path, c.group, c.test)) is not None
+    ]
+    print(f"{rule}: {len(failing)} of {len(flagged)} {flag} vectors fail: {failing}")
+    assert failing, f"no {flag} vector catches a broken rule: {rule}"

@@ -132,6 +132,28 @@ def final_state_cases(layout: Layout) -> list[dict[str, Any]]:
             {"destination:pc.ram.receivedmap": (1, {0: 0xF})},
         )
     ]
+    # used_length and max_length in different words: only the size of the map tells them
+    # apart (with 2 and 4 pages above, both fit in word 0).
+    bpl = layout.bits_per_long
+    wide = [block("pc.ram", base, 2 * 4096, (bpl + 6) * 4096)]
+    out.append(
+        case(
+            x86_program(
+                layout,
+                wide,
+                [
+                    Op("ramblock_recv_map_init", ()),
+                    Op("ramblock_recv_bitmap_set", (Ref(0), base + (bpl + 5) * 4096)),
+                    Op("ramblock_recv_bitmap_set", (Ref(0), base + 1 * 4096)),
+                ],
+            ),
+            f"the map has max_length >> bits = {bpl + 6} bits, two words, though used_length "
+            f"is 2 pages: page {bpl + 5} (second word, bit 5) and page 1 are received",
+            ["WordBoundary", "FinalState"],
+            [None, None, None],
+            {"destination:pc.ram.receivedmap": (2, {0: 0x2, 1: 1 << 5})},
+        )
+    )
     again = [
         *sets,
         Op("ram_load_cleanup", ()),
