@@ -14,13 +14,25 @@ from hypothesis import HealthCheck, settings
 from recvmap.fuzz.subjects.impls import CImpl, ModelImpl
 from recvmap.qemu_ref import CLibrary, load
 
+# Deterministic first: hypothesis draws from a fixed seed per test (derived from its name),
+# so a run passes or fails the same way twice; RECVMAP_HYPOTHESIS_RANDOM=1 adds the luck of
+# a random seed (hypothesis then prints @seed(...) with any failure).
+RANDOM_EXAMPLES = bool(os.environ.get("RECVMAP_HYPOTHESIS_RANDOM"))
 settings.register_profile(
     "recvmap",
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     max_examples=int(os.environ.get("RECVMAP_EXAMPLES", "150")),
+    derandomize=not RANDOM_EXAMPLES,
+    print_blob=True,
 )
 settings.load_profile("recvmap")
+
+
+def pytest_report_header() -> str:
+    how = "a random seed" if RANDOM_EXAMPLES else "a fixed seed per test (derandomize)"
+    return f"hypothesis: {how}; RECVMAP_HYPOTHESIS_RANDOM=1 for random seeds"
+
 
 WIDTHS = (64, 32)
 
