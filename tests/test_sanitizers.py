@@ -333,16 +333,15 @@ PLANTS = {
 }
 
 
-# Four words: ctypes keeps an array of up to 16 bytes inside its Python object, where a read
-# past the end hits no redzone; only bigger arrays get a malloc block of their own. (The
-# driver's arrays are exact callocs, so it sees overflows of the smallest arrays too.)
+# Two words (16 bytes): ctypes would keep such an array inside its Python object, where a
+# read past the end hits no redzone; the loader gives every array its own calloc'd block.
 COUNT_CHILD = """
 import sys
 from recvmap.qemu_ref import load
 lib = load(sys.argv[1], int(sys.argv[2]))
-w = lib.words(4)
+w = lib.words(2)
 lib.bitmap_set(w, 0, int(sys.argv[2]) + 6)
-print(lib.bitmap_count_one(w, 4 * int(sys.argv[2])))
+print(lib.bitmap_count_one(w, 2 * int(sys.argv[2])))
 """
 
 
