@@ -234,19 +234,46 @@ BROKEN_C = (
 )
 
 
+# bitmap_to_le / bitmap_from_le forget the byte swap: compiled on big-endian hosts only
+UNSWAPPED = {
+    64: ("bitmap.c", "dst[k] = __builtin_bswap64(src[k]);", "dst[k] = src[k];"),
+    32: ("bitmap.c", "dst[k] = __builtin_bswap32(src[k]);", "dst[k] = src[k];"),
+}
+BIG_ENDIAN = tuple(n for n in FOREIGN + EXTRA if hosts.HOSTS[n].layout.big_endian)
+
+
+def caught_on_host(
+    name: str, plant: tuple[str, str, str], files: tuple[str, ...], plant_c: Any, tmp: Path
+) -> list[str]:
+    """The clean driver passes ``files``' vectors (the control); the driver built from the
+    planted copy diverges on them: its first divergence."""
+    require(name)
+    cases = vector_cases(files)
+    done, diverged = host_divergences(name, cases)
+    assert done and diverged == [], diverged[:5]
+    exe = hosts.build(name, hosts.DRIVER, out_dir=tmp / name, src=plant_c(*plant))
+    done, diverged = host_divergences(name, cases, hosts.HostPool({name: exe}), stop=True)
+    print(f"broken driver on {name}: {diverged[:1]}")
+    return diverged
+
+
 @pytest.mark.parametrize("name", FOREIGN + EXTRA)
 def test_a_broken_driver_on_the_host_is_caught(name: str, plant_c: Any, tmp_path: Path) -> None:
     """Teeth for the host oracle: the driver cross-built for ``name`` from a copy of the C
     with a planted bug diverges on the bitmap vectors; the clean driver (control) passes."""
-    require(name)
-    cases = vector_cases(("bitmap-rules.json",))
-    done, diverged = host_divergences(name, cases)
-    assert done and diverged == [], diverged[:5]
-    exe = hosts.build(name, hosts.DRIVER, out_dir=tmp_path / name, src=plant_c(*BROKEN_C))
-    pool = hosts.HostPool({name: exe})
-    done, diverged = host_divergences(name, cases, pool, stop=True)
-    print(f"broken driver on {name}: {diverged[:1]}")
+    diverged = caught_on_host(name, BROKEN_C, ("bitmap-rules.json",), plant_c, tmp_path)
     assert any("bitmap_complement" in d for d in diverged), diverged
+
+
+@pytest.mark.parametrize("name", BIG_ENDIAN)
+def test_a_byte_order_bug_on_a_big_endian_host_is_caught(
+    name: str, plant_c: Any, tmp_path: Path
+) -> None:
+    """A bug only a big-endian host has (the little-endian map is not swapped): the
+    recovery stream vectors catch it on that host."""
+    plant = UNSWAPPED[hosts.HOSTS[name].layout.bits_per_long]
+    diverged = caught_on_host(name, plant, ("stream-bytes.json",), plant_c, tmp_path)
+    assert diverged, f"{name}: an unswapped recovery map went unnoticed"
 
 
 def test_batch_replay_prints_results_and_final_images() -> None:
