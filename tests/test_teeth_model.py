@@ -24,9 +24,12 @@ from typing import Any
 
 import pytest
 
-from recvmap.fuzz.vectors.files import Case, check_model, iter_files, load_file
+from recvmap.fuzz.subjects.build import build_library
+from recvmap.fuzz.subjects.impls import Subject
+from recvmap.fuzz.vectors.files import Case, check_model, iter_files, load_file, replay
 from recvmap.pymodel import bitmap, recovery
 from recvmap.pymodel.ramblock import RamContext
+from recvmap.qemu_ref import load
 
 VECTORS = Path(__file__).parent / "vectors"
 CASES = [c for f in iter_files([VECTORS]) for c in load_file(f)]
@@ -162,3 +165,22 @@ def test_each_ram_rule_has_teeth(rule: str, monkeypatch: pytest.MonkeyPatch) -> 
     ]
     print(f"{rule}: {len(failing)} of {len(flagged)} {flag} vectors fail: {failing}")
     assert failing, f"no {flag} vector catches a broken rule: {rule}"
+
+
+def stream_failures(subject: Subject) -> list[str]:
+    """The stream-bytes vectors ``subject`` does not reproduce (model checked first)."""
+    cases = [c for c in CASES if c.path.name == "stream-bytes.json"]
+    assert cases, "stream-bytes.json is missing"
+    return [f"#{c.test['tcId']}" for c in cases if replay(c, subject).status != "pass"]
+
+
+def test_the_c_end_mark_is_checked_in_its_high_half() -> None:
+    """The same low-half end-mark bug planted in a copy of the C (ram.c), built with gcc:
+    the same fixed vectors fail through the C; our clean C (the control) passes them."""
+    assert stream_failures(Subject()) == []
+    edit = ("if (end_mark != RAMBLOCK_RECV_BITMAP_ENDING) {",
+            "if ((uint32_t)end_mark != (uint32_t)RAMBLOCK_RECV_BITMAP_ENDING) {")  # fmt: skip
+    libs = {b: load(build_library(b, edits={"ram.c": [edit]}), b) for b in (64, 32)}
+    failing = stream_failures(Subject(libraries=libs))
+    print(f"C end mark compared in its low half: stream-bytes.json {failing} fail")
+    assert len(failing) == 8, failing
