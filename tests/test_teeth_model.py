@@ -15,6 +15,7 @@ model untouched (the control) every vector passes.
 """
 
 from __future__ import annotations
+import __future__
 
 import inspect
 import textwrap
@@ -107,7 +108,10 @@ def planted_code(func: Callable[..., Any], edits: list[tuple[str, str]]) -> Any:
         assert text.count(old) == 1, f"edit no longer applies to {func.__name__}: {old!r}"
         text = text.replace(old, new)
     namespace = dict(func.__globals__)
-    exec(compile(text, f"<planted {func.__name__}>", "exec"), namespace)  # noqa: S102
+    # the model's modules postpone annotations; so must the copy (names only typing knows)
+    flags = __future__.annotations.compiler_flag
+    code = compile(text, f"<planted {func.__name__}>", "exec", flags=flags, dont_inherit=True)
+    exec(code, namespace)  # noqa: S102
     code = namespace[func.__name__].__code__
     old = func.__code__
     parts = ("co_code", "co_consts", "co_names")
