@@ -26,7 +26,7 @@ from .arch import Host, Target
 from .arch import target as _arch_target
 from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
 from .bitops import set_bit_atomic, test_bit
-from .errors import PreconditionError, RecoveryError
+from .errors import PreconditionError, RecoveryError, check_buffer
 from .words import LP64_LE, Layout, Words
 
 UINT64_BITS = 64
@@ -692,9 +692,11 @@ class RamContext(RamConfig[RAMBlock]):
         return ramblock_recv_bitmap_send(self, block_name)
 
     def ram_dirty_bitmap_reload(self, block: RAMBlock, stream: bytes) -> int:
-        """Source: load a recovery stream into block->bmap as dirty pages; 0."""
+        """Source: load a recovery stream (any bytes-like object) into block->bmap as
+        dirty pages; 0."""
         from .recovery import ram_dirty_bitmap_reload
 
+        stream = check_buffer("ram_dirty_bitmap_reload", "stream", stream)
         return ram_dirty_bitmap_reload(self, block, stream)
 
 
