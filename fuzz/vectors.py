@@ -37,6 +37,7 @@ from recvmap.pymodel.errors import PreconditionError
 
 from .engine import Divergence, initial_image
 from .impls import ModelImpl, Subject
+from .intake import DEFAULT_LIMITS, Limits, NotVectorsError, VectorError, check_program, read_json
 from .program import Program, Ref
 
 SCHEMA = "recvmap-vectors-v1"
@@ -151,7 +152,7 @@ def group_params(program: Program) -> dict[str, Any]:
             arch=s["target"],
             target_page_bits=s["target_page_bits"],
             host=s["host"],
-            host_page_size=s["host_page_size"],
+            host_page_size=s.get("host_page_size") or _base_page(s["host"]),
         )
         if program.layer == "recovery":
             params.update(
@@ -159,6 +160,12 @@ def group_params(program: Program) -> dict[str, Any]:
                 sender_big_endian=s["sender"]["big_endian"],
             )
     return params
+
+
+def _base_page(host: str) -> int:
+    from recvmap.pymodel import arch
+
+    return arch.host(host).base_page
 
 
 def make_test(
@@ -266,26 +273,43 @@ class Case:
         return f"{self.path.name}#{self.test['tcId']}"
 
 
-class VectorError(ValueError):
-    """A vector file that is not a recvmap-vectors-v1 file; the message says where."""
+def load_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> list[Case]:
+    """Every test of a vector file, or of a bare program / reproducer JSON.
 
-
-def load_file(path: str | os.PathLike[str]) -> list[Case]:
-    """Every test of a vector file, or of a bare program / reproducer JSON."""
+    Everything is checked (``fuzz.intake``) before anything runs: a file that is not
+    JSON, too large, not valid against the schema or meaningless raises VectorError; a
+    JSON file of another kind raises NotVectorsError (skip it).
+    """
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise VectorError(f"{path}: {err}") from None
+    return load_obj(read_json(path, limits), path, limits)
+
+
+def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case]:
+    """``load_file`` of already parsed JSON (``path`` names it in messages)."""
     if isinstance(obj, dict) and "ops" in obj and "testGroups" not in obj:
+        check_program(obj, limits, f"{path}")
         program = Program.from_json(obj)  # a bare program: expectations from the model
-        return [Case(path, group_params(program), make_test(program, "bare program", [], 1))]
+        try:
+            test = make_test(program, "bare program", [], 1)
+        except ValueError as err:  # an operation the model rejects before the last one
+            raise VectorError(f"{path}: {err}") from None
+        return [Case(path, group_params(program), test)]
+    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
+        kind = obj.get("schema", obj.get("$schema")) if isinstance(obj, dict) else None
+        if isinstance(kind, str):
+            raise NotVectorsError(f"{path}: not a {SCHEMA} file ({kind}): skipped")
     problems = validate(obj, schema())
     if problems:
         raise VectorError(f"{path}: {problems[0]}")
+    if sum(len(g["tests"]) for g in obj["testGroups"]) > limits.tests:
+        raise VectorError(f"{path}: more than {limits.tests} tests (the cap)")
     cases = []
-    for group in obj["testGroups"]:
-        for test in group["tests"]:
+    for gi, group in enumerate(obj["testGroups"]):
+        for ti, test in enumerate(group["tests"]):
+            where = f"{path}: testGroups[{gi}].tests[{ti}]"
+            check_program(test["program"], limits, f"{where}.program")
+            if test["result"] == "invalid" and not test["program"]["ops"]:
+                raise VectorError(f"{where}: an invalid test needs the operation it rejects")
             params = group_params(Program.from_json(test["program"]))
             shared = {k: group[k] for k in GROUP_KEYS if k in group}
             if shared != params:
@@ -300,8 +324,8 @@ def load_file(path: str | os.PathLike[str]) -> list[Case]:
 def is_vector_file(path: Path) -> bool:
     """A recvmap-vectors-v1 file (folders may hold other JSON: schema, other formats)."""
     try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = read_json(path)
+    except VectorError:
         return False
     return isinstance(obj, dict) and obj.get("schema") == SCHEMA
 

@@ -6,7 +6,13 @@ Each test is one defect of the issue; it failed before the fix it names.
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +124,151 @@ def test_api_non_bytes_stream_is_type_error(bad: object) -> None:
     _, src, src_rb = _stream()
     with pytest.raises(TypeError, match="ram_dirty_bitmap_reload: stream: expected a bytes-like"):
         src.ram_dirty_bitmap_reload(src_rb, bad)  # type: ignore[attr-defined]
+
+
+# --- #6 input surfaces ----------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT / "tests" / "vectors"
+
+
+def recvmap(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+
+
+def one_line_exit_2(proc: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--seed", "99999999999999999999999"], ["--seed", "2**64-1"]),
+        (["--seed", "-1"], ["--seed"]),
+        (["--max-time", "inf"], ["--max-time", "finite"]),
+        (["--max-time", "nan"], ["--max-time", "finite"]),
+        (["--max-time", "-3"], ["--max-time"]),
+        (["--jobs", "1000"], ["--jobs", "per CPU"]),
+        (["--out", "/etc/passwd"], ["--out", "not a folder"]),
+        (["--corpus", "/etc/passwd"], ["--corpus", "not a folder"]),
+        (["--json", "/proc/nonexistent/x.json"], ["--json", "cannot write"]),
+        (["--json", "/tmp"], ["--json", "is a folder"]),
+    ],
+)
+def test_fuzz_bad_arguments_one_line_exit_2(argv: list[str], words: list[str]) -> None:
+    # --max-time 1 --runs 1: if the check failed to stop it, the run would still be short
+    proc = recvmap("fuzz", "--quiet", "--max-time", "1", "--runs", "1", *argv, timeout=60)
+    one_line_exit_2(proc, *words)
+
+
+@pytest.mark.parametrize("dest", ["/proc/recvmap-export", "/etc/passwd"])
+def test_vectors_export_to_bad_place_one_line_exit_2(dest: str) -> None:
+    one_line_exit_2(recvmap("vectors", "export", dest), "recvmap vectors export", dest)
+
+
+def test_replay_skips_non_vector_json_with_a_note() -> None:
+    files = sorted(str(p.relative_to(ROOT)) for p in VECTORS.glob("*.json"))
+    proc = recvmap("replay", "--model-only", *files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "NOTE tests/vectors/schema.json: not a recvmap-vectors-v1 file" in proc.stdout
+    assert "NOTE tests/vectors/recovery_stream_v1.json" in proc.stdout
+    assert re.search(r"^[1-9]\d* passed, 0 failed", proc.stdout, re.M)
+
+
+def test_replay_of_nothing_did_not_run(tmp_path: Path) -> None:
+    proc = recvmap("replay", "--model-only", str(tmp_path))
+    assert proc.returncode == 0 and "did not run" in proc.stderr
+    proc = recvmap("replay", "--model-only", "--strict", str(tmp_path))
+    assert proc.returncode == 1 and "did not run" in proc.stderr
+
+
+_GOOD = {
+    "layer": "bitmap",
+    "bits_per_long": 64,
+    "big_endian": False,
+    "arrays": [{"nwords": 2, "words": {"1": "0x8000000000000000"}}],
+    "ops": [["bitmap_set", ["@0", 3, 70]], ["find_next_bit", ["@0", 128, 0]]],
+}
+
+
+def _bad(**change: object) -> str:
+    obj = json.loads(json.dumps(_GOOD))
+    obj.update(change)
+    return json.dumps(obj)
+
+
+HOSTILE_INPUTS = {
+    "misspelled function": _bad(ops=[["bitmap_sett", ["@0", 3, 70]]]),
+    "arrays is a number": _bad(arrays=5),
+    "wrong arity": _bad(ops=[["bitmap_set", ["@0", 3]]]),
+    "too many arguments": _bad(ops=[["find_next_bit", ["@0", 3, 4, 5]]]),
+    "dangling array reference": _bad(ops=[["bitmap_set", ["@7", 3, 70]]]),
+    "reference where an int goes": _bad(ops=[["bitmap_set", ["@0", "@0", 70]]]),
+    "deep nesting": "[" * 100_000 + "]" * 100_000,
+    "deep nesting in a program": _bad(
+        arrays=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[0]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]
+    ),
+    "nwords 2**62": _bad(arrays=[{"nwords": 2**62}]),
+    "2**34 words": _bad(arrays=[{"nwords": 2**34}]),
+    "word index past the array": _bad(arrays=[{"nwords": 2, "words": {"9": "0x1"}}]),
+    "word wider than the layout": _bad(arrays=[{"nwords": 2, "words": {"0": "0x1" + "0" * 16}}]),
+    "unicode digits": _bad(arrays=[{"nwords": 2, "words": {"\u00b2": "0x1"}}]),
+    "not JSON": "{'ops': }",
+    "ram without setup": _bad(layer="ram"),
+    "bare program rejected early": _bad(
+        ops=[["find_next_bit", ["@0", 2**40, 0]], ["find_next_bit", ["@0", 128, 0]]]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_INPUTS))
+def test_parser_refuses_hostile_input_with_vector_error(name: str) -> None:
+    from recvmap.fuzz.harness_vectors import check_text
+
+    assert check_text(json.dumps(_GOOD)) == "ok"
+    assert check_text(HOSTILE_INPUTS[name]) == "rejected"
+
+
+def test_replay_cli_hostile_file_is_one_error_line(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text(HOSTILE_INPUTS["nwords 2**62"])
+    proc = recvmap("replay", "--model-only", str(f))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert re.search(r"^ERROR .*p\.json.*arrays\[0\].*the cap", proc.stdout, re.M)
+
+
+def test_replay_size_caps_are_configurable(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(_GOOD))
+    assert recvmap("replay", "--model-only", str(f)).returncode == 0
+    proc = recvmap("replay", "--model-only", "--max-words", "1", str(f))
+    assert proc.returncode == 1 and "more than 1 words" in proc.stdout
+    proc = recvmap("replay", "--model-only", "--max-ops", "1", str(f))
+    assert proc.returncode == 1 and "more than 1 operations" in proc.stdout
+    proc = recvmap("replay", "--model-only", "--max-file-bytes", "10", str(f))
+    assert proc.returncode == 1 and "more than the cap of 10" in proc.stdout
+
+
+PARSER_FUZZ_SECONDS = float(os.environ.get("RECVMAP_PARSER_FUZZ_SECONDS", "60"))
+
+
+def test_parser_harness_random_json_no_unexpected_exception() -> None:
+    """The replay/vector parser harness, random-JSON mode: fixed seed, bounded time."""
+    from recvmap.fuzz.harness_vectors import random_run
+
+    stats = random_run(seed=10, seconds=PARSER_FUZZ_SECONDS)
+    assert stats.runs > 100
+    # the mutations reach every outcome, so the run tests the parser, not only its front
+    assert {"ok", "rejected", "skipped"} <= set(stats.outcomes), stats.outcomes
+    assert not stats.unexpected, stats.unexpected[0][1]
