@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from .intake import DEFAULT_LIMITS
+from .vectors.intake import DEFAULT_LIMITS
 
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
@@ -37,8 +37,8 @@ run with atheris' asan_with_fuzzer.so preloaded, so the C library's edges guide 
 fuzzer and ASan/UBSan reports stop it (needs clang-16 and libclang-rt-16-dev).
 
 The harnesses also run alone, with libFuzzer's flags and modes (-fork, -merge):
-  fuzz/harness_bitmap.py -runs=1000 corpus/
-  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/harness_ram.py -max_total_time=60
+  fuzz/campaign/harness_bitmap.py -runs=1000 corpus/
+  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/campaign/harness_ram.py -max_total_time=60
 """
 
 
@@ -268,7 +268,7 @@ def build_parser() -> Parser:
         type=_csv("host"),
         default=(),
         metavar="NAME",
-        help="also fuzz our C on emulated hosts (fuzz.hosts; 'all': every available one)",
+        help="also fuzz our C on emulated hosts (fuzz.subjects.hosts; 'all': every available one)",
     )
     f.add_argument(
         "--native",
@@ -339,7 +339,7 @@ def build_parser() -> Parser:
     vsub.add_parser("list", help="list the vector files and their test counts")
 
     sub.add_parser("arches", help="print the architecture and host tables")
-    from . import mutants
+    from .mutation import mutants
 
     mutants.add_parser(sub)
     return p
@@ -349,7 +349,7 @@ def build_parser() -> Parser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .campaign import CampaignError, Config, atheris_available, run, summary
+    from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -395,7 +395,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
     try:
-        from . import hosts as hostmod
+        from .subjects import hosts as hostmod
     except ImportError as err:
         raise UsageError(f"recvmap fuzz: --host: emulated hosts are unavailable ({err})") from None
     if names == ("all",):
@@ -418,7 +418,7 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
     """The implementation to compare against the model (loaded now: errors are usage errors)."""
     from recvmap.qemu_ref import LibraryError
 
-    from .impls import Subject
+    from .subjects.impls import Subject
 
     if impl is not None and not impl.is_file():
         raise UsageError(f"--impl {impl}: no such file")
@@ -433,8 +433,8 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .intake import Limits, NotVectorsError, VectorError
-    from .vectors import iter_files, load_file, replay
+    from .vectors.files import iter_files, load_file, replay
+    from .vectors.intake import Limits, NotVectorsError, VectorError
 
     limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
     for path in args.files:
@@ -476,7 +476,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    from .vectors import export, iter_files, load_file, vectors_dir
+    from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
         check_dir_option("recvmap vectors export", args.dir)
@@ -506,7 +506,7 @@ COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arc
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from . import mutants
+    from .mutation import mutants
 
     return mutants.run(args)
 

@@ -17,7 +17,6 @@ names and argument order, so ``ctx.ramblock_recv_bitmap_set(rb, host_addr)`` is 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -27,23 +26,12 @@ from .arch import target as _arch_target
 from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
 from .bitops import set_bit_atomic, test_bit
 from .errors import PreconditionError, RecoveryError, check_buffer
+from .ramtypes import Side as Side
+from .ramtypes import c_long as c_long
 from .words import LP64_LE, Layout, Words
 
 UINT64_BITS = 64
 IDSTR_MAX = 255  # char idstr[256] in QEMU's RAMBlock
-
-
-class Side(enum.Enum):
-    """Which end of the migration a process is: only the destination has receivedmaps."""
-
-    DESTINATION = "destination"
-    SOURCE = "source"
-
-
-def c_long(value: int, bits: int) -> int:
-    """``value`` converted to a signed ``bits``-bit C integer (gcc: modulo 2**bits)."""
-    value &= (1 << bits) - 1
-    return value - (1 << bits) if value >> (bits - 1) else value
 
 
 def check_unsigned(function: str, argument: str, value: int, bits: int, ctype: str) -> None:

@@ -17,10 +17,14 @@ big-endian hosts agree. The sender returns size + 8 (the end mark is not counted
 from __future__ import annotations
 
 import errno
+from typing import TYPE_CHECKING
 
 from .bitmap import bitmap_complement, bitmap_from_le, bitmap_new, bitmap_to_le
 from .errors import PreconditionError, RecoveryError
-from .ramblock import RAMBlock, RamContext, Side, c_long
+from .ramtypes import Side, c_long
+
+if TYPE_CHECKING:  # annotations only: ramblock imports this module
+    from .ramblock import RAMBlock, RamContext
 
 RAMBLOCK_RECV_BITMAP_ENDING = 0x0123456789ABCDEF
 HEADER = 8  # be64 size

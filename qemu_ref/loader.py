@@ -10,6 +10,7 @@ once, in C. A library is either ours (every symbol must be present) or a user's
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -111,13 +112,59 @@ def default_path(bits: int) -> Path:
     return package_file(f"libqemuref{bits}.so")
 
 
-class CWords:
-    """An array of C unsigned longs handed to the library; same face as the model's Words."""
+PAGE = mmap.PAGESIZE
+GUARDS = ("after", "before", "none")
 
-    def __init__(self, ctype: Any, nwords: int, bits_per_long: int) -> None:
+
+def guard_mode() -> str:
+    """Where arrays handed to C get their PROT_NONE page: ``RECVMAP_GUARD`` (default after)."""
+    mode = os.environ.get("RECVMAP_GUARD", "after")
+    return mode if mode in GUARDS else "after"
+
+
+_mprotect: Any = None
+
+
+def _protect(address: int, length: int) -> None:
+    global _mprotect
+    if _mprotect is None:
+        _mprotect = ctypes.CDLL(None, use_errno=True).mprotect
+        _mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        _mprotect.restype = ctypes.c_int
+    if _mprotect(address, length, 0) != 0:  # PROT_NONE
+        raise OSError(ctypes.get_errno(), "mprotect of a guard page failed")
+
+
+class CWords:
+    """An array of C unsigned longs handed to the library; same face as the model's Words.
+
+    The array sits against a guard page (``guard``: "after" its last word, "before" its
+    first, or "none"): an inaccessible page, so a library that reads or writes one word
+    past the allocation gets SIGSEGV on every run, not a divergence that depends on what
+    happens to lie next to the array.
+    """
+
+    def __init__(
+        self, ctype: Any, nwords: int, bits_per_long: int, guard: str | None = None
+    ) -> None:
         self.nwords = nwords
         self.bits_per_long = bits_per_long
-        self.array = (ctype * nwords)()
+        guard = guard_mode() if guard is None else guard
+        self.guard = guard
+        if guard == "none":
+            self.array = (ctype * nwords)()
+        else:
+            size = nwords * ctypes.sizeof(ctype)
+            body = -(-size // PAGE) * PAGE
+            self._map = mmap.mmap(-1, body + PAGE)
+            base = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+            if guard == "after":
+                _protect(base + body, PAGE)
+                offset = body - size
+            else:
+                _protect(base, PAGE)
+                offset = PAGE
+            self.array = (ctype * nwords).from_buffer(self._map, offset)
         # ctypes only accepts a real pointer object through _as_parameter_.
         self._as_parameter_ = ctypes.cast(self.array, ctypes.POINTER(ctype))
 

@@ -20,15 +20,16 @@ from pathlib import Path
 import pytest
 
 from recvmap.fuzz import cli
-from recvmap.fuzz.build import build_library, source_dir
-from recvmap.fuzz.harness import Harness, first_divergence, run_random
-from recvmap.fuzz.impls import Subject
+from recvmap.fuzz.campaign.harness import Harness, run_random
+from recvmap.fuzz.engine import first_divergence
 from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
-from recvmap.fuzz.vectors import load_file
+from recvmap.fuzz.subjects.build import build_library, source_dir
+from recvmap.fuzz.subjects.impls import Subject
+from recvmap.fuzz.vectors.files import load_file
 from recvmap.pymodel.words import LP64_LE
 
 VECTORS = Path(__file__).parent / "vectors"
-FUZZ = Path(cli.__file__).resolve().parent
+FUZZ = Path(cli.__file__).resolve().parent / "campaign"
 MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
 MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the variants")

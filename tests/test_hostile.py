@@ -234,7 +234,7 @@ HOSTILE_INPUTS = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_INPUTS))
 def test_parser_refuses_hostile_input_with_vector_error(name: str) -> None:
-    from recvmap.fuzz.harness_vectors import check_text
+    from recvmap.fuzz.vectors.harness_parser import check_text
 
     assert check_text(json.dumps(_GOOD)) == "ok"
     assert check_text(HOSTILE_INPUTS[name]) == "rejected"
@@ -265,7 +265,7 @@ PARSER_FUZZ_SECONDS = float(os.environ.get("RECVMAP_PARSER_FUZZ_SECONDS", "60"))
 
 def test_parser_harness_random_json_no_unexpected_exception() -> None:
     """The replay/vector parser harness, random-JSON mode: fixed seed, bounded time."""
-    from recvmap.fuzz.harness_vectors import random_run
+    from recvmap.fuzz.vectors.harness_parser import random_run
 
     stats = random_run(seed=10, seconds=PARSER_FUZZ_SECONDS)
     assert stats.runs > 100

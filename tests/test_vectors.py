@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from recvmap.fuzz.engine import Divergence
-from recvmap.fuzz.impls import Subject
 from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
-from recvmap.fuzz.vectors import (
+from recvmap.fuzz.subjects.impls import Subject
+from recvmap.fuzz.vectors.files import (
     SCHEMA,
     Case,
     check_model,

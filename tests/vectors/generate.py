@@ -23,7 +23,13 @@ from typing import Any
 
 from recvmap.fuzz.engine import initial_image
 from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
-from recvmap.fuzz.vectors import make_test, model_run, result_json, vector_file, write_vector_file
+from recvmap.fuzz.vectors.files import (
+    make_test,
+    model_run,
+    result_json,
+    vector_file,
+    write_vector_file,
+)
 from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
 
 HERE = Path(__file__).resolve().parent

@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def _params(fn: Callable[..., Any], skip: int = 0) -> list[tuple[str, str, bool]
 
 
 def _bitmap_table() -> dict[str, list[tuple[str, str, bool]]]:
-    from .impls import ModelImpl
+    from ..subjects.impls import ModelImpl
 
     table = {}
     for name, fn in ModelImpl.functions.items():
@@ -119,7 +120,7 @@ def _bitmap_table() -> dict[str, list[tuple[str, str, bool]]]:
 def _ram_table() -> dict[str, list[tuple[str, str, bool]]]:
     from recvmap.pymodel.ramblock import RamContext
 
-    from .ram_session import RAM_FUNCTIONS
+    from ..program.ram_setup import RAM_FUNCTIONS
 
     table = {}
     for name in RAM_FUNCTIONS:
@@ -220,8 +221,9 @@ def _check_world(where: str, obj: dict[str, Any]) -> None:
     """The model builds the program's RAM blocks: a setup outside QEMU's domain is refused."""
     from recvmap.pymodel.errors import PreconditionError
 
-    from .program import Program
-    from .ram_session import RamSetup, RamWorld, model_factories
+    from ..engine.ram import RamWorld, model_factories
+    from ..program import Program
+    from ..program.ram_setup import RamSetup
 
     program = Program.from_json(obj)
     try:
@@ -232,8 +234,6 @@ def _check_world(where: str, obj: dict[str, Any]) -> None:
 
 def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "program") -> None:
     """A program's JSON, checked against the schema and for meaning (see the module doc)."""
-    from .vectors import schema, validate
-
     root = schema()
     problems = validate(obj, root["$defs"]["program"], root, where)
     if problems:
@@ -260,3 +260,95 @@ def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "progr
         _check_op(f"{where}.ops[{i}]", layer, op, nrefs, limits)
     if layer != "bitmap":
         _check_world(where, obj)
+
+
+# --- the schema and the packaged vectors ------------------------------------------------
+
+
+def vectors_dir() -> Path:
+    """The vector files: installed with the package, else the source tree's tests/vectors."""
+    try:
+        packaged = resources.files("recvmap").joinpath("vectors")
+        with resources.as_file(packaged) as p:
+            if Path(p).is_dir() and any(Path(p).glob("*.json")):
+                return Path(p)
+    except (ModuleNotFoundError, OSError):  # an editable install maps files, not folders
+        pass
+    return Path(__file__).resolve().parent.parent.parent / "tests" / "vectors"
+
+
+_SCHEMA: dict[str, Any] | None = None
+
+
+def schema() -> dict[str, Any]:
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = json.loads((vectors_dir() / "schema.json").read_text())
+    return _SCHEMA
+
+
+# --- a small JSON Schema validator (the subset schema.json uses) -------------------------
+
+_TYPES: dict[str, Any] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
+    "integer": int,
+    "number": (int, float),
+}
+
+
+def validate(
+    obj: Any, sch: dict[str, Any], root: dict[str, Any] | None = None, where: str = "$"
+) -> list[str]:
+    """Problems of ``obj`` against ``sch`` (type, const, enum, required, properties,
+    additionalProperties, items, minimum, minItems, pattern, anyOf, $ref to $defs)."""
+    import re
+
+    root = root or sch
+    if "$ref" in sch:
+        name = sch["$ref"].rsplit("/", 1)[-1]
+        return validate(obj, root["$defs"][name], root, where)
+    if "anyOf" in sch:
+        if all(validate(obj, s, root, where) for s in sch["anyOf"]):
+            return [f"{where}: matches none of the allowed forms"]
+    types = sch.get("type")
+    if types is not None:
+        names = types if isinstance(types, list) else [types]
+        ok = any(
+            isinstance(obj, _TYPES[t])
+            and not (t in ("integer", "number") and isinstance(obj, bool))
+            for t in names
+        )
+        if not ok:
+            return [f"{where}: expected {'/'.join(names)}, got {type(obj).__name__}"]
+    if "const" in sch and obj != sch["const"]:
+        return [f"{where}: must be {sch['const']!r}"]
+    if "enum" in sch and obj not in sch["enum"]:
+        return [f"{where}: must be one of {sch['enum']}"]
+    problems: list[str] = []
+    if isinstance(obj, dict):
+        for key in sch.get("required", []):
+            if key not in obj:
+                problems.append(f"{where}: missing {key!r}")
+        props = sch.get("properties", {})
+        for key, value in obj.items():
+            if key in props:
+                problems += validate(value, props[key], root, f"{where}.{key}")
+            elif sch.get("additionalProperties") is False:
+                problems.append(f"{where}: unexpected {key!r}")
+            elif isinstance(sch.get("additionalProperties"), dict):
+                problems += validate(value, sch["additionalProperties"], root, f"{where}.{key}")
+    if isinstance(obj, list):
+        if len(obj) < sch.get("minItems", 0):
+            problems.append(f"{where}: at least {sch['minItems']} items")
+        if "items" in sch:
+            for i, item in enumerate(obj):
+                problems += validate(item, sch["items"], root, f"{where}[{i}]")
+    if isinstance(obj, int | float) and not isinstance(obj, bool) and obj < sch.get("minimum", obj):
+        problems.append(f"{where}: below {sch['minimum']}")
+    if isinstance(obj, str) and "pattern" in sch and not re.search(sch["pattern"], obj):
+        problems.append(f"{where}: does not match {sch['pattern']}")
+    return problems

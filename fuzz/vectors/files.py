@@ -29,16 +29,25 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.errors import PreconditionError
 
-from .engine import Divergence, initial_image
-from .impls import ModelImpl, Subject
-from .intake import DEFAULT_LIMITS, Limits, NotVectorsError, VectorError, check_program, read_json
-from .program import Program, Ref
+from ..engine.session import Divergence, initial_image
+from ..program import Program, Ref
+from ..subjects.impls import ModelImpl, Subject
+from .intake import (
+    DEFAULT_LIMITS,
+    Limits,
+    NotVectorsError,
+    VectorError,
+    check_program,
+    read_json,
+    schema,
+    validate,
+    vectors_dir,
+)
 
 SCHEMA = "recvmap-vectors-v1"
 VERSION = 1
@@ -108,7 +117,8 @@ def _model_run_bitmap(program: Program) -> ModelRun:
 
 
 def _model_run_ram(program: Program) -> ModelRun:
-    from .ram_session import RamSetup, RamWorld, model_factories, outcome_value
+    from ..engine.ram import RamWorld, model_factories, outcome_value
+    from ..program.ram_setup import RamSetup
 
     world = RamWorld(program, RamSetup.of(program), model_factories())
     out = ModelRun()
@@ -370,7 +380,7 @@ def check_model(case: Case) -> str | None:
 
 def check_impl(case: Case, subject: Subject) -> tuple[str, str]:
     """("pass"|"fail"|"skip", message) for the implementation on the vector's program."""
-    from .harness import first_divergence
+    from ..engine.replay import first_divergence
 
     program = case.program
     if case.test["result"] == "invalid":
@@ -439,28 +449,6 @@ def isolated(fn: Any, *args: Any) -> Any:
 # --- the schema and the packaged vectors ------------------------------------------------
 
 
-def vectors_dir() -> Path:
-    """The vector files: installed with the package, else the source tree's tests/vectors."""
-    try:
-        packaged = resources.files("recvmap").joinpath("vectors")
-        with resources.as_file(packaged) as p:
-            if Path(p).is_dir() and any(Path(p).glob("*.json")):
-                return Path(p)
-    except (ModuleNotFoundError, OSError):  # an editable install maps files, not folders
-        pass
-    return Path(__file__).resolve().parent.parent / "tests" / "vectors"
-
-
-_SCHEMA: dict[str, Any] | None = None
-
-
-def schema() -> dict[str, Any]:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = json.loads((vectors_dir() / "schema.json").read_text())
-    return _SCHEMA
-
-
 def export(
     dest: str | os.PathLike[str], source: str | os.PathLike[str] | None = None
 ) -> list[Path]:
@@ -473,70 +461,3 @@ def export(
         load_file(f)  # never export a file that does not validate
         written.append(Path(shutil.copy2(f, dest / f.name)))
     return written
-
-
-# --- a small JSON Schema validator (the subset schema.json uses) -------------------------
-
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "boolean": bool,
-    "null": type(None),
-    "integer": int,
-    "number": (int, float),
-}
-
-
-def validate(
-    obj: Any, sch: dict[str, Any], root: dict[str, Any] | None = None, where: str = "$"
-) -> list[str]:
-    """Problems of ``obj`` against ``sch`` (type, const, enum, required, properties,
-    additionalProperties, items, minimum, minItems, pattern, anyOf, $ref to $defs)."""
-    import re
-
-    root = root or sch
-    if "$ref" in sch:
-        name = sch["$ref"].rsplit("/", 1)[-1]
-        return validate(obj, root["$defs"][name], root, where)
-    if "anyOf" in sch:
-        if all(validate(obj, s, root, where) for s in sch["anyOf"]):
-            return [f"{where}: matches none of the allowed forms"]
-    types = sch.get("type")
-    if types is not None:
-        names = types if isinstance(types, list) else [types]
-        ok = any(
-            isinstance(obj, _TYPES[t])
-            and not (t in ("integer", "number") and isinstance(obj, bool))
-            for t in names
-        )
-        if not ok:
-            return [f"{where}: expected {'/'.join(names)}, got {type(obj).__name__}"]
-    if "const" in sch and obj != sch["const"]:
-        return [f"{where}: must be {sch['const']!r}"]
-    if "enum" in sch and obj not in sch["enum"]:
-        return [f"{where}: must be one of {sch['enum']}"]
-    problems: list[str] = []
-    if isinstance(obj, dict):
-        for key in sch.get("required", []):
-            if key not in obj:
-                problems.append(f"{where}: missing {key!r}")
-        props = sch.get("properties", {})
-        for key, value in obj.items():
-            if key in props:
-                problems += validate(value, props[key], root, f"{where}.{key}")
-            elif sch.get("additionalProperties") is False:
-                problems.append(f"{where}: unexpected {key!r}")
-            elif isinstance(sch.get("additionalProperties"), dict):
-                problems += validate(value, sch["additionalProperties"], root, f"{where}.{key}")
-    if isinstance(obj, list):
-        if len(obj) < sch.get("minItems", 0):
-            problems.append(f"{where}: at least {sch['minItems']} items")
-        if "items" in sch:
-            for i, item in enumerate(obj):
-                problems += validate(item, sch["items"], root, f"{where}[{i}]")
-    if isinstance(obj, int | float) and not isinstance(obj, bool) and obj < sch.get("minimum", obj):
-        problems.append(f"{where}: below {sch['minimum']}")
-    if isinstance(obj, str) and "pattern" in sch and not re.search(sch["pattern"], obj):
-        problems.append(f"{where}: does not match {sch['pattern']}")
-    return problems

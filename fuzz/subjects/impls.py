@@ -14,9 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from recvmap.pymodel import bitmap, bitops
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
+
+from ..program.decode_bitmap import MODEL_FUNCTIONS
 
 
 class Implementation(Protocol):
@@ -34,20 +35,10 @@ class Implementation(Protocol):
     def call(self, fname: str, *args: Any) -> Any: ...
 
 
-def _model_functions() -> dict[str, Callable[..., Any]]:
-    table: dict[str, Callable[..., Any]] = {}
-    for module in (bitops, bitmap):
-        for name in getattr(module, "__all__", dir(module)):
-            obj = getattr(module, name)
-            if callable(obj) and not isinstance(obj, type) and not name.startswith("_"):
-                table[name] = obj
-    return table
-
-
 class ModelImpl:
     """The spec: recvmap.pymodel on a given word width and byte order."""
 
-    functions = _model_functions()
+    functions = MODEL_FUNCTIONS
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -124,7 +115,7 @@ class Subject:
     Our reference comes in both word widths; a user's library (``path``) has one width
     (``bits``, else what the library says, else this host's ``long``) and is loaded with
     ``partial=True``: the functions it lacks are listed by ``missing`` and never called.
-    Only little-endian layouts run here (this host); other hosts are ``fuzz.hosts``'.
+    Only little-endian layouts run here (this host); other hosts are ``fuzz.subjects.hosts``'.
     """
 
     def __init__(

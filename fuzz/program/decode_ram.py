@@ -21,9 +21,9 @@ from recvmap.pymodel.ramblock import RamConfig
 from recvmap.pymodel.recovery import recv_bitmap_size
 from recvmap.pymodel.words import Layout
 
-from .gen import Source
-from .program import Op, Program, Ref
-from .ram_session import RamSetup, target_page
+from .decode_bitmap import Source
+from .format import Op, Program, Ref
+from .ram_setup import RamSetup, target_page
 
 MAX_MAP_BITS = 1 << 22  # keep maps small unless one hugepage alone is bigger
 NAMES = ("pc.ram", "ram1", "vga.vram", "/rom@etc/acpi/tables", "mem-ram0", "pc.bios")

@@ -5,7 +5,7 @@ Each entry is a mistake a person porting or patching QEMU's receivedmap or bitma
 could make: the wrong page-size unit, host page bits where target page bits belong, the
 wrong rounding of the recovery stream size, clearing the received bits after the discard
 checks instead of before, masks off by one, an atomic helper replaced by a plain one...
-Edits are exact texts of the current sources (``fuzz/build.py`` requires each to match
+Edits are exact texts of the current sources (``fuzz/subjects/build.py`` requires each to match
 exactly once), so an entry that no longer applies is reported as stale, never skipped.
 
 ``equivalent`` states why a mutant cannot be told apart from the reference by any program
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .mutants import Mutant
+from .mutant import Mutant
 
 SEQUENTIAL = "sequential"  # equivalent for one thread; a concurrent oracle may tell
 

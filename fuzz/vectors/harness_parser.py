@@ -7,7 +7,7 @@ VectorError (one line, the place in the file); any other exception is a bug of r
 ``check_text`` is that contract for one input (model only: the C side only ever sees
 programs the model accepted).
 
-Two drivers: atheris with libFuzzer's flags (``fuzz/harness_vectors.py -max_total_time=60
+Two drivers: atheris with libFuzzer's flags (``fuzz/vectors/harness_parser.py -max_total_time=60
 corpus/``; seed it with ``tests/vectors``), and ``random_run`` -- random mutations of the
 packaged vectors' tests at the JSON level (wrong types, huge and negative integers,
 misspelled names, dangling references, deep nesting, missing keys) -- which needs nothing
@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recvmap.fuzz.intake import DEFAULT_LIMITS, Limits, NotVectorsError, VectorError, parse_json
+from recvmap.fuzz.vectors.intake import (
+    DEFAULT_LIMITS,
+    Limits,
+    NotVectorsError,
+    VectorError,
+    parse_json,
+)
 
 # Small caps: a fuzzer input may ask for the largest legal program; keep each run short.
 HARNESS_LIMITS = Limits(file_bytes=1 << 20, words=1 << 14, ops=2000, tests=200)
@@ -35,7 +41,7 @@ HARNESS_LIMITS = Limits(file_bytes=1 << 20, words=1 << 14, ops=2000, tests=200)
 
 def check_text(text: str | bytes, limits: Limits = HARNESS_LIMITS) -> str:
     """'ok', 'rejected' or 'skipped'; any exception that escapes is a bug."""
-    from recvmap.fuzz.vectors import load_obj, replay
+    from recvmap.fuzz.vectors.files import load_obj, replay
 
     try:
         obj = parse_json(text, limits)
@@ -59,7 +65,7 @@ def one_input(data: bytes) -> None:
 
 def seeds() -> list[dict[str, Any]]:
     """One-test vector files and bare programs cut from the packaged vector files."""
-    from recvmap.fuzz.vectors import SCHEMA, iter_files, vectors_dir
+    from recvmap.fuzz.vectors.files import SCHEMA, iter_files, vectors_dir
 
     out: list[dict[str, Any]] = []
     for path in iter_files([vectors_dir()]):
