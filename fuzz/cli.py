@@ -26,6 +26,8 @@ from typing import NoReturn
 
 from .vectors.intake import DEFAULT_LIMITS
 
+DEFAULT_TIMEOUT = 5.0  # seconds per input (libFuzzer -timeout); the harness's default too
+
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
 exit status: 0 clean, 1 divergence or crash (its minimized program is written to
@@ -294,6 +296,18 @@ def build_parser() -> Parser:
         help="atheris (coverage-guided) or random inputs (default: atheris if installed)",
     )
     f.add_argument("--quiet", action="store_true", help="no progress line")
+    f.add_argument(
+        "--timeout",
+        type=_finite_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        help="seconds one input may take: longer is a HANG, its input saved "
+        f"(libFuzzer -timeout; default {DEFAULT_TIMEOUT:g})",
+    )
+    f.add_argument(
+        "--strict",
+        action="store_true",
+        help="a run in which a job compared nothing exits 1 (default: a warning line)",
+    )
 
     r = sub.add_parser(
         "replay",
@@ -316,6 +330,13 @@ def build_parser() -> Parser:
         help="check the vectors' expectations against the model only",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="print passing tests too")
+    r.add_argument(
+        "--timeout",
+        type=_finite_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds a program may run on the implementation: longer is a HANG "
+        f"(default {DEFAULT_TIMEOUT:g})",
+    )
     r.add_argument(
         "--strict",
         action="store_true",
@@ -380,17 +401,33 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         native=args.native,
         jobs=args.jobs or max(1, min(2, cpus)),
         engine=args.engine,
+        timeout=args.timeout,
     )
     try:
         result = run(cfg, sys.stderr, quiet=args.quiet)
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
-    print(summary(result))
+    print(summary(result), flush=True)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
-    return 0 if result.clean else 1
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        except OSError as err:
+            print(f"recvmap fuzz: --json {args.json}: {err.strerror or err}", file=sys.stderr)
+            return 2
+    if not result.clean:
+        return 1
+    if result.interrupted is not None:
+        return 128 + int(result.interrupted)
+    if result.did_not_run:
+        print(
+            f"recvmap fuzz: did not run: {', '.join(result.did_not_run)} compared no program"
+            + ("" if args.strict else " (warning; --strict makes it an error)"),
+            file=sys.stderr,
+        )
+        return 1 if args.strict else 0
+    return 0
 
 
 def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -452,8 +489,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"ERROR {err}")
             counts["fail"] += 1
             continue
+        if cases and subject is not None:
+            _check_recorded_subject(path, cases[0].subject, args.impl)
         for case in cases:
-            verdict = replay(case, subject)  # type: ignore[arg-type]
+            verdict = replay(case, subject, timeout=args.timeout)  # type: ignore[arg-type]
             counts[verdict.status] += 1
             if verdict.status == "fail":
                 print(f"FAIL {case.name}: {verdict.message}")
@@ -473,6 +512,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
         return 1 if args.strict else 0
     return 0
+
+
+def _check_recorded_subject(
+    path: Path, recorded: dict[str, object] | None, impl: Path | None
+) -> None:
+    """Warn when a reproducer was found on another library than the one replaying it."""
+    from .vectors.files import file_sha256
+
+    if not recorded or not recorded.get("library"):
+        return
+    if impl is None:
+        print(
+            f"WARNING {path}: found on {recorded['library']}, replayed on our C "
+            f"(add --impl {recorded['library']})"
+        )
+        return
+    digest = file_sha256(impl)
+    if recorded.get("sha256") and digest != recorded["sha256"]:
+        print(
+            f"WARNING {path}: --impl {impl} has sha256 {digest[:16]}..., the reproducer was "
+            f"found on {recorded['library']} with sha256 {str(recorded['sha256'])[:16]}..."
+        )
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:

@@ -252,15 +252,65 @@ def write_vector_file(path: str | os.PathLike[str], obj: dict[str, Any]) -> Path
     return path
 
 
+KINDS = ("divergence", "crash", "hang", "nondeterministic")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def subject_record(subject: Subject) -> dict[str, Any]:
+    """What a reproducer records of the implementation it was found on.
+
+    A user's library: its absolute path and sha256 (replay warns when they differ), so the
+    printed replay command runs the same code. Open for more (a QEMU tree, a release).
+    """
+    record: dict[str, Any] = {"name": subject.name}
+    if subject.path is not None:
+        record["library"] = str(Path(subject.path).resolve())
+        record["sha256"] = file_sha256(subject.path)
+    record["word_bits"] = list(subject.widths)
+    return record
+
+
+def replay_command(path: str | os.PathLike[str], subject: dict[str, Any] | None = None) -> str:
+    """The command line that replays ``path`` on the implementation it was found on."""
+    import shlex
+
+    words = ["recvmap", "replay"]
+    if subject and subject.get("library"):
+        words += ["--impl", str(subject["library"])]
+        if len(subject.get("word_bits", [])) == 1:
+            words += ["--word-bits", str(subject["word_bits"][0])]
+    return " ".join(shlex.quote(w) for w in [*words, str(path)])
+
+
 def write_divergence(
-    program: Program, divergence: Divergence, impl_name: str, out_dir: str | os.PathLike[str]
+    program: Program,
+    divergence: Divergence,
+    impl_name: str,
+    out_dir: str | os.PathLike[str],
+    kind: str = "divergence",
+    subject: dict[str, Any] | None = None,
 ) -> Path:
-    """The minimized program of a divergence as a one-test vector file; its path."""
-    comment = f"{impl_name} diverged: {divergence.describe()}"
+    """The minimized program of a finding as a one-test vector file; its path.
+
+    ``kind`` names the file: divergence-, crash-, hang- or nondeterministic-<layer>-<hash>.
+    """
+    assert kind in KINDS, kind
+    what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
+    comment = f"{impl_name} {what}: {divergence.describe()}"
     test = make_test(program, comment, ["Divergence"])
     text = json.dumps(test["program"], sort_keys=True)
-    name = f"divergence-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
-    return write_vector_file(Path(out_dir) / name, vector_file([test]))
+    name = f"{kind}-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    obj = vector_file([test])
+    if subject:
+        obj["subject"] = subject
+    return write_vector_file(Path(out_dir) / name, obj)
 
 
 # --- loading and replaying --------------------------------------------------------------
@@ -273,6 +323,7 @@ class Case:
     path: Path
     group: dict[str, Any]
     test: dict[str, Any]
+    subject: dict[str, Any] | None = None  # reproducers: the implementation it was found on
 
     @property
     def program(self) -> Program:
@@ -327,7 +378,7 @@ def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case
                     f"{path}: test {test['tcId']}: program parameters {params} "
                     f"differ from its group's {shared}"
                 )
-            cases.append(Case(path, group, test))
+            cases.append(Case(path, group, test, obj.get("subject")))
     return cases
 
 
@@ -398,11 +449,14 @@ def check_impl(case: Case, subject: Subject) -> tuple[str, str]:
     return "pass", ""
 
 
-def replay(case: Case, subject: Subject | None, isolate: bool = True) -> Verdict:
+def replay(
+    case: Case, subject: Subject | None, isolate: bool = True, timeout: float | None = None
+) -> Verdict:
     """Check the model against the vector, then the implementation against the model.
 
     With ``isolate`` the implementation runs in a forked child, so a crash of its C code
-    (a segfault, an assert) is a failing verdict naming the signal, not the end of the run.
+    (a segfault, an assert) is a failing verdict naming the signal, not the end of the run,
+    and a child still running after ``timeout`` seconds is killed: a HANG verdict.
     """
     problem = check_model(case)
     if problem is not None:
@@ -410,18 +464,24 @@ def replay(case: Case, subject: Subject | None, isolate: bool = True) -> Verdict
     if subject is None:
         return Verdict(case, "pass", "model only")
     if isolate:
-        status, message = isolated(check_impl, case, subject)
+        status, message = isolated(check_impl, case, subject, timeout=timeout)
     else:
         status, message = check_impl(case, subject)
     return Verdict(case, status, message)
 
 
-def isolated(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies."""
+GUARD_NOTE = "arrays handed to C sit against guard pages: an access past an array faults"
+
+
+def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
+    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies,
+    ("fail", "HANG ...") if it runs longer than ``timeout`` seconds (it is killed)."""
     if not hasattr(os, "fork"):
         return fn(*args)
     import pickle
+    import select
     import signal
+    import time
 
     rfd, wfd = os.pipe()
     pid = os.fork()
@@ -437,13 +497,28 @@ def isolated(fn: Any, *args: Any) -> Any:
             w.write(data)
         os._exit(code)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as r:
-        data = r.read()
+    chunks = []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with os.fdopen(rfd, "rb", buffering=0) as r:
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([r], [], [], left)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return "fail", f"HANG: the implementation did not finish within {timeout} s"
+            chunk = r.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status)).name
-        return "fail", f"the implementation crashed ({sig}) on this program"
-    return pickle.loads(data)
+        what = f"the implementation crashed ({sig}) on this program"
+        if sig in ("SIGSEGV", "SIGBUS"):
+            what += f": a bad memory access, e.g. past an array ({GUARD_NOTE})"
+        return "fail", what
+    return pickle.loads(b"".join(chunks))
 
 
 # --- the schema and the packaged vectors ------------------------------------------------
