@@ -287,7 +287,8 @@ def build_parser() -> Parser:
         "--jobs",
         type=_jobs,
         default=None,
-        help="parallel harness processes, at most 4 per CPU (default: 2, or 1 on one core)",
+        help="harness processes at a time, at most 4 per CPU (default: every job at once, "
+        "time-sliced by the OS, so every layer is fuzzed from the first second)",
     )
     f.add_argument(
         "--engine",
@@ -386,7 +387,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     hosts = tuple(args.host)
     if hosts:
         hosts = _resolve_hosts(hosts)
-    cpus = os.cpu_count() or 1
     cfg = Config(
         targets=tuple(args.target),
         arches=args.arch,
@@ -399,7 +399,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         impl=args.impl,
         hosts=hosts,
         native=args.native,
-        jobs=args.jobs or max(1, min(2, cpus)),
+        jobs=args.jobs or 0,
         engine=args.engine,
         timeout=args.timeout,
     )

@@ -552,3 +552,19 @@ def test_job_that_ran_nothing_is_not_clean(tmp_path: Path) -> None:
     assert result.status == "did not run"
     text = summary(result)
     assert "DID NOT RUN" in text and "did not run: host/s390x" in text
+
+
+def test_every_layer_and_width_fuzzed_from_the_start(tmp_path: Path) -> None:
+    """#7: before, the default run's 6 jobs ran 2 at a time in rounds (recovery started at
+    half time); now every job runs for (nearly) the whole run."""
+    summary = tmp_path / "s.json"
+    proc = recvmap(
+        "fuzz", "--quiet", "--max-time", "4", "--out", str(tmp_path / "o"), "--json", str(summary)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(summary.read_text())
+    names = {(j["layer"], j["word_bits"]) for j in result["jobs"]}
+    assert names == {(layer, b) for layer in ("bitmap", "ram", "recovery") for b in (64, 32)}
+    for j in result["jobs"]:
+        assert j["seconds"] >= 0.75 * result["elapsed"], j
+        assert j["programs"] > 0, j

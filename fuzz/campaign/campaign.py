@@ -2,8 +2,9 @@
 """A bounded fuzzing campaign: the harnesses as subprocesses over the whole matrix.
 
 One job per (layer, word width) runs an atheris harness (``harness_<layer>.py``) as its own
-process (atheris.Fuzz never returns: libFuzzer exits the process), two at a time on a
-two-core machine, each for its share of the time budget. Inside a job the fuzzer's bytes
+process (atheris.Fuzz never returns: libFuzzer exits the process). By default all jobs run
+from the first second, time-sliced by the OS over the cores (``--jobs N`` runs N at a time,
+in rounds, each for its share of the time budget). Inside a job the fuzzer's bytes
 pick the architecture, its target page bits, the host, its page or hugepage sizes and the
 recovery sender's word width, so every job covers the whole table. The campaign reads each
 job's libFuzzer output (``cov:`` and run counts) and the statistics file the harness keeps
@@ -72,7 +73,7 @@ class Config:
     hosts: tuple[str, ...] = ()
     native: bool = False
     native_libs: dict[int, Path] = field(default_factory=dict)
-    jobs: int = 2
+    jobs: int = 0  # harness processes at once; 0: every job at once, time-sliced by the OS
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
     timeout: float = 5.0  # seconds one input may take: longer is a HANG
@@ -193,7 +194,7 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
     units: list[tuple[str, Any]] = list(cells) + host_cells
     while len(units) < cfg.jobs and cells:  # keep both cores busy with a second seed
         units.append(cells[len(units) % len(cells)])
-    rounds = -(-len(units) // max(1, cfg.jobs))
+    rounds = -(-len(units) // max(1, cfg.jobs or len(units)))
     seconds = max(1.0, cfg.max_time / rounds)
     base_seed = cfg.seed if cfg.seed is not None else int(time.time()) % 100000
     jobs = []
@@ -648,11 +649,15 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
     # A job past the deadline is stopped once its current input had time to be a HANG.
     hard_deadline = deadline + cfg.timeout + 2.0
     pending = list(jobs)
+    # Fair scheduling: by default every (layer, word width) job starts at once and the OS
+    # shares the cores among them, so a bug only one layer reaches is found as early as
+    # one in the first layer (in rounds, the last layer started at half time).
+    limit = cfg.jobs or len(jobs)
     previous = _on_signals(signal.SIGTERM, signal.SIGHUP)
     try:
         while pending or any(j.running for j in jobs):
-            while pending and sum(1 for j in jobs if j.running) < cfg.jobs:
-                rounds = -(-len(pending) // cfg.jobs)  # this job's round and those after it
+            while pending and sum(1 for j in jobs if j.running) < limit:
+                rounds = -(-len(pending) // limit)  # this job's round and those after it
                 share = (deadline - time.monotonic()) / rounds - STARTUP
                 _start(pending.pop(0), max(1.0, share))
             time.sleep(0.25)
