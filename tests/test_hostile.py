@@ -568,3 +568,27 @@ def test_every_layer_and_width_fuzzed_from_the_start(tmp_path: Path) -> None:
     for j in result["jobs"]:
         assert j["seconds"] >= 0.75 * result["elapsed"], j
         assert j["programs"] > 0, j
+
+
+def _build_native(out_dir: str) -> str:
+    from recvmap.fuzz.subjects.hosts import build
+
+    return str(build("native", out_dir=Path(out_dir)))
+
+
+def test_host_driver_built_once_under_concurrency(tmp_path: Path) -> None:
+    """#9: two --host all jobs built the same driver under one temporary name."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from recvmap.fuzz.subjects.hosts import host_status
+
+    if host_status("native"):
+        pytest.skip(f"native host: {host_status('native')}")
+    with ProcessPoolExecutor(4) as pool:
+        paths = list(pool.map(_build_native, [str(tmp_path)] * 4))
+    assert len(set(paths)) == 1 and Path(paths[0]).is_file()
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".build-")]
+    assert not leftovers
+    stamp = (tmp_path / "qref-replay.key").stat().st_mtime_ns
+    assert _build_native(str(tmp_path)) == paths[0]  # reused, not rebuilt
+    assert (tmp_path / "qref-replay.key").stat().st_mtime_ns == stamp
