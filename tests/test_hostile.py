@@ -592,3 +592,12 @@ def test_host_driver_built_once_under_concurrency(tmp_path: Path) -> None:
     stamp = (tmp_path / "qref-replay.key").stat().st_mtime_ns
     assert _build_native(str(tmp_path)) == paths[0]  # reused, not rebuilt
     assert (tmp_path / "qref-replay.key").stat().st_mtime_ns == stamp
+
+
+def test_program_whose_only_operation_is_out_of_domain_did_not_run(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(dict(_GOOD, ops=[["bitmap_set", ["@0", -1, 3]]])))
+    proc = recvmap("replay", str(f))
+    assert proc.returncode == 0 and "SKIP" in proc.stdout and "did not run" in proc.stdout
+    assert "0 passed" in proc.stdout and "did not run" in proc.stderr
+    assert recvmap("replay", "--strict", str(f)).returncode == 1
