@@ -861,7 +861,7 @@ def summary(result: Result) -> str:
             lines.append(f"input: {c['artifact']}")
         if c.get("vector"):
             lines += [
-                f"crash reproducer: {c['vector']}",
+                f"minimized reproducer: {c['vector']}",
                 f"replay it: {c.get('replay') or 'recvmap replay ' + c['vector']}",
             ]
         lines += ["  " + x for x in c["tail"].splitlines()]

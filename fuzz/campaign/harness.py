@@ -284,7 +284,7 @@ class Harness:
             )
         err = DivergenceError(divergence, self.subject.name)
         head = err.args[0] if description == divergence.describe() else description
-        err.args = (f"{head}\nreproducer: {path}\nreplay it: {replay_command(path, record)}",)
+        err.args = (f"{head}\nreplay it: {replay_command(path, record)}\nreproducer: {path}",)
         err.path = path  # type: ignore[attr-defined]
         raise err
 
