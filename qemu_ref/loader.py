@@ -116,10 +116,28 @@ PAGE = mmap.PAGESIZE
 GUARDS = ("after", "before", "none")
 
 
+_GUARD: list[str] = []  # set_guard's choice, over the environment's
+
+
 def guard_mode() -> str:
-    """Where arrays handed to C get their PROT_NONE page: ``RECVMAP_GUARD`` (default after)."""
+    """Where arrays handed to C get their PROT_NONE page: ``set_guard``'s choice, else
+    ``RECVMAP_GUARD``, else "after"."""
+    if _GUARD:
+        return _GUARD[0]
     mode = os.environ.get("RECVMAP_GUARD", "after")
     return mode if mode in GUARDS else "after"
+
+
+def guard_from_env() -> bool:
+    """Did the user choose the guard (RECVMAP_GUARD)? Then nobody alternates it."""
+    return os.environ.get("RECVMAP_GUARD") in GUARDS
+
+
+def set_guard(mode: str | None) -> None:
+    """Arrays allocated from now on get their guard page ``mode`` (None: back to default)."""
+    if mode is not None and mode not in GUARDS:
+        raise ValueError(f"guard must be one of {', '.join(GUARDS)}, not {mode!r}")
+    _GUARD[:] = [] if mode is None else [mode]
 
 
 _mprotect: Any = None

@@ -601,3 +601,24 @@ def test_program_whose_only_operation_is_out_of_domain_did_not_run(tmp_path: Pat
     assert proc.returncode == 0 and "SKIP" in proc.stdout and "did not run" in proc.stdout
     assert "0 passed" in proc.stdout and "did not run" in proc.stderr
     assert recvmap("replay", "--strict", str(f)).returncode == 1
+
+
+@pytest.mark.parametrize(("guard", "where"), [("after", "past the end"), ("before", "before")])
+def test_guard_page_faults_one_word_past_the_array(guard: str, where: str) -> None:
+    """#4: the array touches an inaccessible page on the side ``guard`` names."""
+    import ctypes
+
+    from recvmap.qemu_ref.loader import CWords
+
+    for nwords in (0, 1, 3, 512, 513):
+        w = CWords(ctypes.c_uint64, nwords, 64, guard=guard)
+        w.load_image(b"\xab" * (8 * nwords))  # every word of the array is usable
+        address = ctypes.addressof(w.array)
+        outside = address + 8 * nwords if guard == "after" else address - 8
+        pid = os.fork()
+        if pid == 0:
+            faulthandler.disable()
+            ctypes.string_at(outside, 8)  # one word past the array
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSEGV, (nwords, where)

@@ -587,7 +587,12 @@ def crash_reproducer(job: Job, artifact: Path, kind: str = "crash") -> tuple[Pat
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    program, next_op, _ = h.decode(artifact.read_bytes())
+    data = artifact.read_bytes()
+    from recvmap.qemu_ref.loader import guard_from_env, set_guard
+
+    if not guard_from_env():  # the guard page the harness gave this input's arrays
+        set_guard("before" if data[-1:] and data[-1] & 1 else "after")
+    program, next_op, _ = h.decode(data)
     model_only: Session | RamSession
     if program.layer == "bitmap":
         model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.words import Layout
+from recvmap.qemu_ref.loader import guard_from_env, set_guard
 
 from ..engine import (
     DivergenceError,
@@ -228,6 +229,8 @@ class Harness:
             os._exit(HANG_EXIT)
 
     def _one_input(self, data: bytes) -> None:
+        if not guard_from_env():  # the guard page after the arrays, then before them
+            set_guard("before" if data[-1:] and data[-1] & 1 else "after")
         program, next_op, session = self.decode(data)
         kept, divergence = run_stream(program, next_op, session)
         self.programs += 1

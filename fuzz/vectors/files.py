@@ -443,12 +443,21 @@ def check_impl(case: Case, subject: Subject) -> tuple[str, str]:
                 f"({case.test.get('reason', 'the model rejects it')}); nothing reached "
                 f"{subject.name}"
             )
+    from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
+
+    # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
+    # a read before the start of an array each fault under one of them.
+    modes = [guard_mode()] if guard_from_env() else [g for g in GUARDS if g != "none"]
     try:
-        results, divergence = first_divergence(program, subject)
+        for mode in modes:
+            set_guard(mode)
+            results, divergence = first_divergence(program, subject)
+            if divergence is not None:
+                return "fail", f"{subject.name} diverges: {divergence.describe()}"
     except ValueError as err:
         return "skip", str(err)
-    if divergence is not None:
-        return "fail", f"{subject.name} diverges: {divergence.describe()}"
+    finally:
+        set_guard(None)
     want = case.test["results"][: len(program.ops)]
     got = [result_json(r) for r in results]
     if got != want:
@@ -477,6 +486,17 @@ def replay(
     return Verdict(case, status, message)
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (no orphan replaying a hang)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 GUARD_NOTE = "arrays handed to C sit against guard pages: an access past an array faults"
 
 
@@ -495,6 +515,7 @@ def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
     if pid == 0:  # the child: never returns
         code = 0
         try:
+            _die_with_parent()
             os.close(rfd)
             data = pickle.dumps(fn(*args))
         except BaseException as err:  # noqa: BLE001 - reported to the parent
