@@ -385,7 +385,7 @@ def test_kill_mid_run_leaves_no_child_prints_summary(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == code, err
-    assert took < 5, took
+    assert took < 3, f"{sig.name}: exit after {took:.1f} s"
     survivors = [p for p in children if alive(p)]
     for p in survivors:
         os.kill(p, signal.SIGKILL)
