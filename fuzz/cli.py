@@ -7,6 +7,7 @@
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap arches                the architecture and host tables
+    recvmap releases              every rule that changed between QEMU releases, with commits
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
@@ -53,6 +54,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _release(value: str) -> str:
+    """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
+    from recvmap.pymodel.errors import PreconditionError
+    from recvmap.pymodel.releases import parse_release
+
+    try:
+        return parse_release(value).name
+    except PreconditionError as err:
+        raise argparse.ArgumentTypeError(err.rule) from None
 
 
 def _csv(kind: str, allowed: Sequence[str] | None = None) -> Callable[[str], tuple[str, ...]]:
@@ -296,6 +308,12 @@ def build_parser() -> Parser:
         default="auto",
         help="atheris (coverage-guided) or random inputs (default: atheris if installed)",
     )
+    f.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="the QEMU release the model follows (a tag such as v8.2.0; default: the newest)",
+    )
     f.add_argument("--quiet", action="store_true", help="no progress line")
     f.add_argument(
         "--timeout",
@@ -325,6 +343,13 @@ def build_parser() -> Parser:
         help="a shared library exporting QEMU's symbol names (default: ours)",
     )
     r.add_argument("--word-bits", type=_word_bits, default=None)
+    r.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="replay at this QEMU release (default: a reproducer's own, else the newest); "
+        "vectors whose release range does not hold it are skipped",
+    )
     r.add_argument(
         "--model-only",
         action="store_true",
@@ -361,6 +386,12 @@ def build_parser() -> Parser:
     vsub.add_parser("list", help="list the vector files and their test counts")
 
     sub.add_parser("arches", help="print the architecture and host tables")
+    sub.add_parser(
+        "releases",
+        help="print every rule that changed between QEMU releases, with its commit",
+        description="The semantic changelog of QEMU's bitmap helpers and received-page "
+        "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
+    )
     from .mutation import mutants
 
     mutants.add_parser(sub)
@@ -402,6 +433,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         jobs=args.jobs or 0,
         engine=args.engine,
         timeout=args.timeout,
+        release=args.release,
     )
     try:
         result = run(cfg, sys.stderr, quiet=args.quiet)
@@ -492,15 +524,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if cases and subject is not None:
             _check_recorded_subject(path, cases[0].subject, args.impl)
         for case in cases:
-            verdict = replay(case, subject, timeout=args.timeout)  # type: ignore[arg-type]
+            verdict = replay(  # type: ignore[arg-type]
+                case, subject, timeout=args.timeout, release=args.release
+            )
             counts[verdict.status] += 1
             if verdict.status == "fail":
                 print(f"FAIL {case.name}: {verdict.message}")
                 if args.verbose:
                     print(f"     {case.test['comment']}")
-            elif args.verbose or verdict.status == "skip":
+            elif args.verbose or (
+                verdict.status == "skip" and not verdict.message.startswith("not at")
+            ):
                 print(f"{verdict.status.upper()} {case.name}: {verdict.message or 'ok'}")
     name = "model only" if subject is None else getattr(subject, "name", "")
+    if args.release:
+        name += f", QEMU {args.release}"
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
     if counts["fail"]:
         return 1
@@ -563,7 +601,20 @@ def cmd_arches(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arches": cmd_arches}
+def cmd_releases(args: argparse.Namespace) -> int:
+    from recvmap.pymodel.releases import render_table
+
+    sys.stdout.write(render_table())
+    return 0
+
+
+COMMANDS = {
+    "fuzz": cmd_fuzz,
+    "replay": cmd_replay,
+    "vectors": cmd_vectors,
+    "arches": cmd_arches,
+    "releases": cmd_releases,
+}
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:

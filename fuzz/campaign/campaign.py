@@ -77,6 +77,7 @@ class Config:
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
     timeout: float = 5.0  # seconds one input may take: longer is a HANG
+    release: str | None = None  # the QEMU release the model follows (None: the newest)
 
 
 @dataclass
@@ -255,6 +256,8 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
     if cfg.arches:
         env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+    if cfg.release:
+        env["RECVMAP_RELEASE"] = cfg.release
     if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
         env["RECVMAP_ENGINE"] = "random"
     if cfg.native:
@@ -595,9 +598,15 @@ def crash_reproducer(job: Job, artifact: Path, kind: str = "crash") -> tuple[Pat
     program, next_op, _ = h.decode(data)
     model_only: Session | RamSession
     if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
+        model_only = Session(
+            program,
+            ModelImpl(program.layout, program.release),
+            ModelImpl(program.layout, program.release),
+        )
     else:
-        model_only = RamSession(program, model_factories(), model_factories())
+        model_only = RamSession(
+            program, model_factories(program.release), model_factories(program.release)
+        )
     kept, _ = run_stream(program, next_op, model_only)
 
     def fails(p: Any) -> bool:

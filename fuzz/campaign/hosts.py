@@ -60,12 +60,12 @@ class _Recorder:
 def pool_session(pool: HostPool, program: Program, name: str, sender: str | None = None) -> Any:
     """A session comparing ``program`` on the model and on host ``name`` of ``pool``."""
     if program.layer == "bitmap":
-        return Session(program, ModelImpl(program.layout), pool.impl(name))
+        return Session(program, ModelImpl(program.layout, program.release), pool.impl(name))
     make: ContextFactory = driver_factory(pool.driver(name))
     factories = {"destination": make, "source": make}
     if program.layer == "recovery":
         factories["destination"] = driver_factory(pool.driver(sender or name))
-    return RamSession(program, model_factories(), factories)
+    return RamSession(program, model_factories(program.release), factories)
 
 
 def pool_first_divergence(pool: HostPool, program: Program, name: str, sender: str | None) -> Any:
