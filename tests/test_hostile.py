@@ -231,6 +231,23 @@ HOSTILE_INPUTS = {
     "unicode digits": _bad(arrays=[{"nwords": 2, "words": {"\u00b2": "0x1"}}]),
     "not JSON": "{'ops': }",
     "ram without setup": _bad(layer="ram"),
+    "stream_append of -2**70 bytes": json.dumps(
+        {
+            "layer": "ram",
+            "bits_per_long": 64,
+            "big_endian": False,
+            "setup": {
+                "target": "x86_64",
+                "target_page_bits": 12,
+                "host": "x86_64",
+                "blocks": [
+                    {"idstr": "pc.ram", "host": 1 << 30, "used_length": 4096}
+                    | {"max_length": 4096, "page_size": 4096}
+                ],
+            },
+            "ops": [["stream_append", [-(2**70), 1]]],
+        }
+    ),
     "bare program rejected early": _bad(
         ops=[["find_next_bit", ["@0", 2**40, 0]], ["find_next_bit", ["@0", 128, 0]]]
     ),

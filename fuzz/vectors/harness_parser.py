@@ -36,7 +36,9 @@ from recvmap.fuzz.vectors.intake import (
 )
 
 # Small caps: a fuzzer input may ask for the largest legal program; keep each run short.
-HARNESS_LIMITS = Limits(file_bytes=1 << 20, words=1 << 14, ops=2000, tests=200)
+HARNESS_LIMITS = Limits(
+    file_bytes=1 << 20, words=1 << 14, ops=2000, tests=200, stream_bytes=1 << 20
+)
 
 
 def check_text(text: str | bytes, limits: Limits = HARNESS_LIMITS) -> str:

@@ -180,8 +180,8 @@ def _check_op(where: str, layer: str, op: Any, nrefs: int, limits: Limits) -> No
             bytes.fromhex(text)
         except ValueError:
             raise VectorError(f"{where}: stream_load: not hex digits: {text[:40]!r}") from None
-    if name == "stream_append" and args[0] > limits.stream_bytes:
-        raise VectorError(f"{where}: stream_append of more than {limits.stream_bytes} bytes")
+    if name == "stream_append" and not 0 <= args[0] <= limits.stream_bytes:
+        raise VectorError(f"{where}: stream_append of {args[0]} bytes: 0 to {limits.stream_bytes}")
 
 
 def _check_setup(where: str, program: dict[str, Any], limits: Limits) -> int:
@@ -256,8 +256,16 @@ def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "progr
         nrefs = len(obj.get("arrays", []))
     else:
         nrefs = _check_setup(where, obj, limits)
+    appended = 0
     for i, op in enumerate(obj["ops"]):
         _check_op(f"{where}.ops[{i}]", layer, op, nrefs, limits)
+        if op[0] == "stream_append":
+            appended += op[1][0]
+            if appended > limits.stream_bytes:
+                raise VectorError(
+                    f"{where}.ops[{i}]: the stream_append operations add more than "
+                    f"{limits.stream_bytes} bytes (the cap)"
+                )
     if layer != "bitmap":
         _check_world(where, obj)
 
