@@ -15,7 +15,6 @@ Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad argu
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -157,7 +156,14 @@ def build_parser() -> Parser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="write a machine-readable summary to FILE",
+        help="write a machine-readable summary to FILE (schema: recvmap-fuzz-summary v1)",
+    )
+    f.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the jobs as JUnit XML test cases to FILE (for CI systems)",
     )
     f.add_argument(
         "--impl",
@@ -276,9 +282,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
     print(summary(result))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    from .campaign.report import write_reports
+
+    write_reports(result, cfg, args.json, args.junit, getattr(args, "argv", None))
     return 0 if result.clean else 1
 
 
@@ -388,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command is None:
             commands = ", ".join(COMMANDS)
             raise UsageError(f"recvmap: choose a command: {commands} (see recvmap --help)")

@@ -205,8 +205,13 @@ class Harness:
         assert divergence is not None
         path = write_divergence(small, divergence, self.subject.name, self.out_dir)
         if self.stats_path is not None:
+            from .report import divergence_json
+
             self.write_stats(
-                time.monotonic(), divergence=str(path), description=divergence.describe()
+                time.monotonic(),
+                divergence=str(path),
+                description=divergence.describe(),
+                detail=divergence_json(divergence),
             )
         err = DivergenceError(divergence, self.subject.name)
         err.args = (f"{err.args[0]}\nreproducer: {path}",)
