@@ -225,6 +225,25 @@ def build_parser() -> Parser:
         help="check the vectors' expectations against the model only",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="print passing tests too")
+    r.add_argument(
+        "--layer",
+        choices=LAYERS,
+        default=None,
+        help="FILEs that are raw libFuzzer inputs (crash-*, timeout-*, corpus files) are "
+        "decoded by this layer's harness into vector files first",
+    )
+    r.add_argument(
+        "--arch",
+        type=_csv("architecture", _arches()),
+        default=None,
+        help="with --layer: the --arch the fuzzing run had",
+    )
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fuzz-out"),
+        help="with --layer: folder for the vector files of raw inputs (default fuzz-out)",
+    )
 
     v = sub.add_parser(
         "vectors",
@@ -328,11 +347,11 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors.files import VectorError, iter_files, load_file, replay
+    from .vectors.files import VectorError, load_file, replay
 
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
-    for path in iter_files(args.files):
+    for path in _raw_inputs_as_vectors(args):
         if not path.exists():
             raise UsageError(f"recvmap replay: {path}: no such file")
         try:
@@ -353,6 +372,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
     name = "model only" if subject is None else getattr(subject, "name", "")
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
     return 1 if counts["fail"] else 0
+
+
+def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
+    """The files to replay: raw libFuzzer inputs (with --layer) become vector files."""
+    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input
+    from .vectors.files import iter_files
+
+    paths = list(iter_files(args.files))
+    if args.layer is None:
+        for path in paths:
+            if path.is_file() and is_raw_input(path):
+                raise UsageError(
+                    f"recvmap replay: {path}: not JSON but a raw fuzzer input; "
+                    f"name the harness that ran it with --layer {'|'.join(LAYERS)}"
+                )
+        return paths
+
+    bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+    how = Decoding(args.layer, bits, args.impl, args.arch)
+    out = []
+    for path in paths:
+        if path.is_file() and is_raw_input(path):
+            try:
+                vector = input_to_vector(path, how, args.out)
+            except ValueError as err:
+                raise UsageError(f"recvmap replay: {path}: cannot decode: {err}") from None
+            print(f"{path}: decoded by the {args.layer} harness into {vector}")
+            path = vector
+        out.append(path)
+    return out
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
