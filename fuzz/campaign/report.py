@@ -73,9 +73,10 @@ def divergence_json(d: Divergence) -> dict[str, Any]:
 
 
 def engine_name(cfg: Config) -> str:
-    from .campaign import atheris_available
+    from importlib.util import find_spec
 
-    if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
+    # campaign.atheris_available, without importing campaign (it imports the harness)
+    if cfg.engine == "random" or (cfg.engine == "auto" and find_spec("atheris") is None):
         return "random"
     return "atheris"
 
