@@ -6,6 +6,7 @@
                                   word width)
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
+    recvmap corpus merge OUT IN...  merge corpus folders (libFuzzer -merge=1)
     recvmap arches                the architecture and host tables
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
@@ -15,6 +16,7 @@ Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad argu
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -197,6 +199,12 @@ def build_parser() -> Parser:
         help="parallel harness processes (default: 2, or 1 on one core)",
     )
     f.add_argument(
+        "--workers",
+        type=_positive(int, "--workers"),
+        default=1,
+        help="processes per job sharing the job's corpus (libFuzzer fork mode; needs atheris)",
+    )
+    f.add_argument(
         "--engine",
         choices=("auto", "atheris", "random"),
         default="auto",
@@ -255,6 +263,25 @@ def build_parser() -> Parser:
     e.add_argument("dir", type=Path, metavar="DIR")
     vsub.add_parser("list", help="list the vector files and their test counts")
 
+    c = sub.add_parser(
+        "corpus",
+        help="fuzzing corpora",
+        description="Fuzzing corpora: raw inputs of one layer's harness.",
+    )
+    csub = c.add_subparsers(dest="corpus_command", metavar="ACTION", parser_class=Parser)
+    cm = csub.add_parser(
+        "merge",
+        help="merge corpus folders into OUT, keeping the inputs that add coverage",
+        description="Merge the corpus folders IN... into OUT with libFuzzer's -merge=1 "
+        "through the layer's harness: the inputs kept are those that add coverage of the "
+        "model (e.g. the corpora of several machines, or of ClusterFuzzLite).",
+    )
+    cm.add_argument("out", type=Path, metavar="OUT")
+    cm.add_argument("inputs", nargs="+", type=Path, metavar="IN")
+    cm.add_argument("--layer", choices=LAYERS, required=True)
+    cm.add_argument("--word-bits", type=_word_bits, default=None)
+    cm.add_argument("--impl", type=Path, default=None, metavar="PATH")
+
     sub.add_parser("arches", help="print the architecture and host tables")
     from .mutation import mutants
 
@@ -294,7 +321,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         native=args.native,
         jobs=args.jobs or max(1, min(2, cpus)),
         engine=args.engine,
+        workers=args.workers,
     )
+    if args.workers > 1 and (args.engine == "random" or not atheris_available()):
+        raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
         result = run(cfg, sys.stderr, quiet=args.quiet)
     except CampaignError as err:
@@ -420,6 +450,29 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     raise UsageError("recvmap vectors: choose an action: export DIR, list")
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from .campaign.crashfile import Decoding
+    from .campaign.workers import merge
+
+    if args.corpus_command != "merge":
+        raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
+    for d in args.inputs:
+        if not d.is_dir():
+            raise UsageError(f"recvmap corpus merge: {d}: no such folder")
+    if args.impl is not None and not args.impl.is_file():
+        raise UsageError(f"recvmap corpus merge: --impl {args.impl}: no such file")
+    bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECVMAP_")}
+    env.update(Decoding(args.layer, bits, args.impl).env())
+    try:
+        r = merge(args.layer, args.out, args.inputs, env)
+    except RuntimeError as err:
+        print(f"recvmap corpus merge: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
+    return 0
+
+
 def cmd_arches(args: argparse.Namespace) -> int:
     from recvmap.pymodel.arch import render_tables
 
@@ -427,7 +480,13 @@ def cmd_arches(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arches": cmd_arches}
+COMMANDS = {
+    "fuzz": cmd_fuzz,
+    "replay": cmd_replay,
+    "vectors": cmd_vectors,
+    "corpus": cmd_corpus,
+    "arches": cmd_arches,
+}
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:

@@ -39,7 +39,8 @@ LAYERS = ("bitmap", "ram", "recovery")
 _NOISE = re.compile(r"^(0x|\\|Base64:|stat::|MS: |INFO: |NOTE: |\s+Combine |#\d+\s)")
 SECONDS = "{seconds}"  # in a job's argv: replaced by its time share when it starts
 STARTUP = 1.5  # seconds a harness needs before fuzzing (imports, instrumentation)
-_COV = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+)(?: ft: (\d+))?")
+# "#N  NEW  cov: C ft: F" from a process; "#N: cov: C ft: F ..." from a fork-mode supervisor
+_COV = re.compile(r"^#(\d+):?\s+(\w+\s+)?cov: (\d+)(?: ft: (\d+))?")
 _DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
 
 
@@ -75,6 +76,7 @@ class Config:
     jobs: int = 2
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
+    workers: int = 1  # processes per job sharing its corpus (libFuzzer -fork; workers.py)
 
 
 @dataclass
@@ -141,10 +143,9 @@ class Job:
             m = _DONE.match(line)
             if m:
                 self.runs = max(self.runs, int(m[1]))
-        try:
-            self.stats = json.loads(self.stats_path.read_text())
-        except (OSError, ValueError):
-            pass
+        from .workers import read_stats
+
+        self.stats = read_stats(self.stats_path) or self.stats
         if self.returncode is None and self.proc.poll() is not None:
             self.returncode = self.proc.returncode
             self.ended = time.monotonic()
@@ -256,7 +257,9 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         from ..subjects.native import native_env
 
         env.update(native_env(cfg.native_libs))
-    return env
+    from .workers import worker_env
+
+    return worker_env(env, cfg.workers)
 
 
 def harness_argv(
@@ -278,7 +281,9 @@ def harness_argv(
     ]
     if cfg.runs is not None:
         argv.append(f"-runs={cfg.runs}")
-    return argv
+    from .workers import fork_flags
+
+    return argv + fork_flags(cfg.workers)
 
 
 def seed_inputs(folder: Path, seed: int, count: int = 16) -> Path:

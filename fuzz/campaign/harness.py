@@ -24,6 +24,7 @@ RECVMAP_STATS         a JSON file the harness rewrites twice a second (the campa
 RECVMAP_MAX_OPS       operations per program (default 24)
 RECVMAP_MAX_WORDS     words per bitmap array (bitmap layer; default 64)
 RECVMAP_RECEIVER_BITS recovery: the source's word width (the sender's may be either)
+RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
 ===================== ===============================================================
 """
 
@@ -235,9 +236,16 @@ class Harness:
     def write_stats(self, now: float, **extra: Any) -> None:
         assert self.stats_path is not None
         self._last_write = now
-        tmp = self.stats_path.with_suffix(".tmp")
+        tmp = self.stats_path.with_name(self.stats_path.name + ".tmp")
         tmp.write_text(json.dumps({**self.stats(now), **extra}))
         os.replace(tmp, self.stats_path)
+
+
+def _stats_path() -> str | None:
+    from .workers import stats_path_for_process
+
+    path = os.environ.get("RECVMAP_STATS")
+    return stats_path_for_process(path) if path else None
 
 
 def harness_from_env(layer: str) -> Harness:
@@ -247,7 +255,7 @@ def harness_from_env(layer: str) -> Harness:
         targets=env_list("RECVMAP_ARCH"),
         hosts=env_list("RECVMAP_HOSTS"),
         out_dir=os.environ.get("RECVMAP_OUT", "fuzz-out"),
-        stats_path=os.environ.get("RECVMAP_STATS") or None,
+        stats_path=_stats_path(),
         max_ops=int(os.environ.get("RECVMAP_MAX_OPS", "24")),
         max_words=int(os.environ.get("RECVMAP_MAX_WORDS", "64")),
         receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])

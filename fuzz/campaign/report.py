@@ -138,7 +138,10 @@ def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None)
             "native": cfg.native,
             "impl": str(cfg.impl) if cfg.impl is not None else None,
         },
-        **{k: body[k] for k in ("status", "impl", "seed", "elapsed", "totals", "jobs")},
+        **{k: body[k] for k in ("status", "impl", "seed", "elapsed", "totals")},
+        "jobs": [
+            {**j, "processes": int(by_job[j["name"]].stats.get("workers", 1))} for j in body["jobs"]
+        ],
         "matrix": body["matrix"],
         "missing_cells": body["missing_cells"],
         "divergences": divergences,
