@@ -259,8 +259,26 @@ def build_parser() -> Parser:
         description="The regression vector files (recvmap-vectors-v1).",
     )
     vsub = v.add_subparsers(dest="vectors_command", metavar="ACTION", parser_class=Parser)
-    e = vsub.add_parser("export", help="write the vector files and schema.json to DIR")
-    e.add_argument("dir", type=Path, metavar="DIR")
+    e = vsub.add_parser(
+        "export",
+        help="write the vector files and schema.json to DIR, or a QEMU unit test",
+        description="Write the vector files and schema.json to DIR; with --qemu-unit-test, "
+        "write the bitmap-layer vectors as a GTest unit test for QEMU's tests/unit/.",
+    )
+    e.add_argument("dir", type=Path, metavar="DIR", nargs="?")
+    e.add_argument(
+        "--qemu-unit-test",
+        type=Path,
+        default=None,
+        metavar="FILE.c",
+        help="write a self-contained GTest unit test in the style of tests/unit/test-bitmap.c",
+    )
+    e.add_argument(
+        "--release",
+        default=None,
+        metavar="vX.Y.Z",
+        help="with --qemu-unit-test: the QEMU release the test is for (default: the newest)",
+    )
     vsub.add_parser("list", help="list the vector files and their test counts")
 
     c = sub.add_parser(
@@ -438,6 +456,14 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
+        if args.qemu_unit_test is None and args.dir is None:
+            raise UsageError("recvmap vectors export: give DIR or --qemu-unit-test FILE.c")
+        if args.release is not None and args.qemu_unit_test is None:
+            raise UsageError("recvmap vectors export: --release goes with --qemu-unit-test")
+        if args.qemu_unit_test is not None:
+            _export_qemu_unit_test(args.qemu_unit_test, args.release)
+        if args.dir is None:
+            return 0
         written = export(args.dir)
         for p in written:
             print(p)
@@ -471,6 +497,17 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
     return 0
+
+
+def _export_qemu_unit_test(path: Path, release: str | None) -> None:
+    from .vectors import qemu_unit
+
+    release = release or qemu_unit.DEFAULT_RELEASE
+    try:
+        export = qemu_unit.write_qemu_unit_test(path, release)
+    except qemu_unit.ExportError as err:
+        raise UsageError(f"recvmap vectors export: {err}") from None
+    print("\n".join(qemu_unit.summary(export, path, release)))
 
 
 def cmd_arches(args: argparse.Namespace) -> int:
