@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -30,3 +33,22 @@ def lib(request: pytest.FixtureRequest) -> CLibrary:
 @pytest.fixture(scope="session")
 def pair(lib: CLibrary) -> tuple[ModelImpl, CImpl]:
     return ModelImpl(lib.layout), CImpl(lib)
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of the source tree, built once per session with the meson-python backend
+    (test_packaging and the pytest plugin's fresh-venv test both install it)."""
+    root = Path(__file__).resolve().parents[1]
+    tmp = tmp_path_factory.mktemp("wheel")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
+        + ["-w", str(tmp), str(root)],
+        check=True,
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+    )
+    (wheel,) = tmp.glob("recvmap-*.whl")
+    return wheel

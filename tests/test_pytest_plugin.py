@@ -35,19 +35,9 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory, built_wheel: Path) -> Path:
     tmp = tmp_path_factory.mktemp("plugin")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    wheels = tmp / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
-        + ["-w", str(wheels), str(ROOT)],
-        check=True,
-        env=env,
-        cwd=tmp,
-        capture_output=True,
-    )
-    (wheel,) = wheels.glob("recvmap-*.whl")
+    wheel = built_wheel
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
