@@ -102,6 +102,8 @@ def test_a_libfuzzer_crash_file_replays_the_divergence(tmp_path: Path) -> None:
     crashes = list(tmp_path.glob("crash-*"))
     assert run.returncode != 0 and len(crashes) == 1, run.stderr[-3000:]
     (crash,) = crashes
+    # the innermost frame names the kind of divergence (crash deduplication by stack)
+    assert "in diverges_in_bitmap_" in run.stdout + run.stderr, run.stdout[-3000:]
     r = recvmap(
         "replay", "--layer", "bitmap", "--word-bits", "64", "--impl", str(lib), str(crash),
         cwd=tmp_path,
@@ -123,3 +125,24 @@ def test_a_raw_input_without_layer_is_one_clear_line(tmp_path: Path) -> None:
     r = recvmap("replay", str(raw), cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and "--layer" in r.stderr
+
+
+def test_divergences_of_different_kinds_have_different_stacks() -> None:
+    import traceback
+
+    from recvmap.fuzz.campaign.harness import raise_by_kind
+    from recvmap.fuzz.engine import Divergence, DivergenceError
+    from recvmap.fuzz.program import Op, Ref
+
+    def innermost(fn: str, what: str) -> str:
+        d = Divergence(0, Op(fn, (Ref(0), 70)), what, 1, 2)
+        try:
+            raise_by_kind(DivergenceError(d, "libx.so"))
+        except DivergenceError as err:
+            return traceback.extract_tb(err.__traceback__)[-1].name
+        raise AssertionError("raise_by_kind returned")
+
+    assert innermost("bitmap_fill", "memory") == "diverges_in_bitmap_fill_memory"
+    assert innermost("bitmap_fill", "memory") == innermost("bitmap_fill", "memory")
+    assert innermost("bitmap_fill", "memory") != innermost("bitmap_fill", "result")
+    assert innermost("bitmap_set", "memory") != innermost("bitmap_fill", "memory")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -217,7 +218,7 @@ class Harness:
         err = DivergenceError(divergence, self.subject.name)
         err.args = (f"{err.args[0]}\nreproducer: {path}",)
         err.path = path  # type: ignore[attr-defined]
-        raise err
+        raise_by_kind(err)
 
     # --- statistics ---------------------------------------------------------------------
 
@@ -239,6 +240,22 @@ class Harness:
         tmp = self.stats_path.with_name(self.stats_path.name + ".tmp")
         tmp.write_text(json.dumps({**self.stats(now), **extra}))
         os.replace(tmp, self.stats_path)
+
+
+def raise_by_kind(err: DivergenceError) -> None:
+    """Raise ``err`` from a frame named after the diverging function and what differed.
+
+    ClusterFuzz and OSS-Fuzz deduplicate crashes by their stack: raised from one place,
+    every divergence would be one crash. From ``diverges_in_bitmap_set_memory`` (a function
+    made for the purpose, in a file named ``<recvmap: bitmap_set memory>``) each kind of
+    divergence is its own crash, and the same kind again is a duplicate.
+    """
+    d = err.divergence
+    name = "diverges_in_" + re.sub(r"\W", "_", f"{d.op.name}_{d.what}")
+    scope: dict[str, Any] = {}
+    source = f"def {name}(err):\n    raise err\n"
+    exec(compile(source, f"<recvmap: {d.op.name} {d.what}>", "exec"), scope)  # noqa: S102
+    scope[name](err)
 
 
 def _stats_path() -> str | None:
