@@ -146,3 +146,10 @@ def test_divergences_of_different_kinds_have_different_stacks() -> None:
     assert innermost("bitmap_fill", "memory") == innermost("bitmap_fill", "memory")
     assert innermost("bitmap_fill", "memory") != innermost("bitmap_fill", "result")
     assert innermost("bitmap_set", "memory") != innermost("bitmap_fill", "memory")
+
+
+def test_an_input_that_happens_to_be_json_is_still_raw(tmp_path: Path) -> None:
+    (tmp_path / "crash-7").write_bytes(b"7")
+    r = recvmap("replay", "--layer", "bitmap", "--word-bits", "64", "crash-7", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "fuzz-out" / "crash-7-bitmap.json").is_file()

@@ -92,11 +92,12 @@ def input_to_vector(path: Path, how: Decoding, out_dir: Path) -> Path:
 
 
 def is_raw_input(path: Path) -> bool:
-    """Not a JSON document: raw fuzzer bytes."""
+    """Raw fuzzer bytes: anything but a JSON object (a vector file, reproducer or program);
+    a fuzzer input may happen to be valid JSON, such as ``7`` or ``[]``."""
     import json
 
     try:
-        json.loads(path.read_bytes())
+        obj = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError):
         return True
-    return False
+    return not isinstance(obj, dict)
