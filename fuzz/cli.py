@@ -7,6 +7,7 @@
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap arches                the architecture and host tables
+    recvmap releases              every rule that changed between QEMU releases, with commits
     recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
@@ -33,8 +34,8 @@ run with atheris' asan_with_fuzzer.so preloaded, so the C library's edges guide 
 fuzzer and ASan/UBSan reports stop it (needs clang-16 and libclang-rt-16-dev).
 
 The harnesses also run alone, with libFuzzer's flags and modes (-fork, -merge):
-  fuzz/harness_bitmap.py -runs=1000 corpus/
-  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/harness_ram.py -max_total_time=60
+  fuzz/campaign/harness_bitmap.py -runs=1000 corpus/
+  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/campaign/harness_ram.py -max_total_time=60
 """
 
 
@@ -47,6 +48,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _release(value: str) -> str:
+    """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
+    from recvmap.pymodel.errors import PreconditionError
+    from recvmap.pymodel.releases import parse_release
+
+    try:
+        return parse_release(value).name
+    except PreconditionError as err:
+        raise argparse.ArgumentTypeError(err.rule) from None
 
 
 def _csv(kind: str, allowed: Sequence[str] | None = None) -> Callable[[str], tuple[str, ...]]:
@@ -181,7 +193,7 @@ def build_parser() -> Parser:
         type=_csv("host"),
         default=(),
         metavar="NAME",
-        help="also fuzz our C on emulated hosts (fuzz.hosts; 'all': every available one)",
+        help="also fuzz our C on emulated hosts (fuzz.subjects.hosts; 'all': every available one)",
     )
     f.add_argument(
         "--native",
@@ -205,6 +217,12 @@ def build_parser() -> Parser:
         choices=("auto", "atheris", "random"),
         default="auto",
         help="atheris (coverage-guided) or random inputs (default: atheris if installed)",
+    )
+    f.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="the QEMU release the model follows (a tag such as v8.2.0; default: the newest)",
     )
     f.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -231,6 +249,13 @@ def build_parser() -> Parser:
     )
     r.add_argument("--word-bits", type=_word_bits, default=None)
     r.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="replay at this QEMU release (default: a reproducer's own, else the newest); "
+        "vectors whose release range does not hold it are skipped",
+    )
+    r.add_argument(
         "--model-only",
         action="store_true",
         help="check the vectors' expectations against the model only",
@@ -256,7 +281,13 @@ def build_parser() -> Parser:
         "static inline helper), or absent (the release lacks it: skipped, never passed).",
     )
     q.add_argument("dir", type=Path, metavar="DIR")
-    from . import mutants
+    sub.add_parser(
+        "releases",
+        help="print every rule that changed between QEMU releases, with its commit",
+        description="The semantic changelog of QEMU's bitmap helpers and received-page "
+        "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
+    )
+    from .mutation import mutants
 
     mutants.add_parser(sub)
     return p
@@ -268,7 +299,7 @@ def build_parser() -> Parser:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     import os
 
-    from .campaign import CampaignError, Config, atheris_available, run, summary
+    from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -280,9 +311,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if hosts:
         hosts = _resolve_hosts(hosts)
     if args.qemu_tree:
-        from .subjects.qemu_tree.command import prepare
+        from .subjects.qemu_tree.command import TreeUsageError, prepare
 
-        trees = prepare(args, hosts)
+        try:
+            trees = prepare(args, hosts)
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
     cpus = os.cpu_count() or 1
     cfg = Config(
         targets=tuple(args.target),
@@ -298,12 +332,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         native=args.native,
         jobs=args.jobs or max(1, min(2, cpus)),
         engine=args.engine,
+        release=args.release,
     )
     try:
         if args.qemu_tree:
-            from .subjects.qemu_tree.command import fuzz
+            from .campaign.qemu_tree import fuzz
 
-            return fuzz(cfg, trees, args)
+            return fuzz(cfg, trees, args.tree_libs, args)
         result = run(cfg, sys.stderr, quiet=args.quiet)
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
@@ -317,7 +352,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
     try:
-        from . import hosts as hostmod
+        from .subjects import hosts as hostmod
     except ImportError as err:
         raise UsageError(f"recvmap fuzz: --host: emulated hosts are unavailable ({err})") from None
     if names == ("all",):
@@ -340,7 +375,7 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
     """The implementation to compare against the model (loaded now: errors are usage errors)."""
     from recvmap.qemu_ref import LibraryError
 
-    from .impls import Subject
+    from .subjects.impls import Subject
 
     if impl is not None and not impl.is_file():
         raise UsageError(f"--impl {impl}: no such file")
@@ -355,14 +390,18 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors import VectorError, iter_files, load_file, replay
+    from .vectors.files import VectorError, iter_files, load_file, replay
 
     if args.qemu_tree is not None:
         if args.impl is not None:
             raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
-        from .subjects.qemu_tree.command import tree_library
+        from .subjects.qemu_tree.command import TreeUsageError, tree_library
 
-        args.impl = tree_library(args.qemu_tree, "recvmap replay")
+        try:
+            args.impl, release = tree_library(args.qemu_tree, "recvmap replay")
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
+        args.release = args.release or release  # the model judges the tree at its release
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in iter_files(args.files):
@@ -375,21 +414,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
             counts["fail"] += 1
             continue
         for case in cases:
-            verdict = replay(case, subject)  # type: ignore[arg-type]
+            verdict = replay(case, subject, release=args.release)  # type: ignore[arg-type]
             counts[verdict.status] += 1
             if verdict.status == "fail":
                 print(f"FAIL {case.name}: {verdict.message}")
                 if args.verbose:
                     print(f"     {case.test['comment']}")
-            elif args.verbose or verdict.status == "skip":
+            elif args.verbose or (
+                verdict.status == "skip" and not verdict.message.startswith("not at")
+            ):
                 print(f"{verdict.status.upper()} {case.name}: {verdict.message or 'ok'}")
     name = "model only" if subject is None else getattr(subject, "name", "")
+    if args.release:
+        name += f", QEMU {args.release}"
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
     return 1 if counts["fail"] else 0
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    from .vectors import export, iter_files, load_file, vectors_dir
+    from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
         written = export(args.dir)
@@ -411,11 +454,24 @@ def cmd_arches(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arches": cmd_arches}
+def cmd_releases(args: argparse.Namespace) -> int:
+    from recvmap.pymodel.releases import render_table
+
+    sys.stdout.write(render_table())
+    return 0
+
+
+COMMANDS = {
+    "fuzz": cmd_fuzz,
+    "replay": cmd_replay,
+    "vectors": cmd_vectors,
+    "arches": cmd_arches,
+    "releases": cmd_releases,
+}
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from . import mutants
+    from .mutation import mutants
 
     return mutants.run(args)
 
@@ -424,9 +480,12 @@ COMMANDS["mutants"] = cmd_mutants
 
 
 def cmd_qemu_tree(args: argparse.Namespace) -> int:
-    from .subjects.qemu_tree.command import show
+    from .subjects.qemu_tree.command import TreeUsageError, show
 
-    return show(args.dir)
+    try:
+        return show(args.dir)
+    except TreeUsageError as err:
+        raise UsageError(str(err)) from None
 
 
 COMMANDS["qemu-tree"] = cmd_qemu_tree
