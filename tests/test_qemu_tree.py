@@ -359,3 +359,24 @@ def test_an_old_tree_swaps_bytes_on_a_big_endian_host() -> None:
         assert bytes(impl.image(dst)) == bytes.fromhex("0807060504030201")
     finally:
         pool.close()
+
+
+def test_an_old_tree_on_a_host_is_judged_at_its_release() -> None:
+    """The host jobs follow the tree's release: v2.12.0's bitmap_count_one(map, 0) agrees
+    with the model at v2.12.0 and is caught by the newest rules (a real QEMU change)."""
+    from recvmap.fuzz.campaign.hosts import fuzz_host
+    from recvmap.fuzz.subjects.hosts import HostPool
+
+    _host_or_skip("s390x")
+    old = [r for r in TREES if release_tuple(r) < OLD_COUNT_ONE]
+    if not old:
+        pytest.skip("no tree older than v4.0.0")
+    exe = build_tree(TREES[old[0]], host="s390x")
+
+    def run(release: str | None) -> dict:
+        pool = HostPool({"s390x": exe})
+        return fuzz_host("s390x", 6.0, seed=1, layers=("bitmap",), pool=pool, release=release)
+
+    assert run(old[0])["divergence"] is None
+    caught = run(None)["divergence"]
+    assert caught is not None and "bitmap_count_one" in caught["description"], caught
