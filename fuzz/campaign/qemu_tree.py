@@ -108,6 +108,11 @@ def fuzz(cfg: Config, trees: list[QemuTree], libs: list[Path], args: Any) -> int
     if len(trees) == 1:
         results = [run(cfg, sys.stderr, quiet=args.quiet)]
         print(summary(results[0]))
+        for d in results[0].divergences + results[0].crashes:
+            if d.get("vector"):
+                at = f" --release {cfg.release}" if cfg.release else ""
+                root = trees[0].root
+                print(f"on the tree: recvmap replay --qemu-tree {root}{at} {d['vector']}")
     else:
         results, judged = fuzz_trees(cfg, trees, libs, sys.stderr, args.quiet)
         for r in results:
