@@ -8,6 +8,8 @@
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap corpus merge OUT IN...  merge corpus folders (libFuzzer -merge=1)
     recvmap arches                the architecture and host tables
+    recvmap releases              every rule that changed between QEMU releases, with commits
+    recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
@@ -47,6 +49,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _release(value: str) -> str:
+    """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
+    from recvmap.pymodel.errors import PreconditionError
+    from recvmap.pymodel.releases import parse_release
+
+    try:
+        return parse_release(value).name
+    except PreconditionError as err:
+        raise argparse.ArgumentTypeError(err.rule) from None
 
 
 def _csv(kind: str, allowed: Sequence[str] | None = None) -> Callable[[str], tuple[str, ...]]:
@@ -175,6 +188,15 @@ def build_parser() -> Parser:
         help="a shared library exporting QEMU's symbol names (default: ours)",
     )
     f.add_argument(
+        "--qemu-tree",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="fuzz a QEMU source tree's own code (built with our glue); twice: two trees "
+        "against each other, the model as referee",
+    )
+    f.add_argument(
         "--host",
         type=_csv("host"),
         default=(),
@@ -210,6 +232,12 @@ def build_parser() -> Parser:
         default="auto",
         help="atheris (coverage-guided) or random inputs (default: atheris if installed)",
     )
+    f.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="the QEMU release the model follows (a tag such as v8.2.0; default: the newest)",
+    )
     f.add_argument("--quiet", action="store_true", help="no progress line")
 
     r = sub.add_parser(
@@ -226,7 +254,21 @@ def build_parser() -> Parser:
         metavar="PATH",
         help="a shared library exporting QEMU's symbol names (default: ours)",
     )
+    r.add_argument(
+        "--qemu-tree",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="replay on a QEMU source tree's own code (built with our glue)",
+    )
     r.add_argument("--word-bits", type=_word_bits, default=None)
+    r.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="replay at this QEMU release (default: a reproducer's own, else the newest); "
+        "vectors whose release range does not hold it are skipped",
+    )
     r.add_argument(
         "--model-only",
         action="store_true",
@@ -301,6 +343,20 @@ def build_parser() -> Parser:
     cm.add_argument("--impl", type=Path, default=None, metavar="PATH")
 
     sub.add_parser("arches", help="print the architecture and host tables")
+    q = sub.add_parser(
+        "qemu-tree",
+        help="what recvmap finds in a QEMU source tree",
+        description="Print a QEMU tree's release (VERSION) and, for each function of the "
+        "ABI, where it comes from: file:line in the tree, glue (our exported wrapper of a "
+        "static inline helper), or absent (the release lacks it: skipped, never passed).",
+    )
+    q.add_argument("dir", type=Path, metavar="DIR")
+    sub.add_parser(
+        "releases",
+        help="print every rule that changed between QEMU releases, with its commit",
+        description="The semantic changelog of QEMU's bitmap helpers and received-page "
+        "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
+    )
     from .mutation import mutants
 
     mutants.add_parser(sub)
@@ -324,6 +380,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     hosts = tuple(args.host)
     if hosts:
         hosts = _resolve_hosts(hosts)
+    if args.qemu_tree:
+        from .subjects.qemu_tree.command import TreeUsageError, prepare
+
+        try:
+            trees = prepare(args, hosts)
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
     cpus = os.cpu_count() or 1
     cfg = Config(
         targets=tuple(args.target),
@@ -340,10 +403,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         jobs=args.jobs or max(1, min(2, cpus)),
         engine=args.engine,
         workers=args.workers,
+        release=args.release,
     )
     if args.workers > 1 and (args.engine == "random" or not atheris_available()):
         raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
+        if args.qemu_tree:
+            from .campaign.qemu_tree import fuzz
+
+            return fuzz(cfg, trees, args.tree_libs, args)
         result = run(cfg, sys.stderr, quiet=args.quiet)
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
@@ -397,6 +465,16 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 def cmd_replay(args: argparse.Namespace) -> int:
     from .vectors.files import VectorError, load_file, replay
 
+    if args.qemu_tree is not None:
+        if args.impl is not None:
+            raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
+        from .subjects.qemu_tree.command import TreeUsageError, tree_library
+
+        try:
+            args.impl, release = tree_library(args.qemu_tree, "recvmap replay")
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
+        args.release = args.release or release  # the model judges the tree at its release
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in _raw_inputs_as_vectors(args):
@@ -409,15 +487,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
             counts["fail"] += 1
             continue
         for case in cases:
-            verdict = replay(case, subject)  # type: ignore[arg-type]
+            verdict = replay(case, subject, release=args.release)  # type: ignore[arg-type]
             counts[verdict.status] += 1
             if verdict.status == "fail":
                 print(f"FAIL {case.name}: {verdict.message}")
                 if args.verbose:
                     print(f"     {case.test['comment']}")
-            elif args.verbose or verdict.status == "skip":
+            elif args.verbose or (
+                verdict.status == "skip" and not verdict.message.startswith("not at")
+            ):
                 print(f"{verdict.status.upper()} {case.name}: {verdict.message or 'ok'}")
     name = "model only" if subject is None else getattr(subject, "name", "")
+    if args.release:
+        name += f", QEMU {args.release}"
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
     return 1 if counts["fail"] else 0
 
@@ -438,7 +520,7 @@ def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
         return paths
 
     bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
-    how = Decoding(args.layer, bits, args.impl, args.arch)
+    how = Decoding(args.layer, bits, args.impl, args.arch, getattr(args, "release", None))
     out = []
     for path in paths:
         if path.is_file() and is_raw_input(path):
@@ -502,12 +584,12 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 def _export_qemu_unit_test(path: Path, release: str | None) -> None:
     from .vectors import qemu_unit
 
-    release = release or qemu_unit.DEFAULT_RELEASE
     try:
-        export = qemu_unit.write_qemu_unit_test(path, release)
+        rel = qemu_unit.parse(release)
+        export = qemu_unit.write_qemu_unit_test(path, rel.name)
     except qemu_unit.ExportError as err:
         raise UsageError(f"recvmap vectors export: {err}") from None
-    print("\n".join(qemu_unit.summary(export, path, release)))
+    print("\n".join(qemu_unit.summary(export, path, rel.name)))
 
 
 def cmd_arches(args: argparse.Namespace) -> int:
@@ -517,12 +599,20 @@ def cmd_arches(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_releases(args: argparse.Namespace) -> int:
+    from recvmap.pymodel.releases import render_table
+
+    sys.stdout.write(render_table())
+    return 0
+
+
 COMMANDS = {
     "fuzz": cmd_fuzz,
     "replay": cmd_replay,
     "vectors": cmd_vectors,
     "corpus": cmd_corpus,
     "arches": cmd_arches,
+    "releases": cmd_releases,
 }
 
 
@@ -533,6 +623,18 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
 
 COMMANDS["mutants"] = cmd_mutants
+
+
+def cmd_qemu_tree(args: argparse.Namespace) -> int:
+    from .subjects.qemu_tree.command import TreeUsageError, show
+
+    try:
+        return show(args.dir)
+    except TreeUsageError as err:
+        raise UsageError(str(err)) from None
+
+
+COMMANDS["qemu-tree"] = cmd_qemu_tree
 
 
 def main(argv: Sequence[str] | None = None) -> int:

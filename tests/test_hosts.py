@@ -150,6 +150,10 @@ def test_golden_recovery_streams_on_every_host() -> None:
                 src = DriverRamContext(d, tp, side=Side.SOURCE)
                 b = src.ram_block_add("pc.ram", bad["nbits"] * page)
                 src.ram_list_init_bitmaps()
+                if bad["ret"] == 0:  # bytes after the end mark: QEMU does not read them
+                    assert src.ram_dirty_bitmap_reload(b, bytes.fromhex(bad["stream"])) == 0
+                    checked += 1
+                    continue
                 with pytest.raises(RecoveryError) as err:
                     src.ram_dirty_bitmap_reload(b, bytes.fromhex(bad["stream"]))
                 assert err.value.ret == bad["ret"], f"{name}: {bad['name']}"

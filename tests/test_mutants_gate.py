@@ -35,6 +35,8 @@ GATE = [
     ("hand:recovery-size-padded-to-long", "a 32-bit destination sending the stream"),
     ("hand:send-used-length", "blocks whose postcopy_length differs from used_length"),
     ("hand:reload-size-check-lenient", "recovery streams with a damaged size"),
+    ("hand:reload-ignores-file-error", "recovery streams cut inside the end mark"),
+    ("hand:init-bitmaps-no-ram-guard", "setups with no RAM (every used_length 0)"),
     ("hand:test-and-clear-resets-mask", "unaligned ranges that end inside a later word"),
     ("hand:find-first-bit-unclamped", "dirty tail bits past nbits"),
     ("hand:zero-area-end-inclusive", "zero areas that end exactly at size"),

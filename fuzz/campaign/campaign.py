@@ -77,6 +77,7 @@ class Config:
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
     workers: int = 1  # processes per job sharing its corpus (libFuzzer -fork; workers.py)
+    release: str | None = None  # the QEMU release the model follows (None: the newest)
 
 
 @dataclass
@@ -251,6 +252,8 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
     if cfg.arches:
         env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+    if cfg.release:
+        env["RECVMAP_RELEASE"] = cfg.release
     if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
         env["RECVMAP_ENGINE"] = "random"
     if cfg.native:
@@ -516,9 +519,15 @@ def crash_reproducer(job: Job, artifact: Path) -> Path:
     program, next_op, _ = h.decode(artifact.read_bytes())
     model_only: Session | RamSession
     if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
+        model_only = Session(
+            program,
+            ModelImpl(program.layout, program.release),
+            ModelImpl(program.layout, program.release),
+        )
     else:
-        model_only = RamSession(program, model_factories(), model_factories())
+        model_only = RamSession(
+            program, model_factories(program.release), model_factories(program.release)
+        )
     kept, _ = run_stream(program, next_op, model_only)
 
     def fails(p: Any) -> bool:
@@ -714,10 +723,11 @@ def summary(result: Result) -> str:
 def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -> int:
     """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
     from ..program import Program
+    from ..subjects.qemu_tree.command import host_overrides
     from ..vectors.files import make_test, vector_file, write_vector_file
     from .hosts import fuzz_host
 
-    s = fuzz_host(name, seconds, seed)
+    s = fuzz_host(name, seconds, seed, **host_overrides(name))  # a QEMU tree's driver, if any
     stats_obj: dict[str, Any] = {
         "layer": "host",
         "programs": s.get("programs", 0),

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.releases import parse_release
 from recvmap.pymodel.words import Layout
 
 from ..engine import (
@@ -96,11 +97,14 @@ class Harness:
         max_words: int = 64,
         keep_going: bool = False,
         receiver_bits: int | None = None,
+        release: str | None = None,
     ) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
         self.layer = layer
         self.subject = subject
+        # The QEMU release the model runs at; programs and reproducers carry it.
+        self.release = None if release is None else parse_release(release).name
         self.targets = targets
         self.hosts = hosts
         self.out_dir = Path(out_dir)
@@ -152,7 +156,7 @@ class Harness:
             if layout not in self._bitmap:
                 impl = self.subject.bitmap(layout)
                 self._bitmap[layout] = (
-                    ModelImpl(layout),
+                    ModelImpl(layout, self.release),
                     impl,
                     self.subject.bitmap_functions(layout),
                 )
@@ -160,6 +164,7 @@ class Harness:
             program, next_op = decode_bitmap_program(
                 data, layout, self.max_ops, self.max_words, names
             )
+            program = program.at(self.release)
             return program, next_op, Session(program, model, impl)
         senders = self.senders if self.layer == "recovery" else []
         program, next_op = decode_ram_program(
@@ -171,6 +176,7 @@ class Harness:
             senders=senders,
             max_ops=self.max_ops,
         )
+        program = program.at(self.release)
         s = program.setup
         if "sender" in s:
             pair = f"{s['sender']['bits_per_long']}->{layout.bits_per_long}"
@@ -227,6 +233,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
+            "release": self.release or parse_release(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),
@@ -278,6 +285,7 @@ def harness_from_env(layer: str) -> Harness:
         receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])
         if os.environ.get("RECVMAP_RECEIVER_BITS")
         else None,
+        release=os.environ.get("RECVMAP_RELEASE") or None,
     )
 
 

@@ -259,11 +259,18 @@ HAND: tuple[Hand, ...] = (
         "received pages reloaded as dirty (complement forgotten)",
     ),
     _h(
-        "reload-accepts-trailing-bytes",
+        "reload-ignores-file-error",
         RAM,
-        "    if (len - 16 != local_size) {",
-        "    if (0) {",
-        "bytes after the end mark are accepted",
+        "    if (f.error || got != local_size) {",
+        "    if (got != local_size) {",
+        "a stream cut inside the end mark is taken as a wrong end mark, not a failed read",
+    ),
+    _h(
+        "init-bitmaps-no-ram-guard",
+        RAM,
+        "    if (!ram_bytes_total(list)) {",
+        "    if (!ram_bytes_total(list) && 0) {",
+        "a source with no RAM at all allocates its bitmaps anyway",
     ),
     _h(
         "reload-size-check-lenient",

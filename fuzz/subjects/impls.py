@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from recvmap.pymodel.releases import DEFAULT_RELEASE, Release, ReleaseError, at_release
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
 
@@ -40,10 +41,15 @@ class ModelImpl:
 
     functions = MODEL_FUNCTIONS
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, release: str | Release | None = None) -> None:
         self.layout = layout
+        view = at_release(release)
+        self.release = view.release
         order = "be" if layout.big_endian else "le"
         self.name = f"model-{layout.bits_per_long}{order}"
+        if self.release != DEFAULT_RELEASE:
+            self.name += f"@{self.release}"
+            self.functions = view.functions()
 
     def alloc(self, nwords: int) -> Words:
         return Words(self.layout, nwords)
@@ -62,6 +68,9 @@ class ModelImpl:
         return fname in self.functions
 
     def call(self, fname: str, *args: Any) -> Any:
+        fn = self.functions.get(fname)
+        if fn is None and fname in ModelImpl.functions:
+            raise ReleaseError(fname, self.release)  # out of this release's domain
         return self.functions[fname](*args)
 
 
