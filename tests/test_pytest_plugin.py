@@ -116,7 +116,8 @@ def test_plugin_from_a_fresh_venv_passes_ours_and_fails_a_planted_bug(
     assert len(vectors) > 100 and {"fuzz[bitmap]", "fuzz[ram]", "fuzz[recovery]"} <= set(g)
     assert sum(1 for n in vectors if g[n][0] == "passed") > 50
     assert all(s in ("passed", "skipped") for s, _ in g.values())
-    assert all("32" in m or "sender" in m for s, m in g.values() if s == "skipped")
+    reasons = ("32", "sender", "release range")  # other widths; vectors of older releases
+    assert all(any(r in m for r in reasons) for s, m in g.values() if s == "skipped")
 
     bad = run_pytest(
         fresh_venv, project, "--recvmap-impl", "./libmine.so", "--recvmap-fuzz-seconds", "5",

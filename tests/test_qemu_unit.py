@@ -24,6 +24,7 @@ from recvmap.fuzz import cli
 from recvmap.fuzz.subjects import qemu_tree
 from recvmap.fuzz.subjects.qemu_tree import QemuTree, inventory
 from recvmap.fuzz.vectors import qemu_unit
+from recvmap.pymodel.releases import parse_release
 
 GLUE = Path(qemu_tree.__file__).resolve().parent / "glue" / "include"
 MUTATION = ("const long size = start + nr;", "const long size = start + nr + 1;")  # bitmap_set
@@ -101,7 +102,7 @@ def run(exe: Path) -> subprocess.CompletedProcess[str]:
 
 @needs_trees
 @needs_glib
-@pytest.mark.parametrize("release", sorted(TREES, key=qemu_unit.release_tuple))
+@pytest.mark.parametrize("release", sorted(TREES, key=parse_release))
 def test_the_unit_test_passes_on_the_tree_and_fails_on_a_mutant(
     release: str, tmp_path: Path
 ) -> None:
@@ -136,18 +137,16 @@ def test_the_unit_test_passes_on_the_tree_and_fails_on_a_mutant(
 
 
 @needs_trees
-@pytest.mark.parametrize("release", sorted(TREES, key=qemu_unit.release_tuple))
-def test_release_rules_agree_with_the_trees(release: str) -> None:
-    """FIRST_RELEASE says which functions a release lacks; the tree says the same."""
+@pytest.mark.parametrize("release", sorted(TREES, key=parse_release))
+def test_the_functions_a_release_has_are_the_trees(release: str) -> None:
+    """What the export leaves out as missing at a release, the tree indeed lacks."""
     tree = QemuTree.open(TREES[release])
     absent = {o.function for o in inventory(tree) if o.kind == "absent"}
-    have = qemu_unit.release_tuple(release)
-    for fn, first in qemu_unit.FIRST_RELEASE.items():
-        assert (fn in absent) == (have < qemu_unit.release_tuple(first)), (fn, release)
+    rel = parse_release(release)
     from recvmap.fuzz.program.decode_bitmap import MODEL_FUNCTIONS
 
-    for fn in absent & set(MODEL_FUNCTIONS):
-        assert fn in qemu_unit.FIRST_RELEASE, f"{fn} is absent from {release}"
+    for fn in MODEL_FUNCTIONS:
+        assert (fn in absent) == (not rel.has_function(fn)), (fn, release)
 
 
 def test_release_choice_leaves_out_what_an_old_release_lacks(tmp_path: Path) -> None:
@@ -157,12 +156,15 @@ def test_release_choice_leaves_out_what_an_old_release_lacks(tmp_path: Path) -> 
     assert "bitmap_test_and_clear(" in new.text
     assert "bitmap_test_and_clear(" not in old.text
     assert "bitmap_copy_with_dst_offset(" not in old.text
-    assert any("bitmap_count_one" in why for why in old.left_out)
+    assert any("its group holds at >=v4.0.0" in why for why in old.left_out)
+    assert any("<v4.0.0, not at v10.1.0" in why for why in new.left_out)
+    # the old bitmap_count_one(map, 0) is a test at v2.12.0, the fixed one at v10.1.0
+    assert "bitmap_count_one(" in old.text and "bitmap_count_one(" in new.text
 
 
 def test_bad_release_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code = cli.main(["vectors", "export", "--qemu-unit-test", str(tmp_path / "t.c")] + [
-        "--release", "10.1"])  # fmt: skip
+        "--release", "v1.0.0"])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "vMAJOR.MINOR.MICRO" in err
+    assert code == 2 and err.count("\n") == 1 and "predates the received-page bitmap" in err
     assert cli.main(["vectors", "export"]) == 2

@@ -29,8 +29,15 @@ class Decoding:
     bits: int | None = None  # None: the harness's default (every width of the library)
     impl: Path | None = None
     arches: Sequence[str] | None = None
+    release: str | None = None  # the --release the fuzzing run had (None: the newest)
 
     def env(self) -> dict[str, str]:
+        env = self._env()
+        if self.release:
+            env["RECVMAP_RELEASE"] = self.release
+        return env
+
+    def _env(self) -> dict[str, str]:
         from .campaign import Config, job_env
 
         if self.bits is None:

@@ -14,9 +14,10 @@ differing byte. Vectors for another word width or byte order, or for functions t
 lacks, are skipped with the reason, never passed. The library runs in forked children, so a
 crash fails one item instead of ending the session.
 
-Options: ``--recvmap-word-bits``, ``--recvmap-fuzz-seconds`` (per layer, default 5; 0 turns
-the fuzz items off), ``--recvmap-seed``, ``--recvmap-vectors DIR``, ``--recvmap-out DIR``
-(reproducers of fuzz divergences).
+Options: ``--recvmap-word-bits``, ``--recvmap-release`` (the QEMU release the library
+follows), ``--recvmap-fuzz-seconds`` (per layer, default 5; 0 turns the fuzz items off),
+``--recvmap-seed``, ``--recvmap-vectors DIR``, ``--recvmap-out DIR`` (reproducers of fuzz
+divergences).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--recvmap-word-bits", type=int, choices=(32, 64), default=None)
     g.addoption("--recvmap-fuzz-seconds", type=float, default=5.0, metavar="S")
     g.addoption("--recvmap-seed", type=int, default=0, metavar="N")
+    g.addoption(
+        "--recvmap-release",
+        default=None,
+        metavar="vX.Y.Z",
+        help="the QEMU release the library follows (default: the newest the model knows)",
+    )
     g.addoption("--recvmap-vectors", metavar="DIR", default=None)
     g.addoption("--recvmap-out", metavar="DIR", default="recvmap-out")
 
@@ -65,6 +72,15 @@ def _subject(config: pytest.Config) -> Any:
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("recvmap_impl", None):
+        release = config.getoption("recvmap_release")
+        if release is not None:
+            from recvmap.pymodel.errors import PreconditionError
+            from recvmap.pymodel.releases import parse_release
+
+            try:
+                parse_release(release)
+            except PreconditionError as err:
+                raise pytest.UsageError(f"--recvmap-release {release}: {err.rule}") from None
         config.stash[_SUBJECT] = _subject(config)
 
 
@@ -118,7 +134,7 @@ class VectorItem(RecvmapItem):
         why = _not_applicable(subject, program)
         if why:
             pytest.skip(why)
-        verdict = replay(self.case, subject)
+        verdict = replay(self.case, subject, release=self.config.getoption("recvmap_release"))
         if verdict.status == "skip":
             pytest.skip(verdict.message)
         if verdict.status == "fail":
@@ -167,7 +183,8 @@ class FuzzItem(RecvmapItem):
         seconds = float(self.config.getoption("recvmap_fuzz_seconds"))
         seed = int(self.config.getoption("recvmap_seed"))
         out = Path(self.config.getoption("recvmap_out")).resolve()
-        status, message = isolated(_fuzz, self.layer, subject, seconds, seed, out)
+        release = self.config.getoption("recvmap_release")
+        status, message = isolated(_fuzz, self.layer, subject, seconds, seed, out, release)
         if status == "skip":
             pytest.skip(message)
         if status == "fail":
@@ -177,13 +194,15 @@ class FuzzItem(RecvmapItem):
         return Path(__file__), 0, f"recvmap fuzz[{self.layer}]"
 
 
-def _fuzz(layer: str, subject: Any, seconds: float, seed: int, out: Path) -> tuple[str, str]:
+def _fuzz(
+    layer: str, subject: Any, seconds: float, seed: int, out: Path, release: str | None
+) -> tuple[str, str]:
     """A bounded random-input fuzz of one layer (in a forked child): (status, message)."""
     from ..engine import DivergenceError
     from .harness import Harness, run_random
 
     try:
-        h = Harness(layer, subject, out_dir=out)
+        h = Harness(layer, subject, out_dir=out, release=release)
     except ValueError as err:
         missing = {str(b): subject.ram_missing(b) for b in subject.widths}
         return "skip", f"{err} (lacks {missing})" if layer != "bitmap" else str(err)

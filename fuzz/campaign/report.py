@@ -81,17 +81,11 @@ def engine_name(cfg: Config) -> str:
     return "atheris"
 
 
-def release_name(cfg: Config) -> str | None:
-    """The QEMU release the model stood for (None: a model without releases)."""
-    explicit = getattr(cfg, "release", None)
-    if explicit:
-        return str(explicit)
-    try:
-        from recvmap.pymodel import releases  # type: ignore[attr-defined, unused-ignore]
+def release_name(cfg: Config) -> str:
+    """The QEMU release the model stood for (``--release``, else the newest it knows)."""
+    from recvmap.pymodel.releases import parse_release
 
-        return str(releases.DEFAULT_RELEASE)
-    except ImportError:
-        return None
+    return parse_release(getattr(cfg, "release", None)).name
 
 
 def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None) -> dict[str, Any]:

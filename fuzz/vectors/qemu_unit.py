@@ -17,9 +17,10 @@ digests describe. A group runs only on a host with its word width and byte order
 differ by byte order. An ``invalid`` test's last operation is outside QEMU's domain (QEMU
 asserts): the C test stops before it.
 
-``--release`` picks what that QEMU release has: a test calling a function the release lacks,
-or whose behaviour the release does not share, is left out (``RELEASE_RULES``, checked
-against the shared QEMU trees by the tests); the default is the newest release.
+``--release`` picks what that QEMU release has: a vector is written when its group's release
+range holds the release (``recvmap.pymodel.releases``: e.g. ``bitmap_count_one(map, 0)``
+before v4.0.0 is another group) and the release has every function it calls; its
+expectations are the model's at that release. The default is the newest release.
 """
 
 from __future__ import annotations
@@ -29,52 +30,34 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..program import Program, Ref
+from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import Release, ReleaseError, parse_release, require
+
+from ..program import Ref
 from .files import Case, check_model, iter_files, load_file, model_run, vectors_dir
-
-RELEASES = ("v2.12.0", "v3.0.0", "v5.2.0", "v8.2.0", "v10.1.0")
-DEFAULT_RELEASE = RELEASES[-1]
-
-# function -> the first QEMU release with it (every other bitmap function is in v2.12.0,
-# the first release with the received-page bitmap)
-FIRST_RELEASE = {
-    "clear_bit_atomic": "v9.0.0",
-    "bitmap_count_one_with_offset": "v4.0.0",
-    "bitmap_copy_with_src_offset": "v4.1.0",
-    "bitmap_copy_with_dst_offset": "v4.1.0",
-    "bitmap_test_and_clear": "v7.2.0",
-}
-# function -> (the release from which the model's behaviour holds, what changed then)
-BEHAVIOUR_SINCE = {
-    "bitmap_count_one": (
-        "v4.0.0",
-        "bitmap_count_one(map, 0) returns 0 only since 'bitmap: fix bitmap_count_one'",
-    ),
-}
-_RELEASE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
 
 class ExportError(ValueError):
     """A release or vector that cannot be exported; one line."""
 
 
-def release_tuple(release: str) -> tuple[int, int, int]:
-    m = _RELEASE.match(release)
-    if m is None:
-        raise ExportError(f"--release {release!r}: a QEMU release is written vMAJOR.MINOR.MICRO")
-    return int(m[1]), int(m[2]), int(m[3])
+def parse(release: str | None) -> Release:
+    """The QEMU release asked for (None: the newest the model knows)."""
+    try:
+        return parse_release(release)
+    except PreconditionError as err:
+        raise ExportError(f"--release {release}: {err.rule}") from None
 
 
-def release_excludes(program: Program, release: str) -> str | None:
-    """Why ``program`` is not a test for ``release`` (None: it is)."""
-    have = release_tuple(release)
-    for op in program.ops:
-        first = FIRST_RELEASE.get(op.name)
-        if first is not None and have < release_tuple(first):
-            return f"{op.name} first appears in {first}"
-        since = BEHAVIOUR_SINCE.get(op.name)
-        if since is not None and have < release_tuple(since[0]):
-            return since[1]
+def release_excludes(case: Case, release: Release) -> str | None:
+    """Why ``case`` is not a test for ``release`` (None: it is)."""
+    if not case.covers(release):
+        return f"its group holds at {case.group.get('release')}, not at {release}"
+    for op in case.program.ops:
+        try:
+            require(op.name, release)
+        except ReleaseError as err:
+            return err.rule
     return None
 
 
@@ -121,14 +104,14 @@ def _words(image: bytes, bits: int, big_endian: bool) -> list[int]:
     return [int.from_bytes(image[i : i + size], order) for i in range(0, len(image), size)]
 
 
-def c_test(case: Case, sigs: dict[str, tuple[str, tuple[str, ...]]]) -> CTest:
-    problem = check_model(case)
+def c_test(case: Case, sigs: dict[str, tuple[str, tuple[str, ...]]], release: Release) -> CTest:
+    problem = check_model(case, release)
     if problem is not None:
         raise ExportError(f"{case.name}: the model disagrees with the vector: {problem}")
     program = case.program
     if case.test["result"] == "invalid":
         program = program.with_ops(program.ops[:-1])  # QEMU asserts on the last one
-    run = model_run(program)
+    run = model_run(program, release)
     assert run.rejected is None
     bits = program.layout.bits_per_long
     ind = "        "
@@ -199,15 +182,15 @@ def bitmap_cases(paths: Iterable[Path] | None = None) -> list[Case]:
     return cases
 
 
-def qemu_unit_test(release: str = DEFAULT_RELEASE, cases: list[Case] | None = None) -> Export:
-    """The C text of the unit test for ``release``."""
-    release_tuple(release)
+def qemu_unit_test(release: str | None = None, cases: list[Case] | None = None) -> Export:
+    """The C text of the unit test for ``release`` (default: the newest)."""
+    rel = parse(release)
     sigs = _signatures()
     groups: dict[tuple[str, int, bool], list[CTest]] = {}
     left_out: list[str] = []
     for case in bitmap_cases() if cases is None else cases:
         program = case.program
-        why = release_excludes(program, release)
+        why = release_excludes(case, rel)
         if why is not None:
             left_out.append(f"{case.name}: {why}")
             continue
@@ -215,11 +198,11 @@ def qemu_unit_test(release: str = DEFAULT_RELEASE, cases: list[Case] | None = No
             left_out.append(f"{case.name}: only an operation outside QEMU's domain")
             continue
         key = (case.path.stem, program.layout.bits_per_long, program.layout.big_endian)
-        groups.setdefault(key, []).append(c_test(case, sigs))
+        groups.setdefault(key, []).append(c_test(case, sigs, rel))
     lines = [
         "/* SPDX-License-Identifier: GPL-2.0-or-later */",
         "/*",
-        f" * recvmap's regression vectors for QEMU's bitmap helpers, for QEMU {release}.",
+        f" * recvmap's regression vectors for QEMU's bitmap helpers, for QEMU {rel}.",
         " * Generated by `recvmap vectors export --qemu-unit-test` from the",
         " * recvmap-vectors-v1 files; each vector's expected results and memory were checked",
         " * against recvmap's model of include/qemu/bitops.h, include/qemu/bitmap.h and",
@@ -259,7 +242,7 @@ def qemu_unit_test(release: str = DEFAULT_RELEASE, cases: list[Case] | None = No
     return Export("\n".join(lines) + "\n", count, len(groups), left_out)
 
 
-def write_qemu_unit_test(path: Path, release: str = DEFAULT_RELEASE) -> Export:
+def write_qemu_unit_test(path: Path, release: str | None = None) -> Export:
     export = qemu_unit_test(release)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(export.text)
