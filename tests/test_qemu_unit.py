@@ -21,12 +21,12 @@ import pytest
 from qemu_trees import SKIP_REASON, TREES
 
 from recvmap.fuzz import cli
-from recvmap.fuzz.subjects import qemu_tree
 from recvmap.fuzz.subjects.qemu_tree import QemuTree, inventory
+from recvmap.fuzz.subjects.qemu_tree.build import GLUE_INCLUDE, config_host
 from recvmap.fuzz.vectors import qemu_unit
 from recvmap.pymodel.releases import parse_release
 
-GLUE = Path(qemu_tree.__file__).resolve().parent / "glue" / "include"
+GLUE = GLUE_INCLUDE
 MUTATION = ("const long size = start + nr;", "const long size = start + nr + 1;")  # bitmap_set
 
 
@@ -46,33 +46,12 @@ needs_glib = pytest.mark.skipif(
 )
 
 
-def config_host(tree: QemuTree) -> str:
-    """configure's answers for the bitmap code: what the qemu-tree build writes."""
-    try:
-        from recvmap.fuzz.subjects.qemu_tree.build import config_host as theirs
-    except ImportError:
-        pass
-    else:
-        return str(theirs(tree))
-    compiler_h = tree.text("include/qemu/compiler.h")
-    lines = ["#ifndef RECVMAP_CONFIG_HOST_H", "#define RECVMAP_CONFIG_HOST_H"]
-    if "define HOST_LONG_BITS" not in compiler_h:
-        lines.append("#define HOST_LONG_BITS (__SIZEOF_POINTER__ * 8)")
-    if tree.release_tuple < (7, 1, 0):
-        lines += ["#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__", "#define HOST_WORDS_BIGENDIAN 1"]
-        lines.append("#endif")
-    elif "define HOST_BIG_ENDIAN" not in compiler_h:
-        lines.append("#define HOST_BIG_ENDIAN (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)")
-    lines += ["#define CONFIG_BYTESWAP_H 1", "#endif"]
-    return "\n".join(lines) + "\n"
-
-
 def build(test_c: Path, tree: QemuTree, bitmap_c: Path, work: Path) -> Path:
     """The unit test linked with the tree's bitmap code, as tests/unit builds it."""
     (work / "glib").mkdir(parents=True, exist_ok=True)
     # in QEMU the real glib comes through osdep.h; here glue/glib-lite.h's name leads to it
     (work / "glib" / "glib-lite.h").write_text("#include <glib.h>\n")
-    (work / "config-host.h").write_text(config_host(tree))
+    (work / "config-host.h").write_text(config_host(tree))  # what --qemu-tree writes
     exe = work / "test-recvmap-vectors"
     flags = glib_flags() or []
     cmd = ["gcc", "-std=gnu11", "-O1", "-D_GNU_SOURCE", "-fno-strict-aliasing", "-fwrapv"]
