@@ -8,6 +8,8 @@ to the implementation; it is recorded as ``INVALID`` with the model's reason.
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -78,13 +80,31 @@ def initial_image(program: Program, index: int) -> bytes:
     """The memory image of array ``index`` before the first operation."""
     spec = program.arrays[index]
     size = program.layout.bits_per_long // 8
+    words = spec.words
+    if not words:
+        return bytes(spec.nwords * size)
+    if min(words) >= 0 and max(words) < spec.nwords and min(words.values()) >= 0:
+        values = [0] * spec.nwords
+        for i, value in words.items():
+            values[i] = value
+        try:  # one C loop; a value too large for the word raises
+            image = array(_TYPECODE[size], values)
+        except OverflowError:
+            pass
+        else:
+            if program.layout.big_endian != (sys.byteorder == "big"):
+                image.byteswap()
+            return image.tobytes()
     order: Literal["big", "little"] = "big" if program.layout.big_endian else "little"
-    image = bytearray(spec.nwords * size)
-    for i, value in spec.words.items():
+    out = bytearray(spec.nwords * size)
+    for i, value in words.items():
         if not 0 <= i < spec.nwords or not 0 <= value < 1 << (8 * size):
             raise ValueError(f"array @{index}: word {i} = {value:#x} of {spec.nwords} words")
-        image[i * size : (i + 1) * size] = value.to_bytes(size, order)
-    return bytes(image)
+        out[i * size : (i + 1) * size] = value.to_bytes(size, order)
+    return bytes(out)
+
+
+_TYPECODE = {array(c).itemsize: c for c in "QLI"}  # bytes -> array typecode of that size
 
 
 def first_difference(a: bytes | bytearray | memoryview, b: bytes | bytearray | memoryview) -> int:
@@ -254,7 +274,12 @@ def _run_stream_batch(
         kind = kinds[op.name]
         kept.append(op)
         expected.append(result)
-        raws.append(result if kind == "u" and type(result) is int else _raw(kind, result))
+        if kind == "v" and result is None:
+            raws.append(0)
+        elif kind == "u" and type(result) is int:
+            raws.append(result)
+        else:
+            raws.append(_raw(kind, result))
         for buf in model_live:
             trace += buf
         if len(trace) > BATCH_TRACE_LIMIT:

@@ -228,14 +228,26 @@ def decode_op(
     """One operation: its arrays are chosen first, so that every bit number and count
     (``set_bit``'s ``nr`` comes before its array) is biased to those arrays' size; a count
     after a start, offset or shift is biased to fit in what is left of the array."""
-    name = names[src.below(len(names))]
+    data, size, pos = src.data, src.size, src.pos
+    count = len(names)
+    if 1 < count < 256:  # src.below(count), inlined as in _boundary
+        name = names[data[pos] % count if pos < size else 0]
+        src.pos = pos = pos + 1
+    else:
+        name = names[src.below(count)]
+        pos = src.pos
     kinds, distinct = _plan(name, sigs[name])
     narrays = len(arrays)
     refs: list[int] = []
     limit = 0
     for kind in kinds:
         if kind == _ARRAY:
-            k = src.below(narrays)
+            if 1 < narrays < 256:
+                k = data[pos] % narrays if pos < size else 0
+                src.pos = pos = pos + 1
+            else:
+                k = src.below(narrays)
+                pos = src.pos
             if distinct and k in refs:
                 k = next(i for i in range(narrays) if i not in refs)
             refs.append(k)
