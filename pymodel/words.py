@@ -493,6 +493,10 @@ def apply(op: Callable[..., int], dst: Words, srcs: Sequence[Words], lo: int, hi
         return False
     for s in srcs:
         s._range(lo, hi)
+    if hi - lo <= _CHUNK_BITS:  # one piece: what the fuzzer's arrays always are
+        value = op(*[_extract(s.data, lo, hi) for s in srcs]) & ((1 << (hi - lo)) - 1)
+        _insert(dst.data, lo, hi, value)
+        return value != 0
     nonzero = False
     for a, b in _chunks(lo, hi):
         value = op(*(_extract(s.data, a, b) for s in srcs)) & ((1 << (b - a)) - 1)
@@ -507,6 +511,8 @@ def test(op: Callable[..., int], srcs: Sequence[Words], lo: int, hi: int) -> boo
         return False
     for s in srcs:
         s._range(lo, hi)
+    if hi - lo <= _CHUNK_BITS:  # one piece
+        return op(*[_extract(s.data, lo, hi) for s in srcs]) & ((1 << (hi - lo)) - 1) != 0
     for a, b in _chunks(lo, hi):
         if op(*(_extract(s.data, a, b) for s in srcs)) & ((1 << (b - a)) - 1):
             return True
