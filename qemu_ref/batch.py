@@ -89,6 +89,9 @@ class BatchRunner:
         self.kinds = {name: kind for name, (_, kind, _) in self.functions.items()}
         self._results = (ctypes.c_uint64 * 0)()
         self._images = (ctypes.c_uint8 * 0)()
+        self._results_view = memoryview(b"").cast("Q")
+        self._images_view = memoryview(b"")
+        self._arrays: dict[tuple[tuple[int, ...], ...], tuple[array[int], array[int], int]] = {}
 
     def encode(self, ops: Sequence[Any]) -> array[int]:
         """The program's codes: function number, then each argument (array number or value).
@@ -118,19 +121,24 @@ class BatchRunner:
         Returns every operation's raw result (64-bit two's complement bits) and the images
         of all arrays after each operation, concatenated (valid until the next run).
         """
+        key = (tuple(pointers), tuple(nbytes))
+        arrays = self._arrays.get(key)
+        if arrays is None:
+            arrays = self._arrays[key] = (array("Q", pointers), array("q", nbytes), sum(nbytes))
+        addresses, sizes, stride = arrays
         code = self.encode(ops)
-        nops, stride = len(ops), sum(nbytes)
+        nops = len(ops)
         if len(self._results) < nops:
             self._results = (ctypes.c_uint64 * max(nops, 64))()
+            self._results_view = memoryview(self._results).cast("B").cast("Q")
         if len(self._images) < nops * stride:
             self._images = (ctypes.c_uint8 * max(nops * stride, 4096))()
-        arrays = array("Q", pointers)
-        sizes = array("q", nbytes)
+            self._images_view = memoryview(self._images).cast("B")
         ran = self.interp.run(
             self._fns,
             code.buffer_info()[0],
             len(code),
-            arrays.buffer_info()[0],
+            addresses.buffer_info()[0],
             sizes.buffer_info()[0],
             len(sizes),
             initial,
@@ -139,5 +147,4 @@ class BatchRunner:
         )
         if ran != nops:
             raise LibraryError(f"batch interpreter refused code {-1 - ran} of {list(code)}")
-        results = memoryview(self._results).cast("B").cast("Q")[:nops].tolist()
-        return results, memoryview(self._images).cast("B")[: nops * stride]
+        return self._results_view[:nops].tolist(), self._images_view[: nops * stride]
