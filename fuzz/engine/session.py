@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.words import Words
 
 from ..program import Op, Program, Ref
 from ..subjects.impls import Implementation
@@ -141,8 +142,9 @@ class Session:
         self.images = [initial_image(program, i) for i in range(len(program.arrays))]
         self.nwords = tuple(a.nwords for a in program.arrays)
         self._model_handles = [model.alloc(n) for n in self.nwords]
-        for image, mh in zip(self.images, self._model_handles, strict=True):
-            model.load(mh, image)
+        for spec, image, mh in zip(program.arrays, self.images, self._model_handles, strict=True):
+            if spec.words or type(mh) is not Words:  # a new Words is all zero
+                model.load(mh, image)
         self._model_call, self._impl_call = model.call, impl.call
         self._impl_handles: list[Any] | None = None
         self._streamed = False  # run_stream ran the program in one batch
