@@ -127,16 +127,9 @@ _CHUNK_BITS = _CHUNK * 8
 _SMALL_BITS = 512  # ranges up to this many bits are handled as one int
 _ZEROS = [bytearray(1 << k) for k in range(17)]  # zero chunks of every power-of-two size
 _ONES = [bytearray(b"\xff") * (1 << k) for k in range(17)]
-# Sources of whole-range stores (_fill): 256 KiB per memcpy. The zeros are a ``bytes`` from
-# calloc that is never written, so its pages are the kernel's one zero page and reading it
-# costs no memory traffic; with 64 KiB sources, clearing a 2^28-bit map took 3 to 5 times
-# as long as C's memset on a loaded machine, 256 KiB brings both stores within 2x.
-_FILL = 1 << 18
-_ZEROS_MV = memoryview(bytes(4 * _FILL))
-# The ones start half a page away from where a large bytearray's buffer starts (both come
-# from mmap; a bytes object's data follows its 32-byte header): a copy whose source and
-# destination sit at the same offset in their pages stalls on false store-to-load aliasing.
-_ONES_MV = memoryview(b"\xff" * (_FILL + 4096))[2016 : 2016 + _FILL]
+_ZEROS_MV = memoryview(_ZEROS[12])  # 4 KiB patterns: _fill copies the rest from the range itself
+_ONES_MV = memoryview(_ONES[12])
+_FILL = 1 << 18  # largest copy of a whole-range store
 
 
 def _typecode(itemsize: int) -> str:
@@ -179,17 +172,25 @@ def _insert(data: bytearray, lo: int, hi: int, value: int) -> None:
 
 
 def _fill(data: bytearray, b0: int, b1: int, chunk: memoryview) -> None:
-    """Bytes [b0, b1) of data = copies of the pattern chunk (one memcpy per chunk).
+    """Bytes [b0, b1) of data = copies of the 4 KiB pattern chunk.
 
+    The first 4 KiB come from the pattern; the rest is copied from the start of the range
+    itself, doubling up to 256 KiB per memcpy. Source and destination of every copy then
+    sit at the same offset in their pages: with a separate pattern buffer that offset was
+    chance, and at some offsets a copy stalls on false store-to-load aliasing (clearing a
+    2^28-bit map took 1.5 or 5 times C's memset depending on where malloc put the map).
     Assignment goes through a memoryview: a bytearray slice assignment from anything but
     a bytearray copies the source first.
     """
-    step = len(chunk)
+    n = b1 - b0
+    first = min(n, len(chunk))
     with memoryview(data) as mv:
-        while b1 - b0 > step:
-            mv[b0 : b0 + step] = chunk
-            b0 += step
-        mv[b0:b1] = chunk[: b1 - b0]
+        mv[b0 : b0 + first] = chunk[:first]
+        done = first
+        while done < n:
+            step = min(done, _FILL, n - done)
+            mv[b0 + done : b0 + done + step] = mv[b0 : b0 + step]
+            done += step
 
 
 def _split(lo: int, hi: int) -> tuple[int, int]:

@@ -52,3 +52,24 @@ def test_count_matches_per_byte_count(kind: str) -> None:
         lo = rng.randrange(nbytes * 8)
         hi = rng.randrange(lo, min(nbytes * 8, lo + 300_000) + 1)
         assert words.count(lo, hi) == slow_count(data, lo, hi), (lo, hi)
+
+
+def test_large_set_and_clear_match_int_arithmetic() -> None:
+    """set_range / clear_range over ranges that grow by copying within the range (the store
+    doubles from a 4 KiB pattern) against the same ranges applied to a Python int."""
+    rng = random.Random(7)
+    nbytes = 600_000
+    words = Words(LP64_LE, nbytes // 8)
+    words.load_image(rng.randbytes(nbytes))
+    value = int.from_bytes(words.image(), "little")
+    for _ in range(12):
+        lo = rng.randrange(nbytes * 8)
+        hi = rng.randrange(lo, nbytes * 8 + 1)
+        mask = ((1 << (hi - lo)) - 1) << lo
+        if rng.random() < 0.5:
+            words.set_range(lo, hi)
+            value |= mask
+        else:
+            words.clear_range(lo, hi)
+            value &= ~mask
+        assert words.image() == value.to_bytes(nbytes, "little"), (lo, hi)
