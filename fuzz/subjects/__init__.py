@@ -1,0 +1,1 @@
+"""Everything that produces an implementation for the engine."""

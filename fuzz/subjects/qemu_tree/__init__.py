@@ -1,0 +1,1 @@
+"""A QEMU source tree built into an implementation (--qemu-tree)."""

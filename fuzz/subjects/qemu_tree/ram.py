@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The received-bitmap functions of a QEMU tree, compiled as QEMU wrote them inside our glue.
+
+``ram_units(root)`` extracts the definitions (``extract.py``) and writes ONE C unit: our glue
+prelude (``glue/ram/ram_glue.h``), then the tree's own text of every function and macro found,
+each preceded by a ``#line`` naming its file:line in the tree (so a compile error names the
+tree's line and, through ``RamBuildError``, the function), then the glue side of the bridge
+(``glue/ram/ram_bridge.c.inc``). The tree's functions are renamed ``qtram_q_NAME`` by macro
+so they cannot clash with the ABI names; ``glue/ram/ram_abi.c`` exports the ABI of
+``qemu_ref_ram.h`` over them. Together with the tree's util/bitmap.c and util/bitops.c (built
+by ``build.py``) this is one library loaded exactly like an ``--impl`` library.
+
+An ABI function whose QEMU function the tree lacks is not exported (``QTRAM_HAVE_*``), so it is
+reported absent and its layer skipped. A function the tree's release should have but the tree
+lacks, or one that does not compile, is a ``RamBuildError`` naming the function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .extract import RAM_FUNCTIONS, Definition, Extraction, extract
+
+GLUE_RAM = Path(__file__).parent / "glue" / "ram"
+UNIT_NAME = "qtram_unit.c"
+ABI_UNIT = GLUE_RAM / "ram_abi.c"
+
+# The first release with each ABI function (FUNCTIONS.md of the shared trees; QEMU history).
+FIRST_RELEASE: dict[str, tuple[int, int, int]] = {
+    "ramblock_recv_bitmap_set_offset": (9, 1, 0),
+    "ramblock_recv_bitmap_send": (3, 0, 0),
+    "ram_dirty_bitmap_reload": (3, 0, 0),
+}
+OLDEST = (2, 12, 0)  # the receivedmap itself (f9494614898f) is in v2.11; we start at v2.12
+
+# Our C is -Werror; the tree's code is QEMU's and is compiled with its warnings shown, not fatal.
+TREE_WARNINGS = ("-Wall", "-Wno-unused-parameter", "-Wno-unused-function", "-Wno-unused-variable")
+
+
+class RamBuildError(RuntimeError):
+    """One clear line: the function (and tree file:line) that is missing or does not compile."""
+
+    def __init__(self, function: str, message: str) -> None:
+        super().__init__(message)
+        self.function = function
+
+
+@dataclass
+class RamUnits:
+    """The C of the ram layer for one tree: the generated unit, defines and include dirs."""
+
+    extraction: Extraction
+    unit: str
+    defines: list[str] = field(default_factory=list)
+    include_dirs: list[Path] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)  # ABI functions the release lacks
+
+    @property
+    def digest(self) -> str:
+        glue = sorted((p.name, p.read_bytes()) for p in GLUE_RAM.iterdir() if p.is_file())
+        return hashlib.sha256(repr((self.unit, self.defines, glue)).encode()).hexdigest()
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """"10.1.0" or "v10.1.0" -> (10, 1, 0); a missing part counts as 0."""
+    parts = [int(p) for p in re.findall(r"\d+", text)[:3]]
+    while len(parts) < 3:
+        parts.append(0)
+    return (parts[0], parts[1], parts[2])
+
+
+def tree_version(root: Path) -> tuple[int, int, int] | None:
+    try:
+        first = (root / "VERSION").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return parse_version(first)
+
+
+def expected_absent(version: tuple[int, int, int] | None) -> set[str]:
+    """The ABI functions a release does not have."""
+    if version is None:
+        return set()
+    return {name for name, first in FIRST_RELEASE.items() if version < first}
+
+
+def _abi_present(ex: Extraction) -> dict[str, Definition]:
+    """ABI function -> the tree's definition implementing it (postcopy needs two)."""
+    out: dict[str, Definition] = {}
+    for w in RAM_FUNCTIONS:
+        assert w.abi is not None
+        d = ex.get(w.name)
+        if d is None:
+            continue
+        if w.abi == "postcopy_place_page" and "postcopy_place_page" not in ex:
+            continue
+        out[w.abi] = d
+    return out
+
+
+def check_complete(ex: Extraction, version: tuple[int, int, int] | None) -> list[str]:
+    """The ABI functions absent from the tree as its release expects; else RamBuildError."""
+    present = _abi_present(ex)
+    absent = [w.abi for w in RAM_FUNCTIONS if w.abi is not None and w.abi not in present]
+    allowed = expected_absent(version)
+    for name in absent:
+        if name not in allowed:
+            where = " or ".join(next(w.files for w in RAM_FUNCTIONS if w.abi == name))
+            rel = "v%d.%d.%d" % version if version else "its release"
+            raise RamBuildError(
+                name, f"the tree lacks {name} (looked in {where}); {rel} should have it"
+            )
+    return absent
+
+
+def ram_units(root: Path | str, ex: Extraction | None = None) -> RamUnits:
+    """Extract the tree's functions and write the unit that compiles them in our glue."""
+    root = Path(root).resolve()
+    ex = ex or extract(root)
+    absent = check_complete(ex, tree_version(root))
+    defs = ex.ordered()
+    defines = [f"QTRAM_HAVE_{d.name}" for d in defs]
+    reload = ex.get("ram_dirty_bitmap_reload")
+    if reload is not None and any("Error" in p for p in reload.params):
+        defines.append("QTRAM_RELOAD_ERRP")
+    text = "\n".join(d.text for d in defs)
+    traces = sorted(set(re.findall(r"\btrace_\w+", text)))
+    lines = [
+        "/* Generated by recvmap from a QEMU tree at build time; not stored anywhere. */",
+        '#include "ram_glue.h"',
+        *(f"#define {t}(...) qtram_noop()" for t in traces),
+        *(f"#define {d.name} qtram_q_{d.name}" for d in defs if d.kind == "function"),
+    ]
+    for d in defs:
+        # __func__ must stay QEMU's name: error texts print it
+        if d.kind == "function":
+            lines.append(f'#define __func__ "{d.name}"')
+        lines.append(f'#line {d.line} "{d.path}"')
+        lines.append(d.text)
+        if d.kind == "function":
+            lines.append("#undef __func__")
+    lines.append(f'#line {len(lines) + 2} "{UNIT_NAME}"')
+    lines.append('#include "ram_bridge.c.inc"')
+    return RamUnits(
+        ex,
+        "\n".join(lines) + "\n",
+        defines,
+        [GLUE_RAM, root / "include"],
+        absent,
+    )
+
+
+def function_at(ex: Extraction, path: str, line: int) -> Definition | None:
+    """The extracted definition covering a tree file:line."""
+    for d in ex.found.values():
+        if d.path == path and d.line <= line < d.line + d.text.count("\n") + 1:
+            return d
+    return None
+
+
+_DIAG = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$")
+
+
+def explain_failure(ex: Extraction, stderr: str) -> RamBuildError:
+    """The first compile error, as one line naming the tree's function and file:line."""
+    for raw in stderr.splitlines():
+        m = _DIAG.match(raw.strip())
+        if not m:
+            continue
+        path, line = m["file"], int(m["line"])
+        for d in ex.found.values():
+            if path.endswith(d.path):
+                path = d.path
+                break
+        d = function_at(ex, path, line)
+        name = d.name if d else "the ram glue"
+        return RamBuildError(
+            name, f"{name} ({path}:{line}) does not compile in the ram glue: {m['msg']}"
+        )
+    first = stderr.strip().splitlines()[0] if stderr.strip() else "no diagnostics"
+    return RamBuildError("the ram glue", f"the ram functions do not compile: {first}")
+
+
+def compile_objects(
+    units: RamUnits,
+    work: Path,
+    abi_include: Path,
+    glue_include: Sequence[Path],
+    cc: str = "gcc",
+    flags: Sequence[str] = ("-O2",),
+) -> list[Path]:
+    """Compile the generated unit and ram_abi.c into ``work``; RamBuildError on failure."""
+    if shutil.which(cc) is None:
+        raise RamBuildError("the ram glue", f"compiler {cc!r} not found")
+    work.mkdir(parents=True, exist_ok=True)
+    unit = work / UNIT_NAME
+    unit.write_text(units.unit)
+    defs = [f"-D{d}" for d in units.defines]
+    incs = [f"-I{p}" for p in (GLUE_RAM, *glue_include, units.extraction.root / "include")]
+    objs = []
+    base = [cc, "-std=gnu11", *flags, "-fPIC", "-pthread", "-c", *defs]
+    for src, extra in (
+        (unit, list(TREE_WARNINGS)),
+        (ABI_UNIT, ["-Wall", "-Wextra", "-Werror", f"-I{abi_include}", f"-I{GLUE_RAM}"]),
+    ):
+        obj = work / (src.stem + f".{os.getpid()}.o")
+        cmd = [*base, *extra, *(incs if src == unit else []), "-o", str(obj), str(src)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            if src == unit:
+                raise explain_failure(units.extraction, proc.stderr)
+            raise RamBuildError("the ram glue", f"ram_abi.c does not compile: {proc.stderr}")
+        objs.append(obj)
+    return objs
