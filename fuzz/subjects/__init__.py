@@ -1,1 +1,1 @@
-"""Everything that produces an implementation for the engine."""
+"""Everything that produces an implementation for the engine: our C, a library, a QEMU tree."""
