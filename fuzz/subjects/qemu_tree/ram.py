@@ -219,3 +219,134 @@ def compile_objects(
             raise RamBuildError("the ram glue", f"ram_abi.c does not compile: {proc.stderr}")
         objs.append(obj)
     return objs
+
+
+# --- the units of a tree build (build.py's extra_units) ------------------------------------
+
+# The last problem of each tree's ram part (by root): the bitmap layer builds without it.
+_PROBLEMS: dict[Path, RamBuildError] = {}
+
+
+def ram_problem(root: Path | str) -> RamBuildError | None:
+    """Why the ram part of the tree at ``root`` was left out of its build, if it was."""
+    return _PROBLEMS.get(Path(root).resolve())
+
+
+def _syntax_check(units: RamUnits, cache: Path) -> None:
+    """Compile the generated unit once per content (memo in the cache); RamBuildError."""
+    from .build import GLUE_INCLUDE, QEMU_CFLAGS, config_host
+    from .tree import QemuTree
+
+    ok = cache / "ram-ok" / units.digest[:24]
+    if ok.exists():
+        return
+    if shutil.which("gcc") is None:
+        raise RamBuildError("the ram glue", "compiler 'gcc' not found")
+    cache.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".ramcheck-") as tmp:
+        work = Path(tmp)
+        (work / "config-host.h").write_text(config_host(QemuTree.open(units.extraction.root)))
+        (work / UNIT_NAME).write_text(units.unit)
+        cmd = [
+            os.environ.get("CC", "gcc"),
+            *QEMU_CFLAGS,
+            *TREE_WARNINGS[1:],
+            "-fsyntax-only",
+            *(f"-D{d}" for d in units.defines),
+            f"-I{GLUE_RAM}",
+            f"-I{GLUE_INCLUDE}",
+            f"-I{work}",
+            f"-I{units.extraction.root / 'include'}",
+            str(work / UNIT_NAME),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise explain_failure(units.extraction, proc.stderr)
+    ok.parent.mkdir(parents=True, exist_ok=True)
+    ok.touch()
+
+
+def origins_of(units: RamUnits) -> list[tuple[str, str, str, int, str]]:
+    """(ABI function, kind, path, line, note) of every qemu_ref_ram.h function in a build."""
+    present = _abi_present(units.extraction)
+    out: list[tuple[str, str, str, int, str]] = []
+    for w in RAM_FUNCTIONS:
+        assert w.abi is not None
+        d = present.get(w.abi)
+        if d is None:
+            out.append((w.abi, "absent", "", 0, ""))
+        else:
+            out.append((w.abi, "tree", d.path, d.line, ""))
+    for abi, names in (
+        ("qemu_ram_block_by_name", ("qemu_ram_block_by_name",)),
+        ("ramblock_is_ignored", ("migrate_ram_is_ignored", "ramblock_is_ignored")),
+    ):
+        d = next((units.extraction.get(n) for n in names if n in units.extraction), None)
+        if d is not None:
+            out.append((abi, "tree", d.path, d.line, ""))
+        else:
+            out.append((abi, "glue", "", 0, "recvmap's rule: not migratable or ignored"))
+    for name in (
+        "qref_set_target_page_bits",
+        "qemu_target_page_bits",
+        "qemu_target_page_size",
+        "qref_ram_last_error",
+        "qref_ram_clear_error",
+    ):
+        out.append((name, "glue", "", 0, "recvmap's ram glue"))
+    out.append(
+        (
+            "postcopy_ram_supported_by_host",
+            "glue",
+            "",
+            0,
+            "QEMU probes the kernel; only the page-size rule is kept",
+        )
+    )
+    return out
+
+
+def extra_units(tree: object) -> list[object]:
+    """The ram part of a tree build: the generated unit and the ABI unit, or nothing.
+
+    A tree whose ram part cannot be built (a function its release has is missing, or
+    does not compile) still builds its bitmap layer; ``ram_problem(root)`` keeps the one
+    line saying why, for the command to report (exit 2 when a ram layer was asked for,
+    an explicit skip otherwise).
+    """
+    from recvmap.qemu_ref.loader import package_file
+
+    from .build import Unit, cache_root
+    from .tree import Origin, QemuTree
+
+    assert isinstance(tree, QemuTree)
+    root = tree.root.resolve()
+    _PROBLEMS.pop(root, None)
+    try:
+        units = ram_units(root)
+        _syntax_check(units, cache_root())
+    except RamBuildError as err:
+        _PROBLEMS[root] = err
+        return []
+    rows = origins_of(units)
+    origins = tuple(Origin(f, k, p, n, note) for f, k, p, n, note in rows)
+    provided = tuple(f for f, k, *_ in rows if k != "absent")
+    defines = tuple(f"-D{d}" for d in units.defines)
+    return [
+        Unit(
+            "qtram_unit",
+            text=units.unit,
+            qemu=True,
+            cflags=(*TREE_WARNINGS[1:], *defines, f"-I{GLUE_RAM}"),
+            provides=provided,
+            origins=origins,
+        ),
+        Unit(
+            "qtram_abi",
+            source=ABI_UNIT,
+            qemu=False,
+            cflags=(*defines, f"-I{GLUE_RAM}", f"-I{package_file('qemu_ref_ram.h').parent}"),
+        ),
+    ]
