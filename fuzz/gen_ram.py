@@ -118,6 +118,7 @@ class OpDecoder:
 
     def __init__(self, src: Source, setup: RamSetup, layer: str, bpl: int) -> None:
         self.src = src
+        self.absent: frozenset[str] = frozenset()  # functions the implementation lacks
         self.bits = setup.target_page_bits
         self.bpl = bpl
         self.layer = layer
@@ -240,6 +241,10 @@ class OpDecoder:
             page = self.page_index(b)
             addr = b.host + (page << self.bits) + self.intra()
             return Op("ramblock_recv_bitmap_set_range", (Ref(b.index), addr, self.count(b, page)))
+        if kind == "set_offset" and "ramblock_recv_bitmap_set_offset" in self.absent:
+            kind = "set"
+        if kind == "set":
+            return Op("ramblock_recv_bitmap_set", (Ref(b.index), self.address(b)))
         if kind == "set_offset":
             offset = (self.page_index(b) << self.bits) + self.intra()
             return Op("ramblock_recv_bitmap_set_offset", (Ref(b.index), offset))
@@ -326,8 +331,12 @@ def decode_ram_program(
     hosts: Sequence[str] | None = None,
     senders: Sequence[Layout] = (),
     max_ops: int = 24,
+    absent: frozenset[str] = frozenset(),
 ) -> tuple[Program, Callable[[], Op | None]]:
     """The setup decoded now, and a function yielding the next operation (None when done).
+
+    ``absent``: functions the implementation lacks (a QEMU release without them); their
+    operations are never generated.
 
     ``layout`` is the word layout of the implementation (the source's, for recovery);
     ``senders`` the destination layouts a recovery program may use (default: ``layout``).
@@ -359,6 +368,7 @@ def decode_ram_program(
     )
     program = Program(layout, [], [], layer, setup.to_json())
     decoder = OpDecoder(src, setup, layer, layout.bits_per_long)
+    decoder.absent = absent
     pending = decoder.first_ops()
     count = [0]
 

@@ -90,7 +90,8 @@ def open_session(program: Program, subject: Subject) -> Session | RamSession:
             "source": program.layout,
         }
     for role, layout in layouts.items():
-        make = subject.ram(layout)
+        make = subject.ram(layout, program.layer) if hasattr(subject, "ram_runs") else None
+        make = make or subject.ram(layout)
         if make is None:
             raise ValueError(f"{subject.name} cannot run the ram layer for {layout} here")
         factories[role] = make
@@ -160,6 +161,8 @@ class Harness:
     def _runs(self, layout: Layout) -> bool:
         if self.layer == "bitmap":
             return bool(self.subject.bitmap_functions(layout))
+        if hasattr(self.subject, "ram_runs"):
+            return bool(self.subject.ram_runs(layout, self.layer))
         return self.subject.ram(layout) is not None
 
     def skipped(self) -> dict[str, list[str]]:
@@ -199,6 +202,7 @@ class Harness:
             hosts=self.hosts,
             senders=senders,
             max_ops=self.max_ops,
+            absent=frozenset(self.subject.ram_missing(layout.bits_per_long)),
         )
         s = program.setup
         if "sender" in s:
