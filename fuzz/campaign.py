@@ -717,7 +717,9 @@ def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -
     from .program import Program
     from .vectors import make_test, vector_file, write_vector_file
 
-    s = fuzz_host(name, seconds, seed)
+    from .subjects.qemu_tree.command import host_overrides
+
+    s = fuzz_host(name, seconds, seed, **host_overrides(name))  # a QEMU tree's driver, if any
     stats_obj: dict[str, Any] = {
         "layer": "host",
         "programs": s.get("programs", 0),

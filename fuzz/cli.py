@@ -7,6 +7,7 @@
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap arches                the architecture and host tables
+    recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
@@ -167,6 +168,15 @@ def build_parser() -> Parser:
         help="a shared library exporting QEMU's symbol names (default: ours)",
     )
     f.add_argument(
+        "--qemu-tree",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="fuzz a QEMU source tree's own code (built with our glue); twice: two trees "
+        "against each other, the model as referee",
+    )
+    f.add_argument(
         "--host",
         type=_csv("host"),
         default=(),
@@ -212,6 +222,13 @@ def build_parser() -> Parser:
         metavar="PATH",
         help="a shared library exporting QEMU's symbol names (default: ours)",
     )
+    r.add_argument(
+        "--qemu-tree",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="replay on a QEMU source tree's own code (built with our glue)",
+    )
     r.add_argument("--word-bits", type=_word_bits, default=None)
     r.add_argument(
         "--model-only",
@@ -231,6 +248,14 @@ def build_parser() -> Parser:
     vsub.add_parser("list", help="list the vector files and their test counts")
 
     sub.add_parser("arches", help="print the architecture and host tables")
+    q = sub.add_parser(
+        "qemu-tree",
+        help="what recvmap finds in a QEMU source tree",
+        description="Print a QEMU tree's release (VERSION) and, for each function of the "
+        "ABI, where it comes from: file:line in the tree, glue (our exported wrapper of a "
+        "static inline helper), or absent (the release lacks it: skipped, never passed).",
+    )
+    q.add_argument("dir", type=Path, metavar="DIR")
     from . import mutants
 
     mutants.add_parser(sub)
@@ -254,6 +279,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     hosts = tuple(args.host)
     if hosts:
         hosts = _resolve_hosts(hosts)
+    if args.qemu_tree:
+        from .subjects.qemu_tree.command import prepare
+
+        trees = prepare(args, hosts)
     cpus = os.cpu_count() or 1
     cfg = Config(
         targets=tuple(args.target),
@@ -271,6 +300,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         engine=args.engine,
     )
     try:
+        if args.qemu_tree:
+            from .subjects.qemu_tree.command import fuzz
+
+            return fuzz(cfg, trees, args)
         result = run(cfg, sys.stderr, quiet=args.quiet)
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
@@ -324,6 +357,12 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 def cmd_replay(args: argparse.Namespace) -> int:
     from .vectors import VectorError, iter_files, load_file, replay
 
+    if args.qemu_tree is not None:
+        if args.impl is not None:
+            raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
+        from .subjects.qemu_tree.command import tree_library
+
+        args.impl = tree_library(args.qemu_tree, "recvmap replay")
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in iter_files(args.files):
@@ -382,6 +421,15 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
 
 COMMANDS["mutants"] = cmd_mutants
+
+
+def cmd_qemu_tree(args: argparse.Namespace) -> int:
+    from .subjects.qemu_tree.command import show
+
+    return show(args.dir)
+
+
+COMMANDS["qemu-tree"] = cmd_qemu_tree
 
 
 def main(argv: Sequence[str] | None = None) -> int:
