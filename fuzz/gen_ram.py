@@ -304,7 +304,7 @@ class OpDecoder:
             return Op("ramblock_recv_bitmap_send", (self.name(b),))
         if kind < 5 and self.sent is not None:
             return self.stream_op()
-        if kind < 8:
+        if kind < 8 and "ram_dirty_bitmap_reload" not in self.absent:
             b = self.sent if self.sent is not None and src.below(4) else self.block()
             return Op("ram_dirty_bitmap_reload", (Ref(b.index),))
         return self.destination_op()
