@@ -715,9 +715,8 @@ def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -
     """Run ``hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
     from .hosts import fuzz_host
     from .program import Program
-    from .vectors import make_test, vector_file, write_vector_file
-
     from .subjects.qemu_tree.command import host_overrides
+    from .vectors import make_test, vector_file, write_vector_file
 
     s = fuzz_host(name, seconds, seed, **host_overrides(name))  # a QEMU tree's driver, if any
     stats_obj: dict[str, Any] = {

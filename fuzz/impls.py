@@ -18,7 +18,6 @@ from recvmap.pymodel import bitmap, bitops
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
 
-
 # ram symbols a layer can do without (the generator leaves their operations out)
 OPTIONAL_RAM: dict[str, set[str]] = {
     "ram": {

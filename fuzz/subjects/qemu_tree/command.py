@@ -64,6 +64,16 @@ def referee_release(tree: QemuTree) -> str | None:
     return None
 
 
+def ram_part_problem(tree: QemuTree) -> str | None:
+    """Why the tree's ram functions were left out of its build (one line), if they were."""
+    try:
+        from .ram import ram_problem
+    except ImportError:
+        return None
+    problem = ram_problem(tree.root)
+    return None if problem is None else str(problem)
+
+
 def render(tree: QemuTree) -> str:
     """``recvmap qemu-tree DIR``: the release and the origin of every ABI function."""
     found = origins(tree)
@@ -76,6 +86,8 @@ def render(tree: QemuTree) -> str:
         f"{counts['tree']} from the tree, {counts['glue']} glue (wrappers of its static inline "
         f"helpers, or recvmap's own), {counts['absent']} absent (not exported: skipped)",
     ]
+    if (problem := ram_part_problem(tree)) is not None:
+        lines.append(f"ram and recovery layers skipped: {problem}")
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +240,14 @@ def prepare(args: Any, hosts: tuple[str, ...]) -> list[QemuTree]:
         drivers = {h: host_driver(trees[0], h) for h in hosts}
     except TreeUsageError as err:
         raise _usage(f"recvmap fuzz: --qemu-tree: {err}") from None
+    ram_layers = [t for t in getattr(args, "target", ()) if t != "bitmap"]
+    for t in trees:
+        problem = ram_part_problem(t)
+        if problem is not None and ram_layers:
+            raise _usage(
+                f"recvmap fuzz: --qemu-tree {t.root}: {problem} "
+                f"(--target bitmap runs the bitmap layer without it)"
+            )
     args.tree_libs = libs
     if drivers:
         layers = driver_layers(trees[0])

@@ -69,7 +69,7 @@ class RamUnits:
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
-    """"10.1.0" or "v10.1.0" -> (10, 1, 0); a missing part counts as 0."""
+    """ "10.1.0" or "v10.1.0" -> (10, 1, 0); a missing part counts as 0."""
     parts = [int(p) for p in re.findall(r"\d+", text)[:3]]
     while len(parts) < 3:
         parts.append(0)
@@ -113,7 +113,7 @@ def check_complete(ex: Extraction, version: tuple[int, int, int] | None) -> list
     for name in absent:
         if name not in allowed:
             where = " or ".join(next(w.files for w in RAM_FUNCTIONS if w.abi == name))
-            rel = "v%d.%d.%d" % version if version else "its release"
+            rel = "v" + ".".join(map(str, version)) if version else "its release"
             raise RamBuildError(
                 name, f"the tree lacks {name} (looked in {where}); {rel} should have it"
             )
