@@ -252,3 +252,99 @@ def test_a_function_that_does_not_compile_is_named(tmp_path: Path) -> None:
     assert problem is not None
     assert problem.function == "ramblock_recv_bitmap_test_byte_offset"
     assert "migration/ram.c:" in str(problem) and "\n" not in str(problem)
+
+
+# --- QEMU's behaviour through the glue, expected values read from each tree's source --------
+# These are also the reproducers of the divergences from today's model (docs/qemu-tree.md):
+# each runs QEMU's own function and checks what its code says it does.
+
+MIB = 1 << 20
+
+
+def _tree_ctx(release: str, **kw: object) -> object:
+    from recvmap.pymodel.ramblock import TargetPage
+    from recvmap.qemu_ref.ram import CRamContext
+
+    lib = load(build_tree(TREES[release]), bits=64, partial=True)
+    return CRamContext(TargetPage.for_target("x86_64"), lib=lib, checked=False, **kw)
+
+
+def _reload(release: str, stream: bytes) -> tuple[int, str]:
+    """(the ABI's return, the last error) of QEMU's reload of ``stream`` into an 8M block."""
+    from recvmap.pymodel.errors import RecoveryError
+    from recvmap.pymodel.ramblock import Side
+
+    src = _tree_ctx(release, side=Side.SOURCE)
+    rb = src.ram_block_add("pc.ram", 8 * MIB, page_size=4096)  # type: ignore[attr-defined]
+    src.ram_list_init_bitmaps()  # type: ignore[attr-defined]
+    try:
+        ret = src.ram_dirty_bitmap_reload(rb, stream)  # type: ignore[attr-defined]
+    except RecoveryError as err:
+        ret = err.ret
+    log = src.error_log  # type: ignore[attr-defined]
+    return ret, log[-1] if log else ""
+
+
+def _stream(size: int = 0x100, body: bytes | None = None, mark: int = 0x0123456789ABCDEF) -> bytes:
+    body = bytes(size) if body is None else body
+    return size.to_bytes(8, "big") + body + mark.to_bytes(8, "big")
+
+
+@pytest.mark.parametrize("release", [r for r in ("v3.0.0", "v5.2.0") if r in TREES])
+def test_int_reload_short_streams_as_qemufile_reads_them(release: str) -> None:
+    # empty: qemu_get_be64 reads 0 at EOF, so it is a size mismatch (-EINVAL), not -EIO
+    ret, err = _reload(release, b"")
+    assert ret == -22
+    assert err == "ram_dirty_bitmap_reload: ramblock 'pc.ram' bitmap size mismatch (0x0 != 0x100)"
+    # 7 bytes of a good stream: the missing byte reads as 0, the size matches (0x100), the map
+    # read comes up short and the recorded -EIO fails it
+    ret, err = _reload(release, _stream()[:7])
+    assert ret == -5
+    assert err == (
+        "ram_dirty_bitmap_reload: read bitmap failed for ramblock 'pc.ram': -5 "
+        "(size 0x100, got: 0x0)"
+    )
+
+
+@pytest.mark.parametrize("release", [r for r in ("v8.2.0", "v10.1.0") if r in TREES])
+def test_bool_reload_maps_false_to_minus_one_with_the_error_message(release: str) -> None:
+    ret, err = _reload(release, b"")
+    assert ret == -1
+    assert err == "ramblock 'pc.ram' bitmap size mismatch (0x0 != 0x100)"  # no __func__ prefix
+
+
+@pytest.mark.parametrize("release", [r for r in RELEASES if r != "v2.12.0"])
+def test_reload_never_reads_past_the_end_mark(release: str) -> None:
+    assert _reload(release, _stream() + b"\x00" * 5) == (0, "")
+
+
+def test_reload_end_mark_text_of_v3_prints_decimal_after_0x() -> None:
+    if "v3.0.0" not in TREES:
+        pytest.skip("needs the v3.0.0 tree")
+    _, err = _reload("v3.0.0", _stream(mark=0x0123456789ABCD00))
+    assert err.endswith(f"end mark incorrect: 0x{0x0123456789ABCD00}")
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_no_ram_leaves_every_bmap_null(release: str) -> None:
+    from recvmap.pymodel.ramblock import Side
+
+    src = _tree_ctx(release, side=Side.SOURCE)
+    rb = src.ram_block_add("pc.ram", 0, 4096, page_size=4096)  # type: ignore[attr-defined]
+    src.ram_list_init_bitmaps()  # type: ignore[attr-defined]
+    assert rb.bmap is None
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [("v2.12.0", (True, True)), ("v3.0.0", (True, False)), ("v10.1.0", (False, False))],
+)
+def test_recv_map_init_blocks_by_release(release: str, expected: tuple[bool, bool]) -> None:
+    """v2.12: every block; v3.0: migratable ones (ignore-shared comes in v4.0)."""
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    dst = _tree_ctx(release)
+    a = dst.ram_block_add("a", MIB, page_size=4096, ignored=True)  # type: ignore[attr-defined]
+    b = dst.ram_block_add("b", MIB, page_size=4096, migratable=False)  # type: ignore[attr-defined]
+    dst.ramblock_recv_map_init()  # type: ignore[attr-defined]
+    assert (a.receivedmap is not None, b.receivedmap is not None) == expected
