@@ -348,3 +348,84 @@ def test_recv_map_init_blocks_by_release(release: str, expected: tuple[bool, boo
     b = dst.ram_block_add("b", MIB, page_size=4096, migratable=False)  # type: ignore[attr-defined]
     dst.ramblock_recv_map_init()  # type: ignore[attr-defined]
     assert (a.receivedmap is not None, b.receivedmap is not None) == expected
+
+
+@pytest.mark.parametrize(
+    ("release", "expected"),
+    [
+        ("v2.12.0", "ram_block_discard_range: Unaligned end address: 0x7f0000201000"),
+        ("v3.0.0", "ram_block_discard_range: Unaligned end address: 0x7f0000201000"),
+        ("v5.2.0", "ram_block_discard_range: Unaligned length: 1000"),
+        ("v10.1.0", "ram_block_discard_range: Unaligned length: 1000"),
+    ],
+)
+def test_discard_of_an_unaligned_length(release: str, expected: str) -> None:
+    """Before v5.0.0 (72821d93e0) QEMU checks the end address, with %p."""
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    dst = _tree_ctx(release)
+    rb = dst.ram_block_add("pc.ram", 8 * MIB, page_size=2 * MIB, host=0x7F0000000000)  # type: ignore[attr-defined]
+    dst.ramblock_recv_map_init()  # type: ignore[attr-defined]
+    assert dst.ram_discard_range("pc.ram", 2 * MIB, 4096) == -1  # type: ignore[attr-defined]
+    assert dst.error_log[-1] == expected  # type: ignore[attr-defined]
+    # the received bits are cleared first, at every release
+    assert dst.ramblock_recv_bitmap_test(rb, 0x7F0000000000 + 2 * MIB) == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("release", "ret"), [("v2.12.0", -1), ("v5.2.0", -1), ("v8.2.0", 0), ("v10.1.0", 0)]
+)
+def test_discard_past_used_length_inside_max_length(release: str, ret: int) -> None:
+    """Checked against used_length until v6.1.0 (dcdc460767), max_length since."""
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    dst = _tree_ctx(release)
+    dst.ram_block_add("pc.ram", 4 * MIB, 8 * MIB, page_size=4096)  # type: ignore[attr-defined]
+    dst.ramblock_recv_map_init()  # type: ignore[attr-defined]
+    assert dst.ram_discard_range("pc.ram", 4 * MIB, 4096) == ret  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("release", "size"), [("v5.2.0", 0x100), ("v10.1.0", 0x80)])
+def test_send_sizes_the_map_by_release(release: str, size: int) -> None:
+    """used_length until v6.1.0 (898ba906cc), postcopy_length since: used 8M, postcopy 4M."""
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    import ctypes
+
+    dst = _tree_ctx(release)
+    dst.ram_block_add("pc.ram", 8 * MIB, page_size=4096, postcopy_length=4 * MIB)  # type: ignore[attr-defined]
+    dst.ramblock_recv_map_init()  # type: ignore[attr-defined]
+    buf = (ctypes.c_uint8 * 0x200)()
+    lib = dst.lib  # type: ignore[attr-defined]
+    ret = lib.ramblock_recv_bitmap_send(
+        ctypes.addressof(dst._list),
+        b"pc.ram",
+        buf,
+        len(buf),  # type: ignore[attr-defined]
+    )
+    assert ret == size + 8
+    assert bytes(buf[:8]) == size.to_bytes(8, "big")
+
+
+def test_v2_12_source_side_discard_crashes(tmp_path: Path) -> None:
+    """bitmap_clear on the source's NULL receivedmap: a crash until 814bb08f17 (v3.0.0)."""
+    if "v2.12.0" not in TREES or "v3.0.0" not in TREES:
+        pytest.skip("needs the v2.12.0 and v3.0.0 trees")
+    script = (
+        "import sys\n"
+        "from recvmap.pymodel.ramblock import Side, TargetPage\n"
+        "from recvmap.qemu_ref.loader import load\n"
+        "from recvmap.qemu_ref.ram import CRamContext\n"
+        "lib = load(sys.argv[1], bits=64, partial=True)\n"
+        "src = CRamContext(TargetPage.for_target('x86_64'), lib=lib, checked=False,"
+        " side=Side.SOURCE)\n"
+        "src.ram_block_add('pc.ram', 1 << 20, page_size=4096)\n"
+        "print(src.ram_discard_range('pc.ram', 0, 4096))\n"
+    )
+    codes = {}
+    for release in ("v2.12.0", "v3.0.0"):
+        lib = build_tree(TREES[release])
+        proc = subprocess.run([sys.executable, "-c", script, str(lib)], capture_output=True)
+        codes[release] = proc.returncode
+    assert codes["v3.0.0"] == 0
+    assert codes["v2.12.0"] == -11  # SIGSEGV
