@@ -85,16 +85,6 @@ HELPERS: tuple[Wanted, ...] = (
     Wanted("RAMBLOCK_RECV_BITMAP_ENDING", RAM_C, kind="macro"),
 )
 
-# ABI functions of qemu_ref_ram.h that are always ours: process state QEMU keeps elsewhere.
-GLUE_FUNCTIONS = (
-    "qref_set_target_page_bits",
-    "qemu_target_page_bits",
-    "qemu_target_page_size",
-    "qref_ram_last_error",
-    "qref_ram_clear_error",
-    "postcopy_ram_supported_by_host",
-)
-
 
 class ExtractError(RuntimeError):
     """The parser is missing or a file cannot be read; the message says which."""
@@ -269,21 +259,3 @@ def extract(root: Path | str, wanted: Sequence[Wanted] = (*RAM_FUNCTIONS, *HELPE
         else:
             result.found[w.name] = d
     return result
-
-
-def ram_listing(ex: Extraction) -> list[tuple[str, str]]:
-    """(ABI function, where) for every function of qemu_ref_ram.h: file:line, glue or absent."""
-    rows: list[tuple[str, str]] = []
-    by_abi: dict[str, Definition] = {}
-    for d in ex.found.values():
-        if d.abi is not None and d.abi not in by_abi:
-            by_abi[d.abi] = d
-    for w in RAM_FUNCTIONS:
-        assert w.abi is not None
-        d = by_abi.get(w.abi)
-        rows.append((w.abi, d.where if d else "absent"))
-    for abi in ("qemu_ram_block_by_name", "ramblock_is_ignored"):
-        d = by_abi.get(abi)
-        rows.append((abi, d.where if d else "glue"))
-    rows.extend((name, "glue") for name in GLUE_FUNCTIONS)
-    return rows

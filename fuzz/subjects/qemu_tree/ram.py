@@ -22,11 +22,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .build import GLUE_INCLUDE, QEMU_CFLAGS, Unit, cache_root, config_host
 from .extract import RAM_FUNCTIONS, Definition, Extraction, extract
+from .tree import Origin, QemuTree
 
 GLUE_RAM = Path(__file__).parent / "glue" / "ram"
 UNIT_NAME = "qtram_unit.c"
@@ -175,9 +177,9 @@ def explain_failure(ex: Extraction, stderr: str) -> RamBuildError:
         if not m:
             continue
         path, line = m["file"], int(m["line"])
-        for d in ex.found.values():
-            if path.endswith(d.path):
-                path = d.path
+        for known in ex.found.values():
+            if path.endswith(known.path):
+                path = known.path
                 break
         d = function_at(ex, path, line)
         name = d.name if d else "the ram glue"
@@ -186,39 +188,6 @@ def explain_failure(ex: Extraction, stderr: str) -> RamBuildError:
         )
     first = stderr.strip().splitlines()[0] if stderr.strip() else "no diagnostics"
     return RamBuildError("the ram glue", f"the ram functions do not compile: {first}")
-
-
-def compile_objects(
-    units: RamUnits,
-    work: Path,
-    abi_include: Path,
-    glue_include: Sequence[Path],
-    cc: str = "gcc",
-    flags: Sequence[str] = ("-O2",),
-) -> list[Path]:
-    """Compile the generated unit and ram_abi.c into ``work``; RamBuildError on failure."""
-    if shutil.which(cc) is None:
-        raise RamBuildError("the ram glue", f"compiler {cc!r} not found")
-    work.mkdir(parents=True, exist_ok=True)
-    unit = work / UNIT_NAME
-    unit.write_text(units.unit)
-    defs = [f"-D{d}" for d in units.defines]
-    incs = [f"-I{p}" for p in (GLUE_RAM, *glue_include, units.extraction.root / "include")]
-    objs = []
-    base = [cc, "-std=gnu11", *flags, "-fPIC", "-pthread", "-c", *defs]
-    for src, extra in (
-        (unit, list(TREE_WARNINGS)),
-        (ABI_UNIT, ["-Wall", "-Wextra", "-Werror", f"-I{abi_include}", f"-I{GLUE_RAM}"]),
-    ):
-        obj = work / (src.stem + f".{os.getpid()}.o")
-        cmd = [*base, *extra, *(incs if src == unit else []), "-o", str(obj), str(src)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            if src == unit:
-                raise explain_failure(units.extraction, proc.stderr)
-            raise RamBuildError("the ram glue", f"ram_abi.c does not compile: {proc.stderr}")
-        objs.append(obj)
-    return objs
 
 
 # --- the units of a tree build (build.py's extra_units) ------------------------------------
@@ -234,17 +203,12 @@ def ram_problem(root: Path | str) -> RamBuildError | None:
 
 def _syntax_check(units: RamUnits, cache: Path) -> None:
     """Compile the generated unit once per content (memo in the cache); RamBuildError."""
-    from .build import GLUE_INCLUDE, QEMU_CFLAGS, config_host
-    from .tree import QemuTree
-
     ok = cache / "ram-ok" / units.digest[:24]
     if ok.exists():
         return
     if shutil.which("gcc") is None:
         raise RamBuildError("the ram glue", "compiler 'gcc' not found")
     cache.mkdir(parents=True, exist_ok=True)
-    import tempfile
-
     with tempfile.TemporaryDirectory(dir=cache, prefix=".ramcheck-") as tmp:
         work = Path(tmp)
         (work / "config-host.h").write_text(config_host(QemuTree.open(units.extraction.root)))
@@ -308,7 +272,7 @@ def origins_of(units: RamUnits) -> list[tuple[str, str, str, int, str]]:
     return out
 
 
-def extra_units(tree: object) -> list[object]:
+def extra_units(tree: QemuTree) -> list[Unit]:
     """The ram part of a tree build: the generated unit and the ABI unit, or nothing.
 
     A tree whose ram part cannot be built (a function its release has is missing, or
@@ -318,10 +282,6 @@ def extra_units(tree: object) -> list[object]:
     """
     from recvmap.qemu_ref.loader import package_file
 
-    from .build import Unit, cache_root
-    from .tree import Origin, QemuTree
-
-    assert isinstance(tree, QemuTree)
     root = tree.root.resolve()
     _PROBLEMS.pop(root, None)
     try:
