@@ -277,13 +277,41 @@ def _source(unit: Unit, build: Path) -> Path:
     return build / f"{unit.name}.c"
 
 
-def _deps(cc: str, flags: list[str], src: Path, where: str) -> list[Path]:
-    """Every file the compiler reads for ``src`` besides system headers (``-MM``)."""
-    proc = subprocess.run([cc, *flags, "-MM", str(src)], capture_output=True, text=True)
-    if proc.returncode:
-        raise BuildError(f"{where} does not compile: {first_error(proc.stderr)}", proc.stderr)
-    text = proc.stdout.replace("\\\n", " ")
+def run_all(commands: Sequence[Sequence[str]]) -> list[tuple[int, str, str]]:
+    """Run the commands at the same time; (status, stdout, stderr) of each, in order."""
+    procs = [
+        subprocess.Popen(list(c), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for c in commands
+    ]
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate()
+        out.append((p.returncode, stdout, stderr))
+    return out
+
+
+def _deps(stdout: str) -> list[Path]:
+    """The files of a ``-MM`` answer: every file the compiler read but system headers."""
+    text = stdout.replace("\\\n", " ")
     return [Path(p) for p in text.split(":", 1)[1].split()]
+
+
+def _dispatch(ref: Path, out: Path, headers: list[Path], only: set[str]) -> None:
+    """The replay driver's table (qemu_ref/gen_dispatch.py, run in this process)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recvmap_gen_dispatch", ref / "gen_dispatch.py")
+    if spec is None or spec.loader is None:
+        raise BuildError(f"{ref / 'gen_dispatch.py'}: cannot be loaded")
+    module = sys.modules.get(spec.name)
+    if module is None or getattr(module, "__file__", None) != spec.origin:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    try:
+        out.write_text(module.generate(headers, only))
+    except SystemExit as err:
+        raise BuildError(f"gen_dispatch.py failed: {err}") from None
 
 
 def first_error(log: str) -> str:
@@ -362,16 +390,8 @@ def _build(
 
         ref = source_dir()
         headers = _dispatch_headers(provided)
-        gen = ref / "gen_dispatch.py"
-        only = ",".join(sorted(provided))
-        proc = subprocess.run(
-            [sys.executable, str(gen), f"--only={only}", str(tmp / "qref_dispatch.h")]
-            + [str(h) for h in headers],
-            capture_output=True,
-            text=True,
-        )
-        if proc.returncode:
-            raise BuildError(f"gen_dispatch.py failed: {first_error(proc.stderr)}", proc.stderr)
+        _dispatch(ref, tmp / "qref_dispatch.h", headers, provided)
+        extra.append(("gen_dispatch.py", (ref / "gen_dispatch.py").read_text()))
         todo = [
             *todo,
             Unit("replay", source=ref / "replay.c", qemu=False, cflags=(f"-I{ref}",)),
@@ -380,32 +400,30 @@ def _build(
     digest = hashlib.sha256()
     for part in (FORMAT, compiler_version(cc), host or "native", *map(repr, extra)):
         digest.update(part.encode() + b"\0")
-    plans = []
-    for u in todo:
-        flags = _flags(u, tree, tmp, host_flags)
-        src = _source(u, tmp)
-        deps = _deps(cc, flags, src, _where(u, tree))
+    plans = [(u, _flags(u, tree, tmp, host_flags), _source(u, tmp)) for u in todo]
+    scans = run_all([[cc, *flags, "-MM", str(src)] for _, flags, src in plans])
+    for (u, flags, _src), (status, stdout, stderr) in zip(plans, scans, strict=True):
+        if status:
+            where = _where(u, tree)
+            raise BuildError(f"{where} does not compile: {first_error(stderr)}", stderr)
+        deps = _deps(stdout)
         digest.update(f"{u.name}\0{' '.join(flags).replace(str(tmp), BUILD_DIR)}\0".encode())
         for d in sorted(set(deps), key=str):
             digest.update(_label(d, tree, tmp).encode() + b"\0" + d.read_bytes() + b"\0")
-        plans.append((u, flags, src))
     key = digest.hexdigest()[:24]
     final = root / key
     name = f"qref-replay-{tree.release}" if driver else f"libqemu-{tree.release}-{key[:8]}.so"
     if (final / name).is_file():
         return final / name
     log: list[str] = []
-    objects = []
-    for u, flags, src in plans:
-        obj = tmp / f"{u.name}.o"
-        proc = subprocess.run(
-            [cc, *flags, "-c", str(src), "-o", str(obj)], capture_output=True, text=True
-        )
-        log.append(f"== {u.name}\n{proc.stderr}")
-        if proc.returncode:
+    objects = [str(tmp / f"{u.name}.o") for u, _, _ in plans]
+    jobs = zip(plans, objects, strict=True)
+    compiled = run_all([[cc, *flags, "-c", str(src), "-o", obj] for (_, flags, src), obj in jobs])
+    for (u, _, _), (status, _, stderr) in zip(plans, compiled, strict=True):
+        log.append(f"== {u.name}\n{stderr}")
+        if status:
             where = _where(u, tree)
-            raise BuildError(f"{where} does not compile: {first_error(proc.stderr)}", proc.stderr)
-        objects.append(str(obj))
+            raise BuildError(f"{where} does not compile: {first_error(stderr)}", stderr)
     link = [cc, *host_flags, "-pthread", "-o", str(tmp / name), *objects]
     if not driver:
         link.insert(1, "-shared")
