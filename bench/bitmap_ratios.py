@@ -17,7 +17,7 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from recvmap.fuzz.impls import CImpl, ModelImpl
+from recvmap.fuzz.subjects.impls import CImpl, ModelImpl
 from recvmap.qemu_ref import load
 
 GIB_PAGES = 1 << 18  # a 1 GiB range at 4K target pages

@@ -33,10 +33,10 @@ TARGET = 50_000
 
 def make_runner(nbits: int, bits: int) -> Any:
     """One fuzzer input -> one program on model and C; returns the operations compared."""
-    from recvmap.fuzz.engine import Session
-    from recvmap.fuzz.gen import Source, _signatures, decode_op, decode_words, run_stream
-    from recvmap.fuzz.impls import ModelImpl, Subject
+    from recvmap.fuzz.engine import Session, run_stream
     from recvmap.fuzz.program import ArraySpec, Program
+    from recvmap.fuzz.program.decode_bitmap import Source, _signatures, decode_op, decode_words
+    from recvmap.fuzz.subjects.impls import ModelImpl, Subject
     from recvmap.pymodel.words import Layout
 
     layout = Layout(bits, False)
@@ -88,10 +88,10 @@ def child(nbits: int, bits: int, seconds: float, stats: str) -> None:
     """Under atheris: instrument like the harnesses, then fuzz for ``seconds``."""
     import atheris
 
-    from recvmap.fuzz.launch import INSTRUMENT_EXCLUDE
+    from recvmap.fuzz.campaign.launch import INSTRUMENT_EXCLUDE
 
     with atheris.instrument_imports(include=["recvmap"], exclude=INSTRUMENT_EXCLUDE):
-        import recvmap.fuzz.gen  # noqa: F401
+        import recvmap.fuzz.program.decode_bitmap  # noqa: F401
         import recvmap.pymodel.bitmap  # noqa: F401
     one = make_runner(nbits, bits)
     state = {"ops": 0, "programs": 0, "start": 0.0, "last": 0.0}

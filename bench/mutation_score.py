@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from recvmap.fuzz.mutants import main
+from recvmap.fuzz.mutation.mutants import main
 
 if __name__ == "__main__":
     sys.exit(main())

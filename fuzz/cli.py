@@ -8,6 +8,7 @@
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap arches                the architecture and host tables
     recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
+    recvmap releases              every rule that changed between QEMU releases, with commits
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
@@ -33,8 +34,8 @@ run with atheris' asan_with_fuzzer.so preloaded, so the C library's edges guide 
 fuzzer and ASan/UBSan reports stop it (needs clang-16 and libclang-rt-16-dev).
 
 The harnesses also run alone, with libFuzzer's flags and modes (-fork, -merge):
-  fuzz/harness_bitmap.py -runs=1000 corpus/
-  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/harness_ram.py -max_total_time=60
+  fuzz/campaign/harness_bitmap.py -runs=1000 corpus/
+  RECVMAP_WORD_BITS=32 RECVMAP_IMPL=./libmine.so fuzz/campaign/harness_ram.py -max_total_time=60
 """
 
 
@@ -47,6 +48,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _release(value: str) -> str:
+    """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
+    from recvmap.pymodel.errors import PreconditionError
+    from recvmap.pymodel.releases import parse_release
+
+    try:
+        return parse_release(value).name
+    except PreconditionError as err:
+        raise argparse.ArgumentTypeError(err.rule) from None
 
 
 def _csv(kind: str, allowed: Sequence[str] | None = None) -> Callable[[str], tuple[str, ...]]:
@@ -181,7 +193,7 @@ def build_parser() -> Parser:
         type=_csv("host"),
         default=(),
         metavar="NAME",
-        help="also fuzz our C on emulated hosts (fuzz.hosts; 'all': every available one)",
+        help="also fuzz our C on emulated hosts (fuzz.subjects.hosts; 'all': every available one)",
     )
     f.add_argument(
         "--native",
@@ -205,6 +217,12 @@ def build_parser() -> Parser:
         choices=("auto", "atheris", "random"),
         default="auto",
         help="atheris (coverage-guided) or random inputs (default: atheris if installed)",
+    )
+    f.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="the QEMU release the model follows (a tag such as v8.2.0; default: the newest)",
     )
     f.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -231,6 +249,13 @@ def build_parser() -> Parser:
     )
     r.add_argument("--word-bits", type=_word_bits, default=None)
     r.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="replay at this QEMU release (default: a reproducer's own, else the newest); "
+        "vectors whose release range does not hold it are skipped",
+    )
+    r.add_argument(
         "--model-only",
         action="store_true",
         help="check the vectors' expectations against the model only",
@@ -256,7 +281,13 @@ def build_parser() -> Parser:
         "static inline helper), or absent (the release lacks it: skipped, never passed).",
     )
     q.add_argument("dir", type=Path, metavar="DIR")
-    from . import mutants
+    sub.add_parser(
+        "releases",
+        help="print every rule that changed between QEMU releases, with its commit",
+        description="The semantic changelog of QEMU's bitmap helpers and received-page "
+        "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
+    )
+    from .mutation import mutants
 
     mutants.add_parser(sub)
     return p
@@ -268,7 +299,7 @@ def build_parser() -> Parser:
 def cmd_fuzz(args: argparse.Namespace) -> int:
     import os
 
-    from .campaign import CampaignError, Config, atheris_available, run, summary
+    from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -298,6 +329,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         native=args.native,
         jobs=args.jobs or max(1, min(2, cpus)),
         engine=args.engine,
+        release=args.release,
     )
     try:
         if args.qemu_tree:
@@ -317,7 +349,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
 def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
     try:
-        from . import hosts as hostmod
+        from .subjects import hosts as hostmod
     except ImportError as err:
         raise UsageError(f"recvmap fuzz: --host: emulated hosts are unavailable ({err})") from None
     if names == ("all",):
@@ -340,7 +372,7 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
     """The implementation to compare against the model (loaded now: errors are usage errors)."""
     from recvmap.qemu_ref import LibraryError
 
-    from .impls import Subject
+    from .subjects.impls import Subject
 
     if impl is not None and not impl.is_file():
         raise UsageError(f"--impl {impl}: no such file")
@@ -355,7 +387,7 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors import VectorError, iter_files, load_file, replay
+    from .vectors.files import VectorError, iter_files, load_file, replay
 
     if args.qemu_tree is not None:
         if args.impl is not None:
@@ -375,21 +407,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
             counts["fail"] += 1
             continue
         for case in cases:
-            verdict = replay(case, subject)  # type: ignore[arg-type]
+            verdict = replay(case, subject, release=args.release)  # type: ignore[arg-type]
             counts[verdict.status] += 1
             if verdict.status == "fail":
                 print(f"FAIL {case.name}: {verdict.message}")
                 if args.verbose:
                     print(f"     {case.test['comment']}")
-            elif args.verbose or verdict.status == "skip":
+            elif args.verbose or (
+                verdict.status == "skip" and not verdict.message.startswith("not at")
+            ):
                 print(f"{verdict.status.upper()} {case.name}: {verdict.message or 'ok'}")
     name = "model only" if subject is None else getattr(subject, "name", "")
+    if args.release:
+        name += f", QEMU {args.release}"
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
     return 1 if counts["fail"] else 0
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    from .vectors import export, iter_files, load_file, vectors_dir
+    from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
         written = export(args.dir)
@@ -411,11 +447,24 @@ def cmd_arches(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arches": cmd_arches}
+def cmd_releases(args: argparse.Namespace) -> int:
+    from recvmap.pymodel.releases import render_table
+
+    sys.stdout.write(render_table())
+    return 0
+
+
+COMMANDS = {
+    "fuzz": cmd_fuzz,
+    "replay": cmd_replay,
+    "vectors": cmd_vectors,
+    "arches": cmd_arches,
+    "releases": cmd_releases,
+}
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from . import mutants
+    from .mutation import mutants
 
     return mutants.run(args)
 

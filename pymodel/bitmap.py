@@ -7,6 +7,12 @@ BITS_PER_LONG is a size_t, so a negative ``long`` count is first made unsigned (
 macros in ``words``). The inline helpers of bitmap.h take a one-word fast path when
 small_nbits(nbits); it touches the same words and bits as their slow path, so one rule
 covers both. nbits == 0 is outside their domain (except bitmap_count_one).
+
+Release rules (``pymodel.releases``; these functions are the newest release):
+bitmap_count_one(map, 0) counted word 0 before v4.0.0 (``bitmap_count_one_before_v4``,
+e7c91368d246); bitmap_count_one_with_offset exists from v4.0.0,
+bitmap_copy_with_src_offset / _dst_offset from v4.1.0, bitmap_test_and_clear from v7.2.0.
+No other rule of these functions changed from v2.12.0 to v10.1.x.
 """
 
 from __future__ import annotations
@@ -289,6 +295,22 @@ def bitmap_count_one(bitmap: Words, nbits: int) -> int:
     """Number of set bits in [0, nbits); 0 for nbits == 0 without reading (bitmap.h)."""
     check_long("bitmap_count_one", bitmap.layout, "nbits", nbits)
     return _count_one("bitmap_count_one", bitmap, 0, nbits)
+
+
+def bitmap_count_one_before_v4(bitmap: Words, nbits: int) -> int:
+    """bitmap_count_one before QEMU v4.0.0 (commit e7c91368d246 added the nbits == 0 guard).
+
+    Without the guard, nbits == 0 takes the one-word path (small_nbits(0)) with
+    BITMAP_LAST_WORD_MASK(0) = all ones: the result is the number of set bits of word 0
+    (which must exist). Any other nbits counts as today.
+    """
+    function = "bitmap_count_one"
+    check_long(function, bitmap.layout, "nbits", nbits)
+    if nbits == 0:
+        check_words(function, "bitmap", bitmap, 0, 1)
+        bpl = bitmap.layout.bits_per_long
+        return bitmap.count(0, bpl)
+    return _count_one(function, bitmap, 0, nbits)
 
 
 def bitmap_count_one_with_offset(bitmap: Words, offset: int, nbits: int) -> int:

@@ -6,6 +6,9 @@ helpers take a C ``long`` nr; QEMU divides it as an unsigned long (BIT_WORD), so
 touched is nr mod 2**BITS_PER_LONG, and a negative nr lands far past any real map. The
 search functions take ``unsigned long`` size and offset and return size when nothing is
 found; they read the words of bits [0, size) at most.
+
+Release rules (``pymodel.releases``): clear_bit_atomic exists from v9.0.0; no other rule
+of these functions changed from v2.12.0 to v10.1.x.
 """
 
 from __future__ import annotations

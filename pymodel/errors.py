@@ -68,8 +68,10 @@ class RecoveryError(Exception):
     """A postcopy recovery stream the source rejects (migration/ram.c ram_dirty_bitmap_reload).
 
     Unlike a PreconditionError this is QEMU behaviour, not a call outside its domain: QEMU
-    reports the error and returns ``ret`` (-EIO for a short stream, -EINVAL for a wrong
-    size, a wrong end mark or bytes after it), leaving the dirty bitmap untouched.
+    reports the error and fails, leaving the dirty bitmap untouched. ``ret`` is what the
+    release returns through the ABI: -EINVAL (size mismatch, wrong end mark) or -EIO
+    (failed read) before v8.2.0, -1 (false, with an Error) since; ``reason`` is the text
+    after the function name.
     """
 
     def __init__(self, function: str, block: str, reason: str, ret: int) -> None:

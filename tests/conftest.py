@@ -8,7 +8,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from recvmap.fuzz.impls import CImpl, ModelImpl
+from recvmap.fuzz.subjects.impls import CImpl, ModelImpl
 from recvmap.qemu_ref import CLibrary, load
 
 settings.register_profile(

@@ -13,7 +13,7 @@ import random
 import pytest
 
 from recvmap.fuzz.engine import first_difference
-from recvmap.fuzz.impls import CImpl, ModelImpl
+from recvmap.fuzz.subjects.impls import CImpl, ModelImpl
 from recvmap.pymodel.errors import PreconditionError
 from recvmap.qemu_ref import load
 

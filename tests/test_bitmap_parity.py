@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from recvmap.fuzz.engine import INVALID, Session
-from recvmap.fuzz.gen import decode_bitmap_program, run_stream
-from recvmap.fuzz.impls import CImpl, ModelImpl
+from recvmap.fuzz.engine import INVALID, Session, run_stream
 from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
+from recvmap.fuzz.program.decode_bitmap import decode_bitmap_program
+from recvmap.fuzz.subjects.impls import CImpl, ModelImpl
 
 Pair = tuple[ModelImpl, CImpl]
 

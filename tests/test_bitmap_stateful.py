@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from recvmap.fuzz.engine import Session
-from recvmap.fuzz.impls import CImpl, ModelImpl
 from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
+from recvmap.fuzz.subjects.impls import CImpl, ModelImpl
 from recvmap.qemu_ref import load
 
 NWORDS = 5

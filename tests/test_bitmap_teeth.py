@@ -13,11 +13,11 @@ import shutil
 
 import pytest
 
-from recvmap.fuzz.build import build_library
-from recvmap.fuzz.engine import Session
-from recvmap.fuzz.gen import decode_bitmap_program, run_stream
-from recvmap.fuzz.impls import CImpl, ModelImpl
+from recvmap.fuzz.engine import Session, run_stream
 from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
+from recvmap.fuzz.program.decode_bitmap import decode_bitmap_program
+from recvmap.fuzz.subjects.build import build_library
+from recvmap.fuzz.subjects.impls import CImpl, ModelImpl
 from recvmap.qemu_ref import load
 
 pytestmark = pytest.mark.skipif(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from recvmap.fuzz import hosts
+from recvmap.fuzz.subjects import hosts
 
 STRESS = "qref-stress"
 SUMMARY = re.compile(r"lost=(\d+) extra=(\d+) vanished=(\d+)")

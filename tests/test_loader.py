@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recvmap.fuzz.build import build_library
+from recvmap.fuzz.subjects.build import build_library
 from recvmap.qemu_ref import LibraryError, abi, load
 from recvmap.qemu_ref.loader import parse_header
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The mutation gate: a change that weakens the fuzzer fails CI.
 
-A fixed sample of mutants of the C reference (fuzz/mutants_hand.py), each a plausible
+A fixed sample of mutants of the C reference (fuzz/mutation/mutants_hand.py), each a plausible
 patch mistake that only a particular strength of the generators reveals (target pages
 smaller than host pages, failing discards, damaged recovery streams, 32-bit senders, dirty
 tail bits, ranges crossing words...). The differential engine, run here in-process exactly
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from recvmap.fuzz import mutants
+from recvmap.fuzz.mutation import mutants
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the mutants")
 
@@ -35,6 +35,8 @@ GATE = [
     ("hand:recovery-size-padded-to-long", "a 32-bit destination sending the stream"),
     ("hand:send-used-length", "blocks whose postcopy_length differs from used_length"),
     ("hand:reload-size-check-lenient", "recovery streams with a damaged size"),
+    ("hand:reload-ignores-file-error", "recovery streams cut inside the end mark"),
+    ("hand:init-bitmaps-no-ram-guard", "setups with no RAM (every used_length 0)"),
     ("hand:test-and-clear-resets-mask", "unaligned ranges that end inside a later word"),
     ("hand:find-first-bit-unclamped", "dirty tail bits past nbits"),
     ("hand:zero-area-end-inclusive", "zero areas that end exactly at size"),
@@ -59,7 +61,7 @@ def test_reference_is_clean() -> None:
 
 @pytest.mark.parametrize("key, needs", GATE, ids=[k for k, _ in GATE])
 def test_fuzzer_kills(by_key: dict[str, mutants.Mutant], key: str, needs: str) -> None:
-    assert key in by_key, f"{key} is gone from fuzz/mutants_hand.py"
+    assert key in by_key, f"{key} is gone from fuzz/mutation/mutants_hand.py"
     m = by_key[key]
     assert m.line > 0, f"{key} no longer applies to the C sources: update its edit"
     t0 = time.monotonic()

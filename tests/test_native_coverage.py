@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from recvmap.fuzz import native
+from recvmap.fuzz.subjects import native
 
 atheris = pytest.importorskip("atheris")
 pytestmark = pytest.mark.skipif(
     native.clang() is None or not (Path(atheris.path()) / "asan_with_fuzzer.so").is_file(),
     reason="native coverage needs clang (clang-16, libclang-rt-16-dev) and atheris",
 )
-FUZZ = Path(native.__file__).resolve().parent
+FUZZ = Path(native.__file__).resolve().parent.parent / "campaign"
 
 
 def test_the_instrumented_library_registers_its_edges(tmp_path: Path) -> None:

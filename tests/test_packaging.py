@@ -30,7 +30,7 @@ CHECK = textwrap.dedent("""
     from recvmap.qemu_ref import load
     from recvmap.qemu_ref.loader import package_file
     from recvmap.pymodel import LP64_LE, bitmap_new, bitmap_set
-    from recvmap.fuzz.vectors import vectors_dir
+    from recvmap.fuzz.vectors.files import vectors_dir
     for bits in (64, 32):
         lib = load(bits=bits)
         assert "site-packages" in str(lib.path), lib.path

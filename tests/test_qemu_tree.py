@@ -21,9 +21,9 @@ import pytest
 from qemu_trees import SKIP_REASON, TREES
 
 from recvmap.fuzz import cli
-from recvmap.fuzz.engine import Session
-from recvmap.fuzz.gen import decode_bitmap_program, run_stream
-from recvmap.fuzz.impls import ModelImpl, Subject
+from recvmap.fuzz.engine import Session, run_stream
+from recvmap.fuzz.program.decode_bitmap import decode_bitmap_program
+from recvmap.fuzz.subjects.impls import ModelImpl, Subject
 from recvmap.fuzz.subjects.qemu_tree.build import BuildError, build_tree
 from recvmap.fuzz.subjects.qemu_tree.tree import QemuTree, release_tuple
 from recvmap.pymodel import bitmap_count_one, bitmap_new
@@ -321,7 +321,7 @@ def test_bits_other_than_the_host_long_are_refused() -> None:
 
 
 def _host_or_skip(name: str) -> None:
-    from recvmap.fuzz.hosts import host_status
+    from recvmap.fuzz.subjects.hosts import host_status
 
     if why := host_status(name):
         pytest.skip(f"host {name}: {why}")
@@ -330,7 +330,8 @@ def _host_or_skip(name: str) -> None:
 @pytest.mark.parametrize("host", ["s390x", "i686"])
 def test_a_tree_on_an_emulated_host(host: str) -> None:
     """QEMU's code cross-built into the replay driver: big-endian and 32-bit words."""
-    from recvmap.fuzz.hosts import HostPool, fuzz_host
+    from recvmap.fuzz.campaign.hosts import fuzz_host
+    from recvmap.fuzz.subjects.hosts import HostPool
 
     _host_or_skip(host)
     release = "v10.1.0" if "v10.1.0" in TREES else max(TREES, key=release_tuple)
@@ -343,7 +344,7 @@ def test_a_tree_on_an_emulated_host(host: str) -> None:
 def test_an_old_tree_swaps_bytes_on_a_big_endian_host() -> None:
     """bitmap_to_le byte-swaps each word on big-endian hosts (qemu-facts section 4); an old
     tree tests HOST_WORDS_BIGENDIAN, which our generated config header must define."""
-    from recvmap.fuzz.hosts import HostPool
+    from recvmap.fuzz.subjects.hosts import HostPool
 
     _host_or_skip("s390x")
     old = [r for r in TREES if release_tuple(r) < (7, 1, 0)]

@@ -103,7 +103,10 @@ def test_build_exports_the_ram_abi_the_release_has(release: str) -> None:
     assert lib.has("postcopy_place_page") and lib.has("qref_ram_last_error")
 
 
-def _fuzz(lib: Path | str, layer: str, tmp: Path, seconds: int, seed: int = 1) -> dict:
+def _fuzz(
+    lib: Path | str, layer: str, tmp: Path, seconds: int, release: str, seed: int = 1
+) -> dict:
+    """``recvmap fuzz`` of one layer on 64-bit words, the model at ``release``."""
     out = tmp / f"{layer}-{seed}.json"
     proc = subprocess.run(
         [
@@ -119,6 +122,8 @@ def _fuzz(lib: Path | str, layer: str, tmp: Path, seconds: int, seed: int = 1) -
             str(seconds),
             "--seed",
             str(seed),
+            "--release",
+            release,
             "--jobs",
             "1",
             "--engine",
@@ -153,7 +158,7 @@ def test_ram_and_recovery_layers_run_on_the_tree(release: str, tmp_path: Path) -
             assert proc.returncode == 2
             assert "ram_dirty_bitmap_reload" in proc.stderr
             continue
-        result = _fuzz(lib, layer, tmp_path, 6)
+        result = _fuzz(lib, layer, tmp_path, 6, release)
         programs = sum(j.get("programs", 0) for j in result["jobs"])
         assert programs > 0, result
         assert not result["crashes"], result["crashes"]
@@ -174,10 +179,9 @@ def test_teeth_a_mutated_recv_bitmap_send_is_caught(tmp_path: Path) -> None:
     work's), random inputs against the model, until the first divergence or 30 s."""
     if "v10.1.0" not in TREES:
         pytest.skip("needs the v10.1.0 tree")
-    from recvmap.fuzz.gen import run_stream
-    from recvmap.fuzz.gen_ram import decode_ram_program
-    from recvmap.fuzz.harness import open_session
-    from recvmap.fuzz.impls import Subject
+    from recvmap.fuzz.engine import open_session, run_stream
+    from recvmap.fuzz.program.decode_ram import decode_ram_program
+    from recvmap.fuzz.subjects.impls import Subject
     from recvmap.pymodel.words import LP64_LE
 
     def first_send_divergence(lib: Path, budget: float) -> str | None:
@@ -214,7 +218,7 @@ def test_teeth_a_mutated_ram_discard_range_is_caught(tmp_path: Path) -> None:
         "                     length >> qemu_target_page_bits());",
         "                     (length >> qemu_target_page_bits()) + 1);",
     )
-    result = _fuzz(build_tree(tree), "ram", tmp_path, 30)
+    result = _fuzz(build_tree(tree), "ram", tmp_path, 30, "v10.1.0")
     assert result["divergences"], "the mutant survived 30 s of the ram layer"
     assert "discard" in result["divergences"][0]["description"]
 

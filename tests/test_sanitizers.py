@@ -26,11 +26,12 @@ from typing import Any
 
 import pytest
 
-from recvmap.fuzz import hosts
-from recvmap.fuzz.harness import first_divergence
+from recvmap.fuzz.campaign import hosts as host_campaign
+from recvmap.fuzz.engine import first_divergence
 from recvmap.fuzz.program import Program
-from recvmap.fuzz.remote import DriverError
-from recvmap.fuzz.vectors import VectorError, iter_files, load_file
+from recvmap.fuzz.subjects import hosts
+from recvmap.fuzz.subjects.remote import DriverError
+from recvmap.fuzz.vectors.files import VectorError, iter_files, load_file
 from recvmap.pymodel.words import ILP32_LE, LP64_LE
 
 SANITIZE = (
@@ -109,11 +110,12 @@ def assert_clean(proc: subprocess.CompletedProcess[str], what: str) -> None:
 CTYPES_CHILD = """
 import json, random, sys, time
 from pathlib import Path
-from recvmap.fuzz.harness import Harness, first_divergence
-from recvmap.fuzz.impls import Subject
+from recvmap.fuzz.campaign.harness import Harness
+from recvmap.fuzz.engine import first_divergence
+from recvmap.fuzz.subjects.impls import Subject
 from recvmap.fuzz.program import Program
-from recvmap.fuzz.remote import DriverError
-from recvmap.fuzz.vectors import VectorError, iter_files, load_file
+from recvmap.fuzz.subjects.remote import DriverError
+from recvmap.fuzz.vectors.files import VectorError, iter_files, load_file
 from recvmap.qemu_ref import load
 
 cfg = json.loads(sys.argv[1])
@@ -209,7 +211,7 @@ def test_driver_campaign_under_asan_ubsan(builds: dict[str, Any]) -> None:
                 ran += 1
         finally:
             subject.close()
-        s = hosts.fuzz_host(
+        s = host_campaign.fuzz_host(
             name,
             SECONDS,
             seed=11,

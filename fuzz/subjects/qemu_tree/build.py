@@ -224,7 +224,7 @@ def origins(tree: QemuTree) -> list[Origin]:
 
 def cache_root() -> Path:
     """Where built trees are kept: the build cache of recvmap.fuzz.build, ``qemu-tree/``."""
-    from recvmap.fuzz.build import cache_dir
+    from recvmap.fuzz.subjects.build import cache_dir
 
     return cache_dir() / "qemu-tree"
 
@@ -241,7 +241,7 @@ def _host(host: str | None) -> tuple[str, tuple[str, ...]]:
     """(compiler, flags) for ``host`` (None: this machine, a shared library)."""
     if host is None:
         return os.environ.get("CC", "gcc"), ("-fPIC",)
-    from recvmap.fuzz import hosts
+    from recvmap.fuzz.subjects import hosts
 
     if host not in hosts.HOSTS:
         raise BuildError(f"unknown host {host}; choose from {', '.join(hosts.HOSTS)}")
@@ -386,7 +386,7 @@ def _build(
     driver = host is not None
     extra: list[tuple[str, str]] = []
     if driver:
-        from recvmap.fuzz.hosts import source_dir
+        from recvmap.fuzz.subjects.hosts import source_dir
 
         ref = source_dir()
         headers = _dispatch_headers(provided)

@@ -104,7 +104,7 @@ def host_overrides(name: str) -> dict[str, Any]:
     spec = json.loads(os.environ.get(DRIVERS_ENV, "{}")).get(name)
     if not spec:
         return {}
-    from recvmap.fuzz.hosts import HostPool
+    from recvmap.fuzz.subjects.hosts import HostPool
 
     return {"pool": HostPool({name: Path(spec["exe"])}), "layers": tuple(spec["layers"])}
 
@@ -128,7 +128,7 @@ def fuzz_trees(
 
     Returns the campaign results and, per divergence, which tree agrees with the spec.
     """
-    from recvmap.fuzz.campaign import run
+    from recvmap.fuzz.campaign.campaign import run
 
     results = []
     share = cfg.max_time / len(trees)
@@ -143,8 +143,8 @@ def fuzz_trees(
 
 def judge(vector: Path, libs: Sequence[Path]) -> list[tuple[str, str]]:
     """(status, message) of a reproducer on each library: pass = agrees with the spec."""
-    from recvmap.fuzz.impls import Subject
-    from recvmap.fuzz.vectors import load_file, replay
+    from recvmap.fuzz.subjects.impls import Subject
+    from recvmap.fuzz.vectors.files import load_file, replay
 
     out = []
     for lib in libs:
@@ -260,7 +260,7 @@ def fuzz(cfg: Any, trees: list[QemuTree], args: Any) -> int:
     """``recvmap fuzz --qemu-tree ...`` once ``prepare`` has built everything."""
     import sys
 
-    from recvmap.fuzz.campaign import run, summary
+    from recvmap.fuzz.campaign.campaign import run, summary
 
     libs: list[Path] = args.tree_libs
     for t, lib in zip(trees, libs, strict=True):

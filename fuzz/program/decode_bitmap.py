@@ -14,10 +14,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from recvmap.pymodel import bitmap, bitops
 from recvmap.pymodel.words import Layout, Words
 
-from .impls import ModelImpl
-from .program import ArraySpec, Op, Program, Ref
+from .format import ArraySpec, Op, Program, Ref
 
 T = TypeVar("T")
 
@@ -66,13 +66,26 @@ class Source:
         return seq[self.below(len(seq))]
 
 
+def model_functions() -> dict[str, Callable[..., Any]]:
+    """The model's functions of the bitmap layer (bitops, bitmap) by QEMU's name."""
+    table: dict[str, Callable[..., Any]] = {}
+    for module in (bitops, bitmap):
+        for name in getattr(module, "__all__", dir(module)):
+            obj = getattr(module, name)
+            if callable(obj) and not isinstance(obj, type) and not name.startswith("_"):
+                table[name] = obj
+    return table
+
+
+MODEL_FUNCTIONS = model_functions()
+
 ARRAY = "@array"  # parameter kind: a word array (annotated ``Words`` in the model)
 
 
 def bitmap_signatures(names: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
     """Parameter kinds of each model function of the bitmap layer: ARRAY or the QEMU name."""
     sigs = {}
-    for name, fn in ModelImpl.functions.items():
+    for name, fn in MODEL_FUNCTIONS.items():
         if name in MODEL_ONLY or (names is not None and name not in names):
             continue
         params = inspect.signature(fn).parameters.values()
@@ -249,20 +262,3 @@ def decode_bitmap_program(
         return decode_op(src, sigs, ordered, program.arrays, layout.bits_per_long)
 
     return program, next_op
-
-
-def run_stream(
-    program: Program, next_op: Callable[[], Op | None], session: Any
-) -> tuple[Program, Any]:
-    """Feed decoded operations to an engine Session; keep only those inside QEMU's domain."""
-    from .engine import INVALID
-
-    kept: list[Op] = []
-    while (op := next_op()) is not None:
-        result, divergence = session.step(len(kept), op)
-        if isinstance(result, tuple) and result and result[0] == INVALID:
-            continue
-        kept.append(op)
-        if divergence is not None:
-            return program.with_ops(kept), divergence
-    return program.with_ops(kept), None

@@ -44,37 +44,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .mutant import Mutant
+
 MUTABLE_FILES = ("bitops.c", "bitmap.c", "ram.c", "qemu_ref.h", "qemu_ref_ram.h")
 LAYERS = ("bitmap", "ram", "recovery")
 
 # --- the mutants ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Mutant:
-    """One edited C reference: ``edits`` are (file, exact text, replacement), each unique."""
-
-    key: str  # stable name: systematic "file:hash", hand-written "hand:name"
-    operator: str
-    file: str
-    line: int  # 1-based line of the (first) edit in the current sources
-    edits: tuple[tuple[str, str, str], ...]
-    before: str  # the mutated line(s), for people
-    after: str
-    origin: str = "systematic"  # or "hand"
-    note: str = ""
-
-    def build_edits(self) -> dict[str, list[tuple[str, str]]]:
-        out: dict[str, list[tuple[str, str]]] = {}
-        for file, old, new in self.edits:
-            out.setdefault(file, []).append((old, new))
-        return out
-
-    def label(self) -> str:
-        return f"{self.file}:{self.line}"
-
-    def diff(self) -> str:
-        return f"{self.before.strip()}  ->  {self.after.strip()}"
 
 
 # --- a small C tokenizer ----------------------------------------------------------------
@@ -445,7 +420,7 @@ def file_mutants(file: str, text: str) -> list[Mutant]:
 
 def source_texts(src_dir: Path | None = None) -> dict[str, str]:
     """The C sources the mutants edit, as installed beside the libraries."""
-    from .build import source_dir
+    from ..subjects.build import source_dir
 
     base = src_dir or source_dir()
     return {name: (base / name).read_text() for name in MUTABLE_FILES}
@@ -494,7 +469,7 @@ SANITIZE_FLAGS = (
 
 def build(m: Mutant | None, bits: int, sanitize: bool = False) -> Path:
     """The library of ``m`` (None: the reference) for ``bits``; gcc's ASan+UBSan if asked."""
-    from .build import BuildError, build_library
+    from ..subjects.build import BuildError, build_library
 
     edits = {f: list(e) for f, e in BASE_EDITS.items()}
     for f, e in (m.build_edits() if m else {}).items():
@@ -610,7 +585,13 @@ def abort_oracle(libs: dict[int, Path]) -> SeedRun:
     t0 = time.monotonic()
     config = {"libs": {str(b): str(p) for b, p in libs.items()}}
     proc = subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.mutants", "--abort-oracle", json.dumps(config)],
+        [
+            sys.executable,
+            "-m",
+            "recvmap.fuzz.mutation.mutants",
+            "--abort-oracle",
+            json.dumps(config),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -809,7 +790,7 @@ int main(int argc, char **argv)
 
 def _stress_programs(lib: Path, bits: int) -> list[tuple[str, list[str]]]:
     """Build (once) the stress programs on the mutant's sources: (path, arguments)."""
-    from .build import WARNINGS, source_dir
+    from ..subjects.build import WARNINGS, source_dir
 
     work = lib.parent  # build_library leaves the edited sources beside the library
     clear_c = work / "clear_stress.c"
@@ -886,9 +867,10 @@ def hunt(
     """
     from recvmap.qemu_ref import load
 
-    from .harness import Harness, first_divergence
-    from .impls import Subject
-    from .program import Program
+    from ..campaign.harness import Harness
+    from ..engine import first_divergence
+    from ..program import Program
+    from ..subjects.impls import Subject
 
     class Detector(Harness):
         def report(self, program: Program) -> None:
@@ -998,7 +980,7 @@ def run_seed(
     }
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "recvmap.fuzz.mutants", "--worker", json.dumps(config)],
+            [sys.executable, "-m", "recvmap.fuzz.mutation.mutants", "--worker", json.dumps(config)],
             stdout=subprocess.PIPE,
             stderr=err,
             stdin=subprocess.DEVNULL,

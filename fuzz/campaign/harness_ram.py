@@ -8,10 +8,10 @@ Each input decodes to a program that runs on the model and on the implementation
 test; every return value and memory image is compared after every operation. Run it
 directly with libFuzzer's flags (fork, merge and minimize modes work):
 
-    fuzz/harness_ram.py -runs=1000 corpus/
-    RECVMAP_WORD_BITS=32 fuzz/harness_ram.py -max_total_time=30 -seed=1 corpus/
+    fuzz/campaign/harness_ram.py -runs=1000 corpus/
+    RECVMAP_WORD_BITS=32 fuzz/campaign/harness_ram.py -max_total_time=30 -seed=1 corpus/
 
-Environment (see recvmap.fuzz.harness): RECVMAP_WORD_BITS, RECVMAP_IMPL,
+Environment (see recvmap.fuzz.campaign.harness): RECVMAP_WORD_BITS, RECVMAP_IMPL,
 RECVMAP_NATIVE, RECVMAP_ARCH, RECVMAP_HOSTS, RECVMAP_OUT, RECVMAP_STATS,
 RECVMAP_MAX_OPS, RECVMAP_ENGINE=random (no atheris).
 """
@@ -19,6 +19,6 @@ RECVMAP_MAX_OPS, RECVMAP_ENGINE=random (no atheris).
 import sys
 
 if __name__ == "__main__":
-    from recvmap.fuzz.launch import script_main
+    from recvmap.fuzz.campaign.launch import script_main
 
     sys.exit(script_main("ram"))

@@ -16,15 +16,20 @@ import time
 from collections.abc import Callable
 
 INSTRUMENT_EXCLUDE = [
-    "recvmap.fuzz.harness",
+    "recvmap.fuzz.campaign.harness",
     "recvmap.fuzz.engine",
-    "recvmap.fuzz.impls",
-    "recvmap.fuzz.ram_session",
+    "recvmap.fuzz.engine.session",
+    "recvmap.fuzz.engine.ram",
+    "recvmap.fuzz.engine.replay",
+    "recvmap.fuzz.subjects.impls",
     "recvmap.fuzz.vectors",
+    "recvmap.fuzz.vectors.files",
     "recvmap.fuzz.program",
-    "recvmap.fuzz.launch",
-    "recvmap.fuzz.gen",
-    "recvmap.fuzz.gen_ram",
+    "recvmap.fuzz.program.format",
+    "recvmap.fuzz.campaign.launch",
+    "recvmap.fuzz.program.decode_bitmap",
+    "recvmap.fuzz.program.decode_ram",
+    "recvmap.fuzz.program.ram_setup",
     "recvmap.qemu_ref",
     "recvmap.qemu_ref.loader",
     "recvmap.qemu_ref.ram",
@@ -39,11 +44,11 @@ def script_main(layer: str, argv: list[str] | None = None) -> int:
     except ImportError:
         atheris = None
     if atheris is None or os.environ.get("RECVMAP_ENGINE") == "random":
-        from recvmap.fuzz.harness import random_main
+        from recvmap.fuzz.campaign.harness import random_main
 
         return random_main(layer, argv)
     with atheris.instrument_imports(include=["recvmap"], exclude=INSTRUMENT_EXCLUDE):
-        from recvmap.fuzz import harness
+        from recvmap.fuzz.campaign import harness
     h = harness.harness_from_env(layer)
     if h.stats_path is not None:
         at_exit(lambda: h.write_stats(time.monotonic()))

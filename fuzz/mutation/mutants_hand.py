@@ -5,7 +5,7 @@ Each entry is a mistake a person porting or patching QEMU's receivedmap or bitma
 could make: the wrong page-size unit, host page bits where target page bits belong, the
 wrong rounding of the recovery stream size, clearing the received bits after the discard
 checks instead of before, masks off by one, an atomic helper replaced by a plain one...
-Edits are exact texts of the current sources (``fuzz/build.py`` requires each to match
+Edits are exact texts of the current sources (``fuzz/subjects/build.py`` requires each to match
 exactly once), so an entry that no longer applies is reported as stale, never skipped.
 
 ``equivalent`` states why a mutant cannot be told apart from the reference by any program
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .mutants import Mutant
+from .mutant import Mutant
 
 SEQUENTIAL = "sequential"  # equivalent for one thread; a concurrent oracle may tell
 
@@ -259,11 +259,18 @@ HAND: tuple[Hand, ...] = (
         "received pages reloaded as dirty (complement forgotten)",
     ),
     _h(
-        "reload-accepts-trailing-bytes",
+        "reload-ignores-file-error",
         RAM,
-        "    if (len - 16 != local_size) {",
-        "    if (0) {",
-        "bytes after the end mark are accepted",
+        "    if (f.error || got != local_size) {",
+        "    if (got != local_size) {",
+        "a stream cut inside the end mark is taken as a wrong end mark, not a failed read",
+    ),
+    _h(
+        "init-bitmaps-no-ram-guard",
+        RAM,
+        "    if (!ram_bytes_total(list)) {",
+        "    if (!ram_bytes_total(list) && 0) {",
+        "a source with no RAM at all allocates its bitmaps anyway",
     ),
     _h(
         "reload-size-check-lenient",

@@ -5,17 +5,15 @@
 ``DriverImpl`` is an ``Implementation`` over it, so the engine runs unchanged on a driver
 built for s390x and started under qemu-user; its layout is the one the driver reports.
 ``DriverRamContext`` is the ram layer's ``RamApi`` over the same process. ``replay`` runs a
-whole program in one batch and returns every result and the final memory images; ``main``
-is that batch mode as a command::
+whole program in one batch and returns every result and the final memory images;
+``recvmap.fuzz.campaign.driver`` is that batch mode as a command::
 
-    python -m recvmap.fuzz.remote tests/vectors/x.json --host s390x [--compare]
+    python -m recvmap.fuzz.campaign.driver tests/vectors/x.json --host s390x [--compare]
 """
 
 from __future__ import annotations
 
-import argparse
 import subprocess
-import sys
 import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +25,7 @@ from recvmap.pymodel.arch import Host
 from recvmap.pymodel.ramblock import BlockSpec, FaceBlock, RAMBlock, RamFace, Side, TargetPage
 from recvmap.pymodel.words import Layout
 
-from .program import Program, Ref
+from ..program import Program, Ref
 
 ERROR_BUF = 1024
 
@@ -587,11 +585,7 @@ def driver_factory(driver: Driver) -> Callable[..., DriverRamContext]:
     return make
 
 
-# --- command line ----------------------------------------------------------------------
-
-
-def _show(value: Any) -> str:
-    return "void" if value is None else str(int(value)) if isinstance(value, bool) else str(value)
+# --- for the command line (recvmap.fuzz.campaign.driver) ------------------------------
 
 
 def for_layout(program: Program, layout: Layout) -> Program | None:
@@ -605,74 +599,6 @@ def for_layout(program: Program, layout: Layout) -> Program | None:
     obj["big_endian"] = layout.big_endian
     return Program.from_json(obj)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Batch mode: replay programs (bare JSON programs or vector files) on a host's driver.
-
-    Bitmap programs print every return value and the final memory images (``--compare``
-    also runs them against the model); ram and recovery programs are compared with the
-    model. A program for the other byte order of the host's word width runs as is.
-    """
-    from .harness import first_divergence
-    from .hosts import HOSTS, HostSubject
-    from .vectors import load_file
-
-    ap = argparse.ArgumentParser(prog="python -m recvmap.fuzz.remote", description=main.__doc__)
-    ap.add_argument("programs", nargs="+", type=Path, help="JSON programs or vector files")
-    ap.add_argument("--host", default="native", choices=sorted(HOSTS))
-    ap.add_argument("--compare", action="store_true", help="also compare with the model")
-    ap.add_argument("--script", action="store_true", help="print the driver lines only")
-    args = ap.parse_args(argv)
-    status = 0
-    subject = HostSubject(args.host)
-    try:
-        for path in args.programs:
-            for case in load_file(path):
-                program = for_layout(case.program, subject.layout)
-                if program is None:
-                    print(f"# {case.name}: skipped: {case.program.layout} on {subject.layout}")
-                    continue
-                if case.test["result"] == "invalid":
-                    program = program.with_ops(program.ops[:-1])  # never run the invalid op
-                if args.script and program.layer == "bitmap":
-                    print("\n".join(program_script(program)))
-                elif program.layer == "bitmap":
-                    driver = subject.pool.driver(args.host)
-                    status |= _print_replay(case.name, program, driver, args.compare)
-                else:
-                    divergence = first_divergence(program, subject)[1]  # type: ignore[arg-type]
-                    verdict = "same as the model" if divergence is None else "DIVERGENCE"
-                    print(f"# {case.name} on {args.host}: {verdict}")
-                    if divergence is not None:
-                        print(divergence.describe())
-                        status = 1
-    finally:
-        subject.close()
-    return status
-
-
-def _print_replay(name: str, program: Program, driver: Driver, compare: bool) -> int:
-    from .engine import run
-    from .impls import ModelImpl
-
-    print(f"# {name} on {driver.name} ({driver.layout})")
-    if compare:
-        impl = DriverImpl(driver, own=False)
-        outcome = run(program, ModelImpl(program.layout), impl)
-        if outcome.divergence is not None:
-            print(f"DIVERGENCE: {outcome.divergence.describe()}")
-            return 1
-        print(f"same as the model: {outcome.ops_compared} operations")
-    result = replay(program, driver)
-    for i, (op, value) in enumerate(zip(program.ops, result.results, strict=True)):
-        print(f"#{i} {op} -> {_show(value)}")
-    for k, image in enumerate(result.images):
-        print(f"@{k} {image.hex()}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 __all__ = [
     "Driver",

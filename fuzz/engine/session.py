@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from recvmap.pymodel.errors import PreconditionError
 
-from .impls import Implementation
-from .program import Op, Program, Ref
+from ..program import Op, Program, Ref
+from ..subjects.impls import Implementation
 
 INVALID = "invalid"
 
@@ -204,3 +204,18 @@ def minimize(program: Program, fails: Callable[[Program], bool]) -> Program:
         if not shrunk:
             chunk //= 2
     return program.with_ops(list(ops))
+
+
+def run_stream(
+    program: Program, next_op: Callable[[], Op | None], session: Any
+) -> tuple[Program, Any]:
+    """Feed decoded operations to an engine Session; keep only those inside QEMU's domain."""
+    kept: list[Op] = []
+    while (op := next_op()) is not None:
+        result, divergence = session.step(len(kept), op)
+        if isinstance(result, tuple) and result and result[0] == INVALID:
+            continue
+        kept.append(op)
+        if divergence is not None:
+            return program.with_ops(kept), divergence
+    return program.with_ops(kept), None

@@ -15,10 +15,11 @@ Without the preload the instrumented library does not load at all (undefined
 
 By hand::
 
-    LIB=$(python -c 'from recvmap.fuzz.native import build_native; print(build_native(64))')
+    LIB=$(python -c 'from recvmap.fuzz.subjects.native import build_native; \
+        print(build_native(64))')
     LD_PRELOAD=$(python -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so \\
     ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \\
-    RECVMAP_NATIVE=64:$LIB RECVMAP_WORD_BITS=64 fuzz/harness_bitmap.py -max_total_time=30
+    RECVMAP_NATIVE=64:$LIB RECVMAP_WORD_BITS=64 fuzz/campaign/harness_bitmap.py -max_total_time=30
 """
 
 from __future__ import annotations

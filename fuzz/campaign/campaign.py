@@ -32,8 +32,8 @@ from recvmap.pymodel import arch
 from recvmap.pymodel.words import Layout
 from recvmap.qemu_ref import LibraryError
 
-from .gen_ram import migrating_targets
-from .impls import Subject
+from ..program.decode_ram import migrating_targets
+from ..subjects.impls import Subject
 
 LAYERS = ("bitmap", "ram", "recovery")
 _NOISE = re.compile(r"^(0x|\\|Base64:|stat::|MS: |INFO: |NOTE: |\s+Combine |#\d+\s)")
@@ -75,6 +75,7 @@ class Config:
     jobs: int = 2
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
+    release: str | None = None  # the QEMU release the model follows (None: the newest)
 
 
 @dataclass
@@ -210,7 +211,7 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
             argv = [
                 sys.executable,
                 "-m",
-                "recvmap.fuzz.campaign",
+                "recvmap.fuzz.campaign.campaign",
                 "host",
                 str(arg),
                 SECONDS,
@@ -254,10 +255,12 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
     if cfg.arches:
         env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+    if cfg.release:
+        env["RECVMAP_RELEASE"] = cfg.release
     if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
         env["RECVMAP_ENGINE"] = "random"
     if cfg.native:
-        from .native import native_env
+        from ..subjects.native import native_env
 
         env.update(native_env(cfg.native_libs))
     return env
@@ -499,12 +502,11 @@ def crash_reproducer(job: Job, artifact: Path) -> Path:
     The input is decoded as the harness did, its in-domain operations chosen by the model
     alone; the minimization replays candidates in forked children, so crashing is safe.
     """
+    from ..engine import Divergence, Session, minimize, run_stream
+    from ..engine.ram import RamSession, model_factories
+    from ..subjects.impls import ModelImpl
+    from ..vectors.files import isolated, write_divergence
     from . import harness as hmod
-    from .engine import Divergence, Session, minimize
-    from .gen import run_stream
-    from .impls import ModelImpl
-    from .ram_session import RamSession, model_factories
-    from .vectors import isolated, write_divergence
 
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in job.env.items() if k.startswith("RECVMAP_")})
@@ -516,9 +518,15 @@ def crash_reproducer(job: Job, artifact: Path) -> Path:
     program, next_op, _ = h.decode(artifact.read_bytes())
     model_only: Session | RamSession
     if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
+        model_only = Session(
+            program,
+            ModelImpl(program.layout, program.release),
+            ModelImpl(program.layout, program.release),
+        )
     else:
-        model_only = RamSession(program, model_factories(), model_factories())
+        model_only = RamSession(
+            program, model_factories(program.release), model_factories(program.release)
+        )
     kept, _ = run_stream(program, next_op, model_only)
 
     def fails(p: Any) -> bool:
@@ -532,7 +540,7 @@ def crash_reproducer(job: Job, artifact: Path) -> Path:
 
 
 def _diverges(program: Any, subject: Any) -> bool:
-    from .harness import first_divergence
+    from ..engine import first_divergence
 
     return first_divergence(program, subject)[1] is not None
 
@@ -546,7 +554,7 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
     except LibraryError as err:
         raise CampaignError(str(err)) from None
     if cfg.native:
-        from .native import native_libraries
+        from ..subjects.native import native_libraries
 
         cfg.native_libs = native_libraries(subject.widths)
         subject.name = "qemu_ref (clang: ASan, UBSan, libFuzzer edges)"
@@ -684,7 +692,7 @@ def summary(result: Result) -> str:
             if v:
                 lines.append(f"  not reached: {k}: {', '.join(v)}")
     if m.get("emulated"):
-        lines.append(f"emulated hosts (qemu-user, fuzz.hosts): {', '.join(m['emulated'])}")
+        lines.append(f"emulated hosts (qemu-user, fuzz.campaign.hosts): {', '.join(m['emulated'])}")
     for bits, names in sorted(result.skipped_symbols.items()):
         lines.append(f"skipped ({bits}-bit library lacks them): {', '.join(names)}")
     lines += [f"note: {n}" for n in result.notes]
@@ -708,15 +716,15 @@ def summary(result: Result) -> str:
     return "\n".join(lines)
 
 
-# --- an emulated host as a job (fuzz.hosts) ---------------------------------------------
+# --- an emulated host as a job (campaign.hosts) -----------------------------------------
 
 
 def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -> int:
-    """Run ``hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
+    """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
+    from ..program import Program
+    from ..subjects.qemu_tree.command import host_overrides
+    from ..vectors.files import make_test, vector_file, write_vector_file
     from .hosts import fuzz_host
-    from .program import Program
-    from .subjects.qemu_tree.command import host_overrides
-    from .vectors import make_test, vector_file, write_vector_file
 
     s = fuzz_host(name, seconds, seed, **host_overrides(name))  # a QEMU tree's driver, if any
     stats_obj: dict[str, Any] = {
@@ -744,7 +752,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) == 6 and argv[0] == "host":
         return host_job(argv[1], float(argv[2]), int(argv[3]), Path(argv[4]), Path(argv[5]))
     print(
-        "usage: python -m recvmap.fuzz.campaign host NAME SECONDS SEED STATS OUTDIR",
+        "usage: python -m recvmap.fuzz.campaign.campaign host NAME SECONDS SEED STATS OUTDIR",
         file=sys.stderr,
     )
     return 2

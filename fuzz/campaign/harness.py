@@ -2,11 +2,12 @@
 """What every harness does with one fuzzer input: decode, run on both sides, compare.
 
 ``Harness.one_input(data)`` is libFuzzer's TestOneInput for one layer: the bytes decode to a
-program (``gen`` / ``gen_ram``), each operation runs on the model first (an operation outside
-QEMU's domain is dropped, never passed on) and then on the implementation under test, and
-return values and memory images are compared after every operation. On a divergence the
-program is minimized, written as a regression vector file, and ``DivergenceError`` is raised
-naming the first differing operation, both results and the first differing byte.
+program (``program.decode_bitmap`` / ``program.decode_ram``), each operation runs on the model
+first (an operation outside QEMU's domain is dropped, never passed on) and then on the
+implementation under test, and return values and memory images are compared after every
+operation. On a divergence the program is minimized, written as a regression vector file, and
+``DivergenceError`` is raised naming the first differing operation, both results and the first
+differing byte.
 
 The atheris scripts (``harness_bitmap.py`` ...) and the in-process loop (``run_random``,
 used by the bench and where atheris is missing) share this class. Configuration comes
@@ -15,7 +16,7 @@ from the environment, so libFuzzer's fork, merge and minimize modes see the same
 ===================== ===============================================================
 RECVMAP_WORD_BITS     ``64``, ``32`` or ``both`` (default: every width the library has)
 RECVMAP_IMPL          a user's shared library (QEMU's symbol names) instead of ours
-RECVMAP_NATIVE        ``64:PATH,32:PATH``: sanitizer-instrumented builds (``fuzz.native``)
+RECVMAP_NATIVE        ``64:PATH,32:PATH``: sanitizer-instrumented builds (``subjects.native``)
 RECVMAP_ARCH          comma-separated QEMU targets (ram, recovery; default: all)
 RECVMAP_HOSTS         comma-separated hosts of the arch table (default: all)
 RECVMAP_OUT           folder for minimized reproducers (default: ``fuzz-out``)
@@ -37,14 +38,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.releases import parse_release
 from recvmap.pymodel.words import Layout
 
-from .engine import Divergence, DivergenceError, Session, minimize
-from .gen import decode_bitmap_program, run_stream
-from .gen_ram import decode_ram_program
-from .impls import ModelImpl, Subject
-from .program import Program
-from .ram_session import RamSession, model_factories
+from ..engine import (
+    DivergenceError,
+    Session,
+    first_divergence,
+    minimize,
+    open_session,
+    run_stream,
+)
+from ..engine.ram import RamSession
+from ..program import Program
+from ..program.decode_bitmap import decode_bitmap_program
+from ..program.decode_ram import decode_ram_program
+from ..subjects.impls import ModelImpl, Subject
 
 LAYERS = ("bitmap", "ram", "recovery")
 
@@ -62,52 +71,12 @@ def subject_from_env() -> Subject:
     if native:
         from recvmap.qemu_ref import load
 
-        from .native import parse_native
+        from ..subjects.native import parse_native
 
         libs = {b: p for b, p in parse_native(native).items() if bits is None or b == bits}
         return Subject(libraries={b: load(p, b) for b, p in libs.items()})
     impl = os.environ.get("RECVMAP_IMPL") or None
     return Subject(impl, bits)
-
-
-def open_session(program: Program, subject: Subject) -> Session | RamSession:
-    """A session running ``program`` on the model and on ``subject``.
-
-    Raises ValueError when the subject cannot run the program's layout (a big-endian
-    program here, or a word width the library was not built for).
-    """
-    if program.layer == "bitmap":
-        impl = subject.bitmap(program.layout)
-        if impl is None:
-            raise ValueError(f"{subject.name} cannot run a {program.layout} bitmap program here")
-        return Session(program, ModelImpl(program.layout), impl)
-    factories: dict[str, Any] = {}
-    layouts = {program.setup.get("side", "destination"): program.layout}
-    if program.layer == "recovery":
-        s = program.setup["sender"]
-        layouts = {
-            "destination": Layout(int(s["bits_per_long"]), bool(s["big_endian"])),
-            "source": program.layout,
-        }
-    for role, layout in layouts.items():
-        make = subject.ram(layout, program.layer) if hasattr(subject, "ram_runs") else None
-        make = make or subject.ram(layout)
-        if make is None:
-            raise ValueError(f"{subject.name} cannot run the ram layer for {layout} here")
-        factories[role] = make
-    return RamSession(program, model_factories(), factories)
-
-
-def first_divergence(program: Program, subject: Subject) -> tuple[list[Any], Divergence | None]:
-    """Replay ``program``: the model's results up to the first divergence (or all)."""
-    session = open_session(program, subject)
-    results = []
-    for i, op in enumerate(program.ops):
-        result, divergence = session.step(i, op)
-        results.append(result)
-        if divergence is not None:
-            return results, divergence
-    return results, None
 
 
 class Harness:
@@ -126,11 +95,14 @@ class Harness:
         max_words: int = 64,
         keep_going: bool = False,
         receiver_bits: int | None = None,
+        release: str | None = None,
     ) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
         self.layer = layer
         self.subject = subject
+        # The QEMU release the model runs at; programs and reproducers carry it.
+        self.release = None if release is None else parse_release(release).name
         self.targets = targets
         self.hosts = hosts
         self.out_dir = Path(out_dir)
@@ -184,7 +156,7 @@ class Harness:
             if layout not in self._bitmap:
                 impl = self.subject.bitmap(layout)
                 self._bitmap[layout] = (
-                    ModelImpl(layout),
+                    ModelImpl(layout, self.release),
                     impl,
                     self.subject.bitmap_functions(layout),
                 )
@@ -192,6 +164,7 @@ class Harness:
             program, next_op = decode_bitmap_program(
                 data, layout, self.max_ops, self.max_words, names
             )
+            program = program.at(self.release)
             return program, next_op, Session(program, model, impl)
         senders = self.senders if self.layer == "recovery" else []
         program, next_op = decode_ram_program(
@@ -204,6 +177,7 @@ class Harness:
             max_ops=self.max_ops,
             absent=frozenset(self.subject.ram_missing(layout.bits_per_long)),
         )
+        program = program.at(self.release)
         s = program.setup
         if "sender" in s:
             pair = f"{s['sender']['bits_per_long']}->{layout.bits_per_long}"
@@ -230,7 +204,7 @@ class Harness:
 
     def report(self, program: Program) -> None:
         """Minimize, write the reproducer vector, raise DivergenceError naming it."""
-        from .vectors import write_divergence
+        from ..vectors.files import write_divergence
 
         def fails(p: Program) -> bool:
             return first_divergence(p, self.subject)[1] is not None
@@ -255,6 +229,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
+            "release": self.release or parse_release(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),
@@ -283,6 +258,7 @@ def harness_from_env(layer: str) -> Harness:
         receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])
         if os.environ.get("RECVMAP_RECEIVER_BITS")
         else None,
+        release=os.environ.get("RECVMAP_RELEASE") or None,
     )
 
 

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from recvmap.pymodel import bitmap, bitops
+from recvmap.pymodel.releases import DEFAULT_RELEASE, Release, ReleaseError, at_release
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
+
+from ..program.decode_bitmap import MODEL_FUNCTIONS
 
 # ram symbols a layer can do without (the generator leaves their operations out)
 OPTIONAL_RAM: dict[str, set[str]] = {
@@ -44,25 +46,20 @@ class Implementation(Protocol):
     def call(self, fname: str, *args: Any) -> Any: ...
 
 
-def _model_functions() -> dict[str, Callable[..., Any]]:
-    table: dict[str, Callable[..., Any]] = {}
-    for module in (bitops, bitmap):
-        for name in getattr(module, "__all__", dir(module)):
-            obj = getattr(module, name)
-            if callable(obj) and not isinstance(obj, type) and not name.startswith("_"):
-                table[name] = obj
-    return table
-
-
 class ModelImpl:
     """The spec: recvmap.pymodel on a given word width and byte order."""
 
-    functions = _model_functions()
+    functions = MODEL_FUNCTIONS
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, release: str | Release | None = None) -> None:
         self.layout = layout
+        view = at_release(release)
+        self.release = view.release
         order = "be" if layout.big_endian else "le"
         self.name = f"model-{layout.bits_per_long}{order}"
+        if self.release != DEFAULT_RELEASE:
+            self.name += f"@{self.release}"
+            self.functions = view.functions()
 
     def alloc(self, nwords: int) -> Words:
         return Words(self.layout, nwords)
@@ -81,6 +78,9 @@ class ModelImpl:
         return fname in self.functions
 
     def call(self, fname: str, *args: Any) -> Any:
+        fn = self.functions.get(fname)
+        if fn is None and fname in ModelImpl.functions:
+            raise ReleaseError(fname, self.release)  # out of this release's domain
         return self.functions[fname](*args)
 
 
@@ -134,7 +134,7 @@ class Subject:
     Our reference comes in both word widths; a user's library (``path``) has one width
     (``bits``, else what the library says, else this host's ``long``) and is loaded with
     ``partial=True``: the functions it lacks are listed by ``missing`` and never called.
-    Only little-endian layouts run here (this host); other hosts are ``fuzz.hosts``'.
+    Only little-endian layouts run here (this host); other hosts are ``fuzz.subjects.hosts``'.
     """
 
     def __init__(

@@ -17,6 +17,13 @@ sha256 of each array's memory image after the program (in the group's byte order
 for a RAM block map that is not allocated). A test is ``invalid`` when its last operation is
 outside QEMU's domain: the model must reject it, an implementation must never be given it.
 
+Every group has a ``release`` range (">=v4.0.0", ">=v3.0.0,<v8.2.0"): the QEMU releases
+at which its expectations hold. A test is made at one release (default the newest) and
+its range is every release around it where the model gives the same outcome, so vectors
+whose expectation differs per release are split into groups by range. A flag
+"ModelSnapshot" marks a memory digest that is a snapshot of the model's output, not a
+value worked out by hand.
+
 Results in JSON: ``null`` for void, ``true``/``false`` for bool, integers, lists for
 tuples, ``{"hex": "..."}`` for byte strings (recovery streams).
 """
@@ -34,10 +41,19 @@ from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import (
+    DEFAULT_RELEASE,
+    RELEASES,
+    Release,
+    changes_between,
+    parse_release,
+    range_of,
+    release_range,
+)
 
-from .engine import Divergence, initial_image
-from .impls import ModelImpl, Subject
-from .program import Program, Ref
+from ..engine.session import Divergence, initial_image
+from ..program import Program, Ref
+from ..subjects.impls import ModelImpl, Subject
 
 SCHEMA = "recvmap-vectors-v1"
 VERSION = 1
@@ -64,6 +80,11 @@ NOTES = {
     "RecoveryStream": "the byte stream of ramblock_recv_bitmap_send (facts section 5)",
     "MalformedStream": "ram_dirty_bitmap_reload rejects it and leaves the bitmap untouched",
     "Divergence": "a program on which an implementation once diverged from the model",
+    "ModelSnapshot": "the memory digests are snapshots of the model's output, not worked out "
+    "by hand (results are hand-checked)",
+    "HandDerived": "results and memory written by hand from QEMU's code (the comment names "
+    "the lines), not from the model",
+    "Release": "the expectation differs between QEMU releases: see the group's release range",
 }
 
 
@@ -80,15 +101,17 @@ class ModelRun:
     reason: str = ""
 
 
-def model_run(program: Program) -> ModelRun:
-    """Run ``program`` on the model only; stop at the first operation it rejects."""
+def model_run(program: Program, release: str | Release | None = None) -> ModelRun:
+    """Run ``program`` on the model only, at ``release`` (default: the program's own,
+    else the newest); stop at the first operation it rejects."""
+    rel = parse_release(release or program.release).name
     if program.layer == "bitmap":
-        return _model_run_bitmap(program)
-    return _model_run_ram(program)
+        return _model_run_bitmap(program, rel)
+    return _model_run_ram(program, rel)
 
 
-def _model_run_bitmap(program: Program) -> ModelRun:
-    model = ModelImpl(program.layout)
+def _model_run_bitmap(program: Program, release: str) -> ModelRun:
+    model = ModelImpl(program.layout, release)
     arrays = []
     for i, spec in enumerate(program.arrays):
         h = model.alloc(spec.nwords)
@@ -106,10 +129,11 @@ def _model_run_bitmap(program: Program) -> ModelRun:
     return out
 
 
-def _model_run_ram(program: Program) -> ModelRun:
-    from .ram_session import RamSetup, RamWorld, model_factories, outcome_value
+def _model_run_ram(program: Program, release: str) -> ModelRun:
+    from ..engine.ram import RamWorld, model_factories, outcome_value
+    from ..program.ram_setup import RamSetup
 
-    world = RamWorld(program, RamSetup.of(program), model_factories())
+    world = RamWorld(program, RamSetup.of(program), model_factories(release))
     out = ModelRun()
     for i, op in enumerate(program.ops):
         try:
@@ -161,11 +185,37 @@ def group_params(program: Program) -> dict[str, Any]:
     return params
 
 
+def _outcome(run: ModelRun) -> tuple[Any, ...]:
+    results = json.dumps([result_json(r) for r in run.results])
+    return results, run.rejected, tuple(sorted((k, digest(v)) for k, v in run.images.items()))
+
+
+def test_range(program: Program, release: str | Release | None = None) -> str:
+    """The releases around ``release`` at which the model's outcome of ``program`` is the
+    same as at ``release`` (a range such as ">=v4.0.0,<v8.2.0")."""
+    rel = parse_release(release or program.release)
+    want = _outcome(model_run(program, rel))
+    memo: dict[Release, bool] = {}
+
+    def same(r: Release) -> bool:
+        if r not in memo:
+            memo[r] = r == rel or _outcome(model_run(program, r)) == want
+        return memo[r]
+
+    return range_of(same, rel)
+
+
 def make_test(
-    program: Program, comment: str, flags: list[str] | None = None, tc_id: int = 0
+    program: Program,
+    comment: str,
+    flags: list[str] | None = None,
+    tc_id: int = 0,
+    release: str | Release | None = None,
 ) -> dict[str, Any]:
-    """A test whose expectations are the model's: valid, or invalid at its last operation."""
-    run = model_run(program)
+    """A test whose expectations are the model's at ``release`` (default the program's own,
+    else the newest): valid, or invalid at its last operation. Its ``release`` range (moved
+    to its group by ``vector_file``) is where the model's outcome is the same."""
+    run = model_run(program, release)
     if run.rejected is not None and run.rejected != len(program.ops) - 1:
         raise ValueError(
             f"op #{run.rejected} {program.ops[run.rejected]} is rejected before the end: "
@@ -182,6 +232,7 @@ def make_test(
     }
     if run.rejected is not None:
         test["reason"] = run.reason
+    test["release"] = test_range(program, release)
     return test
 
 
@@ -190,6 +241,7 @@ def vector_file(tests: list[dict[str, Any]], notes: dict[str, str] | None = None
     groups: dict[str, dict[str, Any]] = {}
     for t in tests:
         params = group_params(Program.from_json(t["program"]))
+        params["release"] = t.pop("release", f">={RELEASES[0]}")
         key = json.dumps(params, sort_keys=True)
         groups.setdefault(key, {**params, "tests": []})["tests"].append(t)
     n = 0
@@ -240,7 +292,9 @@ def write_divergence(
 ) -> Path:
     """The minimized program of a divergence as a one-test vector file; its path."""
     comment = f"{impl_name} diverged: {divergence.describe()}"
-    test = make_test(program, comment, ["Divergence"])
+    if program.release:
+        comment += f" (at QEMU {program.release})"
+    test = make_test(program, comment, ["Divergence", "ModelSnapshot"])
     text = json.dumps(test["program"], sort_keys=True)
     name = f"divergence-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
     return write_vector_file(Path(out_dir) / name, vector_file([test]))
@@ -265,6 +319,14 @@ class Case:
     def name(self) -> str:
         return f"{self.path.name}#{self.test['tcId']}"
 
+    def release_for(self, release: str | Release | None) -> Release:
+        """The release to replay at: the one asked for, else the program's, else the newest."""
+        return parse_release(release or self.test["program"].get("release"))
+
+    def covers(self, release: Release) -> bool:
+        """Whether the group's release range holds ``release``."""
+        return release_range(str(self.group.get("release", "*")))(release)
+
 
 class VectorError(ValueError):
     """A vector file that is not a recvmap-vectors-v1 file; the message says where."""
@@ -279,7 +341,9 @@ def load_file(path: str | os.PathLike[str]) -> list[Case]:
         raise VectorError(f"{path}: {err}") from None
     if isinstance(obj, dict) and "ops" in obj and "testGroups" not in obj:
         program = Program.from_json(obj)  # a bare program: expectations from the model
-        return [Case(path, group_params(program), make_test(program, "bare program", [], 1))]
+        test = make_test(program, "bare program", [], 1)
+        group = {**group_params(program), "release": test.pop("release")}
+        return [Case(path, group, test)]
     problems = validate(obj, schema())
     if problems:
         raise VectorError(f"{path}: {problems[0]}")
@@ -322,10 +386,11 @@ class Verdict:
     message: str = ""
 
 
-def check_model(case: Case) -> str | None:
-    """Why the model disagrees with the vector's expectations (None: it agrees)."""
+def check_model(case: Case, release: str | Release | None = None) -> str | None:
+    """Why the model at ``release`` disagrees with the vector's expectations (None: it
+    agrees)."""
     program, test = case.program, case.test
-    run = model_run(program)
+    run = model_run(program, case.release_for(release))
     if test["result"] == "invalid":
         if run.rejected != len(program.ops) - 1:
             return f"the model does not reject the last operation {program.ops[-1]}"
@@ -344,11 +409,13 @@ def check_model(case: Case) -> str | None:
     return None
 
 
-def check_impl(case: Case, subject: Subject) -> tuple[str, str]:
+def check_impl(
+    case: Case, subject: Subject, release: str | Release | None = None
+) -> tuple[str, str]:
     """("pass"|"fail"|"skip", message) for the implementation on the vector's program."""
-    from .harness import first_divergence
+    from ..engine.replay import first_divergence
 
-    program = case.program
+    program = case.program.at(case.release_for(release).name)
     if case.test["result"] == "invalid":
         program = program.with_ops(program.ops[:-1])  # never hand C the invalid call
     try:
@@ -364,21 +431,34 @@ def check_impl(case: Case, subject: Subject) -> tuple[str, str]:
     return "pass", ""
 
 
-def replay(case: Case, subject: Subject | None, isolate: bool = True) -> Verdict:
-    """Check the model against the vector, then the implementation against the model.
+def replay(
+    case: Case,
+    subject: Subject | None,
+    isolate: bool = True,
+    release: str | Release | None = None,
+) -> Verdict:
+    """Check the model against the vector, then the implementation against the model, at
+    ``release`` (default: the program's own, else the newest). A vector whose group range
+    does not hold the release is skipped. Our C reference implements the newest release
+    only: at an older release it is not compared (model only).
 
     With ``isolate`` the implementation runs in a forked child, so a crash of its C code
     (a segfault, an assert) is a failing verdict naming the signal, not the end of the run.
     """
-    problem = check_model(case)
+    rel = case.release_for(release)
+    if not case.covers(rel):
+        return Verdict(case, "skip", f"not at {rel} (release range {case.group.get('release')})")
+    problem = check_model(case, rel)
     if problem is not None:
-        return Verdict(case, "fail", f"model: {problem}")
+        return Verdict(case, "fail", f"model at {rel}: {problem}")
     if subject is None:
         return Verdict(case, "pass", "model only")
+    if any(changes_between(rel, DEFAULT_RELEASE)) and getattr(subject, "path", None) is None:
+        return Verdict(case, "pass", f"model only (our C implements {DEFAULT_RELEASE})")
     if isolate:
-        status, message = isolated(check_impl, case, subject)
+        status, message = isolated(check_impl, case, subject, rel)
     else:
-        status, message = check_impl(case, subject)
+        status, message = check_impl(case, subject, rel)
     return Verdict(case, status, message)
 
 
@@ -424,7 +504,7 @@ def vectors_dir() -> Path:
                 return Path(p)
     except (ModuleNotFoundError, OSError):  # an editable install maps files, not folders
         pass
-    return Path(__file__).resolve().parent.parent / "tests" / "vectors"
+    return Path(__file__).resolve().parent.parent.parent / "tests" / "vectors"
 
 
 _SCHEMA: dict[str, Any] | None = None

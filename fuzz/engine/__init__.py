@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Run a program on the model and an implementation, compare after every operation, find
+the first divergence, minimize.
+
+May import ``recvmap.fuzz.subjects``, ``recvmap.fuzz.program`` and ``recvmap.pymodel``
+(and ``recvmap.qemu_ref``).
+"""
+
+from .replay import first_divergence, open_session
+from .session import (
+    INVALID,
+    Divergence,
+    DivergenceError,
+    Outcome,
+    Session,
+    first_difference,
+    initial_image,
+    live_image,
+    minimize,
+    run,
+    run_stream,
+)
+
+__all__ = [
+    "INVALID",
+    "Divergence",
+    "DivergenceError",
+    "Outcome",
+    "Session",
+    "first_difference",
+    "first_divergence",
+    "initial_image",
+    "live_image",
+    "minimize",
+    "open_session",
+    "run",
+    "run_stream",
+]

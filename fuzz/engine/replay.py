@@ -1,0 +1,54 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Open the session that runs a program on the model and on a subject; replay it to its
+first divergence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recvmap.pymodel.words import Layout
+
+from ..program import Program
+from ..subjects.impls import ModelImpl, Subject
+from .ram import RamSession, model_factories
+from .session import Divergence, Session
+
+
+def open_session(program: Program, subject: Subject) -> Session | RamSession:
+    """A session running ``program`` on the model and on ``subject``.
+
+    Raises ValueError when the subject cannot run the program's layout (a big-endian
+    program here, or a word width the library was not built for).
+    """
+    if program.layer == "bitmap":
+        impl = subject.bitmap(program.layout)
+        if impl is None:
+            raise ValueError(f"{subject.name} cannot run a {program.layout} bitmap program here")
+        return Session(program, ModelImpl(program.layout, program.release), impl)
+    factories: dict[str, Any] = {}
+    layouts = {program.setup.get("side", "destination"): program.layout}
+    if program.layer == "recovery":
+        s = program.setup["sender"]
+        layouts = {
+            "destination": Layout(int(s["bits_per_long"]), bool(s["big_endian"])),
+            "source": program.layout,
+        }
+    for role, layout in layouts.items():
+        make = subject.ram(layout, program.layer) if hasattr(subject, "ram_runs") else None
+        make = make or subject.ram(layout)
+        if make is None:
+            raise ValueError(f"{subject.name} cannot run the ram layer for {layout} here")
+        factories[role] = make
+    return RamSession(program, model_factories(program.release), factories)
+
+
+def first_divergence(program: Program, subject: Subject) -> tuple[list[Any], Divergence | None]:
+    """Replay ``program``: the model's results up to the first divergence (or all)."""
+    session = open_session(program, subject)
+    results = []
+    for i, op in enumerate(program.ops):
+        result, divergence = session.step(i, op)
+        results.append(result)
+        if divergence is not None:
+            return results, divergence
+    return results, None

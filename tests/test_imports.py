@@ -1,0 +1,205 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Imports point one way: no cycle between modules or rooms, no room imports a higher one.
+
+Every module of pymodel/, qemu_ref/ and fuzz/ is parsed with ``ast`` (nothing is imported);
+every ``import`` counts, also those inside functions (lazy imports), except those under
+``if TYPE_CHECKING:``, which never run. Importing ``a.b.c`` runs the ``__init__`` of ``a.b``
+too, so that is an edge as well (unless the importer is inside ``a.b`` already).
+
+The rooms, lowest first (docs/internals.md, "Rooms"); a room may import only itself and
+lower rooms.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"pymodel": "recvmap.pymodel", "qemu_ref": "recvmap.qemu_ref", "fuzz": "recvmap.fuzz"}
+ROOMS = (
+    "recvmap.pymodel",
+    "recvmap.qemu_ref",
+    "recvmap.fuzz.program",
+    "recvmap.fuzz.subjects",
+    "recvmap.fuzz.engine",
+    "recvmap.fuzz.vectors",
+    "recvmap.fuzz.campaign",
+    "recvmap.fuzz.mutation",
+    "recvmap.fuzz.cli",
+)
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    """Module name -> (file, is a package)."""
+    out = {}
+    for folder, package in PACKAGES.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT / folder).with_suffix("").parts
+            if "__pycache__" in rel:
+                continue
+            is_package = rel[-1] == "__init__"
+            name = ".".join((package, *(rel[:-1] if is_package else rel)))
+            out[name] = (path, is_package)
+    return out
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
+
+
+def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement that can run, at any depth."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            yield from (n for child in node.orelse for n in _imports_in(child))
+            continue
+        yield from _imports(node)
+
+
+def _imports_in(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        yield node
+    yield from _imports(node)
+
+
+def _known(name: str, known: Mapping[str, object]) -> str | None:
+    """The longest module of ``known`` that ``name`` is or lies in (``pkg.func`` -> pkg)."""
+    while name and name not in known:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def imported(name: str, is_package: bool, tree: ast.AST, known: Mapping[str, object]) -> set[str]:
+    """The modules of ``known`` that importing module ``name`` (parsed as ``tree``) runs."""
+    here = name if is_package else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in _imports(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            base = here
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            mod = node.module or ""
+            base = ".".join(p for p in (base if node.level else "", mod) if p)
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        for n in names:
+            if not n.startswith("recvmap."):
+                continue
+            target = _known(n, known)
+            if target is None or target == "recvmap":
+                raise AssertionError(f"{name}: imports {n}, which is no module of recvmap")
+            targets.add(target)
+            parent = target.rpartition(".")[0]
+            while parent in known:  # its packages' __init__ run first
+                if not (name == parent or name.startswith(parent + ".")):
+                    targets.add(parent)
+                parent = parent.rpartition(".")[0]
+    targets.discard(name)
+    return targets
+
+
+def module_graph() -> dict[str, set[str]]:
+    known = modules()
+    return {
+        name: imported(name, is_package, ast.parse(path.read_text(), str(path)), known)
+        for name, (path, is_package) in known.items()
+    }
+
+
+def room(module: str) -> str:
+    """The room of ``module``: the longest room name it is or lies in; the fuzz package's
+    own ``__init__`` is at the top, with the command line."""
+    for r in sorted(ROOMS, key=len, reverse=True):
+        if module == r or module.startswith(r + "."):
+            return r
+    assert module == "recvmap.fuzz", f"{module} is in no room"
+    return "recvmap.fuzz.cli"
+
+
+def find_cycle(graph: Mapping[str, set[str]]) -> list[str] | None:
+    """A cycle of ``graph`` as a path (first node repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start)):
+            return cycle
+    return None
+
+
+def room_graph(graph: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    rooms: dict[str, set[str]] = {r: set() for r in ROOMS}
+    for a, targets in graph.items():
+        rooms[room(a)].update(room(b) for b in targets if room(b) != room(a))
+    return rooms
+
+
+def test_the_cycle_finder_finds_cycles_and_only_cycles() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"b"}}) == ["b", "c", "b"]
+    assert find_cycle({"x": {"x"}}) == ["x", "x"]
+
+
+def test_lazy_and_relative_imports_are_edges() -> None:
+    known = dict.fromkeys(["recvmap.fuzz", "recvmap.fuzz.a", "recvmap.fuzz.r", "recvmap.fuzz.r.m"])
+    tree = ast.parse("def f():\n    from .r.m import g\nif TYPE_CHECKING:\n    from . import b\n")
+    assert imported("recvmap.fuzz.a", False, tree, known) == {"recvmap.fuzz.r", "recvmap.fuzz.r.m"}
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    g = module_graph()
+    assert len(g) > 40 and "recvmap.fuzz.engine.session" in g, sorted(g)
+    return g
+
+
+def test_no_module_import_cycle(graph: dict[str, set[str]]) -> None:
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_no_room_import_cycle(graph: dict[str, set[str]]) -> None:
+    cycle = find_cycle(room_graph(graph))
+    assert cycle is None, "rooms import each other: " + " -> ".join(cycle or [])
+
+
+def test_rooms_import_only_lower_rooms(graph: dict[str, set[str]]) -> None:
+    rank = {r: i for i, r in enumerate(ROOMS)}
+    wrong = sorted(
+        f"{a} ({room(a)}) imports {b} ({room(b)})"
+        for a, targets in graph.items()
+        for b in targets
+        if rank[room(b)] > rank[room(a)]
+    )
+    assert not wrong, "imports pointing up:\n" + "\n".join(wrong)
+
+
+def test_every_room_says_what_it_holds() -> None:
+    for r in ROOMS:
+        if not r.startswith("recvmap.fuzz.") or r.endswith(".cli"):
+            continue
+        init = ROOT / "fuzz" / r.rpartition(".")[2] / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and "import" in doc, f"{init.relative_to(ROOT)}: no docstring naming its imports"
