@@ -7,8 +7,8 @@
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap arches                the architecture and host tables
-    recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap releases              every rule that changed between QEMU releases, with commits
+    recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
@@ -311,9 +311,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if hosts:
         hosts = _resolve_hosts(hosts)
     if args.qemu_tree:
-        from .subjects.qemu_tree.command import prepare
+        from .subjects.qemu_tree.command import TreeUsageError, prepare
 
-        trees = prepare(args, hosts)
+        try:
+            trees = prepare(args, hosts)
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
     cpus = os.cpu_count() or 1
     cfg = Config(
         targets=tuple(args.target),
@@ -333,9 +336,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )
     try:
         if args.qemu_tree:
-            from .subjects.qemu_tree.command import fuzz
+            from .campaign.qemu_tree import fuzz
 
-            return fuzz(cfg, trees, args)
+            return fuzz(cfg, trees, args.tree_libs, args)
         result = run(cfg, sys.stderr, quiet=args.quiet)
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
@@ -392,9 +395,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.qemu_tree is not None:
         if args.impl is not None:
             raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
-        from .subjects.qemu_tree.command import tree_library
+        from .subjects.qemu_tree.command import TreeUsageError, tree_library
 
-        args.impl = tree_library(args.qemu_tree, "recvmap replay")
+        try:
+            args.impl, release = tree_library(args.qemu_tree, "recvmap replay")
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
+        args.release = args.release or release  # the model judges the tree at its release
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in iter_files(args.files):
@@ -473,9 +480,12 @@ COMMANDS["mutants"] = cmd_mutants
 
 
 def cmd_qemu_tree(args: argparse.Namespace) -> int:
-    from .subjects.qemu_tree.command import show
+    from .subjects.qemu_tree.command import TreeUsageError, show
 
-    return show(args.dir)
+    try:
+        return show(args.dir)
+    except TreeUsageError as err:
+        raise UsageError(str(err)) from None
 
 
 COMMANDS["qemu-tree"] = cmd_qemu_tree

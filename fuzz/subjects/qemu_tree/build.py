@@ -5,7 +5,7 @@
 
 returns a shared library exporting the ABI of ``qemu_ref/qemu_ref.h`` (``host`` None: this
 machine; load it like any ``--impl`` library) or, with ``host`` (``i686``, ``armhf``,
-``s390x``, ``ppc64``; see ``fuzz.hosts``), the replay driver cross-built for that host
+``s390x``, ``ppc64``; see ``fuzz.subjects.hosts``), the replay driver cross-built for that host
 (``qemu_ref/replay.c`` with QEMU's code linked in), to run under qemu-user.
 
 What is compiled (``units(tree)``), each a ``Unit``:
@@ -198,10 +198,11 @@ def bitmap_units(tree: QemuTree) -> list[Unit]:
 def extra_units(tree: QemuTree) -> list[Unit]:
     """The units of part 2 (``ram.extra_units``) if that module exists, else none."""
     try:
-        from . import ram  # type: ignore[attr-defined]
+        from . import ram
     except ImportError:
         return []
-    return list(ram.extra_units(tree))
+    env = ram.BuildEnv(config_host(tree), cache_root(), QEMU_CFLAGS, GLUE_INCLUDE)
+    return [Unit(**u) for u in ram.extra_units(tree, env)]
 
 
 def units(tree: QemuTree) -> list[Unit]:
@@ -223,8 +224,8 @@ def origins(tree: QemuTree) -> list[Origin]:
 
 
 def cache_root() -> Path:
-    """Where built trees are kept: the build cache of recvmap.fuzz.build, ``qemu-tree/``."""
-    from recvmap.fuzz.subjects.build import cache_dir
+    """Where built trees are kept: the build cache of subjects.build, ``qemu-tree/``."""
+    from ..build import cache_dir
 
     return cache_dir() / "qemu-tree"
 
@@ -241,7 +242,7 @@ def _host(host: str | None) -> tuple[str, tuple[str, ...]]:
     """(compiler, flags) for ``host`` (None: this machine, a shared library)."""
     if host is None:
         return os.environ.get("CC", "gcc"), ("-fPIC",)
-    from recvmap.fuzz.subjects import hosts
+    from .. import hosts
 
     if host not in hosts.HOSTS:
         raise BuildError(f"unknown host {host}; choose from {', '.join(hosts.HOSTS)}")
@@ -386,7 +387,7 @@ def _build(
     driver = host is not None
     extra: list[tuple[str, str]] = []
     if driver:
-        from recvmap.fuzz.subjects.hosts import source_dir
+        from ..hosts import source_dir
 
         ref = source_dir()
         headers = _dispatch_headers(provided)

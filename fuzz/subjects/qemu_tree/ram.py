@@ -25,8 +25,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .build import GLUE_INCLUDE, QEMU_CFLAGS, Unit, cache_root, config_host
 from .extract import RAM_FUNCTIONS, Definition, Extraction, extract
 from .tree import Origin, QemuTree
 
@@ -201,8 +201,19 @@ def ram_problem(root: Path | str) -> RamBuildError | None:
     return _PROBLEMS.get(Path(root).resolve())
 
 
-def _syntax_check(units: RamUnits, cache: Path) -> None:
+@dataclass(frozen=True)
+class BuildEnv:
+    """What ``build.py`` tells the ram part about its build (build imports ram, not back)."""
+
+    config_host: str  # the generated config-host.h of the tree
+    cache: Path  # the build cache of trees
+    qemu_cflags: tuple[str, ...]  # QEMU's code as QEMU builds it
+    glue_include: Path  # build's glue/include (the osdep.h stand-in)
+
+
+def _syntax_check(units: RamUnits, env: BuildEnv) -> None:
     """Compile the generated unit once per content (memo in the cache); RamBuildError."""
+    cache = env.cache
     ok = cache / "ram-ok" / units.digest[:24]
     if ok.exists():
         return
@@ -211,16 +222,16 @@ def _syntax_check(units: RamUnits, cache: Path) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".ramcheck-") as tmp:
         work = Path(tmp)
-        (work / "config-host.h").write_text(config_host(QemuTree.open(units.extraction.root)))
+        (work / "config-host.h").write_text(env.config_host)
         (work / UNIT_NAME).write_text(units.unit)
         cmd = [
             os.environ.get("CC", "gcc"),
-            *QEMU_CFLAGS,
+            *env.qemu_cflags,
             *TREE_WARNINGS[1:],
             "-fsyntax-only",
             *(f"-D{d}" for d in units.defines),
             f"-I{GLUE_RAM}",
-            f"-I{GLUE_INCLUDE}",
+            f"-I{env.glue_include}",
             f"-I{work}",
             f"-I{units.extraction.root / 'include'}",
             str(work / UNIT_NAME),
@@ -272,8 +283,10 @@ def origins_of(units: RamUnits) -> list[tuple[str, str, str, int, str]]:
     return out
 
 
-def extra_units(tree: QemuTree) -> list[Unit]:
-    """The ram part of a tree build: the generated unit and the ABI unit, or nothing.
+def extra_units(tree: QemuTree, env: BuildEnv) -> list[dict[str, Any]]:
+    """The ram part of a tree build: the generated unit and the ABI unit (as the keyword
+    arguments of build.py's ``Unit``, so that build imports this module and not back), or
+    nothing.
 
     A tree whose ram part cannot be built (a function its release has is missing, or
     does not compile) still builds its bitmap layer; ``ram_problem(root)`` keeps the one
@@ -286,7 +299,7 @@ def extra_units(tree: QemuTree) -> list[Unit]:
     _PROBLEMS.pop(root, None)
     try:
         units = ram_units(root)
-        _syntax_check(units, cache_root())
+        _syntax_check(units, env)
     except RamBuildError as err:
         _PROBLEMS[root] = err
         return []
@@ -295,18 +308,18 @@ def extra_units(tree: QemuTree) -> list[Unit]:
     provided = tuple(f for f, k, *_ in rows if k != "absent")
     defines = tuple(f"-D{d}" for d in units.defines)
     return [
-        Unit(
-            "qtram_unit",
-            text=units.unit,
-            qemu=True,
-            cflags=(*TREE_WARNINGS[1:], *defines, f"-I{GLUE_RAM}"),
-            provides=provided,
-            origins=origins,
-        ),
-        Unit(
-            "qtram_abi",
-            source=ABI_UNIT,
-            qemu=False,
-            cflags=(*defines, f"-I{GLUE_RAM}", f"-I{package_file('qemu_ref_ram.h').parent}"),
-        ),
+        {
+            "name": "qtram_unit",
+            "text": units.unit,
+            "qemu": True,
+            "cflags": (*TREE_WARNINGS[1:], *defines, f"-I{GLUE_RAM}"),
+            "provides": provided,
+            "origins": origins,
+        },
+        {
+            "name": "qtram_abi",
+            "source": ABI_UNIT,
+            "qemu": False,
+            "cflags": (*defines, f"-I{GLUE_RAM}", f"-I{package_file('qemu_ref_ram.h').parent}"),
+        },
     ]
