@@ -433,3 +433,39 @@ def test_v2_12_source_side_discard_crashes(tmp_path: Path) -> None:
         codes[release] = proc.returncode
     assert codes["v3.0.0"] == 0
     assert codes["v2.12.0"] == -11  # SIGSEGV
+
+
+@pytest.mark.parametrize(
+    ("release", "layers"),
+    [
+        ("v2.12.0", ["bitmap", "ram"]),
+        ("v3.0.0", ["bitmap", "ram", "recovery"]),
+        ("v8.2.0", ["bitmap", "ram", "recovery"]),
+        ("v10.1.0", ["bitmap", "ram", "recovery"]),
+    ],
+)
+def test_host_driver_layers_follow_the_release(release: str, layers: list[str]) -> None:
+    from recvmap.fuzz.subjects.qemu_tree.command import driver_layers, open_tree
+
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    assert driver_layers(open_tree(TREES[release])) == layers
+
+
+@pytest.mark.parametrize(("release", "host"), [("v2.12.0", "i686"), ("v8.2.0", "s390x")])
+def test_tree_ram_code_on_an_emulated_host(release: str, host: str) -> None:
+    """QEMU's own ram code cross-built into the replay driver, under qemu-user, at its
+    release: programs run (a 32-bit and a big-endian host), none diverges or crashes."""
+    from recvmap.fuzz.campaign.hosts import fuzz_host
+    from recvmap.fuzz.subjects.hosts import HostPool, host_status
+
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    if reason := host_status(host):
+        pytest.skip(reason)
+    driver = build_tree(TREES[release], host=host)
+    s = fuzz_host(
+        host, 8, seed=1, layers=("ram",), pool=HostPool({host: Path(driver)}), release=release
+    )
+    assert s["layers"]["ram"]["programs"] > 0
+    assert s["divergence"] is None and s["crashes"] == 0, s

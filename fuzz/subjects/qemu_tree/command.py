@@ -127,12 +127,23 @@ def host_overrides(name: str) -> dict[str, Any]:
 
 
 def driver_layers(tree: QemuTree) -> list[str]:
-    """The layers a tree's driver can run: bitmap, and the ram layers when it has them."""
+    """The layers a tree's driver can run: bitmap, and each ram layer it has the functions of.
+
+    A release lacks some ram functions (v2.12.0 the recovery stream, releases before v9.1.0
+    ramblock_recv_bitmap_set_offset); a layer runs when all it cannot do without are there
+    (``OPTIONAL_RAM``), and the model at the tree's release never calls the others.
+    """
     names = {o.function for o in origins(tree) if o.kind != "absent"}
     from recvmap.qemu_ref.loader import abi
 
-    ram = [d.name for d in abi() if d.header == "qemu_ref_ram.h"]
-    return ["bitmap", "ram", "recovery"] if ram and all(n in names for n in ram) else ["bitmap"]
+    from ..impls import OPTIONAL_RAM
+
+    ram = {d.name for d in abi() if d.header == "qemu_ref_ram.h"}
+    missing = ram - names
+    layers = ["bitmap"]
+    if ram and len(missing) < len(ram):
+        layers += [layer for layer in ("ram", "recovery") if missing <= OPTIONAL_RAM[layer]]
+    return layers
 
 
 # --- the recvmap command's entry points (fuzz/cli.py calls these) --------------------------
