@@ -162,6 +162,8 @@ def test_ram_and_recovery_layers_run_on_the_tree(release: str, tmp_path: Path) -
         programs = sum(j.get("programs", 0) for j in result["jobs"])
         assert programs > 0, result
         assert not result["crashes"], result["crashes"]
+        # at its own release the model agrees with every tree (the releases work)
+        assert not result["divergences"], result["divergences"]
 
 
 def _mutated_tree(tmp: Path, release: str, rel: str, old: str, new: str) -> Path:
@@ -469,3 +471,24 @@ def test_tree_ram_code_on_an_emulated_host(release: str, host: str) -> None:
     )
     assert s["layers"]["ram"]["programs"] > 0
     assert s["divergence"] is None and s["crashes"] == 0, s
+
+
+def test_without_the_parser_the_ram_part_is_left_out_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import recvmap.fuzz.subjects.qemu_tree.extract as extract_mod
+    from recvmap.fuzz.subjects.qemu_tree.build import extra_units
+    from recvmap.fuzz.subjects.qemu_tree.tree import QemuTree
+
+    def no_parser() -> None:
+        raise extract_mod.ExtractError("tree-sitter-c is not installed (the qemu-tree extra)")
+
+    monkeypatch.setattr(extract_mod, "_parser", no_parser)
+    extract_mod._index.cache_clear()
+    tree = QemuTree.open(TREES[RELEASES[-1]])
+    try:
+        assert extra_units(tree) == []
+        problem = ram_problem(tree.root)
+        assert problem is not None and "tree-sitter-c" in str(problem)
+    finally:
+        extract_mod._index.cache_clear()

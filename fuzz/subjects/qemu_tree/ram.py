@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .extract import RAM_FUNCTIONS, Definition, Extraction, extract
+from .extract import RAM_FUNCTIONS, Definition, ExtractError, Extraction, extract
 from .tree import Origin, QemuTree
 
 GLUE_RAM = Path(__file__).parent / "glue" / "ram"
@@ -302,6 +302,9 @@ def extra_units(tree: QemuTree, env: BuildEnv) -> list[dict[str, Any]]:
         _syntax_check(units, env)
     except RamBuildError as err:
         _PROBLEMS[root] = err
+        return []
+    except ExtractError as err:  # no parser installed, or a file that cannot be read
+        _PROBLEMS[root] = RamBuildError("the ram functions", str(err))
         return []
     rows = origins_of(units)
     origins = tuple(Origin(f, k, p, n, note) for f, k, p, n, note in rows)
