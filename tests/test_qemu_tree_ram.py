@@ -2,9 +2,9 @@
 """QEMU's own received-bitmap functions, taken from the shared trees (--qemu-tree, part 2).
 
 Expected locations and absences below were read from the trees by hand (grep), not from
-the extractor. The fuzz runs check that the ram and recovery layers RUN on each tree's code
-(divergences where the model is still wrong about a release are expected and reported to
-the releases work, not asserted away); the teeth tests mutate one line of a COPY of a tree.
+the extractor; expected behaviours were read from each tree's source. The fuzz runs check
+that the ram and recovery layers RUN on each tree's code and agree with the model at the
+tree's own release; the teeth tests mutate one line of a COPY of a tree.
 """
 
 from __future__ import annotations
