@@ -380,3 +380,22 @@ def test_an_old_tree_on_a_host_is_judged_at_its_release() -> None:
     assert run(old[0])["divergence"] is None
     caught = run(None)["divergence"]
     assert caught is not None and "bitmap_count_one" in caught["description"], caught
+
+
+def test_a_killed_build_is_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build killed outright leaves its temporary folder; a later build removes it once
+    it is stale, and never touches a fresh one (another build may be using it)."""
+    import os
+
+    from recvmap.fuzz.subjects.qemu_tree.build import STALE, cache_root
+
+    monkeypatch.setenv("RECVMAP_CACHE", str(tmp_path / "cache"))
+    root = cache_root()
+    stale, fresh = root / ".building-killed", root / ".building-running"
+    for d in (stale, fresh):
+        d.mkdir(parents=True)
+        (d / "bitmap.o").write_bytes(b"half")
+    old = time.time() - STALE - 60
+    os.utime(stale, (old, old))
+    build_tree(max(TREES.values()))
+    assert not stale.exists() and fresh.exists()

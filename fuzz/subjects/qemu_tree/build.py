@@ -26,8 +26,9 @@ The cache key is the sha256 of every file a unit reads (its source, each header 
 compiler reports with ``-MM``, our glue and generated files), the flags, the compiler's
 version and the host. A build happens in a temporary folder inside the cache and is
 renamed into place only when it succeeded, so a failed or interrupted build leaves
-nothing behind. A unit that does not compile raises ``BuildError`` with one line: the
-file and the compiler's first error (the whole log is ``BuildError.log``).
+nothing behind (the folder of a build killed outright is swept by a later build). A unit
+that does not compile raises ``BuildError`` with one line: the file and the compiler's
+first error (the whole log is ``BuildError.log``).
 """
 
 from __future__ import annotations
@@ -363,11 +364,27 @@ def build_tree(tree: QemuTree | str | Path, bits: int = 64, host: str | None = N
     todo = units(tree)
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
+    sweep(root)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
         return _build(tree, todo, cc, host, host_flags, root, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+STALE = 3600.0  # seconds after which a temporary build folder is an abandoned one
+
+
+def sweep(root: Path) -> None:
+    """Remove the temporary folders of builds that were killed (older than ``STALE``)."""
+    import time
+
+    for tmp in root.glob(".building-*"):
+        try:
+            if time.time() - tmp.stat().st_mtime > STALE:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _build(

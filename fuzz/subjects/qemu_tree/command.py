@@ -62,7 +62,7 @@ def referee_release(tree: QemuTree) -> str | None:
     from recvmap.pymodel.releases import parse_release
 
     try:
-        return parse_release(tree.release).name
+        return str(parse_release(tree.release).name)
     except PreconditionError:
         return None
 
