@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -111,13 +112,51 @@ def default_path(bits: int) -> Path:
     return package_file(f"libqemuref{bits}.so")
 
 
+class _Heap:
+    """The C heap (calloc/free through the C library), or None where it cannot be reached."""
+
+    funcs: tuple[Any, Any] | None = None
+    tried = False
+
+    @classmethod
+    def get(cls) -> tuple[Any, Any] | None:
+        if not cls.tried:
+            cls.tried = True
+            try:
+                libc = ctypes.CDLL(None)
+                calloc, free = libc.calloc, libc.free
+            except (OSError, AttributeError):
+                return None
+            calloc.restype, calloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t, ctypes.c_size_t]
+            free.restype, free.argtypes = None, [ctypes.c_void_p]
+            cls.funcs = (calloc, free)
+        return cls.funcs
+
+
+def _word_array(ctype: Any, nwords: int) -> Any:
+    """``nwords`` zeroed words in a heap block of exactly their size, freed with the array.
+
+    ctypes keeps an array of up to 16 bytes inside its Python object, where a sanitizer
+    sees no end: a read one word past a 1- or 2-word map went unreported. A calloc'd block
+    of its own has AddressSanitizer's redzones after it when libasan is loaded.
+    """
+    heap = _Heap.get()
+    size = ctypes.sizeof(ctype) * nwords
+    pointer = heap[0](1, size) if heap is not None and size else None
+    if not pointer:
+        return (ctype * nwords)()
+    array = (ctype * nwords).from_address(pointer)
+    weakref.finalize(array, heap[1], pointer)  # type: ignore[index]
+    return array
+
+
 class CWords:
     """An array of C unsigned longs handed to the library; same face as the model's Words."""
 
     def __init__(self, ctype: Any, nwords: int, bits_per_long: int) -> None:
         self.nwords = nwords
         self.bits_per_long = bits_per_long
-        self.array = (ctype * nwords)()
+        self.array = _word_array(ctype, nwords)
         # ctypes only accepts a real pointer object through _as_parameter_.
         self._as_parameter_ = ctypes.cast(self.array, ctypes.POINTER(ctype))
 

@@ -3,10 +3,11 @@
 """Write the hand-computed seed vectors (bitmap-rules.json, ram-rules.json, recovery-stream.json).
 
 Every case below states its expected return values -- and, where it matters, the words of
-the memory after the program -- worked out by hand from the rules of docs/qemu-facts
-(sections 2-5), not from the model. The script checks the model against each hand value
-before writing a vector, so a file written here is both a hand-checked expectation and the
-model's output (the vector's ``results`` and ``memory`` digests come from the model).
+the memory after the program -- worked out by hand from QEMU's own sources (the files named
+at each section below, QEMU commit f9494614898f), not from the model. The script checks the
+model against each hand value before writing a vector, so a file written here is both a
+hand-checked expectation and the model's output (the vector's ``results`` and ``memory``
+digests come from the model).
 
     python tests/vectors/generate.py [DIR]     (default: this folder)
 
@@ -79,7 +80,7 @@ def case(
     return test
 
 
-# --- the bitmap layer (facts sections 2-4) ----------------------------------------------
+# --- the bitmap layer (include/qemu/bitops.h, include/qemu/bitmap.h, util/bitmap.c) ------
 
 
 def bitmap_cases(layout: Layout) -> list[dict[str, Any]]:
@@ -366,7 +367,7 @@ def divergence_cases(layout: Layout) -> list[dict[str, Any]]:
     return out
 
 
-# --- the received-page bitmap (facts sections 5-7) --------------------------------------
+# --- the received-page bitmap (migration/ram.c, include/exec/ram_addr.h, arch tables) ----
 
 HOST64 = 0x7F0000000000
 HOST32 = 0x40000000
@@ -672,7 +673,7 @@ def migratable_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
     return out
 
 
-# --- the recovery stream (facts section 5) ----------------------------------------------
+# --- the recovery stream (migration/ram.c: ramblock_recv_bitmap_send, reload) -----------
 
 GOLDEN = {  # nbits: (received pages, stream hex), written out by hand from the rules
     0: ((), "0000000000000000" + ENDMARK),
