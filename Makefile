@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml meson.build qemu_ref/meson.build
 	@touch $@
 
 fuzz: $(STAMP)
-	$(VENV)/bin/recvmap fuzz $(ARGS)
+	$(VENV)/bin/recvmap fuzz --strict $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests $(ARGS)

@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
+
+from .vectors.intake import DEFAULT_LIMITS
+
+DEFAULT_TIMEOUT = 5.0  # seconds per input (libFuzzer -timeout); the harness's default too
 
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
@@ -92,6 +99,96 @@ def _positive(kind: type, name: str) -> Callable[[str], float | int]:
     return parse
 
 
+def _finite_positive(name: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            v = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, not {value!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a finite number of seconds above 0, not {value}"
+            )
+        return v
+
+    parse.__name__ = name
+    return parse
+
+
+SEED_MAX = (1 << 64) - 1
+
+
+def _seed(value: str) -> int:
+    try:
+        v = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer, not {value!r}") from None
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"--seed must be 0 .. 2**64-1, not {value}")
+    return v
+
+
+MAX_JOBS_PER_CPU = 4
+
+
+def _jobs(value: str) -> int:
+    cpus = os.cpu_count() or 1
+    v = _positive(int, "--jobs")(value)
+    if v > MAX_JOBS_PER_CPU * cpus:
+        raise argparse.ArgumentTypeError(
+            f"--jobs {value}: at most {MAX_JOBS_PER_CPU} per CPU ({MAX_JOBS_PER_CPU * cpus} here)"
+        )
+    return int(v)
+
+
+def _probe_dir(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (None: one can)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".recvmap-probe-", dir=directory)
+    except OSError as err:
+        return err.strerror or str(err)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder the command writes into (None: it can)."""
+    if path.exists() and not path.is_dir():
+        return "not a folder"
+    base = _existing_ancestor(path)
+    if not base.is_dir():
+        return f"{base} is not a folder"
+    why = _probe_dir(base)
+    return f"cannot write in {base}: {why}" if why else None
+
+
+def check_dir_option(option: str, path: Path) -> None:
+    """A folder the command will write into: a folder already, or creatable. UsageError."""
+    why = _dir_problem(path)
+    if why:
+        raise UsageError(f"{option} {path}: {why}")
+
+
+def check_file_option(option: str, path: Path) -> None:
+    """A file the command will write at the end: checked now, not after the work."""
+    if path.is_dir():
+        why: str | None = "is a folder"
+    elif path.exists():
+        why = None if os.access(path, os.W_OK) else "not writable"
+    else:
+        why = _dir_problem(path.parent)
+    if why:
+        raise UsageError(f"{option} {path}: {why}")
+
+
 def _word_bits(value: str) -> tuple[int, ...]:
     if value == "both":
         return (64, 32)
@@ -148,7 +245,7 @@ def build_parser() -> Parser:
     )
     f.add_argument(
         "--max-time",
-        type=_positive(float, "--max-time"),
+        type=_finite_positive("--max-time"),
         default=60.0,
         help="seconds for the whole campaign (default 60)",
     )
@@ -158,7 +255,9 @@ def build_parser() -> Parser:
         default=None,
         help="programs per job (libFuzzer -runs)",
     )
-    f.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    f.add_argument(
+        "--seed", type=_seed, default=None, help="random seed, 0 .. 2**64-1 (default: time)"
+    )
     f.add_argument(
         "--corpus",
         type=Path,
@@ -208,9 +307,10 @@ def build_parser() -> Parser:
     )
     f.add_argument(
         "--jobs",
-        type=_positive(int, "--jobs"),
+        type=_jobs,
         default=None,
-        help="parallel harness processes (default: 2, or 1 on one core)",
+        help="harness processes at a time, at most 4 per CPU (default: every job at once, "
+        "time-sliced by the OS, so every layer is fuzzed from the first second)",
     )
     f.add_argument(
         "--engine",
@@ -225,6 +325,18 @@ def build_parser() -> Parser:
         help="the QEMU release the model follows (a tag such as v8.2.0; default: the newest)",
     )
     f.add_argument("--quiet", action="store_true", help="no progress line")
+    f.add_argument(
+        "--timeout",
+        type=_finite_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        help="seconds one input may take: longer is a HANG, its input saved "
+        f"(libFuzzer -timeout; default {DEFAULT_TIMEOUT:g})",
+    )
+    f.add_argument(
+        "--strict",
+        action="store_true",
+        help="a run in which a job compared nothing exits 1 (default: a warning line)",
+    )
 
     r = sub.add_parser(
         "replay",
@@ -261,6 +373,24 @@ def build_parser() -> Parser:
         help="check the vectors' expectations against the model only",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="print passing tests too")
+    r.add_argument(
+        "--timeout",
+        type=_finite_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds a program may run on the implementation: longer is a HANG "
+        f"(default {DEFAULT_TIMEOUT:g})",
+    )
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="a replay that ran no test exits 1 (default: a warning line)",
+    )
+    d = DEFAULT_LIMITS
+    r.add_argument(
+        "--max-file-bytes", type=_positive(int, "--max-file-bytes"), default=d.file_bytes
+    )
+    r.add_argument("--max-words", type=_positive(int, "--max-words"), default=d.words)
+    r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=d.ops)
 
     v = sub.add_parser(
         "vectors",
@@ -297,8 +427,6 @@ def build_parser() -> Parser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    import os
-
     from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
 
     if args.engine == "atheris" and not atheris_available():
@@ -307,6 +435,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError(f"recvmap fuzz: --impl {args.impl}: no such file")
     if args.impl is not None and args.native:
         raise UsageError("recvmap fuzz: --native builds our C reference; it excludes --impl")
+    check_dir_option("recvmap fuzz: --out", args.out)
+    if args.corpus is not None:
+        check_dir_option("recvmap fuzz: --corpus", args.corpus)
+    if args.json is not None:
+        check_file_option("recvmap fuzz: --json", args.json)
     hosts = tuple(args.host)
     if hosts:
         hosts = _resolve_hosts(hosts)
@@ -317,7 +450,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             trees = prepare(args, hosts)
         except TreeUsageError as err:
             raise UsageError(str(err)) from None
-    cpus = os.cpu_count() or 1
     cfg = Config(
         targets=tuple(args.target),
         arches=args.arch,
@@ -330,8 +462,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         impl=args.impl,
         hosts=hosts,
         native=args.native,
-        jobs=args.jobs or max(1, min(2, cpus)),
+        jobs=args.jobs or 0,
         engine=args.engine,
+        timeout=args.timeout,
         release=args.release,
     )
     try:
@@ -343,11 +476,26 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
-    print(summary(result))
+    print(summary(result), flush=True)
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
-    return 0 if result.clean else 1
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        except OSError as err:
+            print(f"recvmap fuzz: --json {args.json}: {err.strerror or err}", file=sys.stderr)
+            return 2
+    if not result.clean:
+        return 1
+    if result.interrupted is not None:
+        return 128 + int(result.interrupted)
+    if result.did_not_run:
+        print(
+            f"recvmap fuzz: did not run: {', '.join(result.did_not_run)} compared no program"
+            + ("" if args.strict else " (warning; --strict makes it an error)"),
+            file=sys.stderr,
+        )
+        return 1 if args.strict else 0
+    return 0
 
 
 def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -390,7 +538,8 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors.files import VectorError, iter_files, load_file, replay
+    from .vectors.files import iter_files, load_file, replay
+    from .vectors.intake import Limits, NotVectorsError, VectorError
 
     if args.qemu_tree is not None:
         if args.impl is not None:
@@ -402,19 +551,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except TreeUsageError as err:
             raise UsageError(str(err)) from None
         args.release = args.release or release  # the model judges the tree at its release
+    limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
+    for path in args.files:
+        if not path.exists():
+            raise UsageError(f"recvmap replay: {path}: no such file")
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in iter_files(args.files):
-        if not path.exists():
-            raise UsageError(f"recvmap replay: {path}: no such file")
         try:
-            cases = load_file(path)
-        except (VectorError, ValueError, KeyError) as err:
-            print(f"ERROR {path}: {err}")
+            cases = load_file(path, limits)
+        except NotVectorsError as err:
+            print(f"NOTE {err}")
+            continue
+        except VectorError as err:
+            print(f"ERROR {err}")
             counts["fail"] += 1
             continue
+        if cases and subject is not None:
+            _check_recorded_subject(path, cases[0].subject, args.impl)
         for case in cases:
-            verdict = replay(case, subject, release=args.release)  # type: ignore[arg-type]
+            verdict = replay(  # type: ignore[arg-type]
+                case, subject, timeout=args.timeout, release=args.release
+            )
             counts[verdict.status] += 1
             if verdict.status == "fail":
                 print(f"FAIL {case.name}: {verdict.message}")
@@ -428,14 +586,49 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.release:
         name += f", QEMU {args.release}"
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
-    return 1 if counts["fail"] else 0
+    if counts["fail"]:
+        return 1
+    if counts["pass"] == 0:
+        print(
+            "recvmap replay: did not run: no test was replayed"
+            + ("" if args.strict else " (warning; --strict makes it an error)"),
+            file=sys.stderr,
+        )
+        return 1 if args.strict else 0
+    return 0
+
+
+def _check_recorded_subject(
+    path: Path, recorded: dict[str, object] | None, impl: Path | None
+) -> None:
+    """Warn when a reproducer was found on another library than the one replaying it."""
+    from .vectors.files import file_sha256
+
+    if not recorded or not recorded.get("library"):
+        return
+    if impl is None:
+        print(
+            f"WARNING {path}: found on {recorded['library']}, replayed on our C "
+            f"(add --impl {recorded['library']})"
+        )
+        return
+    digest = file_sha256(impl)
+    if recorded.get("sha256") and digest != recorded["sha256"]:
+        print(
+            f"WARNING {path}: --impl {impl} has sha256 {digest[:16]}..., the reproducer was "
+            f"found on {recorded['library']} with sha256 {str(recorded['sha256'])[:16]}..."
+        )
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
-        written = export(args.dir)
+        check_dir_option("recvmap vectors export", args.dir)
+        try:
+            written = export(args.dir)
+        except OSError as err:
+            raise UsageError(f"recvmap vectors export {args.dir}: {err}") from None
         for p in written:
             print(p)
         print(f"{len(written)} files written to {args.dir}")

@@ -38,7 +38,7 @@ from .arch import Host, Target
 from .arch import target as _arch_target
 from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
 from .bitops import set_bit_atomic, test_bit
-from .errors import PreconditionError, RecoveryError
+from .errors import PreconditionError, RecoveryError, check_buffer
 from .ramtypes import Side as Side
 from .ramtypes import c_long as c_long
 from .releases import (
@@ -747,9 +747,11 @@ class RamContext(RamConfig[RAMBlock]):
         return ramblock_recv_bitmap_send(self, block_name)
 
     def ram_dirty_bitmap_reload(self, block: RAMBlock, stream: bytes) -> int:
-        """Source: load a recovery stream into block->bmap as dirty pages; 0."""
+        """Source: load a recovery stream (any bytes-like object) into block->bmap as
+        dirty pages; 0."""
         from .recovery import ram_dirty_bitmap_reload
 
+        stream = check_buffer("ram_dirty_bitmap_reload", "stream", stream)
         return ram_dirty_bitmap_reload(self, block, stream)
 
 

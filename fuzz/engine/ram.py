@@ -36,7 +36,7 @@ from ..program.ram_setup import (
     block_kwargs,
     target_page,
 )
-from .session import INVALID, Divergence, first_difference
+from .session import INVALID, Divergence, first_difference, word_pair
 
 
 class RamWorld:
@@ -191,7 +191,8 @@ class RamSession:
             if mimg is None or iimg is None or len(mimg) != len(iimg):
                 return Divergence(index, op, "map", _shape(mimg), _shape(iimg), label=label)
             off = first_difference(mimg, iimg)
-            return Divergence(index, op, "memory", mimg[off], iimg[off], None, off, label)
+            words = word_pair(mimg, iimg, off, 8)
+            return Divergence(index, op, "memory", mimg[off], iimg[off], None, off, label, words)
         return None
 
     def images(self) -> list[tuple[str, bytes | None]]:

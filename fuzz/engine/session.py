@@ -32,6 +32,7 @@ class Divergence:
     array: int | None = None
     offset: int | None = None
     label: str | None = None  # the ram layer's name of the map, e.g. "destination:ram0.bmap"
+    words: tuple[int, str, str] | None = None  # memory: (word, model bytes, impl bytes) in hex
 
     def describe(self) -> str:
         head = f"op #{self.index} {self.op}: "
@@ -46,10 +47,14 @@ class Divergence:
             )
         if self.what == "map":
             return head + f"{where} is {self.impl}, model has {self.model}"
-        return head + (
+        text = head + (
             f"memory of {where} differs first at byte {self.offset}: "
             f"implementation 0x{self.impl:02x}, model 0x{self.model:02x}"
         )
+        if self.words is not None:
+            k, model, impl = self.words
+            text += f"; word {k} in memory order: implementation {impl}, model {model}"
+        return text
 
 
 def _brief(value: Any) -> str:
@@ -59,6 +64,16 @@ def _brief(value: Any) -> str:
     if isinstance(value, bytes | bytearray) and len(value) > 48:
         return f"{bytes(value[:48]).hex()}... ({len(value)} bytes)"
     return repr(value)
+
+
+def word_pair(model: Any, impl: Any, offset: int, size: int) -> tuple[int, str, str]:
+    """The word holding byte ``offset`` of both images: (index, model hex, impl hex)."""
+    k = offset // size
+    return (
+        k,
+        bytes(model[k * size : (k + 1) * size]).hex(),
+        bytes(impl[k * size : (k + 1) * size]).hex(),
+    )
 
 
 class DivergenceError(AssertionError):
@@ -155,7 +170,8 @@ class Session:
             mimg, iimg = self.model.image(mh), self.impl.image(ih)
             if mimg != iimg:
                 off = first_difference(mimg, iimg)
-                return Divergence(index, op, "memory", mimg[off], iimg[off], k, off)
+                words = word_pair(mimg, iimg, off, self.model.layout.bytes_per_long)
+                return Divergence(index, op, "memory", mimg[off], iimg[off], k, off, words=words)
         return None
 
 

@@ -873,7 +873,7 @@ def hunt(
     from ..subjects.impls import Subject
 
     class Detector(Harness):
-        def report(self, program: Program) -> None:
+        def report(self, program: Program, first: object = None) -> None:
             raise _Detected(program)
 
     subject = Subject(libraries={b: load(Path(p), b) for b, p in libs.items()})

@@ -36,7 +36,6 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +53,17 @@ from recvmap.pymodel.releases import (
 from ..engine.session import Divergence, initial_image
 from ..program import Program, Ref
 from ..subjects.impls import ModelImpl, Subject
+from .intake import (
+    DEFAULT_LIMITS,
+    Limits,
+    NotVectorsError,
+    VectorError,
+    check_program,
+    read_json,
+    schema,
+    validate,
+    vectors_dir,
+)
 
 SCHEMA = "recvmap-vectors-v1"
 VERSION = 1
@@ -175,7 +185,7 @@ def group_params(program: Program) -> dict[str, Any]:
             arch=s["target"],
             target_page_bits=s["target_page_bits"],
             host=s["host"],
-            host_page_size=s["host_page_size"],
+            host_page_size=s.get("host_page_size") or _base_page(s["host"]),
         )
         if program.layer == "recovery":
             params.update(
@@ -183,6 +193,12 @@ def group_params(program: Program) -> dict[str, Any]:
                 sender_big_endian=s["sender"]["big_endian"],
             )
     return params
+
+
+def _base_page(host: str) -> int:
+    from recvmap.pymodel import arch
+
+    return arch.host(host).base_page
 
 
 def _outcome(run: ModelRun) -> tuple[Any, ...]:
@@ -287,17 +303,68 @@ def write_vector_file(path: str | os.PathLike[str], obj: dict[str, Any]) -> Path
     return path
 
 
+BARE = "bare program"  # the comment of the test made from a bare program
+KINDS = ("divergence", "crash", "hang", "nondeterministic")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def subject_record(subject: Subject) -> dict[str, Any]:
+    """What a reproducer records of the implementation it was found on.
+
+    A user's library: its absolute path and sha256 (replay warns when they differ), so the
+    printed replay command runs the same code. Open for more (a QEMU tree, a release).
+    """
+    record: dict[str, Any] = {"name": subject.name}
+    if subject.path is not None:
+        record["library"] = str(Path(subject.path).resolve())
+        record["sha256"] = file_sha256(subject.path)
+    record["word_bits"] = list(subject.widths)
+    return record
+
+
+def replay_command(path: str | os.PathLike[str], subject: dict[str, Any] | None = None) -> str:
+    """The command line that replays ``path`` on the implementation it was found on."""
+    import shlex
+
+    words = ["recvmap", "replay"]
+    if subject and subject.get("library"):
+        words += ["--impl", str(subject["library"])]
+        if len(subject.get("word_bits", [])) == 1:
+            words += ["--word-bits", str(subject["word_bits"][0])]
+    return " ".join(shlex.quote(w) for w in [*words, str(path)])
+
+
 def write_divergence(
-    program: Program, divergence: Divergence, impl_name: str, out_dir: str | os.PathLike[str]
+    program: Program,
+    divergence: Divergence,
+    impl_name: str,
+    out_dir: str | os.PathLike[str],
+    kind: str = "divergence",
+    subject: dict[str, Any] | None = None,
 ) -> Path:
-    """The minimized program of a divergence as a one-test vector file; its path."""
-    comment = f"{impl_name} diverged: {divergence.describe()}"
+    """The minimized program of a finding as a one-test vector file; its path.
+
+    ``kind`` names the file: divergence-, crash-, hang- or nondeterministic-<layer>-<hash>.
+    """
+    assert kind in KINDS, kind
+    what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
+    comment = f"{impl_name} {what}: {divergence.describe()}"
     if program.release:
         comment += f" (at QEMU {program.release})"
     test = make_test(program, comment, ["Divergence", "ModelSnapshot"])
     text = json.dumps(test["program"], sort_keys=True)
-    name = f"divergence-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
-    return write_vector_file(Path(out_dir) / name, vector_file([test]))
+    name = f"{kind}-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    obj = vector_file([test])
+    if subject:
+        obj["subject"] = subject
+    return write_vector_file(Path(out_dir) / name, obj)
 
 
 # --- loading and replaying --------------------------------------------------------------
@@ -310,6 +377,7 @@ class Case:
     path: Path
     group: dict[str, Any]
     test: dict[str, Any]
+    subject: dict[str, Any] | None = None  # reproducers: the implementation it was found on
 
     @property
     def program(self) -> Program:
@@ -328,28 +396,44 @@ class Case:
         return release_range(str(self.group.get("release", "*")))(release)
 
 
-class VectorError(ValueError):
-    """A vector file that is not a recvmap-vectors-v1 file; the message says where."""
+def load_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> list[Case]:
+    """Every test of a vector file, or of a bare program / reproducer JSON.
 
-
-def load_file(path: str | os.PathLike[str]) -> list[Case]:
-    """Every test of a vector file, or of a bare program / reproducer JSON."""
+    Everything is checked (``fuzz.intake``) before anything runs: a file that is not
+    JSON, too large, not valid against the schema or meaningless raises VectorError; a
+    JSON file of another kind raises NotVectorsError (skip it).
+    """
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise VectorError(f"{path}: {err}") from None
+    return load_obj(read_json(path, limits), path, limits)
+
+
+def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case]:
+    """``load_file`` of already parsed JSON (``path`` names it in messages)."""
     if isinstance(obj, dict) and "ops" in obj and "testGroups" not in obj:
+        check_program(obj, limits, f"{path}")
         program = Program.from_json(obj)  # a bare program: expectations from the model
-        test = make_test(program, "bare program", [], 1)
+        try:
+            test = make_test(program, BARE, [], 1)
+        except ValueError as err:  # an operation the model rejects before the last one
+            raise VectorError(f"{path}: {err}") from None
         group = {**group_params(program), "release": test.pop("release")}
         return [Case(path, group, test)]
+    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
+        kind = obj.get("schema", obj.get("$schema")) if isinstance(obj, dict) else None
+        if isinstance(kind, str):
+            raise NotVectorsError(f"{path}: not a {SCHEMA} file ({kind}): skipped")
     problems = validate(obj, schema())
     if problems:
         raise VectorError(f"{path}: {problems[0]}")
+    if sum(len(g["tests"]) for g in obj["testGroups"]) > limits.tests:
+        raise VectorError(f"{path}: more than {limits.tests} tests (the cap)")
     cases = []
-    for group in obj["testGroups"]:
-        for test in group["tests"]:
+    for gi, group in enumerate(obj["testGroups"]):
+        for ti, test in enumerate(group["tests"]):
+            where = f"{path}: testGroups[{gi}].tests[{ti}]"
+            check_program(test["program"], limits, f"{where}.program")
+            if test["result"] == "invalid" and not test["program"]["ops"]:
+                raise VectorError(f"{where}: an invalid test needs the operation it rejects")
             params = group_params(Program.from_json(test["program"]))
             shared = {k: group[k] for k in GROUP_KEYS if k in group}
             if shared != params:
@@ -357,15 +441,15 @@ def load_file(path: str | os.PathLike[str]) -> list[Case]:
                     f"{path}: test {test['tcId']}: program parameters {params} "
                     f"differ from its group's {shared}"
                 )
-            cases.append(Case(path, group, test))
+            cases.append(Case(path, group, test, obj.get("subject")))
     return cases
 
 
 def is_vector_file(path: Path) -> bool:
     """A recvmap-vectors-v1 file (folders may hold other JSON: schema, other formats)."""
     try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = read_json(path)
+    except VectorError:
         return False
     return isinstance(obj, dict) and obj.get("schema") == SCHEMA
 
@@ -418,12 +502,27 @@ def check_impl(
     program = case.program.at(case.release_for(release).name)
     if case.test["result"] == "invalid":
         program = program.with_ops(program.ops[:-1])  # never hand C the invalid call
+        if not program.ops and case.test["comment"] == BARE:
+            return "skip", (
+                "did not run: the program's only operation is outside QEMU's domain "
+                f"({case.test.get('reason', 'the model rejects it')}); nothing reached "
+                f"{subject.name}"
+            )
+    from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
+
+    # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
+    # a read before the start of an array each fault under one of them.
+    modes = [guard_mode()] if guard_from_env() else [g for g in GUARDS if g != "none"]
     try:
-        results, divergence = first_divergence(program, subject)
+        for mode in modes:
+            set_guard(mode)
+            results, divergence = first_divergence(program, subject)
+            if divergence is not None:
+                return "fail", f"{subject.name} diverges: {divergence.describe()}"
     except ValueError as err:
         return "skip", str(err)
-    if divergence is not None:
-        return "fail", f"{subject.name} diverges: {divergence.describe()}"
+    finally:
+        set_guard(None)
     want = case.test["results"][: len(program.ops)]
     got = [result_json(r) for r in results]
     if got != want:
@@ -436,6 +535,7 @@ def replay(
     subject: Subject | None,
     isolate: bool = True,
     release: str | Release | None = None,
+    timeout: float | None = None,
 ) -> Verdict:
     """Check the model against the vector, then the implementation against the model, at
     ``release`` (default: the program's own, else the newest). A vector whose group range
@@ -443,7 +543,8 @@ def replay(
     only: at an older release it is not compared (model only).
 
     With ``isolate`` the implementation runs in a forked child, so a crash of its C code
-    (a segfault, an assert) is a failing verdict naming the signal, not the end of the run.
+    (a segfault, an assert) is a failing verdict naming the signal, not the end of the run,
+    and a child still running after ``timeout`` seconds is killed: a HANG verdict.
     """
     rel = case.release_for(release)
     if not case.covers(rel):
@@ -456,24 +557,42 @@ def replay(
     if any(changes_between(rel, DEFAULT_RELEASE)) and getattr(subject, "path", None) is None:
         return Verdict(case, "pass", f"model only (our C implements {DEFAULT_RELEASE})")
     if isolate:
-        status, message = isolated(check_impl, case, subject, rel)
+        status, message = isolated(check_impl, case, subject, rel, timeout=timeout)
     else:
         status, message = check_impl(case, subject, rel)
     return Verdict(case, status, message)
 
 
-def isolated(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies."""
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (no orphan replaying a hang)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+GUARD_NOTE = "arrays handed to C sit against guard pages: an access past an array faults"
+
+
+def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
+    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies,
+    ("fail", "HANG ...") if it runs longer than ``timeout`` seconds (it is killed)."""
     if not hasattr(os, "fork"):
         return fn(*args)
     import pickle
+    import select
     import signal
+    import time
 
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 0
         try:
+            _die_with_parent()
             os.close(rfd)
             data = pickle.dumps(fn(*args))
         except BaseException as err:  # noqa: BLE001 - reported to the parent
@@ -483,38 +602,31 @@ def isolated(fn: Any, *args: Any) -> Any:
             w.write(data)
         os._exit(code)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as r:
-        data = r.read()
+    chunks = []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with os.fdopen(rfd, "rb", buffering=0) as r:
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([r], [], [], left)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return "fail", f"HANG: the implementation did not finish within {timeout} s"
+            chunk = r.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status)).name
-        return "fail", f"the implementation crashed ({sig}) on this program"
-    return pickle.loads(data)
+        what = f"the implementation crashed ({sig}) on this program"
+        if sig in ("SIGSEGV", "SIGBUS"):
+            what += f": a bad memory access, e.g. past an array ({GUARD_NOTE})"
+        return "fail", what
+    return pickle.loads(b"".join(chunks))
 
 
 # --- the schema and the packaged vectors ------------------------------------------------
-
-
-def vectors_dir() -> Path:
-    """The vector files: installed with the package, else the source tree's tests/vectors."""
-    try:
-        packaged = resources.files("recvmap").joinpath("vectors")
-        with resources.as_file(packaged) as p:
-            if Path(p).is_dir() and any(Path(p).glob("*.json")):
-                return Path(p)
-    except (ModuleNotFoundError, OSError):  # an editable install maps files, not folders
-        pass
-    return Path(__file__).resolve().parent.parent.parent / "tests" / "vectors"
-
-
-_SCHEMA: dict[str, Any] | None = None
-
-
-def schema() -> dict[str, Any]:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = json.loads((vectors_dir() / "schema.json").read_text())
-    return _SCHEMA
 
 
 def export(
@@ -529,70 +641,3 @@ def export(
         load_file(f)  # never export a file that does not validate
         written.append(Path(shutil.copy2(f, dest / f.name)))
     return written
-
-
-# --- a small JSON Schema validator (the subset schema.json uses) -------------------------
-
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "boolean": bool,
-    "null": type(None),
-    "integer": int,
-    "number": (int, float),
-}
-
-
-def validate(
-    obj: Any, sch: dict[str, Any], root: dict[str, Any] | None = None, where: str = "$"
-) -> list[str]:
-    """Problems of ``obj`` against ``sch`` (type, const, enum, required, properties,
-    additionalProperties, items, minimum, minItems, pattern, anyOf, $ref to $defs)."""
-    import re
-
-    root = root or sch
-    if "$ref" in sch:
-        name = sch["$ref"].rsplit("/", 1)[-1]
-        return validate(obj, root["$defs"][name], root, where)
-    if "anyOf" in sch:
-        if all(validate(obj, s, root, where) for s in sch["anyOf"]):
-            return [f"{where}: matches none of the allowed forms"]
-    types = sch.get("type")
-    if types is not None:
-        names = types if isinstance(types, list) else [types]
-        ok = any(
-            isinstance(obj, _TYPES[t])
-            and not (t in ("integer", "number") and isinstance(obj, bool))
-            for t in names
-        )
-        if not ok:
-            return [f"{where}: expected {'/'.join(names)}, got {type(obj).__name__}"]
-    if "const" in sch and obj != sch["const"]:
-        return [f"{where}: must be {sch['const']!r}"]
-    if "enum" in sch and obj not in sch["enum"]:
-        return [f"{where}: must be one of {sch['enum']}"]
-    problems: list[str] = []
-    if isinstance(obj, dict):
-        for key in sch.get("required", []):
-            if key not in obj:
-                problems.append(f"{where}: missing {key!r}")
-        props = sch.get("properties", {})
-        for key, value in obj.items():
-            if key in props:
-                problems += validate(value, props[key], root, f"{where}.{key}")
-            elif sch.get("additionalProperties") is False:
-                problems.append(f"{where}: unexpected {key!r}")
-            elif isinstance(sch.get("additionalProperties"), dict):
-                problems += validate(value, sch["additionalProperties"], root, f"{where}.{key}")
-    if isinstance(obj, list):
-        if len(obj) < sch.get("minItems", 0):
-            problems.append(f"{where}: at least {sch['minItems']} items")
-        if "items" in sch:
-            for i, item in enumerate(obj):
-                problems += validate(item, sch["items"], root, f"{where}[{i}]")
-    if isinstance(obj, int | float) and not isinstance(obj, bool) and obj < sch.get("minimum", obj):
-        problems.append(f"{where}: below {sch['minimum']}")
-    if isinstance(obj, str) and "pattern" in sch and not re.search(sch["pattern"], obj):
-        problems.append(f"{where}: does not match {sch['pattern']}")
-    return problems

@@ -36,6 +36,7 @@ from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
 
 HERE = Path(__file__).resolve().parent
 EINVAL = -22
+PREFIX = "ram_dirty_bitmap_reload: "  # error_report("%s: ...", __func__) before v8.2.0
 NBITS = 128  # 16 map bytes: two 64-bit words, four 32-bit words, no padding
 # Every map byte different, none 0x00 or 0xff, and both halves of every word different.
 MAP = bytes((0x5A + 37 * k) % 251 + 1 for k in range(NBITS // 8))
@@ -82,7 +83,10 @@ def stream_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
 
 
 def damaged_cases(receiver: Layout) -> list[dict[str, Any]]:
-    """One flipped bit in each byte of the size field and of the end mark: -EINVAL."""
+    """One flipped bit in each byte of the size field and of the end mark: rejected, per
+    release (migration/ram.c ram_dirty_bitmap_reload: false with an Error from v8.2.0, -EINVAL
+    and an error_report prefixed with the function name before; before v5.2.0 the wrong end
+    mark is printed in decimal after "0x")."""
     base = base_of(receiver)
     blocks = [block("pc.ram", base, NBITS * 4096)]
     nwords = NBITS // receiver.bits_per_long
@@ -91,6 +95,17 @@ def damaged_cases(receiver: Layout) -> list[dict[str, Any]]:
     fields = [("size", SIZE_AT, i) for i in range(8)] + [("end mark", END_AT, i) for i in range(8)]
     for name, at, i in fields:
         mask = 1 << (i % 8)  # another bit in each byte, still one bit
+        bad = int.from_bytes(STREAM[at : at + 8], "big") ^ (mask << 8 * (7 - i))
+        if name == "size":
+            text = f"ramblock 'pc.ram' bitmap size mismatch (0x{bad:x} != 0x{len(MAP):x})"
+            variants = [(None, -1, text), ("v8.1.0", EINVAL, f"{PREFIX}{text}")]
+        else:
+            text = "ramblock 'pc.ram' end mark incorrect: 0x{}"
+            variants = [
+                (None, -1, text.format(f"{bad:x}")),
+                ("v8.1.0", EINVAL, PREFIX + text.format(f"{bad:x}")),
+                ("v5.1.0", EINVAL, PREFIX + text.format(f"{bad}")),
+            ]
         ops = [
             Op("ramblock_recv_map_init", ()),
             Op("ram_list_init_bitmaps", ()),
@@ -98,16 +113,20 @@ def damaged_cases(receiver: Layout) -> list[dict[str, Any]]:
             Op("stream_xor", (at + i, mask)),
             Op("ram_dirty_bitmap_reload", (Ref(0),)),
         ]
-        out.append(
-            case(
-                recovery_program(receiver, receiver, blocks, ops),
-                f"the {name} with byte {i} of 8 (big-endian: 0 most significant) xor "
-                f"0x{mask:02x} is rejected (-EINVAL) and the source bitmap stays all ones",
-                ["MalformedStream", "StreamBytes"],
-                [None, None, None, None, ("RecoveryError", EINVAL)],
-                {"source:pc.ram.bmap": (nwords, untouched)},
+        for release, ret, error in variants:
+            kind = "false (-1)" if ret == -1 else f"{ret}"
+            out.append(
+                case(
+                    recovery_program(receiver, receiver, blocks, ops),
+                    f"the {name} with byte {i} of 8 (big-endian: 0 most significant) xor "
+                    f"0x{mask:02x} is rejected ({kind}; int returns before v8.2.0) and the "
+                    "source bitmap stays all ones",
+                    ["MalformedStream", "StreamBytes", "Release"],
+                    [None, None, None, None, ("RecoveryError", ret, error)],
+                    {"source:pc.ram.bmap": (nwords, untouched)},
+                    release=release,
+                )
             )
-        )
     return out
 
 
