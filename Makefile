@@ -25,8 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/bitmap_ratios.py
-	$(PY) bench/engine_ops.py
+	$(PY) bench/figures.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check pymodel qemu_ref fuzz tests bench

@@ -6,6 +6,7 @@
                                   word width)
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
+    recvmap corpus merge OUT IN...  merge corpus folders (libFuzzer -merge=1)
     recvmap arches                the architecture and host tables
     recvmap releases              every rule that changed between QEMU releases, with commits
     recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
@@ -17,7 +18,6 @@ Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad argu
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -269,7 +269,14 @@ def build_parser() -> Parser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="write a machine-readable summary to FILE",
+        help="write a machine-readable summary to FILE (schema: recvmap-fuzz-summary v1)",
+    )
+    f.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the jobs as JUnit XML test cases to FILE (for CI systems)",
     )
     f.add_argument(
         "--impl",
@@ -311,6 +318,12 @@ def build_parser() -> Parser:
         default=None,
         help="harness processes at a time, at most 4 per CPU (default: every job at once, "
         "time-sliced by the OS, so every layer is fuzzed from the first second)",
+    )
+    f.add_argument(
+        "--workers",
+        type=_positive(int, "--workers"),
+        default=1,
+        help="processes per job sharing the job's corpus (libFuzzer fork mode; needs atheris)",
     )
     f.add_argument(
         "--engine",
@@ -391,6 +404,25 @@ def build_parser() -> Parser:
     )
     r.add_argument("--max-words", type=_positive(int, "--max-words"), default=d.words)
     r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=d.ops)
+    r.add_argument(
+        "--layer",
+        choices=LAYERS,
+        default=None,
+        help="FILEs that are raw libFuzzer inputs (crash-*, timeout-*, corpus files) are "
+        "decoded by this layer's harness into vector files first",
+    )
+    r.add_argument(
+        "--arch",
+        type=_csv("architecture", _arches()),
+        default=None,
+        help="with --layer: the --arch the fuzzing run had",
+    )
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fuzz-out"),
+        help="with --layer: folder for the vector files of raw inputs (default fuzz-out)",
+    )
 
     v = sub.add_parser(
         "vectors",
@@ -398,9 +430,46 @@ def build_parser() -> Parser:
         description="The regression vector files (recvmap-vectors-v1).",
     )
     vsub = v.add_subparsers(dest="vectors_command", metavar="ACTION", parser_class=Parser)
-    e = vsub.add_parser("export", help="write the vector files and schema.json to DIR")
-    e.add_argument("dir", type=Path, metavar="DIR")
+    e = vsub.add_parser(
+        "export",
+        help="write the vector files and schema.json to DIR, or a QEMU unit test",
+        description="Write the vector files and schema.json to DIR; with --qemu-unit-test, "
+        "write the bitmap-layer vectors as a GTest unit test for QEMU's tests/unit/.",
+    )
+    e.add_argument("dir", type=Path, metavar="DIR", nargs="?")
+    e.add_argument(
+        "--qemu-unit-test",
+        type=Path,
+        default=None,
+        metavar="FILE.c",
+        help="write a self-contained GTest unit test in the style of tests/unit/test-bitmap.c",
+    )
+    e.add_argument(
+        "--release",
+        default=None,
+        metavar="vX.Y.Z",
+        help="with --qemu-unit-test: the QEMU release the test is for (default: the newest)",
+    )
     vsub.add_parser("list", help="list the vector files and their test counts")
+
+    c = sub.add_parser(
+        "corpus",
+        help="fuzzing corpora",
+        description="Fuzzing corpora: raw inputs of one layer's harness.",
+    )
+    csub = c.add_subparsers(dest="corpus_command", metavar="ACTION", parser_class=Parser)
+    cm = csub.add_parser(
+        "merge",
+        help="merge corpus folders into OUT, keeping the inputs that add coverage",
+        description="Merge the corpus folders IN... into OUT with libFuzzer's -merge=1 "
+        "through the layer's harness: the inputs kept are those that add coverage of the "
+        "model (e.g. the corpora of several machines, or of ClusterFuzzLite).",
+    )
+    cm.add_argument("out", type=Path, metavar="OUT")
+    cm.add_argument("inputs", nargs="+", type=Path, metavar="IN")
+    cm.add_argument("--layer", choices=LAYERS, required=True)
+    cm.add_argument("--word-bits", type=_word_bits, default=None)
+    cm.add_argument("--impl", type=Path, default=None, metavar="PATH")
 
     sub.add_parser("arches", help="print the architecture and host tables")
     q = sub.add_parser(
@@ -440,6 +509,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         check_dir_option("recvmap fuzz: --corpus", args.corpus)
     if args.json is not None:
         check_file_option("recvmap fuzz: --json", args.json)
+    if args.junit is not None:
+        check_file_option("recvmap fuzz: --junit", args.junit)
     hosts = tuple(args.host)
     if hosts:
         hosts = _resolve_hosts(hosts)
@@ -465,8 +536,11 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         jobs=args.jobs or 0,
         engine=args.engine,
         timeout=args.timeout,
+        workers=args.workers,
         release=args.release,
     )
+    if args.workers > 1 and (args.engine == "random" or not atheris_available()):
+        raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
         if args.qemu_tree:
             from .campaign.qemu_tree import fuzz
@@ -477,13 +551,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
     print(summary(result), flush=True)
-    if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
-        except OSError as err:
-            print(f"recvmap fuzz: --json {args.json}: {err.strerror or err}", file=sys.stderr)
-            return 2
+    from .campaign.report import write_reports
+
+    try:
+        write_reports(result, cfg, args.json, args.junit, getattr(args, "argv", None))
+    except OSError as err:
+        print(f"recvmap fuzz: --json/--junit: {err.strerror or err}", file=sys.stderr)
+        return 2
     if not result.clean:
         return 1
     if result.interrupted is not None:
@@ -538,9 +612,13 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors.files import iter_files, load_file, replay
+    from .vectors.files import load_file, replay
     from .vectors.intake import Limits, NotVectorsError, VectorError
 
+    limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
+    for path in args.files:
+        if not path.exists():
+            raise UsageError(f"recvmap replay: {path}: no such file")
     if args.qemu_tree is not None:
         if args.impl is not None:
             raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
@@ -551,13 +629,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         except TreeUsageError as err:
             raise UsageError(str(err)) from None
         args.release = args.release or release  # the model judges the tree at its release
-    limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
-    for path in args.files:
-        if not path.exists():
-            raise UsageError(f"recvmap replay: {path}: no such file")
     subject = None if args.model_only else _subject(args.impl, args.word_bits)
     counts = {"pass": 0, "fail": 0, "skip": 0}
-    for path in iter_files(args.files):
+    for path in _raw_inputs_as_vectors(args):
         try:
             cases = load_file(path, limits)
         except NotVectorsError as err:
@@ -620,10 +694,48 @@ def _check_recorded_subject(
         )
 
 
+def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
+    """The files to replay: raw libFuzzer inputs (with --layer) become vector files."""
+    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input
+    from .vectors.files import iter_files
+
+    paths = list(iter_files(args.files))
+    if args.layer is None:
+        for path in paths:
+            if path.is_file() and is_raw_input(path):
+                raise UsageError(
+                    f"recvmap replay: {path}: not JSON but a raw fuzzer input; "
+                    f"name the harness that ran it with --layer {'|'.join(LAYERS)}"
+                )
+        return paths
+
+    bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+    how = Decoding(args.layer, bits, args.impl, args.arch, getattr(args, "release", None))
+    out = []
+    for path in paths:
+        if path.is_file() and is_raw_input(path):
+            try:
+                vector = input_to_vector(path, how, args.out)
+            except ValueError as err:
+                raise UsageError(f"recvmap replay: {path}: cannot decode: {err}") from None
+            print(f"{path}: decoded by the {args.layer} harness into {vector}")
+            path = vector
+        out.append(path)
+    return out
+
+
 def cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
+        if args.qemu_unit_test is None and args.dir is None:
+            raise UsageError("recvmap vectors export: give DIR or --qemu-unit-test FILE.c")
+        if args.release is not None and args.qemu_unit_test is None:
+            raise UsageError("recvmap vectors export: --release goes with --qemu-unit-test")
+        if args.qemu_unit_test is not None:
+            _export_qemu_unit_test(args.qemu_unit_test, args.release)
+        if args.dir is None:
+            return 0
         check_dir_option("recvmap vectors export", args.dir)
         try:
             written = export(args.dir)
@@ -638,6 +750,41 @@ def cmd_vectors(args: argparse.Namespace) -> int:
             print(f"{path.name}: {len(load_file(path))} tests")
         return 0
     raise UsageError("recvmap vectors: choose an action: export DIR, list")
+
+
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from .campaign.crashfile import Decoding
+    from .campaign.workers import merge
+
+    if args.corpus_command != "merge":
+        raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
+    for d in args.inputs:
+        if not d.is_dir():
+            raise UsageError(f"recvmap corpus merge: {d}: no such folder")
+    if args.impl is not None and not args.impl.is_file():
+        raise UsageError(f"recvmap corpus merge: --impl {args.impl}: no such file")
+    bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECVMAP_")}
+    env.update(Decoding(args.layer, bits, args.impl).env())
+    try:
+        r = merge(args.layer, args.out, args.inputs, env)
+    except RuntimeError as err:
+        print(f"recvmap corpus merge: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
+    return 0
+
+
+def _export_qemu_unit_test(path: Path, release: str | None) -> None:
+    from .vectors import qemu_unit
+
+    check_file_option("recvmap vectors export --qemu-unit-test", path)
+    try:
+        rel = qemu_unit.parse(release)
+        export = qemu_unit.write_qemu_unit_test(path, rel.name)
+    except qemu_unit.ExportError as err:
+        raise UsageError(f"recvmap vectors export: {err}") from None
+    print("\n".join(qemu_unit.summary(export, path, rel.name)))
 
 
 def cmd_arches(args: argparse.Namespace) -> int:
@@ -658,6 +805,7 @@ COMMANDS = {
     "fuzz": cmd_fuzz,
     "replay": cmd_replay,
     "vectors": cmd_vectors,
+    "corpus": cmd_corpus,
     "arches": cmd_arches,
     "releases": cmd_releases,
 }
@@ -688,6 +836,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command is None:
             commands = ", ".join(COMMANDS)
             raise UsageError(f"recvmap: choose a command: {commands} (see recvmap --help)")

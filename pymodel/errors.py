@@ -164,7 +164,7 @@ def check_ulong(function: str, layout: Layout, argument: str, value: int) -> Non
 
 def check_words(function: str, argument: str, words: Words, first: int, end: int) -> None:
     """QEMU reads or writes words [first, end) of ``words``: they must be allocated."""
-    if end > first and (first < 0 or end > words.nwords):
+    if end > first and (first < 0 or end * words.layout.bytes_per_long > len(words.data)):
         raise PreconditionError(
             function,
             argument,

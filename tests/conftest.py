@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,3 +75,22 @@ def plant_c(tmp_path: Path) -> PlantC:
         return dst
 
     return plant
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of the source tree, built once per session with the meson-python backend
+    (test_packaging and the pytest plugin's fresh-venv test both install it)."""
+    root = Path(__file__).resolve().parents[1]
+    tmp = tmp_path_factory.mktemp("wheel")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
+        + ["-w", str(tmp), str(root)],
+        check=True,
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+    )
+    (wheel,) = tmp.glob("recvmap-*.whl")
+    return wheel

@@ -40,7 +40,8 @@ LAYERS = ("bitmap", "ram", "recovery")
 _NOISE = re.compile(r"^(0x|\\|Base64:|stat::|MS: |INFO: |NOTE: |\s+Combine |#\d+\s)")
 SECONDS = "{seconds}"  # in a job's argv: replaced by its time share when it starts
 STARTUP = 1.5  # seconds a harness needs before fuzzing (imports, instrumentation)
-_COV = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+)(?: ft: (\d+))?")
+# "#N  NEW  cov: C ft: F" from a process; "#N: cov: C ft: F ..." from a fork-mode supervisor
+_COV = re.compile(r"^#(\d+):?\s+(\w+\s+)?cov: (\d+)(?: ft: (\d+))?")
 _DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
 
 
@@ -77,6 +78,7 @@ class Config:
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
     timeout: float = 5.0  # seconds one input may take: longer is a HANG
+    workers: int = 1  # processes per job sharing its corpus (libFuzzer -fork; workers.py)
     release: str | None = None  # the QEMU release the model follows (None: the newest)
 
 
@@ -145,10 +147,9 @@ class Job:
             m = _DONE.match(line)
             if m:
                 self.runs = max(self.runs, int(m[1]))
-        try:
-            self.stats = json.loads(self.stats_path.read_text())
-        except (OSError, ValueError):
-            pass
+        from .workers import read_stats
+
+        self.stats = read_stats(self.stats_path) or self.stats
         if self.returncode is None and self.proc.poll() is not None:
             self.returncode = self.proc.returncode
             self.ended = time.monotonic()
@@ -268,7 +269,9 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         from ..subjects.native import native_env
 
         env.update(native_env(cfg.native_libs))
-    return env
+    from .workers import worker_env
+
+    return worker_env(env, cfg.workers)
 
 
 def harness_argv(
@@ -290,7 +293,9 @@ def harness_argv(
     ]
     if cfg.runs is not None:
         argv.append(f"-runs={cfg.runs}")
-    return argv
+    from .workers import fork_flags
+
+    return argv + fork_flags(cfg.workers)
 
 
 def seed_inputs(folder: Path, seed: int, count: int = 16) -> Path:

@@ -25,6 +25,7 @@ RECVMAP_MAX_OPS       operations per program (default 24)
 RECVMAP_MAX_WORDS     words per bitmap array (bitmap layer; default 64)
 RECVMAP_RECEIVER_BITS recovery: the source's word width (the sender's may be either)
 RECVMAP_TIMEOUT       seconds one input may take before it is a HANG (default 5; 0: none)
+RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
 ===================== ===============================================================
 
 A hang is a finding: a watchdog thread (ctypes releases the GIL during a C call, so it
@@ -38,6 +39,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -288,17 +290,20 @@ class Harness:
             )
             description = divergence.describe()
         if self.stats_path is not None:
+            from .report import divergence_json
+
             self.write_stats(
                 time.monotonic(),
                 divergence=str(path),
                 description=description,
                 replay=replay_command(path, record),
+                detail=divergence_json(divergence),
             )
         err = DivergenceError(divergence, self.subject.name)
         head = err.args[0] if description == divergence.describe() else description
         err.args = (f"{head}\nreplay it: {replay_command(path, record)}\nreproducer: {path}",)
         err.path = path  # type: ignore[attr-defined]
-        raise err
+        raise_by_kind(err)
 
     # --- statistics ---------------------------------------------------------------------
 
@@ -318,9 +323,32 @@ class Harness:
     def write_stats(self, now: float, **extra: Any) -> None:
         assert self.stats_path is not None
         self._last_write = now
-        tmp = self.stats_path.with_suffix(".tmp")
+        tmp = self.stats_path.with_name(self.stats_path.name + ".tmp")
         tmp.write_text(json.dumps({**self.stats(now), **extra}))
         os.replace(tmp, self.stats_path)
+
+
+def raise_by_kind(err: DivergenceError) -> None:
+    """Raise ``err`` from a frame named after the diverging function and what differed.
+
+    ClusterFuzz and OSS-Fuzz deduplicate crashes by their stack: raised from one place,
+    every divergence would be one crash. From ``diverges_in_bitmap_set_memory`` (a function
+    made for the purpose, in a file named ``<recvmap: bitmap_set memory>``) each kind of
+    divergence is its own crash, and the same kind again is a duplicate.
+    """
+    d = err.divergence
+    name = "diverges_in_" + re.sub(r"\W", "_", f"{d.op.name}_{d.what}")
+    scope: dict[str, Any] = {}
+    source = f"def {name}(err):\n    raise err\n"
+    exec(compile(source, f"<recvmap: {d.op.name} {d.what}>", "exec"), scope)  # noqa: S102
+    scope[name](err)
+
+
+def _stats_path() -> str | None:
+    from .workers import stats_path_for_process
+
+    path = os.environ.get("RECVMAP_STATS")
+    return stats_path_for_process(path) if path else None
 
 
 def harness_from_env(layer: str) -> Harness:
@@ -330,7 +358,7 @@ def harness_from_env(layer: str) -> Harness:
         targets=env_list("RECVMAP_ARCH"),
         hosts=env_list("RECVMAP_HOSTS"),
         out_dir=os.environ.get("RECVMAP_OUT", "fuzz-out"),
-        stats_path=os.environ.get("RECVMAP_STATS") or None,
+        stats_path=_stats_path(),
         max_ops=int(os.environ.get("RECVMAP_MAX_OPS", "24")),
         max_words=int(os.environ.get("RECVMAP_MAX_WORDS", "64")),
         receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])

@@ -59,6 +59,7 @@ from .intake import (
     NotVectorsError,
     VectorError,
     check_program,
+    check_release,
     read_json,
     schema,
     validate,
@@ -429,6 +430,7 @@ def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case
         raise VectorError(f"{path}: more than {limits.tests} tests (the cap)")
     cases = []
     for gi, group in enumerate(obj["testGroups"]):
+        check_release(group["release"], f"{path}: testGroups[{gi}].release", release_range)
         for ti, test in enumerate(group["tests"]):
             where = f"{path}: testGroups[{gi}].tests[{ti}]"
             check_program(test["program"], limits, f"{where}.program")

@@ -23,6 +23,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import parse_release
+
 
 class VectorError(ValueError):
     """A vector file that is not a recvmap-vectors-v1 file; the message says where."""
@@ -232,12 +235,23 @@ def _check_world(where: str, obj: dict[str, Any]) -> None:
         raise VectorError(f"{where}.setup: the model refuses it: {err}") from None
 
 
+def check_release(value: Any, where: str, parse: Callable[[str], Any]) -> None:
+    """A release tag or range that the model knows (``parse``: parse_release or
+    release_range); anything else is a VectorError naming its place."""
+    try:
+        parse(value)
+    except PreconditionError as err:
+        raise VectorError(f"{where}: {err}") from None
+
+
 def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "program") -> None:
     """A program's JSON, checked against the schema and for meaning (see the module doc)."""
     root = schema()
     problems = validate(obj, root["$defs"]["program"], root, where)
     if problems:
         raise VectorError(problems[0])
+    if obj.get("release") is not None:
+        check_release(obj["release"], f"{where}.release", parse_release)
     layer = obj.get("layer", "bitmap")
     bpl = obj["bits_per_long"]
     if len(obj["ops"]) > limits.ops:
