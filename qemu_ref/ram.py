@@ -28,6 +28,7 @@ from recvmap.pymodel.ramblock import (
     Side,
     TargetPage,
 )
+from recvmap.pymodel.recovery import HEADER, TRAILER, recv_bitmap_size
 from recvmap.pymodel.words import LP64_LE, Layout
 
 from .loader import CLibrary, load
@@ -296,16 +297,25 @@ class CRamContext(RamFace[CRAMBlock]):
     # --- postcopy recovery ------------------------------------------------------------
 
     def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
-        """The C sender writes into a buffer of size + 16 bytes; returns (stream, ret)."""
+        """The C sender writes into a buffer of at least size + 16 bytes; (stream, ret).
+
+        The map's bits come from postcopy_length, or from used_length before QEMU v6.1.0
+        (a QEMU tree's own sender): the buffer has room for either, and the stream is the
+        ret + 8 bytes the sender wrote (be64 size, the map, be64 end mark).
+        """
         self._check("ramblock_recv_bitmap_send", block_name)
-        buflen = self._send_length(next((b for b in self.blocks if b.idstr == block_name), None))
+        block = next((b for b in self.blocks if b.idstr == block_name), None)
+        buflen = self._send_length(block)
+        if block is not None:
+            nbits = max(block.used_length, block.postcopy_length) >> self.qemu_target_page_bits()
+            buflen = max(buflen, HEADER + recv_bitmap_size(nbits) + TRAILER)
         buf = (ctypes.c_uint8 * buflen)()
         ret = int(
             self._call(
                 "ramblock_recv_bitmap_send", self._list_ptr, block_name.encode(), buf, buflen
             )
         )
-        return (bytes(buf) if ret >= 0 else b""), ret
+        return (bytes(buf[: ret + TRAILER]) if ret >= 0 else b""), ret
 
     def ram_dirty_bitmap_reload(self, block: CRAMBlock, stream: bytes) -> int:
         """0, or RecoveryError carrying the C function's negative return value."""

@@ -185,7 +185,11 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
             layout = Layout(bits, False)
             if layer == "bitmap" and not subject.bitmap_functions(layout):
                 notes.append(f"{layer}/{bits}: skipped, the library has no bitmap function")
-            elif layer != "bitmap" and subject.ram(layout) is None:
+            elif layer != "bitmap" and not (
+                subject.ram_runs(layout, layer)
+                if hasattr(subject, "ram_runs")
+                else subject.ram(layout) is not None
+            ):
                 missing = ", ".join(subject.ram_missing(bits)) or "?"
                 notes.append(f"{layer}/{bits}: skipped, the library lacks {missing}")
             else:

@@ -149,6 +149,8 @@ class Harness:
     def _runs(self, layout: Layout) -> bool:
         if self.layer == "bitmap":
             return bool(self.subject.bitmap_functions(layout))
+        if hasattr(self.subject, "ram_runs"):
+            return bool(self.subject.ram_runs(layout, self.layer))
         return self.subject.ram(layout) is not None
 
     def skipped(self) -> dict[str, list[str]]:
@@ -189,6 +191,7 @@ class Harness:
             hosts=self.hosts,
             senders=senders,
             max_ops=self.max_ops,
+            absent=frozenset(self.subject.ram_missing(layout.bits_per_long)),
         )
         program = program.at(self.release)
         s = program.setup

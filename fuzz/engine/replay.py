@@ -34,7 +34,8 @@ def open_session(program: Program, subject: Subject) -> Session | RamSession:
             "source": program.layout,
         }
     for role, layout in layouts.items():
-        make = subject.ram(layout)
+        make = subject.ram(layout, program.layer) if hasattr(subject, "ram_runs") else None
+        make = make or subject.ram(layout)
         if make is None:
             raise ValueError(f"{subject.name} cannot run the ram layer for {layout} here")
         factories[role] = make

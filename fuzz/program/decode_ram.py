@@ -126,6 +126,7 @@ class OpDecoder:
 
     def __init__(self, src: Source, setup: RamSetup, layer: str, bpl: int) -> None:
         self.src = src
+        self.absent: frozenset[str] = frozenset()  # functions the implementation lacks
         self.bits = setup.target_page_bits
         self.bpl = bpl
         self.layer = layer
@@ -248,6 +249,10 @@ class OpDecoder:
             page = self.page_index(b)
             addr = b.host + (page << self.bits) + self.intra()
             return Op("ramblock_recv_bitmap_set_range", (Ref(b.index), addr, self.count(b, page)))
+        if kind == "set_offset" and "ramblock_recv_bitmap_set_offset" in self.absent:
+            kind = "set"
+        if kind == "set":
+            return Op("ramblock_recv_bitmap_set", (Ref(b.index), self.address(b)))
         if kind == "set_offset":
             offset = (self.page_index(b) << self.bits) + self.intra()
             return Op("ramblock_recv_bitmap_set_offset", (Ref(b.index), offset))
@@ -307,7 +312,7 @@ class OpDecoder:
             return Op("ramblock_recv_bitmap_send", (self.name(b),))
         if kind < 5 and self.sent is not None:
             return self.stream_op()
-        if kind < 8:
+        if kind < 8 and "ram_dirty_bitmap_reload" not in self.absent:
             b = self.sent if self.sent is not None and src.below(4) else self.block()
             return Op("ram_dirty_bitmap_reload", (Ref(b.index),))
         return self.destination_op()
@@ -334,8 +339,12 @@ def decode_ram_program(
     hosts: Sequence[str] | None = None,
     senders: Sequence[Layout] = (),
     max_ops: int = 24,
+    absent: frozenset[str] = frozenset(),
 ) -> tuple[Program, Callable[[], Op | None]]:
     """The setup decoded now, and a function yielding the next operation (None when done).
+
+    ``absent``: functions the implementation lacks (a QEMU release without them); their
+    operations are never generated.
 
     ``layout`` is the word layout of the implementation (the source's, for recovery);
     ``senders`` the destination layouts a recovery program may use (default: ``layout``).
@@ -367,6 +376,7 @@ def decode_ram_program(
     )
     program = Program(layout, [], [], layer, setup.to_json())
     decoder = OpDecoder(src, setup, layer, layout.bits_per_long)
+    decoder.absent = absent
     pending = decoder.first_ops()
     count = [0]
 

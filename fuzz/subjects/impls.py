@@ -22,6 +22,16 @@ from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
 from ..program.decode_bitmap import MODEL_FUNCTIONS
 from ..program.format import Op
 
+# ram symbols a layer can do without (the generator leaves their operations out)
+OPTIONAL_RAM: dict[str, set[str]] = {
+    "ram": {
+        "ramblock_recv_bitmap_set_offset",
+        "ramblock_recv_bitmap_send",
+        "ram_dirty_bitmap_reload",
+    },
+    "recovery": {"ramblock_recv_bitmap_set_offset"},
+}
+
 
 class Implementation(Protocol):
     name: str
@@ -214,9 +224,19 @@ class Subject:
             self._ram_missing[bits] = [n for n in names if not lib.has(n)]
         return self._ram_missing[bits]
 
-    def ram(self, layout: Layout) -> Callable[..., Any] | None:
-        """A factory of C ram contexts for ``layout`` (None if the library has no ram layer)."""
-        if not self.supports(layout) or self.ram_missing(layout.bits_per_long):
+    def ram_runs(self, layout: Layout, layer: str) -> bool:
+        """Whether ``layer`` runs: every ram symbol present but the ones it can do without.
+
+        A release lacks some (a QEMU tree, --qemu-tree): v2.12.0 has no recovery stream,
+        nothing before v9.1.0 has ramblock_recv_bitmap_set_offset. The generator leaves
+        those out (``decode_ram_program(absent=...)``); the rest must all be there.
+        """
+        missing = set(self.ram_missing(layout.bits_per_long))
+        return self.supports(layout) and missing <= OPTIONAL_RAM.get(layer, set())
+
+    def ram(self, layout: Layout, layer: str = "recovery") -> Callable[..., Any] | None:
+        """A factory of C ram contexts for ``layout`` (None if ``layer`` cannot run on it)."""
+        if not self.ram_runs(layout, layer):
             return None
         from recvmap.qemu_ref.ram import CRamContext
 

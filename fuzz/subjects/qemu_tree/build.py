@@ -199,10 +199,11 @@ def bitmap_units(tree: QemuTree) -> list[Unit]:
 def extra_units(tree: QemuTree) -> list[Unit]:
     """The units of part 2 (``ram.extra_units``) if that module exists, else none."""
     try:
-        from . import ram  # type: ignore[attr-defined]
+        from . import ram
     except ImportError:
         return []
-    return list(ram.extra_units(tree))
+    env = ram.BuildEnv(config_host(tree), cache_root(), QEMU_CFLAGS, GLUE_INCLUDE)
+    return [Unit(**u) for u in ram.extra_units(tree, env)]
 
 
 def units(tree: QemuTree) -> list[Unit]:

@@ -75,6 +75,14 @@ def referee_text(tree: QemuTree) -> str:
     return f"the model's newest rules ({tree.release} is outside the releases it knows)"
 
 
+def ram_part_problem(tree: QemuTree) -> str | None:
+    """Why the tree's ram functions were left out of its build (one line), if they were."""
+    from .ram import ram_problem
+
+    problem = ram_problem(tree.root)
+    return None if problem is None else str(problem)
+
+
 def render(tree: QemuTree) -> str:
     """``recvmap qemu-tree DIR``: the release and the origin of every ABI function."""
     found = origins(tree)
@@ -87,6 +95,8 @@ def render(tree: QemuTree) -> str:
         f"{counts['tree']} from the tree, {counts['glue']} glue (wrappers of its static inline "
         f"helpers, or recvmap's own), {counts['absent']} absent (not exported: skipped)",
     ]
+    if (problem := ram_part_problem(tree)) is not None:
+        lines.append(f"ram and recovery layers skipped: {problem}")
     return "\n".join(lines) + "\n"
 
 
@@ -117,12 +127,23 @@ def host_overrides(name: str) -> dict[str, Any]:
 
 
 def driver_layers(tree: QemuTree) -> list[str]:
-    """The layers a tree's driver can run: bitmap, and the ram layers when it has them."""
+    """The layers a tree's driver can run: bitmap, and each ram layer it has the functions of.
+
+    A release lacks some ram functions (v2.12.0 the recovery stream, releases before v9.1.0
+    ramblock_recv_bitmap_set_offset); a layer runs when all it cannot do without are there
+    (``OPTIONAL_RAM``), and the model at the tree's release never calls the others.
+    """
     names = {o.function for o in origins(tree) if o.kind != "absent"}
     from recvmap.qemu_ref.loader import abi
 
-    ram = [d.name for d in abi() if d.header == "qemu_ref_ram.h"]
-    return ["bitmap", "ram", "recovery"] if ram and all(n in names for n in ram) else ["bitmap"]
+    from ..impls import OPTIONAL_RAM
+
+    ram = {d.name for d in abi() if d.header == "qemu_ref_ram.h"}
+    missing = ram - names
+    layers = ["bitmap"]
+    if ram and len(missing) < len(ram):
+        layers += [layer for layer in ("ram", "recovery") if missing <= OPTIONAL_RAM[layer]]
+    return layers
 
 
 # --- the recvmap command's entry points (fuzz/cli.py calls these) --------------------------
@@ -170,6 +191,14 @@ def prepare(args: Any, hosts: tuple[str, ...]) -> list[QemuTree]:
         drivers = {h: host_driver(trees[0], h) for h in hosts}
     except TreeUsageError as err:
         raise TreeUsageError(f"recvmap fuzz: --qemu-tree: {err}") from None
+    ram_layers = [t for t in getattr(args, "target", ()) if t != "bitmap"]
+    for t in trees:
+        problem = ram_part_problem(t)
+        if problem is not None and ram_layers:
+            raise TreeUsageError(
+                f"recvmap fuzz: --qemu-tree {t.root}: {problem} "
+                f"(--target bitmap runs the bitmap layer without it)"
+            )
     args.tree_libs = libs
     if args.release is None and len(trees) == 1:
         args.release = referee_release(trees[0])  # the model judges the tree at its release
