@@ -569,6 +569,7 @@ def hunt(
     max_len: int = 600,
     heartbeat: Any = None,
     trace: Callable[[int, bytes], None] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Fuzz ``libs`` (one per word width) with every layer in turn: the first divergence.
 
@@ -577,10 +578,13 @@ def hunt(
     in turn. Returns ``killed``, ``time`` (seconds to the detection), ``how``, ``layer``,
     ``description`` and the counts; a Python exception in the harness is recorded as
     ``error`` (fuzzing goes on: a later divergence is still a kill). ``heartbeat()`` is
-    called about five times a second; ``trace(layer index, input)`` before each input.
+    called about five times a second; ``trace(layer index, input)`` before each input;
+    ``ready()`` once the harnesses are set up (they call the library too).
     """
     subject = _subject(libs)
     harnesses = [_detector(layer, subject, max_ops) for layer in layers]
+    if ready is not None:
+        ready()
     rngs = [random.Random(f"{seed}:{h.layer}") for h in harnesses]
     t0 = last = time.monotonic()
     result: dict[str, Any] = {"killed": False}
@@ -627,8 +631,10 @@ def _worker(config: dict[str, Any]) -> int:
         assert trace_map is not None
         trace_map[: 5 + len(data)] = bytes([index + 1]) + len(data).to_bytes(4, "little") + data
 
-    out.write("ready\n")
-    out.flush()
+    def ready() -> None:
+        out.write("ready\n")
+        out.flush()
+
     result = hunt(
         libs,
         int(config["seed"]),
@@ -638,6 +644,7 @@ def _worker(config: dict[str, Any]) -> int:
         int(config.get("max_len", 600)),
         beat,
         trace if trace_map is not None else None,
+        ready,
     )
     out.write("result " + json.dumps(result) + "\n")
     out.flush()
@@ -823,10 +830,10 @@ def run_seed(
     if started is None and not hung:
         raise RuntimeError(f"worker failed before fuzzing (exit {proc.returncode}): {tail}")
     what = "hang" if hung else f"crash (exit {proc.returncode})"
-    if raw[0] == 0 or raw[0] > len(layers):
-        return SeedRun(
-            seed, "error", None, f"{what} before the first input", "", crash_line(tail)[:300]
-        )
+    if raw[0] == 0 or raw[0] > len(layers):  # no input to re-run: nothing to confirm
+        kind = "unconfirmed" if hung else "error"
+        why = f"{what} before the first input"
+        return SeedRun(seed, kind, None, why, "", crash_line(tail)[:300])
     layer = layers[raw[0] - 1]
     data = raw[5 : 5 + int.from_bytes(raw[1:5], "little")]
     outcome, cause, desc = confirm(libs, layer, data, confirm_timeout, env)
