@@ -1178,7 +1178,8 @@ def extra_oracles(
 def result_from_json(d: dict[str, Any]) -> MutantResult:
     def seed_run(s: dict[str, Any]) -> SeedRun:
         s = dict(s)
-        s.pop("killed", None)
+        killed = s.pop("killed", None)  # the former schema: killed instead of outcome
+        s.setdefault("outcome", "kill" if killed else "clean")
         return SeedRun(**s)
 
     seeds = [seed_run(s) for s in d.pop("seeds", [])]
