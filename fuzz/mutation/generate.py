@@ -274,6 +274,19 @@ def _changed_span(old: str, new: str) -> tuple[int, int]:
     return lo, hi_old
 
 
+def _same_line(line: str, after: str) -> str:
+    """A statement universalmutator adds on a new line (``break;``, ``continue;``), put on the
+    mutated line instead: the lines below keep their numbers, so the ``__LINE__`` of their
+    asserts does not change the machine code of an equivalent mutant. Not after a comment,
+    a directive or a continued line, where it would change meaning."""
+    if "\n" not in after or "//" in line or "/*" in line:
+        return after
+    if line.lstrip().startswith("#") or line.rstrip().endswith("\\"):
+        return after
+    first, *rest = after.split("\n")
+    return " ".join([first.rstrip(), *(part.strip() for part in rest)])
+
+
 @lru_cache(maxsize=16)
 def _file_mutants(file: str, text: str) -> tuple[Mutant, ...]:
     sh = shape(text)
@@ -285,7 +298,7 @@ def _file_mutants(file: str, text: str) -> tuple[Mutant, ...]:
     seen: set[str] = set()
     for number, new, rule in _proposals(text):
         n = number - 1
-        after = new[:-1] if new.endswith("\n") else new
+        after = _same_line(lines[n], new[:-1] if new.endswith("\n") else new)
         if after == lines[n]:
             continue
         lo, hi = _changed_span(lines[n], after)
