@@ -488,6 +488,12 @@ EQUIVALENT: dict[str, str] = {
     # bitmap.c bitmap_set_atomic: `nr >= BPL` -> `nr > BPL` in the whole-word loop
     "bitmap.c:c02c443ad9": "a last whole word left to the final step gets an atomic OR of "
     "mask & BITMAP_LAST_WORD_MASK(end) = all ones instead of a store of all ones",
+    # bitmap.c bitmap_find_next_zero_area: `start = hit + 1` -> `start = hit / 1`
+    "bitmap.c:e1661bfba0": "bit hit is set (find_next_bit found it), so the next "
+    "find_next_zero_bit from hit or from hit + 1 returns the same index",
+    # ram.c ram_dirty_bitmap_reload: `len - 16 != local_size` -> `len - 16 > local_size`
+    "ram.c:790cfbf4f8": "the read check before it already rejects len - 8 < local_size + 8, so "
+    "len - 16 >= local_size there and != and > agree",
 }
 
 
