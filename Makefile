@@ -18,14 +18,13 @@ $(STAMP): pyproject.toml meson.build qemu_ref/meson.build
 	@touch $@
 
 fuzz: $(STAMP)
-	$(VENV)/bin/recvmap fuzz $(ARGS)
+	$(VENV)/bin/recvmap fuzz --strict $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
 
 bench: $(STAMP)
-	$(PY) bench/bitmap_ratios.py
-	$(PY) bench/engine_ops.py
+	$(PY) bench/figures.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff format --check pymodel qemu_ref fuzz tests bench

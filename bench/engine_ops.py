@@ -10,7 +10,7 @@ with decoded initial words, 24 decoded operations biased to word boundaries, a f
 session per program. "without atheris": the in-process loop on random bytes, one core.
 "with atheris": the same per-input work as libFuzzer's TestOneInput, the model and the
 decoders instrumented for coverage, in a child process (atheris.Fuzz exits its process).
-Target: at least 50,000 operations/s without atheris.
+Targets: at least 100,000 operations/s without atheris and 50,000 with atheris, at every size.
 
     bench/engine_ops.py [--seconds 3] [--sizes 64,256,1024,4096] [--word-bits 64] [--impl LIB]
 """
@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-TARGET = 50_000
+TARGET = 100_000  # compared operations per CPU second without atheris (issue 11)
+ATHERIS_TARGET = 50_000  # with atheris
 
 
 def make_runner(nbits: int, bits: int) -> Any:
@@ -53,7 +54,7 @@ def make_runner(nbits: int, bits: int) -> Any:
         count = [0]
 
         def next_op() -> Any:
-            if count[0] >= 24:
+            if count[0] >= 24 or (count[0] > 0 and src.exhausted()):  # as the harness does
                 return None
             count[0] += 1
             return decode_op(src, sigs, names, arrays, bits)
@@ -88,9 +89,9 @@ def child(nbits: int, bits: int, seconds: float, stats: str) -> None:
     """Under atheris: instrument like the harnesses, then fuzz for ``seconds``."""
     import atheris
 
-    from recvmap.fuzz.campaign.launch import INSTRUMENT_EXCLUDE
+    from recvmap.fuzz.campaign.launch import instrumentation
 
-    with atheris.instrument_imports(include=["recvmap"], exclude=INSTRUMENT_EXCLUDE):
+    with instrumentation():  # what the harnesses instrument
         import recvmap.fuzz.program.decode_bitmap  # noqa: F401
         import recvmap.pymodel.bitmap  # noqa: F401
     one = make_runner(nbits, bits)
@@ -159,6 +160,30 @@ def with_atheris(nbits: int, bits: int, seconds: float) -> dict[str, float] | No
     }
 
 
+def measure(
+    sizes: list[int], bits: int, seconds: float, atheris: bool = True
+) -> list[dict[str, Any]]:
+    """One row per size: the figures without atheris and (if asked and installed) with it."""
+    rows = []
+    for nbits in sizes:
+        plain = without_atheris(nbits, bits, seconds, nbits)
+        fuzzed = with_atheris(nbits, bits, seconds) if atheris else None
+        rows.append({"nbits": nbits, "without_atheris": plain, "with_atheris": fuzzed})
+    return rows
+
+
+def verdict(rows: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Whether every size meets both targets, and a line saying so."""
+    worst = min(r["without_atheris"]["ops_per_second"] for r in rows)
+    fuzzed = [r["with_atheris"]["ops_per_second"] for r in rows if r["with_atheris"]]
+    worst_fuzzed = min(fuzzed) if fuzzed else None
+    ok = worst >= TARGET and (worst_fuzzed is None or worst_fuzzed >= ATHERIS_TARGET)
+    text = f"targets >= {TARGET:,} ops/s without atheris (slowest {worst:,.0f})"
+    if worst_fuzzed is not None:
+        text += f", >= {ATHERIS_TARGET:,} with atheris (slowest {worst_fuzzed:,.0f})"
+    return ok, text + (": met" if ok else ": NOT met")
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         nbits, bits, seconds, stats, seeds = sys.argv[2:7]
@@ -176,15 +201,15 @@ def main() -> int:
     if args.impl:
         os.environ["RECVMAP_IMPL"] = str(args.impl.resolve())
     sizes = [int(s) for s in args.sizes.split(",")]
-    rows = []
     print(
         f"differential ops per CPU second, one core (model + C + memory compare), "
         f"{args.word_bits}-bit words, {args.seconds:g} s each"
     )
     print(f"{'bits':>6} {'words':>5} {'without atheris':>16} {'with atheris':>13} {'ratio':>6}")
+    rows = []
     for nbits in sizes:
-        plain = without_atheris(nbits, args.word_bits, args.seconds, nbits)
-        fuzzed = None if args.no_atheris else with_atheris(nbits, args.word_bits, args.seconds)
+        row = measure([nbits], args.word_bits, args.seconds, not args.no_atheris)[0]
+        plain, fuzzed = row["without_atheris"], row["with_atheris"]
         ratio = (
             f"{plain['ops_per_second'] / fuzzed['ops_per_second']:.1f}x"
             if fuzzed and fuzzed["ops_per_second"]
@@ -196,15 +221,12 @@ def main() -> int:
             f"{plain['ops_per_second']:>16,.0f} {with_text:>13} {ratio:>6}",
             flush=True,
         )
-        rows.append({"nbits": nbits, "without_atheris": plain, "with_atheris": fuzzed})
-    worst = min(r["without_atheris"]["ops_per_second"] for r in rows)
-    verdict = "met" if worst >= TARGET else "NOT met"
-    print(
-        f"target >= {TARGET:,} ops/s without atheris on one core: {verdict} (slowest {worst:,.0f})"
-    )
+        rows.append(row)
+    ok, text = verdict(rows)
+    print(text)
     if args.json:
         args.json.write_text(json.dumps({"word_bits": args.word_bits, "rows": rows}, indent=1))
-    return 0 if worst >= TARGET else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

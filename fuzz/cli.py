@@ -6,7 +6,10 @@
                                   word width)
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
+    recvmap corpus merge OUT IN...  merge corpus folders (libFuzzer -merge=1)
     recvmap arches                the architecture and host tables
+    recvmap releases              every rule that changed between QEMU releases, with commits
+    recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
@@ -15,11 +18,17 @@ Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad argu
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
+
+from .vectors.intake import DEFAULT_LIMITS
+
+DEFAULT_TIMEOUT = 5.0  # seconds per input (libFuzzer -timeout); the harness's default too
 
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
@@ -46,6 +55,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _release(value: str) -> str:
+    """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
+    from recvmap.pymodel.errors import PreconditionError
+    from recvmap.pymodel.releases import parse_release
+
+    try:
+        return parse_release(value).name
+    except PreconditionError as err:
+        raise argparse.ArgumentTypeError(err.rule) from None
 
 
 def _csv(kind: str, allowed: Sequence[str] | None = None) -> Callable[[str], tuple[str, ...]]:
@@ -77,6 +97,96 @@ def _positive(kind: type, name: str) -> Callable[[str], float | int]:
 
     parse.__name__ = name
     return parse
+
+
+def _finite_positive(name: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            v = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, not {value!r}") from None
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be a finite number of seconds above 0, not {value}"
+            )
+        return v
+
+    parse.__name__ = name
+    return parse
+
+
+SEED_MAX = (1 << 64) - 1
+
+
+def _seed(value: str) -> int:
+    try:
+        v = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer, not {value!r}") from None
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"--seed must be 0 .. 2**64-1, not {value}")
+    return v
+
+
+MAX_JOBS_PER_CPU = 4
+
+
+def _jobs(value: str) -> int:
+    cpus = os.cpu_count() or 1
+    v = _positive(int, "--jobs")(value)
+    if v > MAX_JOBS_PER_CPU * cpus:
+        raise argparse.ArgumentTypeError(
+            f"--jobs {value}: at most {MAX_JOBS_PER_CPU} per CPU ({MAX_JOBS_PER_CPU * cpus} here)"
+        )
+    return int(v)
+
+
+def _probe_dir(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (None: one can)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".recvmap-probe-", dir=directory)
+    except OSError as err:
+        return err.strerror or str(err)
+    os.close(fd)
+    os.unlink(name)
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a folder the command writes into (None: it can)."""
+    if path.exists() and not path.is_dir():
+        return "not a folder"
+    base = _existing_ancestor(path)
+    if not base.is_dir():
+        return f"{base} is not a folder"
+    why = _probe_dir(base)
+    return f"cannot write in {base}: {why}" if why else None
+
+
+def check_dir_option(option: str, path: Path) -> None:
+    """A folder the command will write into: a folder already, or creatable. UsageError."""
+    why = _dir_problem(path)
+    if why:
+        raise UsageError(f"{option} {path}: {why}")
+
+
+def check_file_option(option: str, path: Path) -> None:
+    """A file the command will write at the end: checked now, not after the work."""
+    if path.is_dir():
+        why: str | None = "is a folder"
+    elif path.exists():
+        why = None if os.access(path, os.W_OK) else "not writable"
+    else:
+        why = _dir_problem(path.parent)
+    if why:
+        raise UsageError(f"{option} {path}: {why}")
 
 
 def _word_bits(value: str) -> tuple[int, ...]:
@@ -135,7 +245,7 @@ def build_parser() -> Parser:
     )
     f.add_argument(
         "--max-time",
-        type=_positive(float, "--max-time"),
+        type=_finite_positive("--max-time"),
         default=60.0,
         help="seconds for the whole campaign (default 60)",
     )
@@ -145,7 +255,9 @@ def build_parser() -> Parser:
         default=None,
         help="programs per job (libFuzzer -runs)",
     )
-    f.add_argument("--seed", type=int, default=None, help="random seed (default: time)")
+    f.add_argument(
+        "--seed", type=_seed, default=None, help="random seed, 0 .. 2**64-1 (default: time)"
+    )
     f.add_argument(
         "--corpus",
         type=Path,
@@ -157,7 +269,14 @@ def build_parser() -> Parser:
         type=Path,
         default=None,
         metavar="FILE",
-        help="write a machine-readable summary to FILE",
+        help="write a machine-readable summary to FILE (schema: recvmap-fuzz-summary v1)",
+    )
+    f.add_argument(
+        "--junit",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the jobs as JUnit XML test cases to FILE (for CI systems)",
     )
     f.add_argument(
         "--impl",
@@ -165,6 +284,15 @@ def build_parser() -> Parser:
         default=None,
         metavar="PATH",
         help="a shared library exporting QEMU's symbol names (default: ours)",
+    )
+    f.add_argument(
+        "--qemu-tree",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="fuzz a QEMU source tree's own code (built with our glue); twice: two trees "
+        "against each other, the model as referee",
     )
     f.add_argument(
         "--host",
@@ -186,9 +314,16 @@ def build_parser() -> Parser:
     )
     f.add_argument(
         "--jobs",
-        type=_positive(int, "--jobs"),
+        type=_jobs,
         default=None,
-        help="parallel harness processes (default: 2, or 1 on one core)",
+        help="harness processes at a time, at most 4 per CPU (default: every job at once, "
+        "time-sliced by the OS, so every layer is fuzzed from the first second)",
+    )
+    f.add_argument(
+        "--workers",
+        type=_positive(int, "--workers"),
+        default=1,
+        help="processes per job sharing the job's corpus (libFuzzer fork mode; needs atheris)",
     )
     f.add_argument(
         "--engine",
@@ -196,7 +331,25 @@ def build_parser() -> Parser:
         default="auto",
         help="atheris (coverage-guided) or random inputs (default: atheris if installed)",
     )
+    f.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="the QEMU release the model follows (a tag such as v8.2.0; default: the newest)",
+    )
     f.add_argument("--quiet", action="store_true", help="no progress line")
+    f.add_argument(
+        "--timeout",
+        type=_finite_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        help="seconds one input may take: longer is a HANG, its input saved "
+        f"(libFuzzer -timeout; default {DEFAULT_TIMEOUT:g})",
+    )
+    f.add_argument(
+        "--strict",
+        action="store_true",
+        help="a run in which a job compared nothing exits 1 (default: a warning line)",
+    )
 
     r = sub.add_parser(
         "replay",
@@ -212,13 +365,64 @@ def build_parser() -> Parser:
         metavar="PATH",
         help="a shared library exporting QEMU's symbol names (default: ours)",
     )
+    r.add_argument(
+        "--qemu-tree",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="replay on a QEMU source tree's own code (built with our glue)",
+    )
     r.add_argument("--word-bits", type=_word_bits, default=None)
+    r.add_argument(
+        "--release",
+        type=_release,
+        default=None,
+        help="replay at this QEMU release (default: a reproducer's own, else the newest); "
+        "vectors whose release range does not hold it are skipped",
+    )
     r.add_argument(
         "--model-only",
         action="store_true",
         help="check the vectors' expectations against the model only",
     )
     r.add_argument("-v", "--verbose", action="store_true", help="print passing tests too")
+    r.add_argument(
+        "--timeout",
+        type=_finite_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds a program may run on the implementation: longer is a HANG "
+        f"(default {DEFAULT_TIMEOUT:g})",
+    )
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="a replay that ran no test exits 1 (default: a warning line)",
+    )
+    d = DEFAULT_LIMITS
+    r.add_argument(
+        "--max-file-bytes", type=_positive(int, "--max-file-bytes"), default=d.file_bytes
+    )
+    r.add_argument("--max-words", type=_positive(int, "--max-words"), default=d.words)
+    r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=d.ops)
+    r.add_argument(
+        "--layer",
+        choices=LAYERS,
+        default=None,
+        help="FILEs that are raw libFuzzer inputs (crash-*, timeout-*, corpus files) are "
+        "decoded by this layer's harness into vector files first",
+    )
+    r.add_argument(
+        "--arch",
+        type=_csv("architecture", _arches()),
+        default=None,
+        help="with --layer: the --arch the fuzzing run had",
+    )
+    r.add_argument(
+        "--out",
+        type=Path,
+        default=Path("fuzz-out"),
+        help="with --layer: folder for the vector files of raw inputs (default fuzz-out)",
+    )
 
     v = sub.add_parser(
         "vectors",
@@ -226,11 +430,62 @@ def build_parser() -> Parser:
         description="The regression vector files (recvmap-vectors-v1).",
     )
     vsub = v.add_subparsers(dest="vectors_command", metavar="ACTION", parser_class=Parser)
-    e = vsub.add_parser("export", help="write the vector files and schema.json to DIR")
-    e.add_argument("dir", type=Path, metavar="DIR")
+    e = vsub.add_parser(
+        "export",
+        help="write the vector files and schema.json to DIR, or a QEMU unit test",
+        description="Write the vector files and schema.json to DIR; with --qemu-unit-test, "
+        "write the bitmap-layer vectors as a GTest unit test for QEMU's tests/unit/.",
+    )
+    e.add_argument("dir", type=Path, metavar="DIR", nargs="?")
+    e.add_argument(
+        "--qemu-unit-test",
+        type=Path,
+        default=None,
+        metavar="FILE.c",
+        help="write a self-contained GTest unit test in the style of tests/unit/test-bitmap.c",
+    )
+    e.add_argument(
+        "--release",
+        default=None,
+        metavar="vX.Y.Z",
+        help="with --qemu-unit-test: the QEMU release the test is for (default: the newest)",
+    )
     vsub.add_parser("list", help="list the vector files and their test counts")
 
+    c = sub.add_parser(
+        "corpus",
+        help="fuzzing corpora",
+        description="Fuzzing corpora: raw inputs of one layer's harness.",
+    )
+    csub = c.add_subparsers(dest="corpus_command", metavar="ACTION", parser_class=Parser)
+    cm = csub.add_parser(
+        "merge",
+        help="merge corpus folders into OUT, keeping the inputs that add coverage",
+        description="Merge the corpus folders IN... into OUT with libFuzzer's -merge=1 "
+        "through the layer's harness: the inputs kept are those that add coverage of the "
+        "model (e.g. the corpora of several machines, or of ClusterFuzzLite).",
+    )
+    cm.add_argument("out", type=Path, metavar="OUT")
+    cm.add_argument("inputs", nargs="+", type=Path, metavar="IN")
+    cm.add_argument("--layer", choices=LAYERS, required=True)
+    cm.add_argument("--word-bits", type=_word_bits, default=None)
+    cm.add_argument("--impl", type=Path, default=None, metavar="PATH")
+
     sub.add_parser("arches", help="print the architecture and host tables")
+    q = sub.add_parser(
+        "qemu-tree",
+        help="what recvmap finds in a QEMU source tree",
+        description="Print a QEMU tree's release (VERSION) and, for each function of the "
+        "ABI, where it comes from: file:line in the tree, glue (our exported wrapper of a "
+        "static inline helper), or absent (the release lacks it: skipped, never passed).",
+    )
+    q.add_argument("dir", type=Path, metavar="DIR")
+    sub.add_parser(
+        "releases",
+        help="print every rule that changed between QEMU releases, with its commit",
+        description="The semantic changelog of QEMU's bitmap helpers and received-page "
+        "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
+    )
     from .mutation import mutants
 
     mutants.add_parser(sub)
@@ -241,8 +496,6 @@ def build_parser() -> Parser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    import os
-
     from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
 
     if args.engine == "atheris" and not atheris_available():
@@ -251,10 +504,23 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError(f"recvmap fuzz: --impl {args.impl}: no such file")
     if args.impl is not None and args.native:
         raise UsageError("recvmap fuzz: --native builds our C reference; it excludes --impl")
+    check_dir_option("recvmap fuzz: --out", args.out)
+    if args.corpus is not None:
+        check_dir_option("recvmap fuzz: --corpus", args.corpus)
+    if args.json is not None:
+        check_file_option("recvmap fuzz: --json", args.json)
+    if args.junit is not None:
+        check_file_option("recvmap fuzz: --junit", args.junit)
     hosts = tuple(args.host)
     if hosts:
         hosts = _resolve_hosts(hosts)
-    cpus = os.cpu_count() or 1
+    if args.qemu_tree:
+        from .subjects.qemu_tree.command import TreeUsageError, prepare
+
+        try:
+            trees = prepare(args, hosts)
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
     cfg = Config(
         targets=tuple(args.target),
         arches=args.arch,
@@ -267,19 +533,43 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         impl=args.impl,
         hosts=hosts,
         native=args.native,
-        jobs=args.jobs or max(1, min(2, cpus)),
+        jobs=args.jobs or 0,
         engine=args.engine,
+        timeout=args.timeout,
+        workers=args.workers,
+        release=args.release,
     )
+    if args.workers > 1 and (args.engine == "random" or not atheris_available()):
+        raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
+        if args.qemu_tree:
+            from .campaign.qemu_tree import fuzz
+
+            return fuzz(cfg, trees, args.tree_libs, args)
         result = run(cfg, sys.stderr, quiet=args.quiet)
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
-    print(summary(result))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
-    return 0 if result.clean else 1
+    print(summary(result), flush=True)
+    from .campaign.report import write_reports
+
+    try:
+        write_reports(result, cfg, args.json, args.junit, getattr(args, "argv", None))
+    except OSError as err:
+        print(f"recvmap fuzz: --json/--junit: {err.strerror or err}", file=sys.stderr)
+        return 2
+    if not result.clean:
+        return 1
+    if result.interrupted is not None:
+        return 128 + int(result.interrupted)
+    if result.did_not_run:
+        print(
+            f"recvmap fuzz: did not run: {', '.join(result.did_not_run)} compared no program"
+            + ("" if args.strict else " (warning; --strict makes it an error)"),
+            file=sys.stderr,
+        )
+        return 1 if args.strict else 0
+    return 0
 
 
 def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -322,38 +612,135 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors.files import VectorError, iter_files, load_file, replay
+    from .vectors.files import load_file, replay
+    from .vectors.intake import Limits, NotVectorsError, VectorError
 
-    subject = None if args.model_only else _subject(args.impl, args.word_bits)
-    counts = {"pass": 0, "fail": 0, "skip": 0}
-    for path in iter_files(args.files):
+    limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
+    for path in args.files:
         if not path.exists():
             raise UsageError(f"recvmap replay: {path}: no such file")
+    if args.qemu_tree is not None:
+        if args.impl is not None:
+            raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
+        from .subjects.qemu_tree.command import TreeUsageError, tree_library
+
         try:
-            cases = load_file(path)
-        except (VectorError, ValueError, KeyError) as err:
-            print(f"ERROR {path}: {err}")
+            args.impl, release = tree_library(args.qemu_tree, "recvmap replay")
+        except TreeUsageError as err:
+            raise UsageError(str(err)) from None
+        args.release = args.release or release  # the model judges the tree at its release
+    subject = None if args.model_only else _subject(args.impl, args.word_bits)
+    counts = {"pass": 0, "fail": 0, "skip": 0}
+    for path in _raw_inputs_as_vectors(args):
+        try:
+            cases = load_file(path, limits)
+        except NotVectorsError as err:
+            print(f"NOTE {err}")
+            continue
+        except VectorError as err:
+            print(f"ERROR {err}")
             counts["fail"] += 1
             continue
+        if cases and subject is not None:
+            _check_recorded_subject(path, cases[0].subject, args.impl)
         for case in cases:
-            verdict = replay(case, subject)  # type: ignore[arg-type]
+            verdict = replay(  # type: ignore[arg-type]
+                case, subject, timeout=args.timeout, release=args.release
+            )
             counts[verdict.status] += 1
             if verdict.status == "fail":
                 print(f"FAIL {case.name}: {verdict.message}")
                 if args.verbose:
                     print(f"     {case.test['comment']}")
-            elif args.verbose or verdict.status == "skip":
+            elif args.verbose or (
+                verdict.status == "skip" and not verdict.message.startswith("not at")
+            ):
                 print(f"{verdict.status.upper()} {case.name}: {verdict.message or 'ok'}")
     name = "model only" if subject is None else getattr(subject, "name", "")
+    if args.release:
+        name += f", QEMU {args.release}"
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
-    return 1 if counts["fail"] else 0
+    if counts["fail"]:
+        return 1
+    if counts["pass"] == 0:
+        print(
+            "recvmap replay: did not run: no test was replayed"
+            + ("" if args.strict else " (warning; --strict makes it an error)"),
+            file=sys.stderr,
+        )
+        return 1 if args.strict else 0
+    return 0
+
+
+def _check_recorded_subject(
+    path: Path, recorded: dict[str, object] | None, impl: Path | None
+) -> None:
+    """Warn when a reproducer was found on another library than the one replaying it."""
+    from .vectors.files import file_sha256
+
+    if not recorded or not recorded.get("library"):
+        return
+    if impl is None:
+        print(
+            f"WARNING {path}: found on {recorded['library']}, replayed on our C "
+            f"(add --impl {recorded['library']})"
+        )
+        return
+    digest = file_sha256(impl)
+    if recorded.get("sha256") and digest != recorded["sha256"]:
+        print(
+            f"WARNING {path}: --impl {impl} has sha256 {digest[:16]}..., the reproducer was "
+            f"found on {recorded['library']} with sha256 {str(recorded['sha256'])[:16]}..."
+        )
+
+
+def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
+    """The files to replay: raw libFuzzer inputs (with --layer) become vector files."""
+    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input
+    from .vectors.files import iter_files
+
+    paths = list(iter_files(args.files))
+    if args.layer is None:
+        for path in paths:
+            if path.is_file() and is_raw_input(path):
+                raise UsageError(
+                    f"recvmap replay: {path}: not JSON but a raw fuzzer input; "
+                    f"name the harness that ran it with --layer {'|'.join(LAYERS)}"
+                )
+        return paths
+
+    bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+    how = Decoding(args.layer, bits, args.impl, args.arch, getattr(args, "release", None))
+    out = []
+    for path in paths:
+        if path.is_file() and is_raw_input(path):
+            try:
+                vector = input_to_vector(path, how, args.out)
+            except ValueError as err:
+                raise UsageError(f"recvmap replay: {path}: cannot decode: {err}") from None
+            print(f"{path}: decoded by the {args.layer} harness into {vector}")
+            path = vector
+        out.append(path)
+    return out
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
     from .vectors.files import export, iter_files, load_file, vectors_dir
 
     if args.vectors_command == "export":
-        written = export(args.dir)
+        if args.qemu_unit_test is None and args.dir is None:
+            raise UsageError("recvmap vectors export: give DIR or --qemu-unit-test FILE.c")
+        if args.release is not None and args.qemu_unit_test is None:
+            raise UsageError("recvmap vectors export: --release goes with --qemu-unit-test")
+        if args.qemu_unit_test is not None:
+            _export_qemu_unit_test(args.qemu_unit_test, args.release)
+        if args.dir is None:
+            return 0
+        check_dir_option("recvmap vectors export", args.dir)
+        try:
+            written = export(args.dir)
+        except OSError as err:
+            raise UsageError(f"recvmap vectors export {args.dir}: {err}") from None
         for p in written:
             print(p)
         print(f"{len(written)} files written to {args.dir}")
@@ -365,6 +752,41 @@ def cmd_vectors(args: argparse.Namespace) -> int:
     raise UsageError("recvmap vectors: choose an action: export DIR, list")
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    from .campaign.crashfile import Decoding
+    from .campaign.workers import merge
+
+    if args.corpus_command != "merge":
+        raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
+    for d in args.inputs:
+        if not d.is_dir():
+            raise UsageError(f"recvmap corpus merge: {d}: no such folder")
+    if args.impl is not None and not args.impl.is_file():
+        raise UsageError(f"recvmap corpus merge: --impl {args.impl}: no such file")
+    bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECVMAP_")}
+    env.update(Decoding(args.layer, bits, args.impl).env())
+    try:
+        r = merge(args.layer, args.out, args.inputs, env)
+    except RuntimeError as err:
+        print(f"recvmap corpus merge: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
+    return 0
+
+
+def _export_qemu_unit_test(path: Path, release: str | None) -> None:
+    from .vectors import qemu_unit
+
+    check_file_option("recvmap vectors export --qemu-unit-test", path)
+    try:
+        rel = qemu_unit.parse(release)
+        export = qemu_unit.write_qemu_unit_test(path, rel.name)
+    except qemu_unit.ExportError as err:
+        raise UsageError(f"recvmap vectors export: {err}") from None
+    print("\n".join(qemu_unit.summary(export, path, rel.name)))
+
+
 def cmd_arches(args: argparse.Namespace) -> int:
     from recvmap.pymodel.arch import render_tables
 
@@ -372,7 +794,21 @@ def cmd_arches(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"fuzz": cmd_fuzz, "replay": cmd_replay, "vectors": cmd_vectors, "arches": cmd_arches}
+def cmd_releases(args: argparse.Namespace) -> int:
+    from recvmap.pymodel.releases import render_table
+
+    sys.stdout.write(render_table())
+    return 0
+
+
+COMMANDS = {
+    "fuzz": cmd_fuzz,
+    "replay": cmd_replay,
+    "vectors": cmd_vectors,
+    "corpus": cmd_corpus,
+    "arches": cmd_arches,
+    "releases": cmd_releases,
+}
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
@@ -384,10 +820,23 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 COMMANDS["mutants"] = cmd_mutants
 
 
+def cmd_qemu_tree(args: argparse.Namespace) -> int:
+    from .subjects.qemu_tree.command import TreeUsageError, show
+
+    try:
+        return show(args.dir)
+    except TreeUsageError as err:
+        raise UsageError(str(err)) from None
+
+
+COMMANDS["qemu-tree"] = cmd_qemu_tree
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         if args.command is None:
             commands = ", ".join(COMMANDS)
             raise UsageError(f"recvmap: choose a command: {commands} (see recvmap --help)")

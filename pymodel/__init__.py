@@ -5,12 +5,24 @@
 bits and searches of include/qemu/bitops.h and util/bitops.c, ``bitmap`` the whole-bitmap
 and range helpers of include/qemu/bitmap.h and util/bitmap.c. A call outside QEMU's
 domain raises ``PreconditionError`` before it changes anything.
+
+The functions describe the newest QEMU release the model knows; ``releases`` holds every
+rule that changed since v2.12.0, and ``at_release("v3.0.0")`` is the bitmap layer of an
+older release (a function the release lacks raises ``ReleaseError``).
 """
 
 from . import bitmap, bitops
 from .bitmap import *  # noqa: F403
 from .bitops import *  # noqa: F403
 from .errors import PreconditionError
+from .releases import (
+    DEFAULT_RELEASE,
+    RELEASES,
+    Release,
+    ReleaseError,
+    at_release,
+    parse_release,
+)
 from .words import (
     BIT_MASK,
     BIT_WORD,
@@ -40,6 +52,12 @@ __all__ = [
     "LP64_LE",
     "Layout",
     "PreconditionError",
+    "DEFAULT_RELEASE",
+    "RELEASES",
+    "Release",
+    "ReleaseError",
+    "at_release",
+    "parse_release",
     "Words",
     "small_nbits",
 ]

@@ -7,13 +7,19 @@ BITS_PER_LONG is a size_t, so a negative ``long`` count is first made unsigned (
 macros in ``words``). The inline helpers of bitmap.h take a one-word fast path when
 small_nbits(nbits); it touches the same words and bits as their slow path, so one rule
 covers both. nbits == 0 is outside their domain (except bitmap_count_one).
+
+Release rules (``pymodel.releases``; these functions are the newest release):
+bitmap_count_one(map, 0) counted word 0 before v4.0.0 (``bitmap_count_one_before_v4``,
+e7c91368d246); bitmap_count_one_with_offset exists from v4.0.0,
+bitmap_copy_with_src_offset / _dst_offset from v4.1.0, bitmap_test_and_clear from v7.2.0.
+No other rule of these functions changed from v2.12.0 to v10.1.x.
 """
 
 from __future__ import annotations
 
 import operator
 
-from .errors import PreconditionError, check_long, check_ulong, check_words
+from .errors import PreconditionError, check_long, check_ulong, check_words, checked
 from .words import (
     BIT_WORD,
     BITS_TO_LONGS,
@@ -135,6 +141,7 @@ def _range(function: str, map: Words, start: int, nr: int) -> int:
 # --- allocation ---------------------------------------------------------------------------
 
 
+@checked
 def bitmap_new(nbits: int, layout: Layout = LP64_LE) -> Words:
     """BITS_TO_LONGS(nbits) zeroed words (bitmap.h bitmap_new: g_new0; 0 words for 0 bits).
 
@@ -151,6 +158,7 @@ def bitmap_new(nbits: int, layout: Layout = LP64_LE) -> Words:
     return Words(layout, BITS_TO_LONGS(nbits, layout.bits_per_long))
 
 
+@checked
 def bitmap_zero_extend(old: Words, old_nbits: int, new_nbits: int) -> Words:
     """Resize to BITS_TO_LONGS(new_nbits) words, then bitmap_clear(old_nbits, new - old).
 
@@ -181,12 +189,14 @@ def bitmap_zero_extend(old: Words, old_nbits: int, new_nbits: int) -> Words:
 # --- inline whole-bitmap helpers (include/qemu/bitmap.h) ---------------------------------
 
 
+@checked
 def bitmap_zero(dst: Words, nbits: int) -> None:
     """Zero the words covering nbits: whole words, tail included (memset / *dst = 0)."""
     nwords = _inline("bitmap_zero", nbits, dst=dst)
     dst.clear_range(0, nwords * dst.layout.bits_per_long)
 
 
+@checked
 def bitmap_fill(dst: Words, nbits: int) -> None:
     """Set bits [0, nbits) and CLEAR the tail: whole words of ones, then the last word =
     BITMAP_LAST_WORD_MASK(nbits) (bitmap.h bitmap_fill; Linux sets the tail instead).
@@ -204,12 +214,14 @@ def bitmap_fill(dst: Words, nbits: int) -> None:
     dst.clear_range(bits, nwords * dst.layout.bits_per_long)
 
 
+@checked
 def bitmap_copy(dst: Words, src: Words, nbits: int) -> None:
     """Copy the words covering nbits, tail bits included (memcpy / *dst = *src)."""
     nwords = _inline("bitmap_copy", nbits, dst=dst, src=src)
     copy_bits(dst, 0, src, 0, nwords * dst.layout.bits_per_long)
 
 
+@checked
 def bitmap_and(dst: Words, src1: Words, src2: Words, nbits: int) -> int:
     """dst = src1 & src2 on whole words; returns 1 if any result bit is set, tail bits
     included (slow_bitmap_and ORs whole words; the fast path tests the whole word)."""
@@ -217,18 +229,21 @@ def bitmap_and(dst: Words, src1: Words, src2: Words, nbits: int) -> int:
     return int(apply(operator.and_, dst, (src1, src2), 0, nwords * dst.layout.bits_per_long))
 
 
+@checked
 def bitmap_or(dst: Words, src1: Words, src2: Words, nbits: int) -> None:
     """dst = src1 | src2 on whole words: tail bits propagate (slow_bitmap_or)."""
     nwords = _inline("bitmap_or", nbits, dst=dst, src1=src1, src2=src2)
     apply(operator.or_, dst, (src1, src2), 0, nwords * dst.layout.bits_per_long)
 
 
+@checked
 def bitmap_xor(dst: Words, src1: Words, src2: Words, nbits: int) -> None:
     """dst = src1 ^ src2 on whole words: tail bits propagate (slow_bitmap_xor)."""
     nwords = _inline("bitmap_xor", nbits, dst=dst, src1=src1, src2=src2)
     apply(operator.xor, dst, (src1, src2), 0, nwords * dst.layout.bits_per_long)
 
 
+@checked
 def bitmap_andnot(dst: Words, src1: Words, src2: Words, nbits: int) -> int:
     """dst = src1 & ~src2 on whole words; returns 1 if any result bit is set, tail bits
     included (slow_bitmap_andnot)."""
@@ -236,6 +251,7 @@ def bitmap_andnot(dst: Words, src1: Words, src2: Words, nbits: int) -> int:
     return int(apply(_andnot, dst, (src1, src2), 0, nwords * dst.layout.bits_per_long))
 
 
+@checked
 def bitmap_complement(dst: Words, src: Words, nbits: int) -> None:
     """dst bits [0, nbits) = ~src; the tail of a partial last word is CLEARED
     (slow_bitmap_complement masks it with BITMAP_LAST_WORD_MASK)."""
@@ -244,24 +260,28 @@ def bitmap_complement(dst: Words, src: Words, nbits: int) -> None:
     dst.clear_range(bits, _roundup(bits, dst.layout.bits_per_long))
 
 
+@checked
 def bitmap_equal(src1: Words, src2: Words, nbits: int) -> int:
     """1 if bits [0, nbits) are equal; tail bits are masked off (slow_bitmap_equal)."""
     bits = _lim("bitmap_equal", nbits, src1=src1, src2=src2)
     return int(not test(operator.xor, (src1, src2), 0, bits))
 
 
+@checked
 def bitmap_empty(src: Words, nbits: int) -> int:
     """1 if no bit in [0, nbits) is set; tail masked (slow_bitmap_empty)."""
     bits = _lim("bitmap_empty", nbits, src=src)
     return int(not src.any_set(0, bits))
 
 
+@checked
 def bitmap_full(src: Words, nbits: int) -> int:
     """1 if every bit in [0, nbits) is set; tail masked (slow_bitmap_full)."""
     bits = _lim("bitmap_full", nbits, src=src)
     return int(src.find_clear(0, bits) == bits)
 
 
+@checked
 def bitmap_intersects(src1: Words, src2: Words, nbits: int) -> int:
     """1 if src1 & src2 has a set bit in [0, nbits); tail masked (slow_bitmap_intersects)."""
     bits = _lim("bitmap_intersects", nbits, src1=src1, src2=src2)
@@ -285,12 +305,31 @@ def _count_one(function: str, bitmap: Words, word: int, nbits: int) -> int:
     return count
 
 
+@checked
 def bitmap_count_one(bitmap: Words, nbits: int) -> int:
     """Number of set bits in [0, nbits); 0 for nbits == 0 without reading (bitmap.h)."""
     check_long("bitmap_count_one", bitmap.layout, "nbits", nbits)
     return _count_one("bitmap_count_one", bitmap, 0, nbits)
 
 
+@checked
+def bitmap_count_one_before_v4(bitmap: Words, nbits: int) -> int:
+    """bitmap_count_one before QEMU v4.0.0 (commit e7c91368d246 added the nbits == 0 guard).
+
+    Without the guard, nbits == 0 takes the one-word path (small_nbits(0)) with
+    BITMAP_LAST_WORD_MASK(0) = all ones: the result is the number of set bits of word 0
+    (which must exist). Any other nbits counts as today.
+    """
+    function = "bitmap_count_one"
+    check_long(function, bitmap.layout, "nbits", nbits)
+    if nbits == 0:
+        check_words(function, "bitmap", bitmap, 0, 1)
+        bpl = bitmap.layout.bits_per_long
+        return bitmap.count(0, bpl)
+    return _count_one(function, bitmap, 0, nbits)
+
+
+@checked
 def bitmap_count_one_with_offset(bitmap: Words, offset: int, nbits: int) -> int:
     """Set bits in [offset, offset + nbits), computed as QEMU does (bitmap.h): from the word
     of offset, bitmap_count_one(nbits + offset % BPL) - bitmap_count_one(offset % BPL).
@@ -318,6 +357,7 @@ def bitmap_count_one_with_offset(bitmap: Words, offset: int, nbits: int) -> int:
 # --- ranges (util/bitmap.c) ---------------------------------------------------------------
 
 
+@checked
 def bitmap_set(map: Words, start: int, nr: int) -> None:
     """Set bits [start, start + nr); nr == 0 touches nothing (util/bitmap.c bitmap_set).
 
@@ -327,6 +367,7 @@ def bitmap_set(map: Words, start: int, nr: int) -> None:
     map.set_range(start, end)
 
 
+@checked
 def bitmap_set_atomic(map: Words, start: int, nr: int) -> None:
     """Set bits [start, start + nr) (util/bitmap.c bitmap_set_atomic): atomic OR on the
     partial first and last words, plain stores and smp_mb() on full words; the memory
@@ -335,12 +376,14 @@ def bitmap_set_atomic(map: Words, start: int, nr: int) -> None:
     map.set_range(start, end)
 
 
+@checked
 def bitmap_clear(map: Words, start: int, nr: int) -> None:
     """Clear bits [start, start + nr); nr == 0 touches nothing (util/bitmap.c bitmap_clear)."""
     end = _range("bitmap_clear", map, start, nr)
     map.clear_range(start, end)
 
 
+@checked
 def bitmap_test_and_clear_atomic(map: Words, start: int, nr: int) -> bool:
     """Clear bits [start, start + nr); True if any of them was set
     (util/bitmap.c bitmap_test_and_clear_atomic)."""
@@ -350,6 +393,7 @@ def bitmap_test_and_clear_atomic(map: Words, start: int, nr: int) -> bool:
     return dirty
 
 
+@checked
 def bitmap_test_and_clear(map: Words, start: int, nr: int) -> bool:
     """Clear bits [start, start + nr) and say if any was set, with QEMU's quirk
     (util/bitmap.c bitmap_test_and_clear): its first-word step does not reset
@@ -371,6 +415,7 @@ def bitmap_test_and_clear(map: Words, start: int, nr: int) -> bool:
     return dirty
 
 
+@checked
 def bitmap_copy_and_clear_atomic(dst: Words, src: Words, nr: int) -> None:
     """Move whole words while nr > 0: dst word = atomic_xchg(src word, 0), nr -= BPL
     (util/bitmap.c). So bits past nr in the last source word are cleared (and copied)
@@ -387,6 +432,7 @@ def bitmap_copy_and_clear_atomic(dst: Words, src: Words, nr: int) -> None:
         src.clear_range(0, nwords * bpl)
 
 
+@checked
 def bitmap_find_next_zero_area(map: Words, size: int, start: int, nr: int, align_mask: int) -> int:
     """First index >= start, a multiple of align_mask + 1, of nr clear bits ending at or
     before size (util/bitmap.c bitmap_find_next_zero_area). On failure it returns
@@ -444,11 +490,13 @@ def _to_from_le(function: str, dst: Words, src: Words, nbits: int) -> None:
         copy_bits(dst, 0, src, 0, nwords * layout.bits_per_long)
 
 
+@checked
 def bitmap_to_le(dst: Words, src: Words, nbits: int) -> None:
     """dst = src as little-endian words, whole words (util/bitmap.c bitmap_to_le)."""
     _to_from_le("bitmap_to_le", dst, src, nbits)
 
 
+@checked
 def bitmap_from_le(dst: Words, src: Words, nbits: int) -> None:
     """dst = src read as little-endian words, whole words (util/bitmap.c bitmap_from_le)."""
     _to_from_le("bitmap_from_le", dst, src, nbits)
@@ -471,6 +519,7 @@ def _copy_words(
     copy_bits(dst, dst_word * bpl, src, src_word * bpl, nwords * bpl)
 
 
+@checked
 def bitmap_copy_with_src_offset(dst: Words, src: Words, offset: int, nbits: int) -> None:
     """dst bits [0, nbits) = src bits [offset, offset + nbits) (util/bitmap.c).
 
@@ -495,6 +544,7 @@ def bitmap_copy_with_src_offset(dst: Words, src: Words, offset: int, nbits: int)
     dst.clear_range(nbits, _roundup(nbits, bpl))
 
 
+@checked
 def bitmap_copy_with_dst_offset(dst: Words, src: Words, shift: int, nbits: int) -> None:
     """dst bits [shift, shift + nbits) = src bits [0, nbits) (util/bitmap.c).
 

@@ -5,17 +5,39 @@ A model function checks all its preconditions before it changes anything and rai
 ``PreconditionError`` naming the QEMU rule it would break. The classes of rules:
 an argument not representable in its C type (``long`` / ``unsigned long`` of the layout's
 width); a QEMU assert (the C reference aborts there); nbits == 0 for the inline
-whole-bitmap helpers; a word read or written past the allocation of an array.
+whole-bitmap helpers; a word read or written past the allocation of an array; arrays of
+different layouts (word width, byte order) in one call, which no single host can have.
+
+An argument of the wrong Python type (a str or None where a map is expected, a float or a
+bool where C has an integer) is not a call QEMU could receive at all: it raises
+``ArgumentTypeError``, a ``TypeError`` naming the argument. ``checked`` is the one place
+that enforces both kinds of rule for the public functions, from their annotations, before
+the function body runs -- so a rejected call changes nothing.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import ParamSpec, TypeVar
 
-if TYPE_CHECKING:
-    from .words import Layout, Words
+from .words import Layout, Words
 
-__all__ = ["PreconditionError", "RecoveryError", "check_long", "check_ulong", "check_words"]
+__all__ = [
+    "ArgumentTypeError",
+    "PreconditionError",
+    "RecoveryError",
+    "check_arguments",
+    "check_buffer",
+    "check_long",
+    "check_ulong",
+    "check_words",
+    "checked",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class PreconditionError(ValueError):
@@ -29,6 +51,93 @@ class PreconditionError(ValueError):
 
     def __reduce__(self) -> tuple[type[PreconditionError], tuple[str, str, str]]:
         return (PreconditionError, (self.function, self.argument, self.rule))
+
+
+class ArgumentTypeError(TypeError):
+    """``function`` got a Python value of the wrong type for ``argument``."""
+
+    def __init__(self, function: str, argument: str, expected: str, got: str) -> None:
+        super().__init__(f"{function}: {argument}: expected {expected}, got {got}")
+        self.function = function
+        self.argument = argument
+        self.expected = expected
+        self.got = got
+
+    def __reduce__(self) -> tuple[type[ArgumentTypeError], tuple[str, str, str, str]]:
+        return (ArgumentTypeError, (self.function, self.argument, self.expected, self.got))
+
+
+# What each annotation of a public model function demands of its argument.
+_EXPECTED = {
+    "int": "an int (C long / unsigned long; bool and float are not)",
+    "Words": "a bitmap (recvmap.pymodel.Words)",
+    "Layout": "a recvmap.pymodel.Layout",
+}
+
+
+def check_arguments(
+    function: str,
+    spec: tuple[tuple[str, str], ...],
+    args: tuple[object, ...],
+    kwargs: Mapping[str, object],
+) -> None:
+    """Type and layout checks of one call; ``spec`` is (name, annotation) per parameter.
+
+    ints must be ``int`` and not ``bool``; maps must be ``Words``, all of one layout
+    (PreconditionError otherwise: QEMU runs on one host with one ``unsigned long``).
+    Parameters the call leaves to their defaults are not checked.
+    """
+    first: tuple[str, Layout] | None = None
+    for i, (name, kind) in enumerate(spec):
+        if i < len(args):
+            value = args[i]
+        elif name in kwargs:
+            value = kwargs[name]
+        else:
+            continue
+        if kind == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ArgumentTypeError(function, name, _EXPECTED[kind], type(value).__name__)
+        elif kind == "Words":
+            if not isinstance(value, Words):
+                raise ArgumentTypeError(function, name, _EXPECTED[kind], type(value).__name__)
+            if first is None:
+                first = (name, value.layout)
+            elif value.layout != first[1]:
+                raise PreconditionError(
+                    function,
+                    name,
+                    f"{name} is {value.layout.name} but {first[0]} is {first[1].name} "
+                    "(the arrays of one call share one host's unsigned long)",
+                )
+        elif kind == "Layout" and not isinstance(value, Layout):
+            raise ArgumentTypeError(function, name, _EXPECTED[kind], type(value).__name__)
+
+
+def checked(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: ``check_arguments`` from ``fn``'s annotations before every call."""
+    spec = tuple((p.name, str(p.annotation)) for p in inspect.signature(fn).parameters.values())
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        check_arguments(name, spec, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def check_buffer(function: str, argument: str, value: object) -> bytes:
+    """A bytes-like argument (bytes, bytearray, memoryview, any buffer) as bytes."""
+    if isinstance(value, bytes):
+        return value
+    try:
+        with memoryview(value) as view:  # type: ignore[arg-type]
+            return view.tobytes()
+    except TypeError:
+        raise ArgumentTypeError(
+            function, argument, "a bytes-like object", type(value).__name__
+        ) from None
 
 
 def check_long(function: str, layout: Layout, argument: str, value: int) -> None:
@@ -55,7 +164,7 @@ def check_ulong(function: str, layout: Layout, argument: str, value: int) -> Non
 
 def check_words(function: str, argument: str, words: Words, first: int, end: int) -> None:
     """QEMU reads or writes words [first, end) of ``words``: they must be allocated."""
-    if end > first and (first < 0 or end > words.nwords):
+    if end > first and (first < 0 or end * words.layout.bytes_per_long > len(words.data)):
         raise PreconditionError(
             function,
             argument,
@@ -68,8 +177,10 @@ class RecoveryError(Exception):
     """A postcopy recovery stream the source rejects (migration/ram.c ram_dirty_bitmap_reload).
 
     Unlike a PreconditionError this is QEMU behaviour, not a call outside its domain: QEMU
-    reports the error and returns ``ret`` (-EIO for a short stream, -EINVAL for a wrong
-    size, a wrong end mark or bytes after it), leaving the dirty bitmap untouched.
+    reports the error and fails, leaving the dirty bitmap untouched. ``ret`` is what the
+    release returns through the ABI: -EINVAL (size mismatch, wrong end mark) or -EIO
+    (failed read) before v8.2.0, -1 (false, with an Error) since; ``reason`` is the text
+    after the function name.
     """
 
     def __init__(self, function: str, block: str, reason: str, ret: int) -> None:

@@ -13,6 +13,19 @@ What QEMU keeps in globals (the RAM list, the target page bits, which side of th
 migration this process is) is an explicit ``RamContext`` here. Its methods keep QEMU's
 names and argument order, so ``ctx.ramblock_recv_bitmap_set(rb, host_addr)`` is QEMU's
 ``ramblock_recv_bitmap_set(rb, host_addr)``.
+
+A context models one QEMU release (``release=``, default the newest; see
+``pymodel.releases``). The release rules of this module:
+- which blocks get maps and count in ram_bytes_total: every block before v3.0.0
+  (b895de5027 skips non-migratable ones), ignore-shared blocks too from v4.0.0
+  (fbd162e629);
+- ram_discard_range on a block without a receivedmap dereferences NULL before v3.0.0
+  (814bb08f177a added the guard): out of the model's domain there;
+- ram_block_discard_range checks the end address ("Unaligned end address") before v5.0.0
+  (72821d93e0) and the range against used_length before v6.1.0 (dcdc460767);
+- ramblock_recv_bitmap_set_offset exists from v9.1.0 (5ef7e26bdb).
+Rules of every release: ram_list_init_bitmaps allocates nothing when ram_bytes_total()
+(used_length summed over the blocks that migrate) is 0.
 """
 
 from __future__ import annotations
@@ -25,9 +38,19 @@ from .arch import Host, Target
 from .arch import target as _arch_target
 from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
 from .bitops import set_bit_atomic, test_bit
-from .errors import PreconditionError, RecoveryError
+from .errors import PreconditionError, RecoveryError, check_buffer
 from .ramtypes import Side as Side
 from .ramtypes import c_long as c_long
+from .releases import (
+    DISCARD_LENGTH_MSG,
+    DISCARD_MAX_LENGTH,
+    DISCARD_SOURCE,
+    IGNORE_SHARED,
+    RECV_MIGRATABLE,
+    Release,
+    parse_release,
+    require,
+)
 from .words import LP64_LE, Layout, Words
 
 UINT64_BITS = 64
@@ -252,6 +275,7 @@ class RamConfig(Generic[BlockT]):
         pointer_bits: int | None = None,
         strict: bool = False,
         host: Host | None = None,
+        release: str | Release | None = None,
     ) -> None:
         if not _is_pow2(host_page_size):
             raise PreconditionError("RamContext", "host_page_size", "a power of two")
@@ -262,6 +286,7 @@ class RamConfig(Generic[BlockT]):
         self.pointer_bits = layout.bits_per_long if pointer_bits is None else pointer_bits
         self.strict = strict
         self.host = host
+        self.release = parse_release(release)
         self.error_log: list[str] = []
         self._specs: list[BlockSpec] = []
 
@@ -420,6 +445,7 @@ class RamContext(RamConfig[RAMBlock]):
         pointer_bits: int | None = None,
         strict: bool = False,
         host: Host | None = None,
+        release: str | Release | None = None,
     ) -> None:
         super().__init__(
             target_page,
@@ -429,6 +455,7 @@ class RamContext(RamConfig[RAMBlock]):
             pointer_bits=pointer_bits,
             strict=strict,
             host=host,
+            release=release,
         )
         self.ram_list = RAMList()
 
@@ -444,7 +471,25 @@ class RamContext(RamConfig[RAMBlock]):
         return self.ram_list.qemu_ram_block_by_name(name)
 
     def ramblock_is_ignored(self, rb: RAMBlock) -> bool:
+        """Whether the migration skips ``rb`` at this context's release.
+
+        v2.12: no block is skipped; from v3.0.0 (b895de5027) non-migratable blocks; from
+        v4.0.0 (fbd162e629) also blocks left out by ignore-shared.
+        """
+        if not self.release.has(RECV_MIGRATABLE):
+            return False
+        if not self.release.has(IGNORE_SHARED):
+            return not rb.migratable
         return ramblock_is_ignored(rb)
+
+    def migrated_blocks(self) -> list[RAMBlock]:
+        """RAMBLOCK_FOREACH_NOT_IGNORED (RAMBLOCK_FOREACH_MIGRATABLE, RAMBLOCK_FOREACH in
+        the releases before the skip rules): the blocks the migration walks."""
+        return [rb for rb in self.ram_list if not self.ramblock_is_ignored(rb)]
+
+    def ram_bytes_total(self) -> int:
+        """used_length summed over the blocks the migration walks (migration/ram.c)."""
+        return sum(rb.used_length for rb in self.migrated_blocks()) % (1 << UINT64_BITS)
 
     # --- preconditions ----------------------------------------------------------------
 
@@ -481,7 +526,7 @@ class RamContext(RamConfig[RAMBlock]):
         fn = "ramblock_recv_map_init"
         self._side(fn, Side.DESTINATION)
         bits = self.qemu_target_page_bits()
-        blocks = list(self.ram_list.not_ignored())
+        blocks = self.migrated_blocks()
         for rb in blocks:
             if rb.receivedmap is not None:
                 raise PreconditionError(fn, "rb->receivedmap", "NULL (assert in migration/ram.c)")
@@ -549,13 +594,14 @@ class RamContext(RamConfig[RAMBlock]):
     def ramblock_recv_bitmap_set_offset(self, rb: RAMBlock, byte_offset: int) -> None:
         """set_bit_atomic(byte_offset >> TARGET_PAGE_BITS, rb->receivedmap) (ram.c, 2024)."""
         fn = "ramblock_recv_bitmap_set_offset"
+        require(fn, self.release)
         check_unsigned(fn, "byte_offset", byte_offset, UINT64_BITS, "uint64_t")
         m = self._recvmap(fn, rb)
         set_bit_atomic(self._index(byte_offset >> self.qemu_target_page_bits()), m)
 
     def ram_load_cleanup(self) -> int:
         """Free each migrated block's map and set it to None; harmless twice (ram.c)."""
-        for rb in self.ram_list.not_ignored():
+        for rb in self.migrated_blocks():
             rb.receivedmap = None
         return 0
 
@@ -568,6 +614,10 @@ class RamContext(RamConfig[RAMBlock]):
         start + length (uint64_t, wrapping) must not pass max_length ("Overrun block");
         length must be a multiple of rb->page_size ("Unaligned length"). The discard
         itself (madvise / fallocate) is not modelled. %p is printed as 0x%x.
+        Before v6.1.0 (dcdc460767) the range had to fit used_length, and the message
+        printed it; before v5.0.0 (72821d93e0) the end address host + start + length was
+        checked instead of the length ("Unaligned end address: %p"): the same verdict,
+        since the start is aligned by then.
         """
         fn = "ram_block_discard_range"
         check_unsigned(fn, "start", start, UINT64_BITS, "uint64_t")
@@ -576,13 +626,16 @@ class RamContext(RamConfig[RAMBlock]):
         if host_startaddr % rb.page_size:
             self.error_report(f"{fn}: Unaligned start address: 0x{host_startaddr:x}")
             return -1
-        if (start + length) % (1 << UINT64_BITS) > rb.max_length:
-            self.error_report(
-                f"{fn}: Overrun block '{rb.idstr}' ({start}/{length:x}/{rb.max_length:x})"
-            )
+        limit = rb.max_length if self.release.has(DISCARD_MAX_LENGTH) else rb.used_length
+        if (start + length) % (1 << UINT64_BITS) > limit:
+            self.error_report(f"{fn}: Overrun block '{rb.idstr}' ({start}/{length:x}/{limit:x})")
             return -1
         if length % rb.page_size:
-            self.error_report(f"{fn}: Unaligned length: {length:x}")
+            if self.release.has(DISCARD_LENGTH_MSG):
+                self.error_report(f"{fn}: Unaligned length: {length:x}")
+            else:
+                host_endaddr = (host_startaddr + length) % (1 << self.pointer_bits)
+                self.error_report(f"{fn}: Unaligned end address: 0x{host_endaddr:x}")
             return -1
         return 0
 
@@ -601,6 +654,13 @@ class RamContext(RamConfig[RAMBlock]):
         if rb is None:
             self.error_report(f"{fn}: Failed to find block '{rbname}'")
             return -1
+        if rb.receivedmap is None and not self.release.has(DISCARD_SOURCE):
+            raise PreconditionError(
+                fn,
+                "rb->receivedmap",
+                f"allocated: QEMU {self.release} clears the received bits unconditionally "
+                "and dereferences NULL on the source (fixed in v3.0.0 by 814bb08f177a)",
+            )
         if rb.receivedmap is not None:
             bits = self.qemu_target_page_bits()
             bitmap_clear(
@@ -653,14 +713,21 @@ class RamContext(RamConfig[RAMBlock]):
     # --- the source's dirty bitmap ----------------------------------------------------
 
     def ram_list_init_bitmaps(self) -> None:
-        """Source: each migrated block's bmap, max_length >> bits bits, all dirty (ram.c)."""
+        """Source: each migrated block's bmap, max_length >> bits bits, all dirty (ram.c).
+
+        QEMU skips the whole allocation when ram_bytes_total() is 0 (used_length summed
+        over the blocks the migration walks; "Skip setting bitmap if there is no RAM"):
+        then every bmap stays NULL, even of a block whose max_length is not 0.
+        """
         fn = "ram_list_init_bitmaps"
         self._side(fn, Side.SOURCE)
         bits = self.qemu_target_page_bits()
-        blocks = list(self.ram_list.not_ignored())
+        blocks = self.migrated_blocks()
         for rb in blocks:
             if rb.bmap is not None:
                 raise PreconditionError(fn, "rb->bmap", "NULL before ram_save_setup")
+        if self.ram_bytes_total() == 0:
+            return
         for rb in blocks:
             pages = rb.max_length >> bits
             rb.bmap = bitmap_new(pages, self.layout)
@@ -668,7 +735,7 @@ class RamContext(RamConfig[RAMBlock]):
 
     def ram_save_cleanup(self) -> None:
         """Source: free each migrated block's bmap (migration/ram.c ram_save_cleanup)."""
-        for rb in self.ram_list.not_ignored():
+        for rb in self.migrated_blocks():
             rb.bmap = None
 
     # --- postcopy recovery (pymodel.recovery) -----------------------------------------
@@ -680,9 +747,11 @@ class RamContext(RamConfig[RAMBlock]):
         return ramblock_recv_bitmap_send(self, block_name)
 
     def ram_dirty_bitmap_reload(self, block: RAMBlock, stream: bytes) -> int:
-        """Source: load a recovery stream into block->bmap as dirty pages; 0."""
+        """Source: load a recovery stream (any bytes-like object) into block->bmap as
+        dirty pages; 0."""
         from .recovery import ram_dirty_bitmap_reload
 
+        stream = check_buffer("ram_dirty_bitmap_reload", "stream", stream)
         return ram_dirty_bitmap_reload(self, block, stream)
 
 
@@ -753,12 +822,13 @@ class RamFace(RamConfig[BlockT]):
             pass
 
     def _reload_result(self, block: Any, ret: int) -> int:
-        """0, or a RecoveryError of the face's negative ``ret`` and its error_report line
-        ("function: reason", as migration/ram.c ram_dirty_bitmap_reload reports)."""
+        """0, or a RecoveryError of the face's negative ``ret`` and its last error text
+        (the Error's message at the newest release; "function: reason" before v8.2.0)."""
         if ret < 0:
             message = self.error_log[-1] if self.error_log else ""
-            fn, _, reason = message.partition(": ")
-            raise RecoveryError(fn or "ram_dirty_bitmap_reload", block.idstr, reason, ret)
+            fn = "ram_dirty_bitmap_reload"
+            reason = message.removeprefix(fn + ": ")
+            raise RecoveryError(fn, block.idstr, reason, ret)
         return ret
 
 

@@ -12,6 +12,10 @@ Wire format of one block (facts section 5)::
 with nbits = postcopy_length >> target_page_bits, size = round_up(ceil(nbits / 8), 8) and
 end mark 0x0123456789abcdef. The padding to 8 bytes lets 32- and 64-bit, little- and
 big-endian hosts agree. The sender returns size + 8 (the end mark is not counted).
+
+Release rules (``pymodel.releases``): both functions from v3.0.0; the sender's nbits
+from used_length before v6.1.0; the reload's int returns and error_report() texts before
+v8.2.0, bool and Error since; its end-mark message in decimal before v5.2.0.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING
 from .bitmap import bitmap_complement, bitmap_from_le, bitmap_new, bitmap_to_le
 from .errors import PreconditionError, RecoveryError
 from .ramtypes import Side, c_long
+from .releases import RELOAD_END_MARK_HEX, RELOAD_ERROR_OBJECT, SEND_POSTCOPY_LENGTH, require
 
 if TYPE_CHECKING:  # annotations only: ramblock imports this module
     from .ramblock import RAMBlock, RamContext
@@ -48,6 +53,7 @@ def ramblock_recv_bitmap_send(ctx: RamContext, block_name: str) -> tuple[bytes, 
     from the spare zeroed word. Returns size + 8.
     """
     fn = "ramblock_recv_bitmap_send"
+    require(fn, ctx.release)
     block = ctx.qemu_ram_block_by_name(block_name)
     if block is None:
         ctx.error_report(f"{fn}: invalid block name: {block_name}")
@@ -55,7 +61,8 @@ def ramblock_recv_bitmap_send(ctx: RamContext, block_name: str) -> tuple[bytes, 
     if block.receivedmap is None:
         raise PreconditionError(fn, "block->receivedmap", "allocated (destination only)")
     bpl = ctx.bits_per_long
-    nbits = (block.postcopy_length >> ctx.qemu_target_page_bits()) % (1 << bpl)
+    length = block.postcopy_length if ctx.release.has(SEND_POSTCOPY_LENGTH) else block.used_length
+    nbits = (length >> ctx.qemu_target_page_bits()) % (1 << bpl)
     le_bitmap = bitmap_new(nbits + bpl, ctx.layout)
     bitmap_to_le(le_bitmap, block.receivedmap, c_long(nbits, bpl))
     size = recv_bitmap_size(nbits)
@@ -67,21 +74,54 @@ def ramblock_recv_bitmap_send(ctx: RamContext, block_name: str) -> tuple[bytes, 
     return stream, size + HEADER
 
 
+class QEMUFileReader:
+    """A stream read as QEMU's QEMUFile reads it (migration/qemu-file.c).
+
+    A read past the end yields zero bytes for what is missing and records -EIO, which
+    only qemu_file_get_error() reports later; qemu_get_buffer returns how many bytes it
+    really read. Nothing after the last read is looked at.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.error = 0
+
+    def get_buffer(self, n: int) -> bytes:
+        got = self.data[self.pos : self.pos + n]
+        self.pos += len(got)
+        if len(got) < n:
+            self.error = -errno.EIO
+        return got
+
+    def get_be64(self) -> int:
+        return int.from_bytes(self.get_buffer(8).ljust(8, b"\0"), "big")
+
+
 def _reject(ctx: RamContext, block: RAMBlock, reason: str, ret: int) -> RecoveryError:
+    """The release's way of failing: error_report("%s: ...", __func__) and an int before
+    v8.2.0; an Error (its message, no prefix) and false, -1 through the ABI, since."""
     fn = "ram_dirty_bitmap_reload"
+    if ctx.release.has(RELOAD_ERROR_OBJECT):
+        ctx.error_report(reason)
+        return RecoveryError(fn, block.idstr, reason, -1)
     err = RecoveryError(fn, block.idstr, reason, ret)
     ctx.error_report(str(err))
     return err
 
 
-def _check_stream(ctx: RamContext, block: RAMBlock, stream: bytes, local_size: int) -> None:
-    """QEMU's checks, in its order; a short stream is a read error (-EIO)."""
+def _read_stream(ctx: RamContext, block: RAMBlock, stream: bytes, local_size: int) -> bytes:
+    """QEMU's reads and checks, in its order; the map's ``local_size`` bytes.
+
+    size = qemu_get_be64: an empty or short stream gives a size of zeros (and the
+    missing low bytes), a size mismatch. Then the map and the end mark are read, and
+    only then the file error is checked: a stream short anywhere after a matching size
+    is a failed read. Bytes after the end mark are never read (the next message).
+    """
     name = block.idstr
-    if len(stream) < HEADER:
-        raise _reject(
-            ctx, block, f"ramblock '{name}' stream too short: {len(stream)} bytes", -errno.EIO
-        )
-    size = int.from_bytes(stream[:HEADER], "big")
+    rel = ctx.release
+    f = QEMUFileReader(stream)
+    size = f.get_be64()
     if size != local_size:
         raise _reject(
             ctx,
@@ -89,25 +129,22 @@ def _check_stream(ctx: RamContext, block: RAMBlock, stream: bytes, local_size: i
             f"ramblock '{name}' bitmap size mismatch (0x{size:x} != 0x{local_size:x})",
             -errno.EINVAL,
         )
-    if len(stream) < HEADER + local_size + TRAILER:
-        got = min(len(stream) - HEADER, local_size)
+    payload = f.get_buffer(local_size)
+    end_mark = f.get_be64()
+    if f.error or len(payload) != local_size:
+        got = len(payload)
+        code = "" if rel.has(RELOAD_ERROR_OBJECT) else f" {f.error}"
         raise _reject(
             ctx,
             block,
-            f"read bitmap failed for ramblock '{name}': (size 0x{local_size:x}, got: 0x{got:x})",
+            f"read bitmap failed for ramblock '{name}':{code} "
+            f"(size 0x{local_size:x}, got: 0x{got:x})",
             -errno.EIO,
         )
-    end = HEADER + local_size
-    end_mark = int.from_bytes(stream[end : end + TRAILER], "big")
     if end_mark != RAMBLOCK_RECV_BITMAP_ENDING:
-        raise _reject(
-            ctx, block, f"ramblock '{name}' end mark incorrect: 0x{end_mark:x}", -errno.EINVAL
-        )
-    extra = len(stream) - end - TRAILER
-    if extra:
-        raise _reject(
-            ctx, block, f"ramblock '{name}' {extra} bytes after the end mark", -errno.EINVAL
-        )
+        shown = f"{end_mark:x}" if rel.has(RELOAD_END_MARK_HEX) else f"{end_mark}"
+        raise _reject(ctx, block, f"ramblock '{name}' end mark incorrect: 0x{shown}", -errno.EINVAL)
+    return payload
 
 
 def ram_dirty_bitmap_reload(ctx: RamContext, block: RAMBlock, stream: bytes) -> int:
@@ -117,10 +154,17 @@ def ram_dirty_bitmap_reload(ctx: RamContext, block: RAMBlock, stream: bytes) -> 
     round_up(ceil(nbits / 8), 8) and the end mark 0x0123456789abcdef. Then
     bitmap_from_le(bmap, le_bitmap, nbits) (whole words) and bitmap_complement(bmap, bmap,
     nbits) (last word masked: tail bits cleared; words past nbits untouched). A malformed
-    stream (short, wrong size, wrong end mark, bytes after the end mark) raises
-    RecoveryError with QEMU's return value (-EIO or -EINVAL) and leaves bmap untouched.
+    stream (wrong size, short, wrong end mark) raises RecoveryError and leaves bmap
+    untouched; bytes after the end mark are not read (``_read_stream``).
+
+    Release rules: absent before v3.0.0; before v8.2.0 (88577f3242) QEMU returns -EINVAL
+    (size, end mark) or -EIO (failed read) and error_report()s with the function name
+    prefixed and the file error in the read failure; from v8.2.0 it returns false with an
+    Error (ABI: -1, the message without prefix). Before v5.2.0 (af3bbbe984) a wrong end
+    mark is printed in decimal after "0x".
     """
     fn = "ram_dirty_bitmap_reload"
+    require(fn, ctx.release)
     if ctx.side is not Side.SOURCE:
         raise PreconditionError(fn, "side", "runs on the source only")
     if block.bmap is None:
@@ -132,9 +176,8 @@ def ram_dirty_bitmap_reload(ctx: RamContext, block: RAMBlock, stream: bytes) -> 
             fn, "nbits", "used_length >> target_page_bits > 0 (bitmap_complement needs nbits > 0)"
         )
     local_size = recv_bitmap_size(nbits)
-    _check_stream(ctx, block, stream, local_size)
+    payload = _read_stream(ctx, block, stream, local_size)
     le_bitmap = bitmap_new(nbits + bpl, ctx.layout)
-    payload = stream[HEADER : HEADER + local_size]
     le_bitmap.load_image(payload + bytes(len(le_bitmap.image()) - local_size))
     bitmap_from_le(block.bmap, le_bitmap, nbits)
     bitmap_complement(block.bmap, block.bmap, nbits)

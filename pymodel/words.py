@@ -24,6 +24,11 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+try:
+    from zlib import adler32 as _adler32
+except ImportError:  # pragma: no cover - CPython built without zlib
+    _adler32 = None  # type: ignore[assignment]
+
 __all__ = [
     "BITMAP_FIRST_WORD_MASK",
     "BITMAP_LAST_WORD_MASK",
@@ -122,8 +127,9 @@ _CHUNK_BITS = _CHUNK * 8
 _SMALL_BITS = 512  # ranges up to this many bits are handled as one int
 _ZEROS = [bytearray(1 << k) for k in range(17)]  # zero chunks of every power-of-two size
 _ONES = [bytearray(b"\xff") * (1 << k) for k in range(17)]
-_ZEROS_MV = memoryview(_ZEROS[16])
-_ONES_MV = memoryview(_ONES[16])
+_ZEROS_MV = memoryview(_ZEROS[12])  # 4 KiB patterns: _fill copies the rest from the range itself
+_ONES_MV = memoryview(_ONES[12])
+_FILL = 1 << 18  # largest copy of a whole-range store
 
 
 def _typecode(itemsize: int) -> str:
@@ -166,16 +172,25 @@ def _insert(data: bytearray, lo: int, hi: int, value: int) -> None:
 
 
 def _fill(data: bytearray, b0: int, b1: int, chunk: memoryview) -> None:
-    """Bytes [b0, b1) of data = copies of the 64 KiB pattern chunk (memcpy per chunk).
+    """Bytes [b0, b1) of data = copies of the 4 KiB pattern chunk.
 
+    The first 4 KiB come from the pattern; the rest is copied from the start of the range
+    itself, doubling up to 256 KiB per memcpy. Source and destination of every copy then
+    sit at the same offset in their pages: with a separate pattern buffer that offset was
+    chance, and at some offsets a copy stalls on false store-to-load aliasing (clearing a
+    2^28-bit map took 1.5 or 5 times C's memset depending on where malloc put the map).
     Assignment goes through a memoryview: a bytearray slice assignment from anything but
     a bytearray copies the source first.
     """
+    n = b1 - b0
+    first = min(n, len(chunk))
     with memoryview(data) as mv:
-        while b1 - b0 > _CHUNK:
-            mv[b0 : b0 + _CHUNK] = chunk
-            b0 += _CHUNK
-        mv[b0:b1] = chunk[: b1 - b0]
+        mv[b0 : b0 + first] = chunk[:first]
+        done = first
+        while done < n:
+            step = min(done, _FILL, n - done)
+            mv[b0 + done : b0 + done + step] = mv[b0 : b0 + step]
+            done += step
 
 
 def _split(lo: int, hi: int) -> tuple[int, int]:
@@ -241,6 +256,28 @@ def _last_set(data: bytearray, lo: int, hi: int) -> int:
     return lo + v.bit_length() - 1 if v else -1
 
 
+_POPCOUNT = bytes(bin(b).count("1") for b in range(256))  # byte -> its number of set bits
+# adler32's first sum is 1 + the sum of the bytes modulo 65521: exact for this many bytes of
+# popcounts (8 * 8184 + 1 < 65521), so one adler32 call adds up 8184 translated bytes in C.
+_SUM_SPAN = 8184
+
+
+def _count_bytes(data: bytearray, b0: int, b1: int) -> int:
+    """Set bits in bytes [b0, b1): translate each byte to its popcount, add them with adler32.
+
+    Equal to ``int.from_bytes(data[b0:b1], "little").bit_count()`` (used on short ranges and
+    when zlib is missing) and several times faster on large ones: the int conversion is a
+    per-byte loop in Python's C, translate and adler32 are tight loops.
+    """
+    if _adler32 is None or b1 - b0 < _SUM_SPAN:  # short: the int is cheaper
+        return int.from_bytes(data[b0:b1], "little").bit_count()
+    counts = memoryview(data[b0:b1].translate(_POPCOUNT))
+    total = 0
+    for i in range(0, len(counts), _SUM_SPAN):
+        total += (_adler32(counts[i : i + _SUM_SPAN]) & 0xFFFF) - 1
+    return total
+
+
 def _count(data: bytearray, lo: int, hi: int) -> int:
     """Number of set bits in [lo, hi)."""
     if hi - lo <= _SMALL_BITS:
@@ -257,7 +294,7 @@ def _count(data: bytearray, lo: int, hi: int) -> int:
                 if ones == piece:
                     total += _CHUNK_BITS
                     continue
-            total += int.from_bytes(piece, "little").bit_count()
+            total += _count_bytes(data, b, b + len(piece))
     return total
 
 
@@ -466,6 +503,10 @@ def apply(op: Callable[..., int], dst: Words, srcs: Sequence[Words], lo: int, hi
         return False
     for s in srcs:
         s._range(lo, hi)
+    if hi - lo <= _CHUNK_BITS:  # one piece: what the fuzzer's arrays always are
+        value = op(*[_extract(s.data, lo, hi) for s in srcs]) & ((1 << (hi - lo)) - 1)
+        _insert(dst.data, lo, hi, value)
+        return value != 0
     nonzero = False
     for a, b in _chunks(lo, hi):
         value = op(*(_extract(s.data, a, b) for s in srcs)) & ((1 << (b - a)) - 1)
@@ -480,6 +521,8 @@ def test(op: Callable[..., int], srcs: Sequence[Words], lo: int, hi: int) -> boo
         return False
     for s in srcs:
         s._range(lo, hi)
+    if hi - lo <= _CHUNK_BITS:  # one piece
+        return op(*[_extract(s.data, lo, hi) for s in srcs]) & ((1 << (hi - lo)) - 1) != 0
     for a, b in _chunks(lo, hi):
         if op(*(_extract(s.data, a, b) for s in srcs)) & ((1 << (b - a)) - 1):
             return True

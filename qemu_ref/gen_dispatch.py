@@ -9,7 +9,10 @@ silently skip the driver. The allocation functions are left out by name (``NOT_C
 the driver owns every buffer it passes (``@k``), so an array the library allocates has no
 place in it; the engine never calls them (they are checked by tests/test_bitmap_alloc.py).
 
-Usage: ``gen_dispatch.py OUTPUT.h HEADER.h...`` (stdlib only: meson runs it before install).
+``--only=NAME,NAME...`` keeps only the named functions (a build of a QEMU tree whose release
+lacks some: the driver then answers ``has NAME`` with 0 for them, as the ctypes loader does).
+
+Usage: ``gen_dispatch.py [--only=NAMES] OUTPUT.h HEADER.h...`` (stdlib only: meson runs it).
 """
 
 from __future__ import annotations
@@ -129,12 +132,12 @@ def wrapper(decl: Decl, structs: set[str]) -> tuple[str, str, list[str]]:
     )
 
 
-def generate(headers: list[Path]) -> str:
+def generate(headers: list[Path], only: set[str] | None = None) -> str:
     decls: list[Decl] = []
     structs: set[str] = set()
     for h in headers:
         d, s = parse(h.read_text())
-        decls += d
+        decls += [x for x in d if only is None or x.name in only]
         structs |= s
     out = [
         "/* SPDX-License-Identifier: GPL-2.0-or-later */",
@@ -156,10 +159,14 @@ def generate(headers: list[Path]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    only = None
+    if len(argv) > 1 and argv[1].startswith("--only="):
+        only = {n for n in argv[1].removeprefix("--only=").split(",") if n}
+        argv = [argv[0], *argv[2:]]
     if len(argv) < 3:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
-    Path(argv[1]).write_text(generate([Path(h) for h in argv[2:]]))
+    Path(argv[1]).write_text(generate([Path(h) for h in argv[2:]], only))
     return 0
 
 

@@ -10,8 +10,10 @@ once, in C. A library is either ours (every symbol must be present) or a user's
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -111,13 +113,115 @@ def default_path(bits: int) -> Path:
     return package_file(f"libqemuref{bits}.so")
 
 
-class CWords:
-    """An array of C unsigned longs handed to the library; same face as the model's Words."""
+class _Heap:
+    """The C heap (calloc/free through the C library), or None where it cannot be reached."""
 
-    def __init__(self, ctype: Any, nwords: int, bits_per_long: int) -> None:
+    funcs: tuple[Any, Any] | None = None
+    tried = False
+
+    @classmethod
+    def get(cls) -> tuple[Any, Any] | None:
+        if not cls.tried:
+            cls.tried = True
+            try:
+                libc = ctypes.CDLL(None)
+                calloc, free = libc.calloc, libc.free
+            except (OSError, AttributeError):
+                return None
+            calloc.restype, calloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t, ctypes.c_size_t]
+            free.restype, free.argtypes = None, [ctypes.c_void_p]
+            cls.funcs = (calloc, free)
+        return cls.funcs
+
+
+def _word_array(ctype: Any, nwords: int) -> Any:
+    """``nwords`` zeroed words in a heap block of exactly their size, freed with the array.
+
+    ctypes keeps an array of up to 16 bytes inside its Python object, where a sanitizer
+    sees no end: a read one word past a 1- or 2-word map went unreported. A calloc'd block
+    of its own has AddressSanitizer's redzones after it when libasan is loaded.
+    """
+    heap = _Heap.get()
+    size = ctypes.sizeof(ctype) * nwords
+    pointer = heap[0](1, size) if heap is not None and size else None
+    if not pointer:
+        return (ctype * nwords)()
+    array = (ctype * nwords).from_address(pointer)
+    weakref.finalize(array, heap[1], pointer)  # type: ignore[index]
+    return array
+
+
+PAGE = mmap.PAGESIZE
+GUARDS = ("after", "before", "none")
+
+
+_GUARD: list[str] = []  # set_guard's choice, over the environment's
+
+
+def guard_mode() -> str:
+    """Where arrays handed to C get their PROT_NONE page: ``set_guard``'s choice, else
+    ``RECVMAP_GUARD``, else "after"."""
+    if _GUARD:
+        return _GUARD[0]
+    mode = os.environ.get("RECVMAP_GUARD", "after")
+    return mode if mode in GUARDS else "after"
+
+
+def guard_from_env() -> bool:
+    """Did the user choose the guard (RECVMAP_GUARD)? Then nobody alternates it."""
+    return os.environ.get("RECVMAP_GUARD") in GUARDS
+
+
+def set_guard(mode: str | None) -> None:
+    """Arrays allocated from now on get their guard page ``mode`` (None: back to default)."""
+    if mode is not None and mode not in GUARDS:
+        raise ValueError(f"guard must be one of {', '.join(GUARDS)}, not {mode!r}")
+    _GUARD[:] = [] if mode is None else [mode]
+
+
+_mprotect: Any = None
+
+
+def _protect(address: int, length: int) -> None:
+    global _mprotect
+    if _mprotect is None:
+        _mprotect = ctypes.CDLL(None, use_errno=True).mprotect
+        _mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        _mprotect.restype = ctypes.c_int
+    if _mprotect(address, length, 0) != 0:  # PROT_NONE
+        raise OSError(ctypes.get_errno(), "mprotect of a guard page failed")
+
+
+class CWords:
+    """An array of C unsigned longs handed to the library; same face as the model's Words.
+
+    The array sits against a guard page (``guard``: "after" its last word, "before" its
+    first, or "none"): an inaccessible page, so a library that reads or writes one word
+    past the allocation gets SIGSEGV on every run, not a divergence that depends on what
+    happens to lie next to the array.
+    """
+
+    def __init__(
+        self, ctype: Any, nwords: int, bits_per_long: int, guard: str | None = None
+    ) -> None:
         self.nwords = nwords
         self.bits_per_long = bits_per_long
-        self.array = (ctype * nwords)()
+        guard = guard_mode() if guard is None else guard
+        self.guard = guard
+        if guard == "none":
+            self.array = _word_array(ctype, nwords)  # sanitizers see its end
+        else:
+            size = nwords * ctypes.sizeof(ctype)
+            body = -(-size // PAGE) * PAGE
+            self._map = mmap.mmap(-1, body + PAGE)
+            base = ctypes.addressof(ctypes.c_char.from_buffer(self._map))
+            if guard == "after":
+                _protect(base + body, PAGE)
+                offset = body - size
+            else:
+                _protect(base, PAGE)
+                offset = PAGE
+            self.array = (ctype * nwords).from_buffer(self._map, offset)
         # ctypes only accepts a real pointer object through _as_parameter_.
         self._as_parameter_ = ctypes.cast(self.array, ctypes.POINTER(ctype))
 

@@ -20,9 +20,18 @@
  * - ramblock_recv_bitmap_send writes the stream into a caller buffer of at
  *   least size + 16 bytes instead of a QEMUFile and returns size + 8 (the
  *   end mark is not counted), -1 for an unknown block, -ENOSPC for a short
- *   buffer.  ram_dirty_bitmap_reload reads a whole stream from a buffer and
- *   returns 0, -EIO (stream too short) or -EINVAL (size mismatch, wrong end
- *   mark, bytes after the end mark); it changes nothing on error.
+ *   buffer.  ram_dirty_bitmap_reload reads a stream from a buffer as QEMU
+ *   reads its QEMUFile (a read past the end gives zeros and an error checked
+ *   after the reads; bytes after the end mark are not read) and returns 0, or
+ *   -1 for QEMU's false (size mismatch, failed read, wrong end mark) with the
+ *   Error's message as the last error; it changes nothing on error.
+ * - This library implements the NEWEST QEMU release the model knows (see
+ *   pymodel/releases.py): bool + Error recovery reload (v8.2.0 and later),
+ *   nbits of the sent map from postcopy_length (v6.1.0), ignore-shared
+ *   (v4.0.0), ramblock_recv_bitmap_set_offset (v9.1.0).  Older releases are
+ *   the model's deltas, checked against QEMU's own code of each release.
+ * - ram_list_init_bitmaps allocates nothing when ram_bytes_total() (the
+ *   used_length of the blocks that migrate, summed) is 0, as QEMU does.
  * - error_report() messages are kept (last one only): qref_ram_last_error().
  * - A 32-bit build (-DQREF_BITS_PER_LONG=32) emulates an ILP32 host: 32-bit
  *   long and 32-bit pointers, so host address arithmetic wraps modulo 2^32.

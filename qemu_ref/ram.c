@@ -4,6 +4,15 @@
  * per target page, set on the destination), the discard checks of
  * system/physmem.c, postcopy placement and the recovery bitmap stream,
  * rewritten on top of the bitmap layer.  See qemu_ref_ram.h for the ABI.
+ *
+ * This file implements the NEWEST QEMU release the model knows only (see
+ * pymodel/releases.py for the rules of older releases): the recovery reload
+ * returns -1 for QEMU's false and keeps the Error's message; the sent map
+ * counts postcopy_length; ignore-shared blocks are skipped.  Rules of every
+ * release: ram_list_init_bitmaps allocates nothing when ram_bytes_total() is
+ * 0, and the reload reads its buffer as QEMU reads a QEMUFile (the size
+ * first; a read past the end yields zeros and an error checked after the
+ * reads; nothing after the end mark is read).
  */
 
 #undef NDEBUG   /* QEMU's asserts are part of the behaviour: keep them */
@@ -234,16 +243,39 @@ int postcopy_place_page(void *host, RAMBlock *rb)
     return 0;
 }
 
-/* Source: every page of a migrated block starts dirty. */
+/* used_length summed over the blocks the migration walks (migration/ram.c). */
+static uint64_t ram_bytes_total(RAMList *list)
+{
+    uint64_t total = 0;
+
+    for (RAMBlock *rb = list->blocks; rb; rb = rb->next) {
+        if (!ramblock_is_ignored(rb)) {
+            total += rb->used_length;
+        }
+    }
+    return total;
+}
+
+/*
+ * Source: every page of a migrated block starts dirty.  With no RAM at all
+ * (ram_bytes_total() == 0) nothing is allocated and every bmap stays NULL.
+ */
 void ram_list_init_bitmaps(RAMList *list)
 {
+    for (RAMBlock *rb = list->blocks; rb; rb = rb->next) {
+        if (!ramblock_is_ignored(rb)) {
+            assert(!rb->bmap);
+        }
+    }
+    if (!ram_bytes_total(list)) {
+        return;
+    }
     for (RAMBlock *rb = list->blocks; rb; rb = rb->next) {
         qref_ulong pages = rb->max_length >> qemu_target_page_bits();
 
         if (ramblock_is_ignored(rb)) {
             continue;
         }
-        assert(!rb->bmap);
         rb->bmap = ram_bitmap_new(pages);
         bitmap_set(rb->bmap, 0, (qref_long)pages);
     }
@@ -293,46 +325,75 @@ int64_t ramblock_recv_bitmap_send(RAMList *list, const char *block_name,
     return (int64_t)(size + sizeof(size));
 }
 
-/* Source: received map -> dirty map (complement); untouched on error. */
+/*
+ * A buffer read like a QEMUFile: a read past the end gives zero bytes for what
+ * is missing and records an error that is only looked at later; nothing past
+ * the last read is examined.
+ */
+struct stream_reader {
+    const uint8_t *buf;
+    size_t len, pos;
+    bool error;
+};
+
+static size_t reader_get_buffer(struct stream_reader *f, uint8_t *dst, size_t n)
+{
+    size_t avail = f->len - f->pos;
+    size_t got = n < avail ? n : avail;
+
+    if (got) {
+        memcpy(dst, f->buf + f->pos, got);
+    }
+    memset(dst + got, 0, n - got);
+    f->pos += got;
+    if (got < n) {
+        f->error = true;
+    }
+    return got;
+}
+
+static uint64_t reader_get_be64(struct stream_reader *f)
+{
+    uint8_t b[8];
+
+    reader_get_buffer(f, b, sizeof(b));
+    return get_be64(b);
+}
+
+/*
+ * Source: received map -> dirty map (complement); untouched on error.
+ * The newest release's rules: false with an Error (here -1 and the Error's
+ * message as the last error); QEMU's order of reads and checks.
+ */
 int ram_dirty_bitmap_reload(RAMBlock *block, const uint8_t *buf, size_t len)
 {
     qref_ulong nbits = (qref_ulong)(block->used_length >> qemu_target_page_bits());
     uint64_t local_size = recv_bitmap_size(nbits);
-    uint64_t size, end_mark;
+    struct stream_reader f = { buf, len, 0, false };
+    uint64_t size, got, end_mark;
     qref_ulong *le_bitmap;
 
     assert(block->bmap && nbits > 0);
-    if (len < 8) {
-        error_report("ram_dirty_bitmap_reload: ramblock '%s' stream too short: "
-                     "%zu bytes", block->idstr, len);
-        return -EIO;
-    }
-    size = get_be64(buf);
+    size = reader_get_be64(&f);
     if (size != local_size) {
-        error_report("ram_dirty_bitmap_reload: ramblock '%s' bitmap size mismatch "
-                     "(0x%" PRIx64 " != 0x%" PRIx64 ")", block->idstr, size, local_size);
-        return -EINVAL;
-    }
-    if (len - 8 < local_size + 8) {
-        uint64_t got = len - 8 < local_size ? len - 8 : local_size;
-        error_report("ram_dirty_bitmap_reload: read bitmap failed for ramblock '%s': "
-                     "(size 0x%" PRIx64 ", got: 0x%" PRIx64 ")",
-                     block->idstr, local_size, got);
-        return -EIO;
-    }
-    end_mark = get_be64(buf + 8 + local_size);
-    if (end_mark != RAMBLOCK_RECV_BITMAP_ENDING) {
-        error_report("ram_dirty_bitmap_reload: ramblock '%s' end mark incorrect: "
-                     "0x%" PRIx64, block->idstr, end_mark);
-        return -EINVAL;
-    }
-    if (len - 16 != local_size) {
-        error_report("ram_dirty_bitmap_reload: ramblock '%s' %" PRIu64
-                     " bytes after the end mark", block->idstr, len - 16 - local_size);
-        return -EINVAL;
+        error_report("ramblock '%s' bitmap size mismatch (0x%" PRIx64 " != 0x%" PRIx64 ")",
+                     block->idstr, size, local_size);
+        return -1;
     }
     le_bitmap = ram_bitmap_new(nbits + QREF_BITS_PER_LONG);
-    memcpy(le_bitmap, buf + 8, local_size);
+    got = reader_get_buffer(&f, (uint8_t *)le_bitmap, local_size);
+    end_mark = reader_get_be64(&f);
+    if (f.error || got != local_size) {
+        error_report("read bitmap failed for ramblock '%s': (size 0x%" PRIx64
+                     ", got: 0x%" PRIx64 ")", block->idstr, local_size, got);
+        free(le_bitmap);
+        return -1;
+    }
+    if (end_mark != RAMBLOCK_RECV_BITMAP_ENDING) {
+        error_report("ramblock '%s' end mark incorrect: 0x%" PRIx64, block->idstr, end_mark);
+        free(le_bitmap);
+        return -1;
+    }
     bitmap_from_le(block->bmap, le_bitmap, (qref_long)nbits);
     /* pages not received are the dirty ones to resend */
     bitmap_complement(block->bmap, block->bmap, (qref_long)nbits);

@@ -45,6 +45,7 @@ SECONDS = float(os.environ.get("RECVMAP_SANITIZER_SECONDS", "4"))
 VECTORS = Path(__file__).parent / "vectors"
 REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 WIDTHS = {"native": (64, ()), "native32": (32, ("-DQREF_BITS_PER_LONG=32",))}
+OTHER_SCHEMA = {"recovery_stream_v1.json"}  # the golden streams (test_hosts replays them)
 
 
 def libasan() -> str:
@@ -59,32 +60,38 @@ def libasan() -> str:
     return path
 
 
+def build_lib(src: Path, bits: int, out: Path) -> str:
+    """The C reference of ``src`` as a sanitized shared library of ``bits``-bit words."""
+    sources = [str(src / f) for f in hosts.SOURCES if (src / f).is_file()]
+    out.mkdir(parents=True, exist_ok=True)
+    lib = out / f"libqemuref{bits}.so"
+    cmd = [
+        os.environ.get("CC", "gcc"),
+        *hosts.CFLAGS,
+        *SANITIZE,
+        *WIDTHS["native" if bits == 64 else "native32"][1],
+        "-shared",
+        "-fPIC",
+        "-fvisibility=hidden",
+        f"-I{src}",
+        *sources,
+        "-o",
+        str(lib),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return str(lib)
+
+
 @pytest.fixture(scope="module")
 def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The sanitized shared libraries (both widths) and replay drivers."""
     asan = libasan()
     out = tmp_path_factory.mktemp("sanitized")
     src = hosts.source_dir()
-    sources = [str(src / f) for f in hosts.SOURCES if (src / f).is_file()]
     libs, drivers = {}, {}
-    for name, (bits, flags) in WIDTHS.items():
-        lib = out / f"libqemuref{bits}.so"
-        cmd = [
-            os.environ.get("CC", "gcc"),
-            *hosts.CFLAGS,
-            *SANITIZE,
-            *flags,
-            "-shared",
-            "-fPIC",
-            "-fvisibility=hidden",
-            f"-I{src}",
-            *sources,
-            "-o",
-            str(lib),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        libs[bits] = str(lib)
+    for name, (bits, _) in WIDTHS.items():
+        libs[bits] = build_lib(src, bits, out)
         drivers[name] = hosts.build(name, hosts.DRIVER, SANITIZE, out_dir=out / name)
     return {"asan": asan, "libs": libs, "drivers": drivers, "dir": out}
 
@@ -120,11 +127,12 @@ from recvmap.qemu_ref import load
 
 cfg = json.loads(sys.argv[1])
 subject = Subject(libraries={int(b): load(p, int(b)) for b, p in cfg["libs"].items()})
-out = {"vectors": 0, "divergences": [], "layers": {}}
+out = {"vectors": 0, "divergences": [], "layers": {}, "other_schema": []}
 for path in iter_files([cfg["vectors"]]):
     try:
         cases = load_file(path)
     except VectorError:
+        out["other_schema"].append(path.name)
         continue
     for case in cases:
         obj = case.program.to_json()
@@ -149,16 +157,13 @@ print(json.dumps(out))
 """
 
 
-def test_ctypes_campaign_under_asan_ubsan(builds: dict[str, Any], tmp_path: Path) -> None:
-    cfg = {
-        "libs": builds["libs"],
-        "vectors": str(VECTORS),
-        "seed": 5,
-        "seconds": SECONDS,
-        "out": str(tmp_path),
-    }
+def ctypes_campaign(
+    asan: str, libs: dict[int, str], out: Path, seconds: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The vectors and a random campaign (fixed seed 5) on ``libs``, in a child process."""
+    cfg = {"libs": libs, "vectors": str(VECTORS), "seed": 5, "seconds": seconds, "out": str(out)}
     env = child_env(
-        LD_PRELOAD=builds["asan"],
+        LD_PRELOAD=asan,
         ASAN_OPTIONS="detect_leaks=0:abort_on_error=0",  # Python itself keeps memory
         PYTHONMALLOC="malloc",
     )
@@ -169,10 +174,32 @@ def test_ctypes_campaign_under_asan_ubsan(builds: dict[str, Any], tmp_path: Path
         env=env,
         timeout=300,
     )
+    lines = proc.stdout.strip().splitlines()
+    summary = json.loads(lines[-1]) if proc.returncode == 0 and lines else {}
+    return proc, summary
+
+
+def campaign_problems(summary: dict[str, Any]) -> list[str]:
+    """Every way the ctypes campaign can fail besides a sanitizer report."""
+    problems = list(summary["divergences"])
+    if set(summary["other_schema"]) - OTHER_SCHEMA:
+        problems.append(f"vector files that do not load: {summary['other_schema']}")
+    if summary["vectors"] == 0:
+        problems.append("no vector ran")
+    for layer, v in summary["layers"].items():
+        if v["programs"] == 0:
+            problems.append(f"{layer}: no random program ran")
+        if v["diverging"]:
+            problems.append(f"{layer}: {v['diverging']} random programs diverge (seed 5)")
+    return problems
+
+
+def test_ctypes_campaign_under_asan_ubsan(builds: dict[str, Any], tmp_path: Path) -> None:
+    proc, summary = ctypes_campaign(builds["asan"], builds["libs"], tmp_path, SECONDS)
     assert_clean(proc, "ctypes campaign")
-    summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    print("ctypes under ASan+UBSan:", summary)
-    assert all(v["programs"] > 0 for v in summary["layers"].values())
+    print("ctypes under ASan+UBSan (seed 5):", summary)
+    problems = campaign_problems(summary)
+    assert problems == [], "\n".join(problems[:20])
 
 
 # --- through the sanitized replay driver ---------------------------------------------------
@@ -183,13 +210,15 @@ def test_driver_campaign_under_asan_ubsan(builds: dict[str, Any]) -> None:
     which fuzz_host turns into a "crash" divergence carrying the report."""
     executables = {n: Path(p) for n, p in builds["drivers"].items()}
     senders = {LP64_LE: "native", ILP32_LE: "native32"}
-    cases = []
+    cases, other = [], set()
     for path in iter_files([VECTORS]):
         try:
             cases += load_file(path)
         except VectorError:
-            continue
+            other.add(path.name)
+    assert other <= OTHER_SCHEMA, f"vector files that do not load: {other - OTHER_SCHEMA}"
     ran = 0
+    diverged: list[str] = []
     for name in executables:
         subject = hosts.HostSubject(name, hosts.HostPool(executables))
         subject.senders = dict(senders)
@@ -197,7 +226,7 @@ def test_driver_campaign_under_asan_ubsan(builds: dict[str, Any]) -> None:
             for case in cases:
                 obj = case.program.to_json()
                 if obj["bits_per_long"] != subject.layout.bits_per_long:
-                    continue
+                    continue  # the other driver has this width (every case runs once)
                 obj["big_endian"] = False
                 if "sender" in obj.get("setup", {}):
                     obj["setup"]["sender"]["big_endian"] = False
@@ -205,9 +234,11 @@ def test_driver_campaign_under_asan_ubsan(builds: dict[str, Any]) -> None:
                 if case.test["result"] == "invalid":
                     program = program.with_ops(program.ops[:-1])
                 try:
-                    first_divergence(program, subject)  # type: ignore[arg-type]
+                    _, divergence = first_divergence(program, subject)  # type: ignore[arg-type]
                 except DriverError as err:
                     pytest.fail(f"sanitized driver {name} on {case.name}: {err}")
+                if divergence is not None:
+                    diverged.append(f"{name}: {case.name}: {divergence.describe()}")
                 ran += 1
         finally:
             subject.close()
@@ -219,9 +250,16 @@ def test_driver_campaign_under_asan_ubsan(builds: dict[str, Any]) -> None:
             pool=hosts.HostPool(executables),
             senders=senders,
         )
-        print(f"sanitized driver {name}:", {k: s[k] for k in ("programs", "ops", "layers")})
+        print(
+            f"sanitized driver {name} (seed 11):",
+            {k: s[k] for k in ("programs", "ops", "layers")},
+        )
         assert s["crashes"] == 0, s["divergence"]["description"]
+        assert s["divergence"] is None, f"{name} (seed 11): {s['divergence']['description']}"
+        assert all(v["programs"] > 0 for v in s["layers"].values()), s
     print(f"{ran} vector runs on the sanitized drivers")
+    assert ran == len(cases), f"{len(cases) - ran} vectors ran on no sanitized driver"
+    assert diverged == [], "\n".join(diverged[:20])
 
 
 def _cycles(cycles: int, skip_cleanup_at: int | None = None) -> str:
@@ -269,3 +307,109 @@ def test_no_leak_across_init_cleanup_cycles(builds: dict[str, Any], name: str) -
         timeout=120,
     )
     assert proc.returncode != 0 and "detected memory leaks" in proc.stderr, proc.stderr[-3000:]
+
+
+# --- teeth: planted bugs are reported (the clean builds above are the controls) -------------
+
+COUNT_LOOP = "    for (k = 0; k < lim; k++) {\n        count += word_ctpop(map[k]);\n"
+PLANTS = {
+    # bitmap_count_one reads one word past the end of its array
+    "asan": (COUNT_LOOP, COUNT_LOOP.replace("k < lim", "k <= lim"), "ERROR: AddressSanitizer"),
+    # ... or shifts a word by its own width (undefined behaviour)
+    "ubsan": (
+        COUNT_LOOP,
+        COUNT_LOOP.replace(
+            "count += word_ctpop(map[k]);",
+            "volatile int w = QREF_BITS_PER_LONG;\n        count += word_ctpop(map[k] >> w);",
+        ),
+        "runtime error: shift exponent",
+    ),
+    # bitmap_complement leaves the tail of the last word set: a divergence, no report
+    "divergence": (
+        "dst[k] = ~src[k] & BITMAP_LAST_WORD_MASK(nbits);",
+        "dst[k] = ~src[k];",
+        "",
+    ),
+}
+
+
+# Two words (16 bytes): ctypes would keep such an array inside its Python object, where a
+# read past the end hits no redzone; the loader gives every array its own calloc'd block.
+COUNT_CHILD = """
+import sys
+from recvmap.qemu_ref import load
+lib = load(sys.argv[1], int(sys.argv[2]))
+w = lib.words(2)
+lib.bitmap_set(w, 0, int(sys.argv[2]) + 6)
+print(lib.bitmap_count_one(w, 2 * int(sys.argv[2])))
+"""
+
+
+def ctypes_count(asan: str, lib: str, bits: int) -> subprocess.CompletedProcess[str]:
+    env = child_env(LD_PRELOAD=asan, ASAN_OPTIONS="detect_leaks=0", PYTHONMALLOC="malloc")
+    return subprocess.run(
+        [sys.executable, "-c", COUNT_CHILD, lib, str(bits)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def driver_count(exe: Path, bits: int) -> subprocess.CompletedProcess[str]:
+    lines = [
+        f"new {2 * bits // 8}",
+        "word 0 0 -1",
+        "word 0 1 0x3f",
+        f"call bitmap_count_one @0 {2 * bits}",
+    ]
+    return subprocess.run(
+        [str(exe)],
+        input="\n".join([*lines, "quit"]) + "\n",
+        capture_output=True,
+        text=True,
+        env=child_env(ASAN_OPTIONS="detect_leaks=0"),
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("plant", ["asan", "ubsan"])
+def test_a_planted_bug_is_reported_through_ctypes(
+    builds: dict[str, Any], tmp_path: Path, plant_c: Any, plant: str
+) -> None:
+    old, new, report = PLANTS[plant]
+    control = ctypes_count(builds["asan"], builds["libs"][64], 64)
+    assert_clean(control, "control: bitmap_count_one on the clean build")
+    assert control.stdout.split() == ["70"]
+    lib = build_lib(plant_c("bitmap.c", old, new), 64, tmp_path / "lib")
+    proc = ctypes_count(builds["asan"], lib, 64)
+    assert proc.returncode != 0 and report in proc.stderr, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("plant", ["asan", "ubsan"])
+@pytest.mark.parametrize("name", list(WIDTHS))
+def test_a_planted_bug_is_reported_by_the_driver(
+    builds: dict[str, Any], tmp_path: Path, plant_c: Any, plant: str, name: str
+) -> None:
+    old, new, report = PLANTS[plant]
+    bits = WIDTHS[name][0]
+    control = driver_count(Path(builds["drivers"][name]), bits)
+    assert_clean(control, f"control: {name} driver")
+    assert control.stdout.split()[-2:] == ["s", str(bits + 6)], control.stdout
+    src = plant_c("bitmap.c", old, new)
+    exe = hosts.build(name, hosts.DRIVER, SANITIZE, out_dir=tmp_path / name, src=src)
+    proc = driver_count(exe, bits)
+    assert proc.returncode != 0 and report in proc.stderr, proc.stderr[-3000:]
+
+
+def test_the_ctypes_campaign_fails_on_a_divergence(
+    builds: dict[str, Any], tmp_path: Path, plant_c: Any
+) -> None:
+    """A C bug that no sanitizer sees: the campaign must fail on the diverging vectors."""
+    old, new, _ = PLANTS["divergence"]
+    src = plant_c("bitmap.c", old, new)
+    libs = {bits: build_lib(src, bits, tmp_path / "lib") for bits in (64, 32)}
+    proc, summary = ctypes_campaign(builds["asan"], libs, tmp_path, 0.5)
+    assert_clean(proc, "ctypes campaign on the diverging build")
+    problems = campaign_problems(summary)
+    assert any("bitmap_complement" in p for p in problems), problems

@@ -2,8 +2,9 @@
 """A bounded fuzzing campaign: the harnesses as subprocesses over the whole matrix.
 
 One job per (layer, word width) runs an atheris harness (``harness_<layer>.py``) as its own
-process (atheris.Fuzz never returns: libFuzzer exits the process), two at a time on a
-two-core machine, each for its share of the time budget. Inside a job the fuzzer's bytes
+process (atheris.Fuzz never returns: libFuzzer exits the process). By default all jobs run
+from the first second, time-sliced by the OS over the cores (``--jobs N`` runs N at a time,
+in rounds, each for its share of the time budget). Inside a job the fuzzer's bytes
 pick the architecture, its target page bits, the host, its page or hugepage sizes and the
 recovery sender's word width, so every job covers the whole table. The campaign reads each
 job's libFuzzer output (``cov:`` and run counts) and the statistics file the harness keeps
@@ -39,7 +40,8 @@ LAYERS = ("bitmap", "ram", "recovery")
 _NOISE = re.compile(r"^(0x|\\|Base64:|stat::|MS: |INFO: |NOTE: |\s+Combine |#\d+\s)")
 SECONDS = "{seconds}"  # in a job's argv: replaced by its time share when it starts
 STARTUP = 1.5  # seconds a harness needs before fuzzing (imports, instrumentation)
-_COV = re.compile(r"^#(\d+)\s+(\w+)\s+cov: (\d+)(?: ft: (\d+))?")
+# "#N  NEW  cov: C ft: F" from a process; "#N: cov: C ft: F ..." from a fork-mode supervisor
+_COV = re.compile(r"^#(\d+):?\s+(\w+\s+)?cov: (\d+)(?: ft: (\d+))?")
 _DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
 
 
@@ -72,9 +74,12 @@ class Config:
     hosts: tuple[str, ...] = ()
     native: bool = False
     native_libs: dict[int, Path] = field(default_factory=dict)
-    jobs: int = 2
+    jobs: int = 0  # harness processes at once; 0: every job at once, time-sliced by the OS
     engine: str = "auto"  # "atheris", "random" or "auto"
     max_ops: int = 24
+    timeout: float = 5.0  # seconds one input may take: longer is a HANG
+    workers: int = 1  # processes per job sharing its corpus (libFuzzer -fork; workers.py)
+    release: str | None = None  # the QEMU release the model follows (None: the newest)
 
 
 @dataclass
@@ -91,6 +96,7 @@ class Job:
     stats_path: Path
     log_path: Path
     host: str | None = None
+    out: IO[bytes] | None = None  # the harness's stdout: the library may print there
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
     started: float = 0.0
@@ -141,15 +147,15 @@ class Job:
             m = _DONE.match(line)
             if m:
                 self.runs = max(self.runs, int(m[1]))
-        try:
-            self.stats = json.loads(self.stats_path.read_text())
-        except (OSError, ValueError):
-            pass
+        from .workers import read_stats
+
+        self.stats = read_stats(self.stats_path) or self.stats
         if self.returncode is None and self.proc.poll() is not None:
             self.returncode = self.proc.returncode
             self.ended = time.monotonic()
-            if self.log is not None:
-                self.log.close()
+            for f in (self.log, self.out):
+                if f is not None:
+                    f.close()
             self.poll()  # the last lines
 
     def tail(self, n: int = 25) -> str:
@@ -190,7 +196,7 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
     units: list[tuple[str, Any]] = list(cells) + host_cells
     while len(units) < cfg.jobs and cells:  # keep both cores busy with a second seed
         units.append(cells[len(units) % len(cells)])
-    rounds = -(-len(units) // max(1, cfg.jobs))
+    rounds = -(-len(units) // max(1, cfg.jobs or len(units)))
     seconds = max(1.0, cfg.max_time / rounds)
     base_seed = cfg.seed if cfg.seed is not None else int(time.time()) % 100000
     jobs = []
@@ -242,6 +248,7 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         RECVMAP_STATS=str(stats),
         RECVMAP_OUT=str(cfg.out_dir.resolve()),
         RECVMAP_MAX_OPS=str(cfg.max_ops),
+        RECVMAP_TIMEOUT=str(cfg.timeout),
     )
     if layer == "recovery" and cfg.impl is None:
         # the receiver has ``bits``-bit words; the sender may have either width
@@ -250,13 +257,17 @@ def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
         env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
     if cfg.arches:
         env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+    if cfg.release:
+        env["RECVMAP_RELEASE"] = cfg.release
     if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
         env["RECVMAP_ENGINE"] = "random"
     if cfg.native:
         from ..subjects.native import native_env
 
         env.update(native_env(cfg.native_libs))
-    return env
+    from .workers import worker_env
+
+    return worker_env(env, cfg.workers)
 
 
 def harness_argv(
@@ -271,14 +282,16 @@ def harness_argv(
         f"-max_total_time={SECONDS}",
         f"-seed={seed}",
         "-max_len=1024",
-        "-timeout=120",
+        f"-timeout={int(cfg.timeout) + 5}",  # the harness's watchdog names the hang first
         "-rss_limit_mb=4096",
         f"-artifact_prefix={workdir}/",
         "-print_final_stats=1",
     ]
     if cfg.runs is not None:
         argv.append(f"-runs={cfg.runs}")
-    return argv
+    from .workers import fork_flags
+
+    return argv + fork_flags(cfg.workers)
 
 
 def seed_inputs(folder: Path, seed: int, count: int = 16) -> Path:
@@ -304,11 +317,30 @@ class Result:
     impl: str
     divergences: list[dict[str, Any]] = field(default_factory=list)
     crashes: list[dict[str, Any]] = field(default_factory=list)
+    hangs: list[dict[str, Any]] = field(default_factory=list)
     skipped_symbols: dict[str, list[str]] = field(default_factory=dict)
+    interrupted: int | None = None  # the signal that stopped the campaign
 
     @property
     def clean(self) -> bool:
-        return not self.divergences and not self.crashes
+        return not self.divergences and not self.crashes and not self.hangs
+
+    @property
+    def did_not_run(self) -> list[str]:
+        """Jobs that compared nothing: never "clean" (a cold cache, a broken start ...)."""
+        return [j.name for j in self.jobs if j.ops == 0 and j.programs == 0]
+
+    @property
+    def status(self) -> str:
+        if self.divergences:
+            return "divergence"
+        if self.crashes:
+            return "crash"
+        if self.hangs:
+            return "hang"
+        if self.interrupted is not None:
+            return "interrupted"
+        return "did not run" if self.did_not_run else "clean"
 
     def totals(self) -> dict[str, Any]:
         ops = sum(j.ops for j in self.jobs)
@@ -335,7 +367,11 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "status": "clean" if self.clean else ("divergence" if self.divergences else "crash"),
+            "status": self.status,
+            "did_not_run": self.did_not_run,
+            "interrupted": None
+            if self.interrupted is None
+            else signal.Signals(self.interrupted).name,
             "impl": self.impl,
             "seed": self.seed,
             "elapsed": round(self.elapsed, 2),
@@ -345,6 +381,7 @@ class Result:
             "missing_cells": missing_cells(self.matrix()),
             "divergences": self.divergences,
             "crashes": self.crashes,
+            "hangs": self.hangs,
             "skipped_symbols": self.skipped_symbols,
             "notes": self.notes,
         }
@@ -432,12 +469,15 @@ def _start(job: Job, seconds: float) -> None:
     whole = str(max(1, int(seconds)))
     job.argv = [a.replace(SECONDS, whole) for a in job.argv]
     job.log = open(job.log_path, "wb")  # noqa: SIM115 - closed when the job ends
+    # libFuzzer's lines (cov:, Done) come on stderr; whatever the library prints on stdout
+    # goes to a file nobody parses, so it cannot pose as the fuzzer's statistics.
+    job.out = open(job.log_path.with_suffix(".stdout"), "wb")  # noqa: SIM115
     job.started = time.monotonic()
     job.proc = subprocess.Popen(
         job.argv,
         env=job.env,
-        stdout=job.log,
-        stderr=subprocess.STDOUT,
+        stdout=job.out,
+        stderr=job.log,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -445,19 +485,36 @@ def _start(job: Job, seconds: float) -> None:
 
 def _stop(job: Job) -> None:
     """End a job we started: SIGTERM to its own process group, then SIGKILL."""
-    if job.proc is None or job.returncode is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0)):
-        try:
-            os.killpg(job.proc.pid, sig)
-        except ProcessLookupError:
+    _stop_all([job])
+
+
+def _stop_all(jobs: Sequence[Job], grace: float = 1.0) -> None:
+    """End every running job within about ``grace`` + a moment: SIGTERM to each process
+    group at once, SIGKILL to the groups still there after ``grace`` seconds (a library
+    stuck in C ignores SIGTERM's Python handler), and reap them all."""
+    live = [j for j in jobs if j.proc is not None and j.returncode is None]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for j in live:
+            try:
+                os.killpg(j.proc.pid, sig)  # type: ignore[union-attr]
+            except (ProcessLookupError, PermissionError):
+                pass
+        end = time.monotonic() + grace
+        for j in live:
+            try:
+                j.proc.wait(max(0.01, end - time.monotonic()))  # type: ignore[union-attr]
+            except subprocess.TimeoutExpired:
+                pass
+        live = [j for j in live if j.proc.poll() is None]  # type: ignore[union-attr]
+        if not live:
             break
-        try:
-            job.proc.wait(wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    job.poll()
+    for j in jobs:
+        if j.proc is not None:
+            try:
+                os.killpg(j.proc.pid, signal.SIGKILL)  # grandchildren of an exited job
+            except (ProcessLookupError, PermissionError):
+                pass
+            j.poll()
 
 
 def _finish(job: Job, result: Result) -> None:
@@ -467,8 +524,16 @@ def _finish(job: Job, result: Result) -> None:
     vector = job.stats.get("divergence")
     if vector:
         result.divergences.append(
-            {"job": job.name, "vector": vector, "description": job.stats.get("description", "")}
+            {
+                "job": job.name,
+                "vector": vector,
+                "description": job.stats.get("description", ""),
+                "replay": job.stats.get("replay") or f"recvmap replay {vector}",
+            }
         )
+        return
+    if job.stats.get("hang"):
+        _hang(job, result)
         return
     if job.returncode == -signal.SIGTERM or job.returncode == -signal.SIGKILL:
         return  # stopped by us after another job's divergence
@@ -483,22 +548,44 @@ def _finish(job: Job, result: Result) -> None:
     }
     if artifacts and job.host is None and "RECVMAP_NATIVE" not in job.env:
         try:
-            crash["vector"] = str(crash_reproducer(job, Path(artifacts[-1])))
+            path, replay = crash_reproducer(job, Path(artifacts[-1]))
+            crash["vector"], crash["replay"] = str(path), replay
         except Exception as err:  # noqa: BLE001 - the crash itself is still reported
             crash["tail"] += f"\n(no reproducer: {type(err).__name__}: {err})"
     result.crashes.append(crash)
 
 
-def crash_reproducer(job: Job, artifact: Path) -> Path:
+def _hang(job: Job, result: Result) -> None:
+    """A job whose input hung: its program as a hang-... vector file."""
+    hang = {
+        "job": job.name,
+        "input": job.stats["hang"],
+        "timeout": job.stats.get("timeout"),
+        "log": str(job.log_path),
+        "vector": None,
+        "replay": None,
+    }
+    if job.host is None and "RECVMAP_NATIVE" not in job.env:
+        try:
+            path, replay = crash_reproducer(job, Path(job.stats["hang"]), kind="hang")
+            hang["vector"], hang["replay"] = str(path), replay
+        except Exception as err:  # noqa: BLE001 - the hang itself is still reported
+            hang["error"] = f"no reproducer: {type(err).__name__}: {err}"
+    result.hangs.append(hang)
+
+
+def crash_reproducer(job: Job, artifact: Path, kind: str = "crash") -> tuple[Path, str]:
     """The program of an input that crashed a harness, minimized, as a vector file.
 
     The input is decoded as the harness did, its in-domain operations chosen by the model
     alone; the minimization replays candidates in forked children, so crashing is safe.
+    A hang (``kind="hang"``) is not minimized: each candidate would cost the timeout.
+    Returns the vector file and the command that replays it.
     """
     from ..engine import Divergence, Session, minimize, run_stream
     from ..engine.ram import RamSession, model_factories
     from ..subjects.impls import ModelImpl
-    from ..vectors.files import isolated, write_divergence
+    from ..vectors.files import isolated, replay_command, subject_record, write_divergence
     from . import harness as hmod
 
     saved = dict(os.environ)
@@ -508,22 +595,41 @@ def crash_reproducer(job: Job, artifact: Path) -> Path:
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    program, next_op, _ = h.decode(artifact.read_bytes())
+    data = artifact.read_bytes()
+    from recvmap.qemu_ref.loader import guard_from_env, set_guard
+
+    if not guard_from_env():  # the guard page the harness gave this input's arrays
+        set_guard("before" if data[-1:] and data[-1] & 1 else "after")
+    program, next_op, _ = h.decode(data)
     model_only: Session | RamSession
     if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
+        model_only = Session(
+            program,
+            ModelImpl(program.layout, program.release),
+            ModelImpl(program.layout, program.release),
+        )
     else:
-        model_only = RamSession(program, model_factories(), model_factories())
+        model_only = RamSession(
+            program, model_factories(program.release), model_factories(program.release)
+        )
     kept, _ = run_stream(program, next_op, model_only)
 
     def fails(p: Any) -> bool:
-        return bool(isolated(_diverges, p, h.subject))
+        return bool(isolated(_diverges, p, h.subject, timeout=30.0))
 
-    small = minimize(kept, fails) if fails(kept) else kept
-    outcome = isolated(_diverges, small, h.subject)
+    if kind == "hang":
+        small = kept
+        outcome: Any = f"HANG: no result within {job.stats.get('timeout')} s"
+    else:
+        small = minimize(kept, fails) if fails(kept) else kept
+        outcome = isolated(_diverges, small, h.subject, timeout=30.0)
     last = small.ops[-1] if small.ops else None
     divergence = Divergence(len(small.ops) - 1, last, "crash", None, outcome)  # type: ignore[arg-type]
-    return write_divergence(small, divergence, h.subject.name, Path(job.env["RECVMAP_OUT"]))
+    record = subject_record(h.subject)
+    path = write_divergence(
+        small, divergence, h.subject.name, Path(job.env["RECVMAP_OUT"]), kind, record
+    )
+    return path, replay_command(path, record)
 
 
 def _diverges(program: Any, subject: Any) -> bool:
@@ -547,7 +653,11 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
         subject.name = "qemu_ref (clang: ASan, UBSan, libFuzzer edges)"
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="recvmap-fuzz-"))
-    jobs, notes = plan(cfg, subject, workdir)
+    try:
+        jobs, notes = plan(cfg, subject, workdir)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     skipped = {str(b): subject.missing(b) for b in subject.widths if subject.missing(b)}
     result = Result(
         jobs, notes, 0.0, jobs[0].seed if jobs else 0, subject.name, skipped_symbols=skipped
@@ -555,33 +665,50 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
     progress = Progress(out, cfg.max_time, quiet)
     start = time.monotonic()
     deadline = start + cfg.max_time
+    # A job past the deadline is stopped once its current input had time to be a HANG.
+    hard_deadline = deadline + cfg.timeout + 2.0
     pending = list(jobs)
+    # Fair scheduling: by default every (layer, word width) job starts at once and the OS
+    # shares the cores among them, so a bug only one layer reaches is found as early as
+    # one in the first layer (in rounds, the last layer started at half time).
+    limit = cfg.jobs or len(jobs)
+    previous = _on_signals(signal.SIGTERM, signal.SIGHUP)
     try:
         while pending or any(j.running for j in jobs):
-            while pending and sum(1 for j in jobs if j.running) < cfg.jobs:
-                rounds = -(-len(pending) // cfg.jobs)  # this job's round and those after it
+            while pending and sum(1 for j in jobs if j.running) < limit:
+                rounds = -(-len(pending) // limit)  # this job's round and those after it
                 share = (deadline - time.monotonic()) / rounds - STARTUP
                 _start(pending.pop(0), max(1.0, share))
             time.sleep(0.25)
+            now = time.monotonic()
             for j in jobs:
                 was_running = j.running
                 j.poll()
                 if was_running and not j.running:
                     _finish(j, result)
-                elif j.running and j.elapsed > j.seconds + 60:
+                elif j.running and (j.elapsed > j.seconds + cfg.timeout + 5 or now > hard_deadline):
                     _stop(j)  # libFuzzer ignored its time limit
                     _finish(j, result)
-            progress.update(jobs, time.monotonic() - start)
+            if now > hard_deadline and pending:
+                notes.append(f"--max-time reached: {len(pending)} job(s) not started")
+                pending.clear()
+            progress.update(jobs, now - start)
             if not result.clean:
                 pending.clear()
-                for j in jobs:
-                    _stop(j)
-    except KeyboardInterrupt:
+                _stop_all(jobs)
+    except (KeyboardInterrupt, Interrupted) as stop:
+        _quiet_signals()  # a second Ctrl-C must not cut the cleanup short
+        result.interrupted = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
         pending.clear()
-        notes.append("interrupted")
+        _stop_all(jobs)
+        notes.append(
+            f"interrupted by {signal.Signals(result.interrupted).name} after "
+            f"{time.monotonic() - start:.1f} s: the summary so far"
+        )
     finally:
-        for j in jobs:
-            _stop(j)
+        _quiet_signals()
+        _stop_all(jobs)
+        _restore_signals(previous)
     result.elapsed = time.monotonic() - start
     progress.update(jobs, result.elapsed, final=True)
     if result.clean:
@@ -589,6 +716,45 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
     else:
         notes.append(f"logs kept in {workdir}")
     return result
+
+
+class Interrupted(BaseException):
+    """A signal asked the campaign to stop (SIGTERM from a CI timeout, SIGHUP)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _on_signals(*signums: int) -> dict[int, Any]:
+    """Turn ``signums`` into Interrupted in the main thread; the previous handlers."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return {s: signal.signal(s, _raise_interrupted) for s in signums}
+
+
+def _quiet_signals() -> None:
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, signal.SIG_IGN)
+
+
+def _restore_signals(previous: dict[int, Any]) -> None:
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # --- the summary ------------------------------------------------------------------------
@@ -631,6 +797,10 @@ def summary(result: Result) -> str:
             status = "DIVERGENCE"
         elif any(c["job"] == j.name for c in result.crashes):
             status = "CRASH"
+        elif any(h["job"] == j.name for h in result.hangs):
+            status = "HANG"
+        elif j.name in result.did_not_run:
+            status = "did not run"
         elif j.returncode not in (0, None) and status == "clean":
             status = "stopped"
         words = "/".join(j.stats.get("cells", {}).get("widths", [])) or (str(j.bits or "-"))
@@ -658,7 +828,9 @@ def summary(result: Result) -> str:
             f"{t['ops_per_second']:,}",
             f"{t['coverage']:,}",
             "",
-            "clean" if result.clean else "FAILED",
+            {"clean": "clean", "did not run": "DID NOT RUN"}.get(result.status, "FAILED")
+            if result.interrupted is None or not result.clean
+            else "INTERRUPTED",
         ]
     )
     lines = [
@@ -688,8 +860,20 @@ def summary(result: Result) -> str:
             "",
             f"DIVERGENCE in {d['job']}: {d['description']}",
             f"minimized reproducer: {d['vector']}",
-            f"replay it: recvmap replay {d['vector']}",
+            f"replay it: {d.get('replay') or 'recvmap replay ' + d['vector']}",
         ]
+    for h in result.hangs:
+        lines += [
+            "",
+            f"HANG in {h['job']}: an input ran longer than {h['timeout']} s (--timeout)",
+            f"input: {h['input']}",
+        ]
+        if h.get("vector"):
+            lines += [f"hang reproducer: {h['vector']}", f"replay it: {h['replay']}"]
+        elif h.get("error"):
+            lines.append(h["error"])
+    if result.did_not_run and result.clean:
+        lines += ["", f"did not run: {', '.join(result.did_not_run)} compared no program"]
     for c in result.crashes:
         lines += ["", f"CRASH in {c['job']} (exit status {c['returncode']}); log {c['log']}"]
         if c.get("artifact"):
@@ -697,7 +881,7 @@ def summary(result: Result) -> str:
         if c.get("vector"):
             lines += [
                 f"minimized reproducer: {c['vector']}",
-                f"replay it: recvmap replay {c['vector']}",
+                f"replay it: {c.get('replay') or 'recvmap replay ' + c['vector']}",
             ]
         lines += ["  " + x for x in c["tail"].splitlines()]
     return "\n".join(lines)
@@ -709,10 +893,11 @@ def summary(result: Result) -> str:
 def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -> int:
     """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
     from ..program import Program
+    from ..subjects.qemu_tree.command import host_overrides
     from ..vectors.files import make_test, vector_file, write_vector_file
     from .hosts import fuzz_host
 
-    s = fuzz_host(name, seconds, seed)
+    s = fuzz_host(name, seconds, seed, **host_overrides(name))  # a QEMU tree's driver, if any
     stats_obj: dict[str, Any] = {
         "layer": "host",
         "programs": s.get("programs", 0),

@@ -71,7 +71,7 @@ def _print_replay(name: str, program: Program, driver: Driver, compare: bool) ->
     print(f"# {name} on {driver.name} ({driver.layout})")
     if compare:
         impl = DriverImpl(driver, own=False)
-        outcome = run(program, ModelImpl(program.layout), impl)
+        outcome = run(program, ModelImpl(program.layout, program.release), impl)
         if outcome.divergence is not None:
             print(f"DIVERGENCE: {outcome.divergence.describe()}")
             return 1

@@ -24,21 +24,32 @@ RECVMAP_STATS         a JSON file the harness rewrites twice a second (the campa
 RECVMAP_MAX_OPS       operations per program (default 24)
 RECVMAP_MAX_WORDS     words per bitmap array (bitmap layer; default 64)
 RECVMAP_RECEIVER_BITS recovery: the source's word width (the sender's may be either)
+RECVMAP_TIMEOUT       seconds one input may take before it is a HANG (default 5; 0: none)
+RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
 ===================== ===============================================================
+
+A hang is a finding: a watchdog thread (ctypes releases the GIL during a C call, so it
+runs while the library loops) saves the input as ``hang-<layer>-<sha>.input`` in the
+output folder, records it in the statistics file and ends the process with HANG_EXIT.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
+import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.releases import parse_release
 from recvmap.pymodel.words import Layout
+from recvmap.qemu_ref.loader import guard_from_env, set_guard
 
 from ..engine import (
     DivergenceError,
@@ -55,6 +66,8 @@ from ..program.decode_ram import decode_ram_program
 from ..subjects.impls import ModelImpl, Subject
 
 LAYERS = ("bitmap", "ram", "recovery")
+HANG_EXIT = 86  # the exit status of a harness whose input hung
+DEFAULT_TIMEOUT = 5.0
 
 
 def env_list(name: str) -> list[str] | None:
@@ -94,11 +107,15 @@ class Harness:
         max_words: int = 64,
         keep_going: bool = False,
         receiver_bits: int | None = None,
+        timeout: float | None = None,
+        release: str | None = None,
     ) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
         self.layer = layer
         self.subject = subject
+        # The QEMU release the model runs at; programs and reproducers carry it.
+        self.release = None if release is None else parse_release(release).name
         self.targets = targets
         self.hosts = hosts
         self.out_dir = Path(out_dir)
@@ -121,6 +138,9 @@ class Harness:
             "widths": set(),
         }
         self.started = time.monotonic()
+        self.timeout = timeout or None
+        self._current: tuple[float, bytes] | None = None
+        self._watchdog: threading.Thread | None = None
         self._last_write = 0.0
         self._bitmap: dict[Layout, tuple[ModelImpl, Any, list[str]]] = {}
         if not self.layouts:
@@ -150,7 +170,7 @@ class Harness:
             if layout not in self._bitmap:
                 impl = self.subject.bitmap(layout)
                 self._bitmap[layout] = (
-                    ModelImpl(layout),
+                    ModelImpl(layout, self.release),
                     impl,
                     self.subject.bitmap_functions(layout),
                 )
@@ -158,6 +178,7 @@ class Harness:
             program, next_op = decode_bitmap_program(
                 data, layout, self.max_ops, self.max_words, names
             )
+            program = program.at(self.release)
             return program, next_op, Session(program, model, impl)
         senders = self.senders if self.layer == "recovery" else []
         program, next_op = decode_ram_program(
@@ -169,6 +190,7 @@ class Harness:
             senders=senders,
             max_ops=self.max_ops,
         )
+        program = program.at(self.release)
         s = program.setup
         if "sender" in s:
             pair = f"{s['sender']['bits_per_long']}->{layout.bits_per_long}"
@@ -179,6 +201,44 @@ class Harness:
         return program, next_op, open_session(program, self.subject)
 
     def one_input(self, data: bytes) -> None:
+        if self.timeout is not None:
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, daemon=True)
+                self._watchdog.start()
+            self._current = (time.monotonic(), data)
+        try:
+            self._one_input(data)
+        finally:
+            self._current = None
+
+    def _watch(self) -> None:
+        """The watchdog: an input running longer than ``timeout`` is a HANG."""
+        assert self.timeout is not None
+        while True:
+            time.sleep(min(0.1, self.timeout / 4))
+            current = self._current
+            if current is not None and time.monotonic() - current[0] > self.timeout:
+                self.hang(current[1])
+
+    def hang(self, data: bytes) -> None:
+        """Save the hanging input, say so, and end the process (never returns)."""
+        path = self.out_dir / f"hang-{self.layer}-{hashlib.sha256(data).hexdigest()[:12]}.input"
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            if self.stats_path is not None:
+                self.write_stats(time.monotonic(), hang=str(path), timeout=self.timeout)
+        finally:
+            print(
+                f"HANG: an input ran longer than {self.timeout} s; input saved: {path}",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(HANG_EXIT)
+
+    def _one_input(self, data: bytes) -> None:
+        if not guard_from_env():  # the guard page after the arrays, then before them
+            set_guard("before" if data[-1:] and data[-1] & 1 else "after")
         program, next_op, session = self.decode(data)
         kept, divergence = run_stream(program, next_op, session)
         self.programs += 1
@@ -189,29 +249,58 @@ class Harness:
         if divergence is not None:
             self.divergences += 1
             if not self.keep_going:
-                self.report(kept)
+                self.report(kept, divergence)
 
     # --- divergence ---------------------------------------------------------------------
 
-    def report(self, program: Program) -> None:
-        """Minimize, write the reproducer vector, raise DivergenceError naming it."""
-        from ..vectors.files import write_divergence
+    def report(self, program: Program, first: Any = None) -> None:
+        """Minimize, write the reproducer vector, raise DivergenceError naming it.
+
+        A divergence that does not come back when the program runs again (it depends on
+        something outside the program: uninitialized memory, a race) is reported as
+        non-deterministic with the original program kept, never minimized.
+        """
+        from ..vectors.files import replay_command, subject_record, write_divergence
+
+        record = subject_record(self.subject)
 
         def fails(p: Program) -> bool:
             return first_divergence(p, self.subject)[1] is not None
 
-        small = minimize(program, fails)
-        _, divergence = first_divergence(small, self.subject)
-        assert divergence is not None
-        path = write_divergence(small, divergence, self.subject.name, self.out_dir)
+        _, again = first_divergence(program, self.subject)
+        if again is None and first is not None:
+            divergence = first
+            path = write_divergence(
+                program, divergence, self.subject.name, self.out_dir, "nondeterministic", record
+            )
+            description = (
+                "NON-DETERMINISTIC: diverged once, not when the program ran again: "
+                + divergence.describe()
+            )
+        else:
+            small = minimize(program, fails) if again is not None else program
+            _, divergence = first_divergence(small, self.subject)
+            if divergence is None:  # the minimized program stopped diverging
+                small, divergence = program, again or first
+            path = write_divergence(
+                small, divergence, self.subject.name, self.out_dir, subject=record
+            )
+            description = divergence.describe()
         if self.stats_path is not None:
+            from .report import divergence_json
+
             self.write_stats(
-                time.monotonic(), divergence=str(path), description=divergence.describe()
+                time.monotonic(),
+                divergence=str(path),
+                description=description,
+                replay=replay_command(path, record),
+                detail=divergence_json(divergence),
             )
         err = DivergenceError(divergence, self.subject.name)
-        err.args = (f"{err.args[0]}\nreproducer: {path}",)
+        head = err.args[0] if description == divergence.describe() else description
+        err.args = (f"{head}\nreplay it: {replay_command(path, record)}\nreproducer: {path}",)
         err.path = path  # type: ignore[attr-defined]
-        raise err
+        raise_by_kind(err)
 
     # --- statistics ---------------------------------------------------------------------
 
@@ -220,6 +309,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
+            "release": self.release or parse_release(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),
@@ -230,9 +320,32 @@ class Harness:
     def write_stats(self, now: float, **extra: Any) -> None:
         assert self.stats_path is not None
         self._last_write = now
-        tmp = self.stats_path.with_suffix(".tmp")
+        tmp = self.stats_path.with_name(self.stats_path.name + ".tmp")
         tmp.write_text(json.dumps({**self.stats(now), **extra}))
         os.replace(tmp, self.stats_path)
+
+
+def raise_by_kind(err: DivergenceError) -> None:
+    """Raise ``err`` from a frame named after the diverging function and what differed.
+
+    ClusterFuzz and OSS-Fuzz deduplicate crashes by their stack: raised from one place,
+    every divergence would be one crash. From ``diverges_in_bitmap_set_memory`` (a function
+    made for the purpose, in a file named ``<recvmap: bitmap_set memory>``) each kind of
+    divergence is its own crash, and the same kind again is a duplicate.
+    """
+    d = err.divergence
+    name = "diverges_in_" + re.sub(r"\W", "_", f"{d.op.name}_{d.what}")
+    scope: dict[str, Any] = {}
+    source = f"def {name}(err):\n    raise err\n"
+    exec(compile(source, f"<recvmap: {d.op.name} {d.what}>", "exec"), scope)  # noqa: S102
+    scope[name](err)
+
+
+def _stats_path() -> str | None:
+    from .workers import stats_path_for_process
+
+    path = os.environ.get("RECVMAP_STATS")
+    return stats_path_for_process(path) if path else None
 
 
 def harness_from_env(layer: str) -> Harness:
@@ -242,12 +355,14 @@ def harness_from_env(layer: str) -> Harness:
         targets=env_list("RECVMAP_ARCH"),
         hosts=env_list("RECVMAP_HOSTS"),
         out_dir=os.environ.get("RECVMAP_OUT", "fuzz-out"),
-        stats_path=os.environ.get("RECVMAP_STATS") or None,
+        stats_path=_stats_path(),
         max_ops=int(os.environ.get("RECVMAP_MAX_OPS", "24")),
         max_words=int(os.environ.get("RECVMAP_MAX_WORDS", "64")),
         receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])
         if os.environ.get("RECVMAP_RECEIVER_BITS")
         else None,
+        timeout=float(os.environ.get("RECVMAP_TIMEOUT", DEFAULT_TIMEOUT)),
+        release=os.environ.get("RECVMAP_RELEASE") or None,
     )
 
 

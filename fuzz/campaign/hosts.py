@@ -60,12 +60,12 @@ class _Recorder:
 def pool_session(pool: HostPool, program: Program, name: str, sender: str | None = None) -> Any:
     """A session comparing ``program`` on the model and on host ``name`` of ``pool``."""
     if program.layer == "bitmap":
-        return Session(program, ModelImpl(program.layout), pool.impl(name))
+        return Session(program, ModelImpl(program.layout, program.release), pool.impl(name))
     make: ContextFactory = driver_factory(pool.driver(name))
     factories = {"destination": make, "source": make}
     if program.layer == "recovery":
         factories["destination"] = driver_factory(pool.driver(sender or name))
-    return RamSession(program, model_factories(), factories)
+    return RamSession(program, model_factories(program.release), factories)
 
 
 def pool_first_divergence(pool: HostPool, program: Program, name: str, sender: str | None) -> Any:
@@ -91,6 +91,7 @@ def fuzz_host(
     layers: Sequence[str] = LAYERS,
     pool: HostPool | None = None,
     senders: dict[Layout, str] | None = None,
+    release: str | None = None,
 ) -> dict[str, Any]:
     """Random decoded programs on host ``name`` against the model of its layout.
 
@@ -101,7 +102,8 @@ def fuzz_host(
     program (``keep_going``: count diverging programs and go on; the first one is reported). A
     driver that dies on an operation the model accepted is a divergence too (a crash); the
     drivers are restarted. ``pool`` may bring other builds of the drivers (it is closed at the
-    end), ``senders`` other recovery senders by layout.
+    end), ``senders`` other recovery senders by layout, ``release`` the QEMU release the model
+    follows (a QEMU tree's driver is judged at the tree's release).
     """
     if reason := host_status(name):
         raise HostError(f"host {name}: {reason}")
@@ -136,6 +138,8 @@ def fuzz_host(
                 program, next_op = decode_ram_program(
                     data, layout, layer=layer, senders=list(senders), max_ops=max_ops
                 )
+            if release is not None:
+                program = program.at(release)
             sender = None
             if layer == "recovery":
                 s = program.setup["sender"]

@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 INSTRUMENT_EXCLUDE = [
     "recvmap.fuzz.campaign.harness",
@@ -33,7 +34,44 @@ INSTRUMENT_EXCLUDE = [
     "recvmap.qemu_ref",
     "recvmap.qemu_ref.loader",
     "recvmap.qemu_ref.ram",
+    "recvmap.qemu_ref.batch",
+    "recvmap.fuzz.subjects",
+    # The model's memory representation: its branches are about bytes and chunk sizes,
+    # not QEMU's rules, and it is the hottest code of the model.
+    "recvmap.pymodel.words",
 ]
+MODEL = "recvmap.pymodel"
+MODEL_UNGUIDED = ("recvmap.pymodel.words",)
+# Comparison tracing (libFuzzer's value profile of every == and <) on the model: measured
+# in bench/engine_ops.py and by coverage reached in 60 s (docs/internals.md, "Atheris").
+TRACE_DATAFLOW = False
+
+
+class _NotGuiding:
+    """The modules atheris must leave alone: everything but the model's rules.
+
+    A container for atheris' exclusion test (``name in excluded``): any recvmap module
+    outside recvmap.pymodel (engine, decoders, ctypes faces: bookkeeping) and the model's
+    representation modules; new modules of other rooms are excluded without a list edit.
+    """
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        if name == MODEL or name.startswith(MODEL + "."):
+            return name in MODEL_UNGUIDED
+        return True
+
+
+def instrumentation() -> Any:
+    """The context manager under which the harnesses import what atheris instruments."""
+    import atheris
+
+    try:
+        from atheris.import_hook import HookManager
+    except ImportError:  # pragma: no cover - another atheris: its public form
+        return atheris.instrument_imports(include=["recvmap"], exclude=INSTRUMENT_EXCLUDE)
+    return HookManager({"recvmap"}, _NotGuiding(), True, trace_dataflow=TRACE_DATAFLOW)
 
 
 def script_main(layer: str, argv: list[str] | None = None) -> int:
@@ -47,7 +85,7 @@ def script_main(layer: str, argv: list[str] | None = None) -> int:
         from recvmap.fuzz.campaign.harness import random_main
 
         return random_main(layer, argv)
-    with atheris.instrument_imports(include=["recvmap"], exclude=INSTRUMENT_EXCLUDE):
+    with instrumentation():
         from recvmap.fuzz.campaign import harness
     h = harness.harness_from_env(layer)
     if h.stats_path is not None:

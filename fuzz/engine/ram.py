@@ -18,6 +18,7 @@ operations damage (as a broken network would) or replace (``stream_load("hex")``
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Any
 
 from recvmap.pymodel import arch
@@ -35,7 +36,7 @@ from ..program.ram_setup import (
     block_kwargs,
     target_page,
 )
-from .session import INVALID, Divergence, first_difference
+from .session import INVALID, Divergence, first_difference, word_pair
 
 
 class RamWorld:
@@ -143,11 +144,12 @@ def damage(stream: bytes, op: Op) -> bytes:
 
 
 def outcome_value(world: RamWorld, op: Op) -> Any:
-    """The result of ``op`` on ``world``, with a RecoveryError as a value."""
+    """The result of ``op`` on ``world``, with a RecoveryError as a value: its return
+    value and the error text the release gives (error_report line or Error message)."""
     try:
         return world.call(op)
     except RecoveryError as err:
-        return ("RecoveryError", err.ret)
+        return ("RecoveryError", err.ret, world.last_error() or "")
 
 
 class RamSession:
@@ -189,7 +191,8 @@ class RamSession:
             if mimg is None or iimg is None or len(mimg) != len(iimg):
                 return Divergence(index, op, "map", _shape(mimg), _shape(iimg), label=label)
             off = first_difference(mimg, iimg)
-            return Divergence(index, op, "memory", mimg[off], iimg[off], None, off, label)
+            words = word_pair(mimg, iimg, off, 8)
+            return Divergence(index, op, "memory", mimg[off], iimg[off], None, off, label, words)
         return None
 
     def images(self) -> list[tuple[str, bytes | None]]:
@@ -212,5 +215,7 @@ def same(expected: Any, actual: Any) -> bool:
     return bool(expected == actual)
 
 
-def model_factories() -> dict[str, ContextFactory]:
-    return {"destination": model_context, "source": model_context}
+def model_factories(release: str | None = None) -> dict[str, ContextFactory]:
+    """The model's contexts for both roles, at ``release`` (default: the newest)."""
+    factory = functools.partial(model_context, release=release)
+    return {"destination": factory, "source": factory}

@@ -24,7 +24,7 @@ def open_session(program: Program, subject: Subject) -> Session | RamSession:
         impl = subject.bitmap(program.layout)
         if impl is None:
             raise ValueError(f"{subject.name} cannot run a {program.layout} bitmap program here")
-        return Session(program, ModelImpl(program.layout), impl)
+        return Session(program, ModelImpl(program.layout, program.release), impl)
     factories: dict[str, Any] = {}
     layouts = {program.setup.get("side", "destination"): program.layout}
     if program.layer == "recovery":
@@ -38,7 +38,7 @@ def open_session(program: Program, subject: Subject) -> Session | RamSession:
         if make is None:
             raise ValueError(f"{subject.name} cannot run the ram layer for {layout} here")
         factories[role] = make
-    return RamSession(program, model_factories(), factories)
+    return RamSession(program, model_factories(program.release), factories)
 
 
 def first_divergence(program: Program, subject: Subject) -> tuple[list[Any], Divergence | None]:

@@ -518,7 +518,7 @@ def _detector(layer: str, subject: Any, max_ops: int) -> Any:
     from ..program import Program
 
     class Detector(Harness):
-        def report(self, program: Program) -> None:
+        def report(self, program: Program, first: object = None) -> None:
             raise _Detected(program)
 
     return Detector(layer, subject, out_dir=tempfile.gettempdir(), max_ops=max_ops)

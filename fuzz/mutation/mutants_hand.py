@@ -259,11 +259,18 @@ HAND: tuple[Hand, ...] = (
         "received pages reloaded as dirty (complement forgotten)",
     ),
     _h(
-        "reload-accepts-trailing-bytes",
+        "reload-ignores-file-error",
         RAM,
-        "    if (len - 16 != local_size) {",
-        "    if (0) {",
-        "bytes after the end mark are accepted",
+        "    if (f.error || got != local_size) {",
+        "    if (got != local_size) {",
+        "a stream cut inside the end mark is taken as a wrong end mark, not a failed read",
+    ),
+    _h(
+        "init-bitmaps-no-ram-guard",
+        RAM,
+        "    if (!ram_bytes_total(list)) {",
+        "    if (!ram_bytes_total(list) && 0) {",
+        "a source with no RAM at all allocates its bitmaps anyway",
     ),
     _h(
         "reload-size-check-lenient",
@@ -491,9 +498,6 @@ EQUIVALENT: dict[str, str] = {
     # bitmap.c bitmap_find_next_zero_area: `start = hit + 1` -> `start = hit / 1`
     "bitmap.c:e1661bfba0": "bit hit is set (find_next_bit found it), so the next "
     "find_next_zero_bit from hit or from hit + 1 returns the same index",
-    # ram.c ram_dirty_bitmap_reload: `len - 16 != local_size` -> `len - 16 > local_size`
-    "ram.c:790cfbf4f8": "the read check before it already rejects len - 8 < local_size + 8, so "
-    "len - 16 >= local_size there and != and > agree",
 }
 
 

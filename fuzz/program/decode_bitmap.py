@@ -110,6 +110,35 @@ def boundary_number(src: Source, bpl: int, limit: int) -> int:
     return src.choice((-1, 1 << (bpl - 1), (1 << bpl) - 1, limit * 2))  # mostly out of domain
 
 
+_NEAR = (-1, 0, 0, 1)
+
+
+def _boundary(src: Source, bpl: int, limit: int) -> int:
+    """boundary_number() with the one-byte reads inlined: the same bytes give the same
+    number (tests/test_decode_fast.py holds the two together); decoding is a third of an
+    operation's cost in the engine loop, and this is most of decoding."""
+    data, size, pos = src.data, src.size, src.pos
+    kind = data[pos] & 15 if pos < size else 0  # below(16)
+    pos += 1
+    if kind < 6:
+        src.pos = pos
+        base = src.below(limit // bpl + 1) * bpl
+        pos = src.pos
+        src.pos = pos + 1
+        return max(0, base + (_NEAR[data[pos] & 3] if pos < size else -1))
+    if kind < 9:
+        src.pos = pos + 1
+        near = data[pos] % 5 if pos < size else 0
+        return max(0, limit + (-bpl, -1, 0, 0, 1)[near])
+    if kind < 14:
+        src.pos = pos
+        return src.below(limit + 2)
+    src.pos = pos + 1
+    if kind == 14:
+        return (0, 1, 2, bpl - 1, bpl, bpl + 1, 2 * bpl)[data[pos] % 7 if pos < size else 0]
+    return (-1, 1 << (bpl - 1), (1 << bpl) - 1, limit * 2)[data[pos] & 3 if pos < size else 0]
+
+
 def initial_word(src: Source, bpl: int) -> int:
     full = (1 << bpl) - 1
     kind = src.below(8)
@@ -165,28 +194,29 @@ STARTS = frozenset({"start", "offset", "shift"})
 COUNTS = frozenset({"nr", "nbits"})
 
 
-_PLANS: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
+_PLANS: dict[str, tuple[tuple[str, ...], tuple[tuple[int, ...], bool]]] = {}
 _ARRAY, _ALIGN, _COUNT, _START, _NUMBER = range(5)
 
 
 def _plan(name: str, params: tuple[str, ...]) -> tuple[tuple[int, ...], bool]:
     """The argument kinds of ``name`` as small ints, and whether its arrays must differ."""
-    key = (name, params)
-    plan = _PLANS.get(key)
-    if plan is None:
-        kinds = tuple(
-            _ARRAY
-            if p == ARRAY
-            else _ALIGN
-            if p == "align_mask"
-            else _COUNT
-            if p in COUNTS
-            else _START
-            if p in STARTS
-            else _NUMBER
-            for p in params
-        )
-        plan = _PLANS[key] = (kinds, name in DISTINCT_ARRAYS)
+    cached = _PLANS.get(name)
+    if cached is not None and (cached[0] is params or cached[0] == params):
+        return cached[1]
+    kinds = tuple(
+        _ARRAY
+        if p == ARRAY
+        else _ALIGN
+        if p == "align_mask"
+        else _COUNT
+        if p in COUNTS
+        else _START
+        if p in STARTS
+        else _NUMBER
+        for p in params
+    )
+    plan = (kinds, name in DISTINCT_ARRAYS)
+    _PLANS[name] = (params, plan)
     return plan
 
 
@@ -200,18 +230,32 @@ def decode_op(
     """One operation: its arrays are chosen first, so that every bit number and count
     (``set_bit``'s ``nr`` comes before its array) is biased to those arrays' size; a count
     after a start, offset or shift is biased to fit in what is left of the array."""
-    name = names[src.below(len(names))]
+    data, size, pos = src.data, src.size, src.pos
+    count = len(names)
+    if 1 < count < 256:  # src.below(count), inlined as in _boundary
+        name = names[data[pos] % count if pos < size else 0]
+        src.pos = pos = pos + 1
+    else:
+        name = names[src.below(count)]
+        pos = src.pos
     kinds, distinct = _plan(name, sigs[name])
     narrays = len(arrays)
     refs: list[int] = []
     limit = 0
     for kind in kinds:
         if kind == _ARRAY:
-            k = src.below(narrays)
+            if 1 < narrays < 256:
+                k = data[pos] % narrays if pos < size else 0
+                src.pos = pos = pos + 1
+            else:
+                k = src.below(narrays)
+                pos = src.pos
             if distinct and k in refs:
                 k = next(i for i in range(narrays) if i not in refs)
             refs.append(k)
-            limit = max(limit, arrays[k].nwords)
+            n = arrays[k].nwords
+            if n > limit:
+                limit = n
     limit = limit * bpl if refs else bpl
     args: list[int | Ref | str] = []
     r = 0
@@ -224,9 +268,9 @@ def decode_op(
         elif kind == _ALIGN:
             args.append((1 << src.below(bpl // 4)) - 1)
         elif kind == _COUNT and 0 < base <= limit:
-            args.append(boundary_number(src, bpl, limit - base))
+            args.append(_boundary(src, bpl, limit - base))
         else:
-            value = boundary_number(src, bpl, limit)
+            value = _boundary(src, bpl, limit)
             base = value if kind == _START else 0
             args.append(value)
     return Op(name, tuple(args))

@@ -60,8 +60,14 @@ def _length(src: Source, align: int, cap: int) -> int:
 def decode_blocks(
     src: Source, config: RamConfig, host: arch.Host, bits: int
 ) -> list[dict[str, Any]]:
-    """One to three blocks QEMU could have created; lengths multiples of their alignment."""
+    """One to three blocks QEMU could have created; lengths multiples of their alignment.
+
+    used_length may be 0 (a block below one alignment unit of RAM), and one setup in eight
+    has no RAM at all (every used_length 0: ram_bytes_total() is 0 and
+    ram_list_init_bitmaps allocates nothing).
+    """
     blocks: list[dict[str, Any]] = []
+    no_ram = src.below(8) == 0
     for i in range(1 + src.below(3)):
         sizes = host.page_sizes
         page_size = sizes[0] if src.below(2) or len(sizes) == 1 else src.choice(sizes[1:])
@@ -69,7 +75,9 @@ def decode_blocks(
         cap = max(1, min(8, MAX_MAP_BITS // max(1, align >> bits)))
         max_length = _length(src, align, cap)
         npages = max_length // align
-        used = max_length if src.below(3) else align * (1 + src.below(npages))
+        used = max_length if src.below(3) else align * src.below(npages + 1)
+        if no_ram or src.below(8) == 0:
+            used = 0
         postcopy = used if src.below(4) else align * src.below(npages + 1)
         kw: dict[str, Any] = {
             "used_length": used,
@@ -279,8 +287,8 @@ class OpDecoder:
         size = recv_bitmap_size(self.sent.postcopy_length >> self.bits) if self.sent else 0
         total = 16 + size
         kind = src.below(4)
-        if kind == 0:
-            n = src.choice((0, 7, 8, total - 9, total - 8, total - 1, src.below(total + 1)))
+        if kind == 0:  # every length: inside the size field, the map, the end mark
+            n = src.choice((src.below(9), total - 9, total - 8, total - 1, src.below(total + 1)))
             return Op("stream_truncate", (max(0, n),))
         if kind == 1:
             pos = src.choice((src.below(8), 8 + src.below(max(1, size)), total - 8 + src.below(8)))

@@ -12,6 +12,9 @@ operations named after QEMU's functions. Arguments are integers or references to
 Initial contents are word VALUES, so one program means the same on every byte order.
 The ram and recovery layers put their RAM blocks and page sizes in ``setup``; there ``@k``
 is block k, and a plain string argument is a C string (a block name).
+``release`` (optional, a QEMU tag such as "v3.0.0") is the release the program runs at;
+a reproducer carries the release it was found at. Without it a program runs at the
+release asked for (``recvmap replay --release``), by default the newest.
 """
 
 from __future__ import annotations
@@ -64,12 +67,14 @@ class Program:
     ops: list[Op] = field(default_factory=list)
     layer: str = "bitmap"
     setup: dict[str, Any] = field(default_factory=dict)  # layer-specific parameters
+    release: str | None = None  # the QEMU release it runs at (None: the one asked for)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "layer": self.layer,
             "bits_per_long": self.layout.bits_per_long,
             "big_endian": self.layout.big_endian,
+            **({"release": self.release} if self.release else {}),
             **({"setup": self.setup} if self.setup else {}),
             "arrays": [
                 {"nwords": a.nwords, "words": {str(i): hex(v) for i, v in sorted(a.words.items())}}
@@ -86,10 +91,16 @@ class Program:
             for a in obj.get("arrays", [])
         ]
         ops = [Op(str(name), tuple(_arg_parse(x) for x in args)) for name, args in obj["ops"]]
-        return cls(layout, arrays, ops, str(obj.get("layer", "bitmap")), dict(obj.get("setup", {})))
+        release = obj.get("release")
+        layer, setup = str(obj.get("layer", "bitmap")), dict(obj.get("setup", {}))
+        return cls(layout, arrays, ops, layer, setup, None if release is None else str(release))
 
     def with_ops(self, ops: list[Op]) -> Program:
-        return Program(self.layout, self.arrays, list(ops), self.layer, self.setup)
+        return Program(self.layout, self.arrays, list(ops), self.layer, self.setup, self.release)
+
+    def at(self, release: str | None) -> Program:
+        """The same program at ``release`` (None: no release of its own)."""
+        return Program(self.layout, self.arrays, self.ops, self.layer, self.setup, release)
 
 
 def _arg_json(a: int | Ref | str) -> Arg:

@@ -2,6 +2,7 @@
 """Every source of implementations behind the engine's ``Implementation`` protocol.
 
 The model, our C through ctypes, a user's ``--impl`` library, build variants, the replay
-driver process and other hosts under qemu-user, native-coverage builds. May import
-``recvmap.fuzz.program``, ``recvmap.pymodel`` and ``recvmap.qemu_ref``.
+driver process and other hosts under qemu-user, native-coverage builds, and a QEMU source
+tree's own code built with our glue (``qemu_tree``). May import ``recvmap.fuzz.program``,
+``recvmap.pymodel`` and ``recvmap.qemu_ref``.
 """

@@ -17,11 +17,13 @@ The campaigns on these hosts (``fuzz_host``, ``recovery_matrix``) are in
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,15 +218,30 @@ def build(
     if exe.is_file() and stamp.is_file() and stamp.read_text() == key:
         return exe
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = out_dir / "qref_dispatch.h"
-    _run([sys.executable, str(gen), str(table), *map(str, headers)], "gen_dispatch.py")
-    tmp = exe.with_suffix(".tmp")
-    _run(
-        [h.cc, *flags, f"-I{out_dir}", f"-I{src}", str(main_c), *map(str, sources), "-o", str(tmp)],
-        f"building {program} for {name}",
-    )
-    tmp.replace(exe)
-    stamp.write_text(key)
+    # Several jobs (--host all) may want the same driver at once: one builds it under the
+    # lock, in files named after its own pid, and renames them into place; the others
+    # wait, then find the stamp and reuse the build.
+    with open(out_dir / f"{program}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if exe.is_file() and stamp.is_file() and stamp.read_text() == key:
+            return exe
+        private = out_dir / f".build-{program}-{os.getpid()}-{threading.get_ident()}"
+        private.mkdir(exist_ok=True)
+        try:
+            table = private / "qref_dispatch.h"
+            _run([sys.executable, str(gen), str(table), *map(str, headers)], "gen_dispatch.py")
+            tmp = private / program
+            _run(
+                [h.cc, *flags, f"-I{private}", f"-I{src}", str(main_c), *map(str, sources)]
+                + ["-o", str(tmp)],
+                f"building {program} for {name}",
+            )
+            table.replace(out_dir / "qref_dispatch.h")
+            tmp.replace(exe)
+            (private / "key").write_text(key)
+            (private / "key").replace(stamp)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
     return exe
 
 

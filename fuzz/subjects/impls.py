@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from recvmap.pymodel.releases import DEFAULT_RELEASE, Release, ReleaseError, at_release
 from recvmap.pymodel.words import Layout, Words
+from recvmap.qemu_ref.batch import BatchRunner, interpreter
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
 
 from ..program.decode_bitmap import MODEL_FUNCTIONS
+from ..program.format import Op
 
 
 class Implementation(Protocol):
@@ -40,10 +43,15 @@ class ModelImpl:
 
     functions = MODEL_FUNCTIONS
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, release: str | Release | None = None) -> None:
         self.layout = layout
+        view = at_release(release)
+        self.release = view.release
         order = "be" if layout.big_endian else "le"
         self.name = f"model-{layout.bits_per_long}{order}"
+        if self.release != DEFAULT_RELEASE:
+            self.name += f"@{self.release}"
+            self.functions = view.functions()
 
     def alloc(self, nwords: int) -> Words:
         return Words(self.layout, nwords)
@@ -62,17 +70,51 @@ class ModelImpl:
         return fname in self.functions
 
     def call(self, fname: str, *args: Any) -> Any:
+        fn = self.functions.get(fname)
+        if fn is None and fname in ModelImpl.functions:
+            raise ReleaseError(fname, self.release)  # out of this release's domain
         return self.functions[fname](*args)
 
 
 class CImpl:
-    """A shared library exporting QEMU's symbols (ours or a user's), on this host."""
+    """A shared library exporting QEMU's symbols (ours or a user's), on this host.
 
-    def __init__(self, lib: CLibrary, name: str | None = None) -> None:
+    Besides the per-operation calls, it runs whole programs in one foreign call through the
+    batch interpreter (``run_batch``), when that is installed for the library's width.
+    """
+
+    def __init__(self, lib: CLibrary, name: str | None = None, batch: bool = True) -> None:
         self.lib = lib
         self._functions = lib.functions
         self.layout = lib.layout
         self.name = name or f"{lib.path.name}"
+        self._batch: BatchRunner | None = None
+        if batch:
+            interp = interpreter(lib.bits)
+            self._batch = None if interp is None else BatchRunner(lib, interp)
+        self._scratch: dict[tuple[int, ...], tuple[list[CWords], list[int], list[int]]] = {}
+
+    @property
+    def batch_kinds(self) -> dict[str, str] | None:
+        """Result kind (v void, b bool, s signed, u unsigned) of each function the batch
+        interpreter can run; None when this implementation runs one operation at a time."""
+        return None if self._batch is None else self._batch.kinds
+
+    def run_batch(
+        self, nwords: tuple[int, ...], initial: bytes, ops: Sequence[Op]
+    ) -> tuple[list[int], memoryview]:
+        """Run ``ops`` in one foreign call on arrays of ``nwords`` words, first loaded with
+        ``initial`` (their images, concatenated): every result as 64-bit two's complement
+        bits, and after every operation the images of all arrays, concatenated."""
+        assert self._batch is not None
+        scratch = self._scratch.get(nwords)
+        if scratch is None:  # arrays are private to the call: reused by the next program
+            handles = [self.alloc(n) for n in nwords]
+            pointers = [ctypes.cast(h._as_parameter_, ctypes.c_void_p).value or 0 for h in handles]
+            sizes = [len(h.view()) for h in handles]
+            scratch = self._scratch[nwords] = (handles, pointers, sizes)
+        _, pointers, sizes = scratch
+        return self._batch.run(pointers, sizes, initial, ops)
 
     def alloc(self, nwords: int) -> CWords:
         return self.lib.words(nwords)

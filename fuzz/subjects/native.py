@@ -88,6 +88,9 @@ def native_env(libraries: dict[int, Path]) -> dict[str, str]:
         "LD_PRELOAD": f"{preload}:{old}" if old else preload,
         "ASAN_OPTIONS": "detect_leaks=0:allocator_may_return_null=1:abort_on_error=0",
         "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+        # Python's own allocator serves small blocks (the word arrays) from its arenas,
+        # where ASan sees no redzone: a read past an array went unreported.
+        "PYTHONMALLOC": "malloc",
         "RECVMAP_NATIVE": ",".join(f"{b}:{p}" for b, p in sorted(libraries.items())),
     }
 

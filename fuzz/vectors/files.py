@@ -17,6 +17,13 @@ sha256 of each array's memory image after the program (in the group's byte order
 for a RAM block map that is not allocated). A test is ``invalid`` when its last operation is
 outside QEMU's domain: the model must reject it, an implementation must never be given it.
 
+Every group has a ``release`` range (">=v4.0.0", ">=v3.0.0,<v8.2.0"): the QEMU releases
+at which its expectations hold. A test is made at one release (default the newest) and
+its range is every release around it where the model gives the same outcome, so vectors
+whose expectation differs per release are split into groups by range. A flag
+"ModelSnapshot" marks a memory digest that is a snapshot of the model's output, not a
+value worked out by hand.
+
 Results in JSON: ``null`` for void, ``true``/``false`` for bool, integers, lists for
 tuples, ``{"hex": "..."}`` for byte strings (recovery streams).
 """
@@ -29,15 +36,35 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import (
+    DEFAULT_RELEASE,
+    RELEASES,
+    Release,
+    changes_between,
+    parse_release,
+    range_of,
+    release_range,
+)
 
 from ..engine.session import Divergence, initial_image
 from ..program import Program, Ref
 from ..subjects.impls import ModelImpl, Subject
+from .intake import (
+    DEFAULT_LIMITS,
+    Limits,
+    NotVectorsError,
+    VectorError,
+    check_program,
+    check_release,
+    read_json,
+    schema,
+    validate,
+    vectors_dir,
+)
 
 SCHEMA = "recvmap-vectors-v1"
 VERSION = 1
@@ -64,6 +91,11 @@ NOTES = {
     "RecoveryStream": "the byte stream of ramblock_recv_bitmap_send (facts section 5)",
     "MalformedStream": "ram_dirty_bitmap_reload rejects it and leaves the bitmap untouched",
     "Divergence": "a program on which an implementation once diverged from the model",
+    "ModelSnapshot": "the memory digests are snapshots of the model's output, not worked out "
+    "by hand (results are hand-checked)",
+    "HandDerived": "results and memory written by hand from QEMU's code (the comment names "
+    "the lines), not from the model",
+    "Release": "the expectation differs between QEMU releases: see the group's release range",
 }
 
 
@@ -80,15 +112,17 @@ class ModelRun:
     reason: str = ""
 
 
-def model_run(program: Program) -> ModelRun:
-    """Run ``program`` on the model only; stop at the first operation it rejects."""
+def model_run(program: Program, release: str | Release | None = None) -> ModelRun:
+    """Run ``program`` on the model only, at ``release`` (default: the program's own,
+    else the newest); stop at the first operation it rejects."""
+    rel = parse_release(release or program.release).name
     if program.layer == "bitmap":
-        return _model_run_bitmap(program)
-    return _model_run_ram(program)
+        return _model_run_bitmap(program, rel)
+    return _model_run_ram(program, rel)
 
 
-def _model_run_bitmap(program: Program) -> ModelRun:
-    model = ModelImpl(program.layout)
+def _model_run_bitmap(program: Program, release: str) -> ModelRun:
+    model = ModelImpl(program.layout, release)
     arrays = []
     for i, spec in enumerate(program.arrays):
         h = model.alloc(spec.nwords)
@@ -106,11 +140,11 @@ def _model_run_bitmap(program: Program) -> ModelRun:
     return out
 
 
-def _model_run_ram(program: Program) -> ModelRun:
+def _model_run_ram(program: Program, release: str) -> ModelRun:
     from ..engine.ram import RamWorld, model_factories, outcome_value
     from ..program.ram_setup import RamSetup
 
-    world = RamWorld(program, RamSetup.of(program), model_factories())
+    world = RamWorld(program, RamSetup.of(program), model_factories(release))
     out = ModelRun()
     for i, op in enumerate(program.ops):
         try:
@@ -152,7 +186,7 @@ def group_params(program: Program) -> dict[str, Any]:
             arch=s["target"],
             target_page_bits=s["target_page_bits"],
             host=s["host"],
-            host_page_size=s["host_page_size"],
+            host_page_size=s.get("host_page_size") or _base_page(s["host"]),
         )
         if program.layer == "recovery":
             params.update(
@@ -162,11 +196,43 @@ def group_params(program: Program) -> dict[str, Any]:
     return params
 
 
+def _base_page(host: str) -> int:
+    from recvmap.pymodel import arch
+
+    return arch.host(host).base_page
+
+
+def _outcome(run: ModelRun) -> tuple[Any, ...]:
+    results = json.dumps([result_json(r) for r in run.results])
+    return results, run.rejected, tuple(sorted((k, digest(v)) for k, v in run.images.items()))
+
+
+def test_range(program: Program, release: str | Release | None = None) -> str:
+    """The releases around ``release`` at which the model's outcome of ``program`` is the
+    same as at ``release`` (a range such as ">=v4.0.0,<v8.2.0")."""
+    rel = parse_release(release or program.release)
+    want = _outcome(model_run(program, rel))
+    memo: dict[Release, bool] = {}
+
+    def same(r: Release) -> bool:
+        if r not in memo:
+            memo[r] = r == rel or _outcome(model_run(program, r)) == want
+        return memo[r]
+
+    return range_of(same, rel)
+
+
 def make_test(
-    program: Program, comment: str, flags: list[str] | None = None, tc_id: int = 0
+    program: Program,
+    comment: str,
+    flags: list[str] | None = None,
+    tc_id: int = 0,
+    release: str | Release | None = None,
 ) -> dict[str, Any]:
-    """A test whose expectations are the model's: valid, or invalid at its last operation."""
-    run = model_run(program)
+    """A test whose expectations are the model's at ``release`` (default the program's own,
+    else the newest): valid, or invalid at its last operation. Its ``release`` range (moved
+    to its group by ``vector_file``) is where the model's outcome is the same."""
+    run = model_run(program, release)
     if run.rejected is not None and run.rejected != len(program.ops) - 1:
         raise ValueError(
             f"op #{run.rejected} {program.ops[run.rejected]} is rejected before the end: "
@@ -183,6 +249,7 @@ def make_test(
     }
     if run.rejected is not None:
         test["reason"] = run.reason
+    test["release"] = test_range(program, release)
     return test
 
 
@@ -191,6 +258,7 @@ def vector_file(tests: list[dict[str, Any]], notes: dict[str, str] | None = None
     groups: dict[str, dict[str, Any]] = {}
     for t in tests:
         params = group_params(Program.from_json(t["program"]))
+        params["release"] = t.pop("release", f">={RELEASES[0]}")
         key = json.dumps(params, sort_keys=True)
         groups.setdefault(key, {**params, "tests": []})["tests"].append(t)
     n = 0
@@ -236,15 +304,68 @@ def write_vector_file(path: str | os.PathLike[str], obj: dict[str, Any]) -> Path
     return path
 
 
+BARE = "bare program"  # the comment of the test made from a bare program
+KINDS = ("divergence", "crash", "hang", "nondeterministic")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def subject_record(subject: Subject) -> dict[str, Any]:
+    """What a reproducer records of the implementation it was found on.
+
+    A user's library: its absolute path and sha256 (replay warns when they differ), so the
+    printed replay command runs the same code. Open for more (a QEMU tree, a release).
+    """
+    record: dict[str, Any] = {"name": subject.name}
+    if subject.path is not None:
+        record["library"] = str(Path(subject.path).resolve())
+        record["sha256"] = file_sha256(subject.path)
+    record["word_bits"] = list(subject.widths)
+    return record
+
+
+def replay_command(path: str | os.PathLike[str], subject: dict[str, Any] | None = None) -> str:
+    """The command line that replays ``path`` on the implementation it was found on."""
+    import shlex
+
+    words = ["recvmap", "replay"]
+    if subject and subject.get("library"):
+        words += ["--impl", str(subject["library"])]
+        if len(subject.get("word_bits", [])) == 1:
+            words += ["--word-bits", str(subject["word_bits"][0])]
+    return " ".join(shlex.quote(w) for w in [*words, str(path)])
+
+
 def write_divergence(
-    program: Program, divergence: Divergence, impl_name: str, out_dir: str | os.PathLike[str]
+    program: Program,
+    divergence: Divergence,
+    impl_name: str,
+    out_dir: str | os.PathLike[str],
+    kind: str = "divergence",
+    subject: dict[str, Any] | None = None,
 ) -> Path:
-    """The minimized program of a divergence as a one-test vector file; its path."""
-    comment = f"{impl_name} diverged: {divergence.describe()}"
-    test = make_test(program, comment, ["Divergence"])
+    """The minimized program of a finding as a one-test vector file; its path.
+
+    ``kind`` names the file: divergence-, crash-, hang- or nondeterministic-<layer>-<hash>.
+    """
+    assert kind in KINDS, kind
+    what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
+    comment = f"{impl_name} {what}: {divergence.describe()}"
+    if program.release:
+        comment += f" (at QEMU {program.release})"
+    test = make_test(program, comment, ["Divergence", "ModelSnapshot"])
     text = json.dumps(test["program"], sort_keys=True)
-    name = f"divergence-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
-    return write_vector_file(Path(out_dir) / name, vector_file([test]))
+    name = f"{kind}-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    obj = vector_file([test])
+    if subject:
+        obj["subject"] = subject
+    return write_vector_file(Path(out_dir) / name, obj)
 
 
 # --- loading and replaying --------------------------------------------------------------
@@ -257,6 +378,7 @@ class Case:
     path: Path
     group: dict[str, Any]
     test: dict[str, Any]
+    subject: dict[str, Any] | None = None  # reproducers: the implementation it was found on
 
     @property
     def program(self) -> Program:
@@ -266,27 +388,54 @@ class Case:
     def name(self) -> str:
         return f"{self.path.name}#{self.test['tcId']}"
 
+    def release_for(self, release: str | Release | None) -> Release:
+        """The release to replay at: the one asked for, else the program's, else the newest."""
+        return parse_release(release or self.test["program"].get("release"))
 
-class VectorError(ValueError):
-    """A vector file that is not a recvmap-vectors-v1 file; the message says where."""
+    def covers(self, release: Release) -> bool:
+        """Whether the group's release range holds ``release``."""
+        return release_range(str(self.group.get("release", "*")))(release)
 
 
-def load_file(path: str | os.PathLike[str]) -> list[Case]:
-    """Every test of a vector file, or of a bare program / reproducer JSON."""
+def load_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> list[Case]:
+    """Every test of a vector file, or of a bare program / reproducer JSON.
+
+    Everything is checked (``fuzz.intake``) before anything runs: a file that is not
+    JSON, too large, not valid against the schema or meaningless raises VectorError; a
+    JSON file of another kind raises NotVectorsError (skip it).
+    """
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise VectorError(f"{path}: {err}") from None
+    return load_obj(read_json(path, limits), path, limits)
+
+
+def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case]:
+    """``load_file`` of already parsed JSON (``path`` names it in messages)."""
     if isinstance(obj, dict) and "ops" in obj and "testGroups" not in obj:
+        check_program(obj, limits, f"{path}")
         program = Program.from_json(obj)  # a bare program: expectations from the model
-        return [Case(path, group_params(program), make_test(program, "bare program", [], 1))]
+        try:
+            test = make_test(program, BARE, [], 1)
+        except ValueError as err:  # an operation the model rejects before the last one
+            raise VectorError(f"{path}: {err}") from None
+        group = {**group_params(program), "release": test.pop("release")}
+        return [Case(path, group, test)]
+    if not isinstance(obj, dict) or obj.get("schema") != SCHEMA:
+        kind = obj.get("schema", obj.get("$schema")) if isinstance(obj, dict) else None
+        if isinstance(kind, str):
+            raise NotVectorsError(f"{path}: not a {SCHEMA} file ({kind}): skipped")
     problems = validate(obj, schema())
     if problems:
         raise VectorError(f"{path}: {problems[0]}")
+    if sum(len(g["tests"]) for g in obj["testGroups"]) > limits.tests:
+        raise VectorError(f"{path}: more than {limits.tests} tests (the cap)")
     cases = []
-    for group in obj["testGroups"]:
-        for test in group["tests"]:
+    for gi, group in enumerate(obj["testGroups"]):
+        check_release(group["release"], f"{path}: testGroups[{gi}].release", release_range)
+        for ti, test in enumerate(group["tests"]):
+            where = f"{path}: testGroups[{gi}].tests[{ti}]"
+            check_program(test["program"], limits, f"{where}.program")
+            if test["result"] == "invalid" and not test["program"]["ops"]:
+                raise VectorError(f"{where}: an invalid test needs the operation it rejects")
             params = group_params(Program.from_json(test["program"]))
             shared = {k: group[k] for k in GROUP_KEYS if k in group}
             if shared != params:
@@ -294,15 +443,15 @@ def load_file(path: str | os.PathLike[str]) -> list[Case]:
                     f"{path}: test {test['tcId']}: program parameters {params} "
                     f"differ from its group's {shared}"
                 )
-            cases.append(Case(path, group, test))
+            cases.append(Case(path, group, test, obj.get("subject")))
     return cases
 
 
 def is_vector_file(path: Path) -> bool:
     """A recvmap-vectors-v1 file (folders may hold other JSON: schema, other formats)."""
     try:
-        obj = json.loads(path.read_text())
-    except (OSError, ValueError):
+        obj = read_json(path)
+    except VectorError:
         return False
     return isinstance(obj, dict) and obj.get("schema") == SCHEMA
 
@@ -323,10 +472,11 @@ class Verdict:
     message: str = ""
 
 
-def check_model(case: Case) -> str | None:
-    """Why the model disagrees with the vector's expectations (None: it agrees)."""
+def check_model(case: Case, release: str | Release | None = None) -> str | None:
+    """Why the model at ``release`` disagrees with the vector's expectations (None: it
+    agrees)."""
     program, test = case.program, case.test
-    run = model_run(program)
+    run = model_run(program, case.release_for(release))
     if test["result"] == "invalid":
         if run.rejected != len(program.ops) - 1:
             return f"the model does not reject the last operation {program.ops[-1]}"
@@ -345,19 +495,36 @@ def check_model(case: Case) -> str | None:
     return None
 
 
-def check_impl(case: Case, subject: Subject) -> tuple[str, str]:
+def check_impl(
+    case: Case, subject: Subject, release: str | Release | None = None
+) -> tuple[str, str]:
     """("pass"|"fail"|"skip", message) for the implementation on the vector's program."""
     from ..engine.replay import first_divergence
 
-    program = case.program
+    program = case.program.at(case.release_for(release).name)
     if case.test["result"] == "invalid":
         program = program.with_ops(program.ops[:-1])  # never hand C the invalid call
+        if not program.ops and case.test["comment"] == BARE:
+            return "skip", (
+                "did not run: the program's only operation is outside QEMU's domain "
+                f"({case.test.get('reason', 'the model rejects it')}); nothing reached "
+                f"{subject.name}"
+            )
+    from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
+
+    # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
+    # a read before the start of an array each fault under one of them.
+    modes = [guard_mode()] if guard_from_env() else [g for g in GUARDS if g != "none"]
     try:
-        results, divergence = first_divergence(program, subject)
+        for mode in modes:
+            set_guard(mode)
+            results, divergence = first_divergence(program, subject)
+            if divergence is not None:
+                return "fail", f"{subject.name} diverges: {divergence.describe()}"
     except ValueError as err:
         return "skip", str(err)
-    if divergence is not None:
-        return "fail", f"{subject.name} diverges: {divergence.describe()}"
+    finally:
+        set_guard(None)
     want = case.test["results"][: len(program.ops)]
     got = [result_json(r) for r in results]
     if got != want:
@@ -365,36 +532,69 @@ def check_impl(case: Case, subject: Subject) -> tuple[str, str]:
     return "pass", ""
 
 
-def replay(case: Case, subject: Subject | None, isolate: bool = True) -> Verdict:
-    """Check the model against the vector, then the implementation against the model.
+def replay(
+    case: Case,
+    subject: Subject | None,
+    isolate: bool = True,
+    release: str | Release | None = None,
+    timeout: float | None = None,
+) -> Verdict:
+    """Check the model against the vector, then the implementation against the model, at
+    ``release`` (default: the program's own, else the newest). A vector whose group range
+    does not hold the release is skipped. Our C reference implements the newest release
+    only: at an older release it is not compared (model only).
 
     With ``isolate`` the implementation runs in a forked child, so a crash of its C code
-    (a segfault, an assert) is a failing verdict naming the signal, not the end of the run.
+    (a segfault, an assert) is a failing verdict naming the signal, not the end of the run,
+    and a child still running after ``timeout`` seconds is killed: a HANG verdict.
     """
-    problem = check_model(case)
+    rel = case.release_for(release)
+    if not case.covers(rel):
+        return Verdict(case, "skip", f"not at {rel} (release range {case.group.get('release')})")
+    problem = check_model(case, rel)
     if problem is not None:
-        return Verdict(case, "fail", f"model: {problem}")
+        return Verdict(case, "fail", f"model at {rel}: {problem}")
     if subject is None:
         return Verdict(case, "pass", "model only")
+    if any(changes_between(rel, DEFAULT_RELEASE)) and getattr(subject, "path", None) is None:
+        return Verdict(case, "pass", f"model only (our C implements {DEFAULT_RELEASE})")
     if isolate:
-        status, message = isolated(check_impl, case, subject)
+        status, message = isolated(check_impl, case, subject, rel, timeout=timeout)
     else:
-        status, message = check_impl(case, subject)
+        status, message = check_impl(case, subject, rel)
     return Verdict(case, status, message)
 
 
-def isolated(fn: Any, *args: Any) -> Any:
-    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies."""
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (no orphan replaying a hang)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+GUARD_NOTE = "arrays handed to C sit against guard pages: an access past an array faults"
+
+
+def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
+    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies,
+    ("fail", "HANG ...") if it runs longer than ``timeout`` seconds (it is killed)."""
     if not hasattr(os, "fork"):
         return fn(*args)
     import pickle
+    import select
     import signal
+    import time
 
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         code = 0
         try:
+            _die_with_parent()
             os.close(rfd)
             data = pickle.dumps(fn(*args))
         except BaseException as err:  # noqa: BLE001 - reported to the parent
@@ -404,38 +604,31 @@ def isolated(fn: Any, *args: Any) -> Any:
             w.write(data)
         os._exit(code)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as r:
-        data = r.read()
+    chunks = []
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with os.fdopen(rfd, "rb", buffering=0) as r:
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([r], [], [], left)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return "fail", f"HANG: the implementation did not finish within {timeout} s"
+            chunk = r.read(1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status)).name
-        return "fail", f"the implementation crashed ({sig}) on this program"
-    return pickle.loads(data)
+        what = f"the implementation crashed ({sig}) on this program"
+        if sig in ("SIGSEGV", "SIGBUS"):
+            what += f": a bad memory access, e.g. past an array ({GUARD_NOTE})"
+        return "fail", what
+    return pickle.loads(b"".join(chunks))
 
 
 # --- the schema and the packaged vectors ------------------------------------------------
-
-
-def vectors_dir() -> Path:
-    """The vector files: installed with the package, else the source tree's tests/vectors."""
-    try:
-        packaged = resources.files("recvmap").joinpath("vectors")
-        with resources.as_file(packaged) as p:
-            if Path(p).is_dir() and any(Path(p).glob("*.json")):
-                return Path(p)
-    except (ModuleNotFoundError, OSError):  # an editable install maps files, not folders
-        pass
-    return Path(__file__).resolve().parent.parent.parent / "tests" / "vectors"
-
-
-_SCHEMA: dict[str, Any] | None = None
-
-
-def schema() -> dict[str, Any]:
-    global _SCHEMA
-    if _SCHEMA is None:
-        _SCHEMA = json.loads((vectors_dir() / "schema.json").read_text())
-    return _SCHEMA
 
 
 def export(
@@ -450,70 +643,3 @@ def export(
         load_file(f)  # never export a file that does not validate
         written.append(Path(shutil.copy2(f, dest / f.name)))
     return written
-
-
-# --- a small JSON Schema validator (the subset schema.json uses) -------------------------
-
-_TYPES: dict[str, Any] = {
-    "object": dict,
-    "array": list,
-    "string": str,
-    "boolean": bool,
-    "null": type(None),
-    "integer": int,
-    "number": (int, float),
-}
-
-
-def validate(
-    obj: Any, sch: dict[str, Any], root: dict[str, Any] | None = None, where: str = "$"
-) -> list[str]:
-    """Problems of ``obj`` against ``sch`` (type, const, enum, required, properties,
-    additionalProperties, items, minimum, minItems, pattern, anyOf, $ref to $defs)."""
-    import re
-
-    root = root or sch
-    if "$ref" in sch:
-        name = sch["$ref"].rsplit("/", 1)[-1]
-        return validate(obj, root["$defs"][name], root, where)
-    if "anyOf" in sch:
-        if all(validate(obj, s, root, where) for s in sch["anyOf"]):
-            return [f"{where}: matches none of the allowed forms"]
-    types = sch.get("type")
-    if types is not None:
-        names = types if isinstance(types, list) else [types]
-        ok = any(
-            isinstance(obj, _TYPES[t])
-            and not (t in ("integer", "number") and isinstance(obj, bool))
-            for t in names
-        )
-        if not ok:
-            return [f"{where}: expected {'/'.join(names)}, got {type(obj).__name__}"]
-    if "const" in sch and obj != sch["const"]:
-        return [f"{where}: must be {sch['const']!r}"]
-    if "enum" in sch and obj not in sch["enum"]:
-        return [f"{where}: must be one of {sch['enum']}"]
-    problems: list[str] = []
-    if isinstance(obj, dict):
-        for key in sch.get("required", []):
-            if key not in obj:
-                problems.append(f"{where}: missing {key!r}")
-        props = sch.get("properties", {})
-        for key, value in obj.items():
-            if key in props:
-                problems += validate(value, props[key], root, f"{where}.{key}")
-            elif sch.get("additionalProperties") is False:
-                problems.append(f"{where}: unexpected {key!r}")
-            elif isinstance(sch.get("additionalProperties"), dict):
-                problems += validate(value, sch["additionalProperties"], root, f"{where}.{key}")
-    if isinstance(obj, list):
-        if len(obj) < sch.get("minItems", 0):
-            problems.append(f"{where}: at least {sch['minItems']} items")
-        if "items" in sch:
-            for i, item in enumerate(obj):
-                problems += validate(item, sch["items"], root, f"{where}[{i}]")
-    if isinstance(obj, int | float) and not isinstance(obj, bool) and obj < sch.get("minimum", obj):
-        problems.append(f"{where}: below {sch['minimum']}")
-    if isinstance(obj, str) and "pattern" in sch and not re.search(sch["pattern"], obj):
-        problems.append(f"{where}: does not match {sch['pattern']}")
-    return problems

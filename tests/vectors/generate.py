@@ -3,14 +3,21 @@
 """Write the hand-computed seed vectors (bitmap-rules.json, ram-rules.json, recovery-stream.json).
 
 Every case below states its expected return values -- and, where it matters, the words of
-the memory after the program -- worked out by hand from the rules of docs/qemu-facts
-(sections 2-5), not from the model. The script checks the model against each hand value
-before writing a vector, so a file written here is both a hand-checked expectation and the
-model's output (the vector's ``results`` and ``memory`` digests come from the model).
+the memory after the program -- worked out by hand from QEMU's own sources (the files named
+at each section below, QEMU commit f9494614898f), not from the model. The script checks the
+model against each hand value before writing a vector, so a file written here is both a
+hand-checked expectation and the model's output (the vector's ``results`` and ``memory``
+digests come from the model).
 
     python tests/vectors/generate.py [DIR]     (default: this folder)
 
 Vectors of divergences found by fuzzing are added with ``add_divergence`` (see the bottom).
+
+Releases: a case is made at one QEMU release (default the newest) and gets the range of
+releases around it where the model's outcome is the same (``make_test``); a case whose
+expectation differs per release is written once per release, each with its own hand
+values, and lands in a group of its own range. A case whose memory is not given by hand
+for every array is flagged "ModelSnapshot": its digests are the model's output.
 """
 
 from __future__ import annotations
@@ -47,28 +54,33 @@ def case(
     comment: str,
     flags: list[str],
     results: list[Any],
-    memory: dict[str, tuple[int, dict[int, int]]] | None = None,
+    memory: dict[str, tuple[int, dict[int, int]] | None] | None = None,
     invalid: bool = False,
+    release: str | None = None,
 ) -> dict[str, Any]:
-    """A vector whose model results equal the hand ``results`` (and hand memory words)."""
-    test = make_test(program, comment, flags)
+    """A vector whose model results (at ``release``) equal the hand ``results`` (and hand
+    memory words; None: the map is not allocated)."""
+    test = make_test(program, comment, flags, release=release)
     want = [result_json(r) for r in results]
     if test["results"] != want:
         raise SystemExit(f"{program.layout}: {comment}: model {test['results']} != hand {want}")
     if (test["result"] == "invalid") != invalid:
         raise SystemExit(f"{comment}: model says {test['result']}")
-    layout = program.layout
-    for key, (nwords, words) in (memory or {}).items():
+    for key, hand in (memory or {}).items():
+        layout = program.layout
         if program.layer == "recovery" and key.startswith("destination:"):
             s = program.setup["sender"]
             layout = Layout(s["bits_per_long"], s["big_endian"])
-        if test["memory"][key] != words_digest(layout, nwords, words):
-            have = model_run(program).images[key]
-            raise SystemExit(f"{comment}: memory {key}: model {have!r} != hand {words}")
+        want = None if hand is None else words_digest(layout, hand[0], hand[1])
+        if test["memory"][key] != want:
+            have = model_run(program, release).images[key]
+            raise SystemExit(f"{comment}: memory {key}: model {have!r} != hand {hand}")
+    if set(test["memory"]) - set(memory or {}) and "ModelSnapshot" not in test["flags"]:
+        test["flags"].append("ModelSnapshot")
     return test
 
 
-# --- the bitmap layer (facts sections 2-4) ----------------------------------------------
+# --- the bitmap layer (include/qemu/bitops.h, include/qemu/bitmap.h, util/bitmap.c) ------
 
 
 def bitmap_cases(layout: Layout) -> list[dict[str, Any]]:
@@ -226,6 +238,25 @@ def bitmap_cases(layout: Layout) -> list[dict[str, Any]]:
             "bitmap_count_one: 0 for nbits 0 (allowed); tail bits not counted; with an offset",
             ["TailBits", "WordBoundary"],
             [0, 7, 2],
+            {"@0": (2, {0: 1, 1: full})},
+        )
+    )
+    out.append(
+        case(
+            p(
+                [{0: 1, 1: full}],
+                [
+                    Op("bitmap_count_one", (Ref(0), 0)),
+                    Op("bitmap_count_one", (Ref(0), n)),
+                ],
+            ),
+            "before v4.0.0 (e7c91368d246 added the nbits == 0 guard) bitmap_count_one(map, 0) "
+            "took the small_nbits path with BITMAP_LAST_WORD_MASK(0) = ~0UL and counted word 0 "
+            "(include/qemu/bitmap.h of v2.12.0/v3.0.0, bitmap_count_one)",
+            ["Release", "HandDerived"],
+            [1, 7],
+            {"@0": (2, {0: 1, 1: full})},
+            release="v3.0.0",
         )
     )
     out.append(
@@ -336,7 +367,7 @@ def divergence_cases(layout: Layout) -> list[dict[str, Any]]:
     return out
 
 
-# --- the received-page bitmap (facts sections 5-7) --------------------------------------
+# --- the received-page bitmap (migration/ram.c, include/exec/ram_addr.h, arch tables) ----
 
 HOST64 = 0x7F0000000000
 HOST32 = 0x40000000
@@ -569,10 +600,80 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
             {"source:pc.ram.bmap": (1, {0: 0xF})},
         )
     )
+    out += no_ram_cases(layout, base)
+    out += migratable_cases(layout, base)
     return out
 
 
-# --- the recovery stream (facts section 5) ----------------------------------------------
+def no_ram_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
+    """The no-RAM guard, by hand from migration/ram.c: ram_list_init_bitmaps allocates
+    inside ``if (ram_bytes_total())`` ("Skip setting bitmap if there is no RAM"), and
+    ram_bytes_total sums used_length over RAMBLOCK_FOREACH_NOT_IGNORED (every release
+    from v2.12.0 to v10.1.x has the guard; only the blocks walked change)."""
+    empty = block("pc.ram", base, 0, 4096)
+    return [
+        case(
+            x86_program(layout, [empty], [Op("ram_list_init_bitmaps", ())], side="source"),
+            "no RAM: one migratable block of used_length 0 (max_length 4096): "
+            "ram_bytes_total() is 0, so ram_list_init_bitmaps allocates nothing and bmap "
+            "stays NULL (migration/ram.c ram_list_init_bitmaps: if (ram_bytes_total()))",
+            ["HandDerived"],
+            [None],
+            {"source:pc.ram.receivedmap": None, "source:pc.ram.bmap": None},
+        ),
+        case(
+            x86_program(
+                layout,
+                [empty, block("ram1", base + 0x100000, 4096)],
+                [Op("ram_list_init_bitmaps", ())],
+                side="source",
+            ),
+            "with other RAM the guard passes: the block of used_length 0 gets its bmap of "
+            "max_length >> 12 = 1 bit, set (migration/ram.c ram_list_init_bitmaps: "
+            "bitmap_new(pages); bitmap_set(bmap, 0, pages) for every block walked)",
+            ["HandDerived"],
+            [None],
+            {
+                "source:pc.ram.receivedmap": None,
+                "source:pc.ram.bmap": (1, {0: 1}),
+                "source:ram1.receivedmap": None,
+                "source:ram1.bmap": (1, {0: 1}),
+            },
+        ),
+    ]
+
+
+def migratable_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
+    """Which blocks get a receivedmap, per release (migration/ram.c ramblock_recv_map_init:
+    RAMBLOCK_FOREACH in v2.12.0, RAMBLOCK_FOREACH_MIGRATABLE from v3.0.0 (b895de5027),
+    RAMBLOCK_FOREACH_NOT_IGNORED from v4.0.0 (fbd162e629))."""
+    blocks = [
+        block("pc.ram", base, 4096),
+        {**block("ram1", base + 0x100000, 4096), "migratable": False},
+    ]
+    ops = [Op("ramblock_recv_map_init", ())]
+    out = []
+    for release, ram1 in (("v2.12.0", (1, {})), (None, None)):
+        out.append(
+            case(
+                x86_program(layout, blocks, ops),
+                "a non-migratable block gets a receivedmap in v2.12.0 (every block is "
+                "walked) and none from v3.0.0 on (b895de5027 skips it)",
+                ["Release", "HandDerived"],
+                [None],
+                {
+                    "destination:pc.ram.receivedmap": (1, {}),
+                    "destination:pc.ram.bmap": None,
+                    "destination:ram1.receivedmap": ram1,
+                    "destination:ram1.bmap": None,
+                },
+                release=release,
+            )
+        )
+    return out
+
+
+# --- the recovery stream (migration/ram.c: ramblock_recv_bitmap_send, reload) -----------
 
 GOLDEN = {  # nbits: (received pages, stream hex), written out by hand from the rules
     0: ((), "0000000000000000" + ENDMARK),
@@ -616,17 +717,26 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
         ops.append(Op("ramblock_recv_bitmap_send", ("pc.ram",)))
         size = len(stream) // 2 - 16
         results: list[Any] = [None, None, *[None] * len(pages), (bytes.fromhex(stream), size + 8)]
+        memory: dict[str, Any] = {}
         if nbits:
             ops.append(Op("ram_dirty_bitmap_reload", (Ref(0),)))
             results.append(0)
+        else:  # no RAM on the source: ram_list_init_bitmaps leaves bmap NULL
+            memory["source:pc.ram.bmap"] = None
         out.append(
             case(
                 recovery_program(receiver, sender, blocks, ops),
                 f"recovery stream of a {nbits}-page block, pages {list(pages)} received: be64 size "
                 f"{size}, the map little-endian and zero padded to 8 bytes, be64 end mark; "
-                f"returns size + 8",
+                f"returns size + 8"
+                + (
+                    "; the source has no RAM, so no bmap (ram_bytes_total() == 0)"
+                    if not nbits
+                    else ""
+                ),
                 ["RecoveryStream"],
                 results,
+                memory,
             )
         )
     # Reload: the pages not received become dirty; bits past nbits are cleared (9 used pages).
@@ -653,28 +763,107 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             {"source:pc.ram.bmap": (1, {0: 0xF6})},
         )
     )
+    # (damage, int return before v8.2.0, the Error message, what QEMU does): migration/ram.c
+    # ram_dirty_bitmap_reload reads size = qemu_get_be64 and compares it first; then
+    # qemu_get_buffer(local_size) and qemu_get_be64 (end mark); then checks the file error.
+    # Before v8.2.0 the message is error_report("%s: ...", __func__) and a failed read also
+    # prints the file error (-5); before v5.2.0 the end mark is printed with PRIu64.
+    mismatch = "ramblock 'pc.ram' bitmap size mismatch (0x{:x} != 0x8)"
+    read = "read bitmap failed for ramblock 'pc.ram':{} (size 0x8, got: 0x8)"
+    mark = 0x0123456789ABCDEE
     bad = [
-        ([Op("stream_xor", (23, 1))], -22, "a wrong end mark is rejected (-EINVAL)"),
-        ([Op("stream_truncate", (20,))], -5, "a short stream is a read error (-EIO)"),
-        ([Op("stream_set_size", (16,))], -22, "a size other than the source's is rejected"),
-        ([Op("stream_append", (1, 0))], -22, "bytes after the end mark are rejected"),
+        (
+            [Op("stream_xor", (23, 1))],
+            -22,
+            "ramblock 'pc.ram' end mark incorrect: 0x{}",
+            "a wrong end mark is rejected",
+        ),
+        (
+            [Op("stream_truncate", (20,))],
+            -5,
+            read,
+            "a stream short after a matching size is a failed read",
+        ),
+        (
+            [Op("stream_truncate", (0,))],
+            -22,
+            mismatch.format(0),
+            "an empty stream reads size 0: a size mismatch",
+        ),
+        (
+            [Op("stream_truncate", (7,))],
+            -22,
+            mismatch.format(0),
+            "a 7-byte stream reads size 0: a size mismatch",
+        ),
+        (
+            [Op("stream_set_size", (16,))],
+            -22,
+            mismatch.format(16),
+            "a size other than the source's is rejected",
+        ),
     ]
-    for damage, ret, text in bad:
-        out.append(
-            case(
-                recovery_program(
-                    receiver,
-                    sender,
-                    blocks,
-                    [*prefix, *damage, Op("ram_dirty_bitmap_reload", (Ref(0),))],
-                ),
-                f"{text}, and the source bitmap is left untouched (all ones)",
-                ["MalformedStream"],
-                [*head, None, ("RecoveryError", ret)],
-                {"source:pc.ram.bmap": (1, {0: 0xFFFF})},
+    for damage, ret_int, message, text in bad:
+        variants = [
+            (
+                None,
+                -1,
+                message.format("" if "{}" in message and "read" in message else f"{mark:x}"),
+            ),
+            (
+                "v8.1.0",
+                ret_int,
+                "ram_dirty_bitmap_reload: "
+                + message.format(" -5" if "read" in message else f"{mark:x}"),
+            ),
+        ]
+        if "end mark" in message:
+            variants.append(
+                ("v5.1.0", ret_int, "ram_dirty_bitmap_reload: " + message.format(f"{mark}"))
             )
+        for release, ret, error in variants:
+            kind = "false (-1)" if ret == -1 else f"{ret}"
+            out.append(
+                case(
+                    recovery_program(
+                        receiver,
+                        sender,
+                        blocks,
+                        [*prefix, *damage, Op("ram_dirty_bitmap_reload", (Ref(0),))],
+                    ),
+                    f"{text} ({kind}; int returns before v8.2.0), and the source bitmap is "
+                    "left untouched (all ones)",
+                    ["MalformedStream", "Release"],
+                    [*head, None, ("RecoveryError", ret, error)],
+                    {"source:pc.ram.bmap": (1, {0: 0xFFFF})},
+                    release=release,
+                )
+            )
+    out.append(
+        case(
+            recovery_program(
+                receiver,
+                sender,
+                blocks,
+                [*prefix, Op("stream_append", (1, 0)), Op("ram_dirty_bitmap_reload", (Ref(0),))],
+            ),
+            "a byte after the end mark is not read (QEMU stops after qemu_get_be64 of the end "
+            "mark; the byte belongs to the next message): the reload succeeds, bmap = 0xf6",
+            ["RecoveryStream"],
+            [*head, None, 0],
+            {"source:pc.ram.bmap": (1, {0: 0xF6})},
         )
+    )
     return out
+
+
+def ones(nbits: int, bpl: int) -> tuple[int, dict[int, int]]:
+    """The words of a map of nbits bits, all set (bitmap_set(map, 0, nbits))."""
+    nwords = -(-nbits // bpl)
+    words = {i: ONES[bpl] for i in range(nbits // bpl)}
+    if nbits % bpl:
+        words[nbits // bpl] = (1 << (nbits % bpl)) - 1
+    return nwords, words
 
 
 def issue3_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
@@ -710,21 +899,42 @@ def issue3_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             )
         )
     for m in golden["malformed"]:
-        blocks = [block("pc.ram", base, m["nbits"] * 4096)]
+        nbits = m["nbits"]
+        blocks = [block("pc.ram", base, nbits * 4096)]
         ops = [
             Op("ramblock_recv_map_init", ()),
             Op("ram_list_init_bitmaps", ()),
             Op("stream_load", (m["stream"],)),
             Op("ram_dirty_bitmap_reload", (Ref(0),)),
         ]
-        out.append(
-            case(
-                recovery_program(receiver, sender, blocks, ops),
-                f"issue 3 malformed stream: {m['name']} ({m['reason']})",
-                ["MalformedStream"],
-                [None, None, None, ("RecoveryError", m["ret"])],
+        bmap = ones(nbits, receiver.bits_per_long)
+        if m["ret"] == 0:  # accepted: received bits 0 and 8 of 9 -> dirty 1..7
+            bmap = (1, {0: 0xFE})
+        memory = {
+            "destination:pc.ram.receivedmap": (-(-nbits // sender.bits_per_long), {}),
+            "destination:pc.ram.bmap": None,
+            "source:pc.ram.receivedmap": None,
+            "source:pc.ram.bmap": bmap,
+        }
+        variants = [(None, m["ret"], m["error"]), ("v8.1.0", m["ret_int"], m["error_int"])]
+        if "error_before_v5_2" in m:
+            variants.append(("v5.1.0", m["ret_int"], m["error_before_v5_2"]))
+        for release, ret, error in variants:
+            if release and ret == m["ret"]:
+                continue  # the same at every release
+            outcome: Any = ret if ret == 0 else ("RecoveryError", ret, error)
+            out.append(
+                case(
+                    recovery_program(receiver, sender, blocks, ops),
+                    f"issue 3 malformed stream: {m['name']} "
+                    f"({m['reason'] or m.get('note', '')}); hand-written from migration/ram.c "
+                    "ram_dirty_bitmap_reload and migration/qemu-file.c (recovery_stream_v1.json)",
+                    ["MalformedStream", "HandDerived"] + (["Release"] if ret else []),
+                    [None, None, None, outcome],
+                    memory,
+                    release=release,
+                )
             )
-        )
     return out
 
 

@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``recvmap fuzz --qemu-tree``: campaigns on QEMU trees, and two trees judged by the model.
+
+The trees are opened and built on the subject side (``subjects.qemu_tree.command.prepare``);
+here one tree is simply the campaign's ``--impl`` at the tree's release, and two trees are
+the patch-review mode: each tree is fuzzed against the model at its own release for half
+the time, then every divergence's minimized reproducer is replayed on both trees. A tree
+that replays it like the model agrees with the spec; the report names the one that does
+not (tree A is master, tree B master plus a patch). When every tree disagrees, the model
+may be wrong at that release.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..subjects.qemu_tree.build import origins
+from ..subjects.qemu_tree.command import referee_release, referee_text
+from ..subjects.qemu_tree.tree import QemuTree
+from .campaign import Config, Result, run, summary
+
+
+def fuzz_trees(
+    cfg: Config, trees: Sequence[QemuTree], libs: Sequence[Path], out: TextIO, quiet: bool
+) -> tuple[list[Result], list[dict[str, Any]]]:
+    """Each tree against the model at its release for its share of the time; every
+    divergence's reproducer judged on every tree. The results, and the judgements."""
+    results = []
+    share = cfg.max_time / len(trees)
+    for tree, lib in zip(trees, libs, strict=True):
+        release = cfg.release or referee_release(tree)
+        one = dataclasses.replace(cfg, impl=lib, max_time=share, release=release)
+        results.append(run(one, out, quiet))
+    judged = []
+    for r in results:
+        for d in r.divergences + [c for c in r.crashes if c.get("vector")]:
+            verdicts = judge(Path(d["vector"]), trees, libs, cfg.release)
+            judged.append({"vector": d["vector"], "verdicts": verdicts})
+    return results, judged
+
+
+def judge(
+    vector: Path, trees: Sequence[QemuTree], libs: Sequence[Path], release: str | None = None
+) -> list[tuple[str, str]]:
+    """(status, message) of a reproducer on each tree at its release: pass = agrees with
+    the spec, fail = disagrees, skip = cannot run it (a function or release it lacks)."""
+    from ..subjects.impls import Subject
+    from ..vectors.files import load_file, replay
+
+    out = []
+    for tree, lib in zip(trees, libs, strict=True):
+        subject = Subject(lib)
+        at = release or referee_release(tree)
+        verdicts = [replay(case, subject, release=at) for case in load_file(vector)]
+        bad = [v for v in verdicts if v.status == "fail"] or [
+            v for v in verdicts if v.status == "skip"
+        ]
+        out.append((bad[0].status, bad[0].message) if bad else ("pass", ""))
+    return out
+
+
+def render_verdict(trees: Sequence[QemuTree], judged: list[dict[str, Any]]) -> str:
+    labels = [chr(ord("A") + i) for i in range(len(trees))]
+    lines = ["", "two trees, the model as referee:"]
+    lines += [
+        f"  {lab}: {t.root} ({t.release}), judged by {referee_text(t)}"
+        for lab, t in zip(labels, trees, strict=True)
+    ]
+    if not judged:
+        lines.append("no divergence: every tree agrees with the spec on every program run")
+    for j in judged:
+        lines.append(f"reproducer {j['vector']}:")
+        wrong = []
+        for lab, t, (status, message) in zip(labels, trees, j["verdicts"], strict=True):
+            if status == "pass":
+                lines.append(f"  {lab} ({t.root}): agrees with the spec")
+            elif status == "skip":
+                lines.append(f"  {lab} ({t.root}): cannot run it: {message}")
+            else:
+                wrong.append(f"{lab} ({t.root})")
+                lines.append(f"  {lab} ({t.root}): DISAGREES with the spec: {message}")
+        if len(wrong) == 1:
+            lines.append(f"  verdict: {wrong[0]} disagrees with the spec")
+        elif wrong:
+            lines.append(
+                "  verdict: every tree disagrees with the spec: the model may be wrong at "
+                "this release, or the behaviour changed before these trees"
+            )
+    return "\n".join(lines)
+
+
+def fuzz(cfg: Config, trees: list[QemuTree], libs: list[Path], args: Any) -> int:
+    """``recvmap fuzz --qemu-tree ...`` once ``prepare`` has built everything."""
+    for t, lib in zip(trees, libs, strict=True):
+        found = origins(t)
+        n = {k: sum(1 for o in found if o.kind == k) for k in ("tree", "glue", "absent")}
+        judge_text = f"the model at {cfg.release}" if cfg.release else referee_text(t)
+        print(
+            f"QEMU tree {t.root} ({t.release}) built into {lib}: {n['tree']} functions "
+            f"from the tree, {n['glue']} glue, {n['absent']} absent "
+            f"(recvmap qemu-tree {t.root} lists them); judged by {judge_text}"
+        )
+    if len(trees) == 1:
+        results = [run(cfg, sys.stderr, quiet=args.quiet)]
+        print(summary(results[0]))
+        for d in results[0].divergences + results[0].crashes:
+            if d.get("vector"):
+                at = f" --release {cfg.release}" if cfg.release else ""
+                root = trees[0].root
+                print(f"on the tree: recvmap replay --qemu-tree {root}{at} {d['vector']}")
+    else:
+        results, judged = fuzz_trees(cfg, trees, libs, sys.stderr, args.quiet)
+        for r in results:
+            print()
+            print(summary(r))
+        print(render_verdict(trees, judged))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = [r.to_json() for r in results]
+        args.json.write_text(json.dumps(payload[0] if len(payload) == 1 else payload) + "\n")
+    return 0 if all(r.clean for r in results) else 1

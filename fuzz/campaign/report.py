@@ -1,0 +1,220 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Machine-readable results of ``recvmap fuzz``: the versioned JSON summary and JUnit XML.
+
+The JSON summary (``--json FILE``) follows ``summary.schema.json`` next to this module
+(schema ``recvmap-fuzz-summary``, ``version`` 1). A consumer checks ``schema`` and
+``version``; fields are only ever added within a version, and a change of meaning or a
+removal bumps it. The summary names the tool and its version, the command line, the
+engine that actually ran (``atheris`` or ``random``), the QEMU release the model stood for,
+the matrix, one record per job and structured divergences (the first differing operation,
+what differed, both values), besides the older free-text ``description``.
+
+The JUnit XML (``--junit FILE``) is one ``testsuite`` with one ``testcase`` per job:
+``failure`` for a divergence or a crash, ``skipped`` for a job that never ran, and one
+``skipped`` case per layer the library cannot run (so a CI dashboard never shows a
+skipped layer as passed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..engine import Divergence
+    from .campaign import Config, Result
+
+SCHEMA_NAME = "recvmap-fuzz-summary"
+SCHEMA_VERSION = 1
+SCHEMA_FILE = Path(__file__).resolve().parent / "summary.schema.json"
+
+
+def tool_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("recvmap")
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
+        return "unknown"
+
+
+def value_json(value: Any) -> Any:
+    """A result or a memory byte in JSON: bytes as {"hex": ...}, tuples as lists."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"hex": bytes(value).hex()}
+    if isinstance(value, tuple | list):
+        return [value_json(v) for v in value]
+    return repr(value)
+
+
+def divergence_json(d: Divergence) -> dict[str, Any]:
+    """The first divergence as data: where, what, the model's and the implementation's value."""
+    from ..program import Ref
+
+    return {
+        "index": d.index,
+        "function": d.op.name,
+        "args": [str(a) if isinstance(a, Ref) else a for a in d.op.args],
+        "what": d.what,
+        "model": value_json(d.model),
+        "impl": value_json(d.impl),
+        "array": d.array,
+        "offset": d.offset,
+        "label": d.label,
+    }
+
+
+def engine_name(cfg: Config) -> str:
+    from importlib.util import find_spec
+
+    # campaign.atheris_available, without importing campaign (it imports the harness)
+    if cfg.engine == "random" or (cfg.engine == "auto" and find_spec("atheris") is None):
+        return "random"
+    return "atheris"
+
+
+def release_name(cfg: Config) -> str:
+    """The QEMU release the model stood for (``--release``, else the newest it knows)."""
+    from recvmap.pymodel.releases import parse_release
+
+    return parse_release(getattr(cfg, "release", None)).name
+
+
+def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The ``--json`` summary: the campaign's own record plus the versioned envelope."""
+    from ..vectors.files import QEMU_COMMIT
+
+    body = result.to_json()
+    by_job = {j.name: j for j in result.jobs}
+    divergences = []
+    for d in body["divergences"]:
+        job = by_job.get(d["job"])
+        detail = job.stats.get("detail") if job is not None else None
+        divergences.append(
+            {
+                "job": d["job"],
+                "layer": job.layer if job is not None else None,
+                "word_bits": job.bits if job is not None else None,
+                "vector": d.get("vector"),
+                "description": d.get("description", ""),
+                "first": detail,
+            }
+        )
+    crashes = [
+        {k: c.get(k) for k in ("job", "returncode", "artifact", "vector", "log", "tail")}
+        for c in body["crashes"]
+    ]
+    return {
+        "schema": SCHEMA_NAME,
+        "version": SCHEMA_VERSION,
+        "tool": {"name": "recvmap", "version": tool_version()},
+        "command_line": ["recvmap", *(sys.argv[1:] if argv is None else argv)],
+        "engine": engine_name(cfg),
+        "release": release_name(cfg),
+        "qemu": QEMU_COMMIT,
+        "config": {
+            "targets": list(cfg.targets),
+            "arches": list(cfg.arches) if cfg.arches else None,
+            "word_bits": list(cfg.word_bits) if cfg.word_bits else None,
+            "max_time": cfg.max_time,
+            "runs": cfg.runs,
+            "jobs": cfg.jobs,
+            "workers": int(getattr(cfg, "workers", 1) or 1),
+            "hosts": list(cfg.hosts),
+            "native": cfg.native,
+            "impl": str(cfg.impl) if cfg.impl is not None else None,
+        },
+        **{k: body[k] for k in ("status", "impl", "seed", "elapsed", "totals")},
+        "jobs": [
+            {**j, "processes": int(by_job[j["name"]].stats.get("workers", 1))} for j in body["jobs"]
+        ],
+        "matrix": body["matrix"],
+        "missing_cells": body["missing_cells"],
+        "divergences": divergences,
+        "crashes": crashes,
+        "skipped_symbols": body["skipped_symbols"],
+        "notes": body["notes"],
+    }
+
+
+def schema() -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(SCHEMA_FILE.read_text())
+    return obj
+
+
+def junit_xml(result: Result) -> str:
+    """The campaign as JUnit XML: a job is a test case; divergences and crashes fail it."""
+    suite = ET.Element(
+        "testsuite",
+        name="recvmap fuzz",
+        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+        hostname=os.uname().nodename if hasattr(os, "uname") else "",
+    )
+    failures = skipped = 0
+    for j in result.jobs:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"recvmap.fuzz.{j.layer}",
+            name=j.name,
+            time=f"{j.elapsed:.3f}",
+        )
+        div = next((d for d in result.divergences if d["job"] == j.name), None)
+        crash = next((c for c in result.crashes if c["job"] == j.name), None)
+        if div is not None:
+            failures += 1
+            f = ET.SubElement(case, "failure", message=str(div.get("description", "")))
+            f.set("type", "divergence")
+            f.text = f"minimized reproducer: {div.get('vector')}\n" + (
+                f"replay it: recvmap replay {div.get('vector')}\n"
+            )
+        elif crash is not None:
+            failures += 1
+            f = ET.SubElement(
+                case, "failure", message=f"crash (exit status {crash.get('returncode')})"
+            )
+            f.set("type", "crash")
+            f.text = str(crash.get("tail", ""))
+        elif j.proc is None:
+            skipped += 1
+            ET.SubElement(case, "skipped", message="not run")
+        out = ET.SubElement(case, "system-out")
+        out.text = f"programs {j.programs}, ops {j.ops}, coverage {j.cov}, seed {j.seed}"
+    for note in result.notes:
+        if ": skipped, " in note:
+            skipped += 1
+            name = note.split(":", 1)[0]
+            case = ET.SubElement(
+                suite, "testcase", classname="recvmap.fuzz.skipped", name=name, time="0"
+            )
+            ET.SubElement(case, "skipped", message=note)
+    suite.set("tests", str(len(suite.findall("testcase"))))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    suite.set("skipped", str(skipped))
+    suite.set("time", f"{result.elapsed:.3f}")
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+
+def write_reports(
+    result: Result,
+    cfg: Config,
+    json_path: Path | None,
+    junit_path: Path | None,
+    argv: Sequence[str] | None = None,
+) -> None:
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(summary_json(result, cfg, argv), indent=1) + "\n")
+    if junit_path is not None:
+        junit_path.parent.mkdir(parents=True, exist_ok=True)
+        junit_path.write_text(junit_xml(result))

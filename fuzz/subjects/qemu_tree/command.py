@@ -1,0 +1,180 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""``--qemu-tree`` on the subject side: open, build and describe trees for the command.
+
+- ``recvmap qemu-tree DIR``: ``show``/``render``, the release and where each ABI function
+  comes from (``file:line``, ``glue (inline in ...)``, ``absent``).
+- ``recvmap fuzz --qemu-tree DIR``: ``prepare`` builds every tree (and, with ``--host``,
+  each host's replay driver from the first tree, handed to the host jobs through
+  ``RECVMAP_QEMU_TREE_DRIVERS`` and ``host_overrides``); the campaign side is
+  ``recvmap.fuzz.campaign.qemu_tree`` (one tree as ``--impl``, or two trees judged).
+- ``referee_release(tree)``: the ONE place that chooses the model's release for a tree.
+
+Problems are ``TreeUsageError`` (one line); the command turns them into exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .build import BuildError, build_tree, origins
+from .tree import QemuTree, TreeError
+
+DRIVERS_ENV = "RECVMAP_QEMU_TREE_DRIVERS"
+
+
+class TreeUsageError(Exception):
+    """A tree cannot be used (not a tree, missing file, does not compile): one line."""
+
+
+def open_tree(path: str | Path) -> QemuTree:
+    try:
+        return QemuTree.open(path)
+    except TreeError as err:
+        raise TreeUsageError(str(err)) from None
+
+
+def library(tree: QemuTree) -> Path:
+    """The tree's library for this machine (built now, or found in the cache)."""
+    try:
+        return build_tree(tree)
+    except BuildError as err:
+        raise TreeUsageError(str(err)) from None
+
+
+def host_driver(tree: QemuTree, host: str) -> Path:
+    try:
+        return build_tree(tree, host=host)
+    except BuildError as err:
+        raise TreeUsageError(str(err)) from None
+
+
+def referee_release(tree: QemuTree) -> str | None:
+    """The release the model judges ``tree`` at: the tree's own (``"v" + VERSION``).
+
+    None when the model does not know it (newer than its newest release, or before the
+    received-page bitmap): then the model's default, newest, rules judge, and the report
+    says so.
+    """
+    from recvmap.pymodel.errors import PreconditionError
+    from recvmap.pymodel.releases import parse_release
+
+    try:
+        return str(parse_release(tree.release).name)
+    except PreconditionError:
+        return None
+
+
+def referee_text(tree: QemuTree) -> str:
+    """How the report names the judge of ``tree``."""
+    release = referee_release(tree)
+    if release is not None:
+        return f"the model at {release}"
+    return f"the model's newest rules ({tree.release} is outside the releases it knows)"
+
+
+def render(tree: QemuTree) -> str:
+    """``recvmap qemu-tree DIR``: the release and the origin of every ABI function."""
+    found = origins(tree)
+    width = max(len(o.function) for o in found)
+    lines = [f"QEMU tree {tree.root}", f"release {tree.release} (VERSION)", ""]
+    lines += [f"  {o.function:<{width}}  {o.where}" for o in found]
+    counts = {k: sum(1 for o in found if o.kind == k) for k in ("tree", "glue", "absent")}
+    lines += [
+        "",
+        f"{counts['tree']} from the tree, {counts['glue']} glue (wrappers of its static inline "
+        f"helpers, or recvmap's own), {counts['absent']} absent (not exported: skipped)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- hosts ------------------------------------------------------------------------------------
+
+
+def driver_env(
+    drivers: dict[str, Path], layers: dict[str, list[str]], release: str | None = None
+) -> str:
+    """The value of ``RECVMAP_QEMU_TREE_DRIVERS`` for host jobs."""
+    return json.dumps(
+        {h: {"exe": str(p), "layers": layers[h], "release": release} for h, p in drivers.items()}
+    )
+
+
+def host_overrides(name: str) -> dict[str, Any]:
+    """fuzz_host keyword arguments for host ``name`` when a tree's driver replaces ours."""
+    spec = json.loads(os.environ.get(DRIVERS_ENV, "{}")).get(name)
+    if not spec:
+        return {}
+    from ..hosts import HostPool
+
+    return {
+        "pool": HostPool({name: Path(spec["exe"])}),
+        "layers": tuple(spec["layers"]),
+        "release": spec.get("release"),
+    }
+
+
+def driver_layers(tree: QemuTree) -> list[str]:
+    """The layers a tree's driver can run: bitmap, and the ram layers when it has them."""
+    names = {o.function for o in origins(tree) if o.kind != "absent"}
+    from recvmap.qemu_ref.loader import abi
+
+    ram = [d.name for d in abi() if d.header == "qemu_ref_ram.h"]
+    return ["bitmap", "ram", "recovery"] if ram and all(n in names for n in ram) else ["bitmap"]
+
+
+# --- the recvmap command's entry points (fuzz/cli.py calls these) --------------------------
+
+
+def tree_library(path: Path, command: str) -> tuple[Path, str | None]:
+    """The library built from the tree at ``path`` and the release to judge it at."""
+    try:
+        tree = open_tree(path)
+        return library(tree), referee_release(tree)
+    except TreeUsageError as err:
+        raise TreeUsageError(f"{command}: --qemu-tree: {err}") from None
+
+
+def show(path: Path) -> int:
+    """``recvmap qemu-tree DIR``."""
+    import sys
+
+    try:
+        tree = open_tree(path)
+        text = render(tree)
+    except TreeUsageError as err:
+        raise TreeUsageError(f"recvmap qemu-tree: {err}") from None
+    sys.stdout.write(text)
+    return 0
+
+
+def prepare(args: Any, hosts: tuple[str, ...]) -> list[QemuTree]:
+    """Check and build every ``--qemu-tree`` of ``recvmap fuzz`` before anything runs.
+
+    One tree becomes the campaign's ``--impl`` (and, with ``--host``, each host's driver);
+    two trees are fuzzed against each other. Any problem is a usage error (exit 2).
+    """
+    if args.impl is not None or args.native:
+        raise TreeUsageError(
+            "recvmap fuzz: --qemu-tree builds the library; it excludes --impl and --native"
+        )
+    if len(args.qemu_tree) > 2:
+        raise TreeUsageError("recvmap fuzz: --qemu-tree: give one tree, or two to compare them")
+    if hosts and len(args.qemu_tree) > 1:
+        raise TreeUsageError("recvmap fuzz: --host: with one --qemu-tree at a time")
+    try:
+        trees = [open_tree(p) for p in args.qemu_tree]
+        libs = [library(t) for t in trees]
+        drivers = {h: host_driver(trees[0], h) for h in hosts}
+    except TreeUsageError as err:
+        raise TreeUsageError(f"recvmap fuzz: --qemu-tree: {err}") from None
+    args.tree_libs = libs
+    if args.release is None and len(trees) == 1:
+        args.release = referee_release(trees[0])  # the model judges the tree at its release
+    if drivers:
+        layers = driver_layers(trees[0])
+        os.environ[DRIVERS_ENV] = driver_env(drivers, {h: layers for h in drivers}, args.release)
+    args.impl = libs[0]
+    return trees

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * recvmap glue: the few glib calls QEMU's bitmap headers name, on the C
+ * library.  Only the allocation helpers of include/qemu/bitmap.h
+ * (bitmap_new, bitmap_try_new, bitmap_zero_extend) use them, and recvmap
+ * never calls those: they must compile, and behave sanely if called.
+ * glib's g_malloc family aborts when out of memory; so do these.
+ */
+#ifndef RECVMAP_GLIB_LITE_H
+#define RECVMAP_GLIB_LITE_H
+
+#include <stddef.h>
+#include <stdlib.h>
+
+typedef int gboolean;
+typedef char gchar;
+typedef void *gpointer;
+typedef size_t gsize;
+
+static inline void *recvmap_g_check(void *p, size_t n)
+{
+    if (!p && n) {
+        abort();
+    }
+    return p;
+}
+
+/* glib's "cannot happen" (bswap.h uses it for a long of an unknown size). */
+#define g_assert_not_reached() abort()
+
+#define g_try_malloc0(n) calloc(1, (n))
+#define g_malloc0(n) recvmap_g_check(calloc(1, (n)), (n))
+#define g_malloc(n) recvmap_g_check(malloc(n), (n))
+#define g_realloc(p, n) recvmap_g_check(realloc((p), (n)), (n))
+#define g_free(p) free(p)
+#define g_new0(type, n) ((type *)g_malloc0(sizeof(type) * (size_t)(n)))
+#define g_try_new0(type, n) ((type *)g_try_malloc0(sizeof(type) * (size_t)(n)))
+#define g_new(type, n) ((type *)g_malloc(sizeof(type) * (size_t)(n)))
+#define g_renew(type, p, n) ((type *)g_realloc((p), sizeof(type) * (size_t)(n)))
+
+#endif /* RECVMAP_GLIB_LITE_H */

@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A QEMU source tree: is it one, which release, and where each ABI function lives in it.
+
+``QemuTree.open(DIR)`` checks that DIR looks like QEMU (a VERSION file and QEMU's bitmap
+headers) and has the files the bitmap layer is built from; a folder that does not raises
+``TreeError`` with one line saying what is missing. A full checkout and a partial tree with
+QEMU's paths are the same to it.
+
+``inventory(tree)`` says, for each function of the bitmap ABI (``qemu_ref.h``), where it
+comes from: ``file:line`` of a definition in util/bitmap.c or util/bitops.c (exported as
+compiled), ``glue`` for a ``static inline`` of include/qemu/bitops.h or bitmap.h (exported
+by our generated wrapper), or ``absent`` (the release does not have it: never exported,
+so the engine skips it). The search reads the C text with comments blanked out; a
+definition is a line that starts with the return type and the name, whose parameter list
+is followed by ``{``, as QEMU's coding style writes them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+BITMAP_HEADER = "qemu_ref.h"  # the ABI header of the bitmap layer
+IDENTITY = "qref_bits_per_long"  # our library marker: not a QEMU function
+# Where the bitmap layer's functions are looked for, in this order.
+SOURCES = ("util/bitmap.c", "util/bitops.c")
+HEADERS = ("include/qemu/bitops.h", "include/qemu/bitmap.h")
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)\s*$")
+
+
+class TreeError(ValueError):
+    """DIR is not a usable QEMU tree; the message is one line naming DIR and the reason."""
+
+
+def release_tuple(release: str) -> tuple[int, ...]:
+    """``"v10.1.0"`` -> ``(10, 1, 0)`` (releases compare as version tuples)."""
+    return tuple(int(x) for x in release.lstrip("v").split("."))
+
+
+@dataclass(frozen=True)
+class QemuTree:
+    """A checked QEMU tree: its root folder and release (``"v" + VERSION``)."""
+
+    root: Path
+    release: str
+
+    @classmethod
+    def open(cls, path: str | Path) -> QemuTree:
+        root = Path(path)
+        if not root.is_dir():
+            raise TreeError(f"{path}: no such folder")
+        root = root.resolve()
+        version = root / "VERSION"
+        if not version.is_file() or not (root / HEADERS[0]).is_file():
+            what = "VERSION" if not version.is_file() else HEADERS[0]
+            raise TreeError(f"{path}: not a QEMU source tree (no {what})")
+        lines = version.read_text(errors="replace").splitlines()
+        m = _VERSION.match(lines[0] if lines else "")
+        if m is None:
+            raise TreeError(f"{path}: not a QEMU source tree (VERSION is not N.N.N)")
+        for rel in (*HEADERS, *SOURCES):
+            if not (root / rel).is_file():
+                raise TreeError(f"{path}: {rel} missing: the bitmap layer cannot be built")
+        return cls(root, "v" + ".".join(m.groups()))
+
+    @property
+    def release_tuple(self) -> tuple[int, ...]:
+        return release_tuple(self.release)
+
+    def text(self, rel: str) -> str:
+        return (self.root / rel).read_text(errors="replace")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one ABI function of a built tree comes from.
+
+    ``kind`` is ``"tree"`` (``path``:``line`` defines it, compiled as is), ``"glue"`` (our
+    wrapper exports a ``static inline`` at ``path``:``line``, or ``path`` is empty for a
+    glue-only function such as the library marker) or ``"absent"``.
+    """
+
+    function: str
+    kind: str
+    path: str = ""
+    line: int = 0
+    note: str = ""
+
+    @property
+    def where(self) -> str:
+        if self.kind == "tree":
+            return f"{self.path}:{self.line}"
+        if self.kind == "glue":
+            if self.path:
+                return f"glue (inline in {self.path}:{self.line})"
+            return f"glue ({self.note})" if self.note else "glue"
+        return "absent"
+
+
+def blank_comments(text: str) -> str:
+    """``text`` with C comments replaced by spaces (newlines kept: line numbers hold)."""
+
+    def blank(m: re.Match[str]) -> str:
+        return re.sub(r"[^\n]", " ", m.group(0))
+
+    return re.sub(r"/\*.*?\*/|//[^\n]*", blank, text, flags=re.S)
+
+
+_PREFIX = r"(?P<static>static\s+)?(?:inline\s+)?(?:const\s+)?(?:(?:unsigned|signed|struct)\s+)?"
+
+
+def find_definition(text: str, name: str) -> tuple[int, bool] | None:
+    """(line, is_static) of the definition of function ``name`` in C ``text``, else None."""
+    pattern = re.compile(rf"^{_PREFIX}[A-Za-z_]\w*(?:\s+long)?[\s\*]+{re.escape(name)}\s*\(", re.M)
+    for m in pattern.finditer(text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        rest = text[i:].lstrip()
+        if rest.startswith("{"):
+            return text.count("\n", 0, m.start()) + 1, m["static"] is not None
+    return None
+
+
+def inventory(tree: QemuTree, header: str = BITMAP_HEADER) -> list[Origin]:
+    """Where each function of ``header``'s ABI comes from in ``tree`` (ABI order)."""
+    from recvmap.qemu_ref.loader import abi
+
+    texts = {rel: blank_comments(tree.text(rel)) for rel in (*SOURCES, *HEADERS)}
+    out = []
+    for decl in abi():
+        if decl.header != header:
+            continue
+        if decl.name == IDENTITY:
+            out.append(Origin(decl.name, "glue", note="recvmap's word-width marker"))
+            continue
+        out.append(locate(decl.name, texts))
+    return out
+
+
+def locate(name: str, texts: dict[str, str]) -> Origin:
+    """The origin of ``name`` among the comment-blanked ``texts`` (relative path -> text)."""
+    for rel in SOURCES:
+        found = find_definition(texts[rel], name)
+        if found is not None and not found[1]:
+            return Origin(name, "tree", rel, found[0])
+    for rel in HEADERS:
+        found = find_definition(texts[rel], name)
+        if found is not None and found[1]:
+            return Origin(name, "glue", rel, found[0])
+    return Origin(name, "absent")

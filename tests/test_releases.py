@@ -1,0 +1,509 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""QEMU releases in the model: every rule change is run on both sides of its release.
+
+``pymodel.releases.CHANGES`` is the table ``recvmap releases`` prints. Each change has a
+test here that runs the model at the last release before the change and at the first
+release with it, with expectations written from QEMU's code of those releases (the trees
+in ../shared/qemu-trees, when present, are checked for the code each change rests on).
+The rules fixed on this branch (the no-RAM guard, QEMUFile reads of short streams, bytes
+after the end mark) have hand-derived vectors; monkeypatching the old model rule back in
+makes them fail.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import pickle
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from recvmap.fuzz.cli import main
+from recvmap.fuzz.vectors.files import Case, check_model, iter_files, load_file
+from recvmap.pymodel import bitmap_new, bitmap_set
+from recvmap.pymodel import recovery as recovery_mod
+from recvmap.pymodel.errors import PreconditionError, RecoveryError
+from recvmap.pymodel.ramblock import RAMBlock, RamContext, Side, TargetPage
+from recvmap.pymodel.releases import (
+    CHANGES,
+    DEFAULT_RELEASE,
+    FUNCTION_SINCE,
+    RELEASES,
+    Release,
+    ReleaseError,
+    at_release,
+    change,
+    parse_release,
+    release_range,
+    render_table,
+)
+from recvmap.pymodel.words import ILP32_LE, LP64_LE
+
+TPS = 4096
+VECTORS = Path(__file__).parent / "vectors"
+
+
+def _qemu_trees() -> tuple[dict[str, Path], str]:
+    """tests/qemu_trees.py (the tests are not a package: load it by path)."""
+    spec = importlib.util.spec_from_file_location("qemu_trees", VECTORS.parent / "qemu_trees.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TREES, module.SKIP_REASON
+
+
+TREES, SKIP_REASON = _qemu_trees()
+
+
+def before(key: str) -> str:
+    """The last listed release without change ``key``."""
+    first = change(key).release
+    return max(r for r in RELEASES if r < first).name
+
+
+def after(key: str) -> str:
+    return change(key).release.name
+
+
+def ctx(release: str, side: Side = Side.DESTINATION) -> RamContext:
+    return RamContext(TargetPage.fixed(12), side=side, release=release)
+
+
+def stream_of(nbits: int, received: tuple[int, ...] = ()) -> bytes:
+    dst = ctx(DEFAULT_RELEASE.name)
+    rb = dst.ram_block_add("pc.ram", nbits * TPS)
+    dst.ramblock_recv_map_init()
+    for p in received:
+        dst.ramblock_recv_bitmap_set(rb, rb.host + p * TPS)
+    return dst.ramblock_recv_bitmap_send("pc.ram")[0]
+
+
+def source(release: str, nbits: int = 9) -> tuple[RamContext, RAMBlock]:
+    src = ctx(release, Side.SOURCE)
+    rb = src.ram_block_add("pc.ram", nbits * TPS)
+    src.ram_list_init_bitmaps()
+    return src, rb
+
+
+# --- one test per change: both sides ----------------------------------------------------
+
+
+def absent_then_present(key: str, call: Callable[[Release], object]) -> None:
+    for name in change(key).functions:
+        with pytest.raises(ReleaseError) as err:
+            call(parse_release(before(key)))
+        assert name in str(err.value) or err.value.function in change(key).functions
+        assert err.value.since == change(key).release
+        assert isinstance(err.value, PreconditionError)
+    call(parse_release(after(key)))  # no error: the function exists
+
+
+def t_recovery_stream() -> None:
+    key = "recovery_stream"
+    old = ctx(before(key))
+    old.ram_block_add("pc.ram", 4 * TPS)
+    old.ramblock_recv_map_init()  # v2.12.0 has the receivedmap ...
+    with pytest.raises(ReleaseError, match="first appears in v3.0.0"):
+        old.ramblock_recv_bitmap_send("pc.ram")  # ... but no recovery stream
+    src, rb = source(before(key))
+    with pytest.raises(ReleaseError, match="ram_dirty_bitmap_reload"):
+        src.ram_dirty_bitmap_reload(rb, stream_of(9))
+    new = ctx(after(key))
+    new.ram_block_add("pc.ram", 4 * TPS)
+    new.ramblock_recv_map_init()
+    assert new.ramblock_recv_bitmap_send("pc.ram")[1] == 16
+    src, rb = source(after(key))
+    assert src.ram_dirty_bitmap_reload(rb, stream_of(9, (0,))) == 0
+
+
+def _maps(release: str, **flags: bool) -> tuple[bool, int]:
+    c = ctx(release)
+    c.ram_block_add("pc.ram", 4 * TPS)
+    other = c.ram_block_add("ram1", 2 * TPS, **flags)
+    c.ramblock_recv_map_init()
+    return other.receivedmap is not None, c.ram_bytes_total()
+
+
+def t_recv_map_migratable_only() -> None:
+    key = "recv_map_migratable_only"
+    assert _maps(before(key), migratable=False) == (True, 6 * TPS)
+    assert _maps(after(key), migratable=False) == (False, 4 * TPS)
+
+
+def t_ignore_shared() -> None:
+    key = "ignore_shared"
+    assert _maps(before(key), ignored=True) == (True, 6 * TPS)
+    assert _maps(after(key), ignored=True) == (False, 4 * TPS)
+
+
+def t_discard_no_map_on_source() -> None:
+    key = "discard_no_map_on_source"
+    old = ctx(before(key), Side.SOURCE)
+    old.ram_block_add("pc.ram", 4 * TPS)
+    with pytest.raises(PreconditionError, match="814bb08f177a"):
+        old.ram_discard_range("pc.ram", 0, TPS)
+    new = ctx(after(key), Side.SOURCE)
+    new.ram_block_add("pc.ram", 4 * TPS)
+    assert new.ram_discard_range("pc.ram", 0, TPS) == 0
+
+
+def t_count_one_zero() -> None:
+    m = bitmap_new(128, LP64_LE)
+    bitmap_set(m, 3, 5)
+    bitmap_set(m, 64, 2)
+    assert at_release(before("count_one_zero")).bitmap_count_one(m, 0) == 5  # word 0
+    assert at_release(before("count_one_zero")).bitmap_count_one(m, 66) == 7
+    assert at_release(after("count_one_zero")).bitmap_count_one(m, 0) == 0
+    w = bitmap_new(40, ILP32_LE)
+    bitmap_set(w, 31, 2)
+    assert at_release("v2.12.0").bitmap_count_one(w, 0) == 1  # word 0 of 32 bits only
+
+
+def t_count_one_with_offset() -> None:
+    m = bitmap_new(128, LP64_LE)
+    bitmap_set(m, 60, 8)
+    absent_then_present(
+        "count_one_with_offset",
+        lambda r: at_release(r).bitmap_count_one_with_offset(m, 62, 4),
+    )
+    assert at_release(after("count_one_with_offset")).bitmap_count_one_with_offset(m, 62, 4) == 4
+
+
+def t_copy_with_offset() -> None:
+    a, b = bitmap_new(128, LP64_LE), bitmap_new(128, LP64_LE)
+    bitmap_set(b, 5, 3)
+    absent_then_present(
+        "copy_with_offset", lambda r: at_release(r).bitmap_copy_with_src_offset(a, b, 4, 8)
+    )
+    assert a.word(0) == 0b1110
+    absent_then_present(
+        "copy_with_offset", lambda r: at_release(r).bitmap_copy_with_dst_offset(a, b, 1, 8)
+    )
+
+
+def _discard(release: str, start: int, length: int, used: int = 4, mx: int = 4) -> tuple[int, str]:
+    c = ctx(release)
+    rb = c.ram_block_add("pc.ram", used * TPS, mx * TPS, host=0x10000000)
+    c.ramblock_recv_map_init()
+    ret = c.ram_block_discard_range(rb, start, length)
+    return ret, c.error_log[-1] if c.error_log else ""
+
+
+def t_discard_unaligned_length() -> None:
+    key = "discard_unaligned_length"
+    assert _discard(before(key), TPS, TPS + 1) == (
+        -1,
+        "ram_block_discard_range: Unaligned end address: 0x10002001",
+    )
+    assert _discard(after(key), TPS, TPS + 1) == (
+        -1,
+        "ram_block_discard_range: Unaligned length: 1001",
+    )
+
+
+def t_discard_overrun_max_length() -> None:
+    key = "discard_overrun_max_length"
+    assert _discard(before(key), 2 * TPS, TPS, used=2) == (
+        -1,
+        "ram_block_discard_range: Overrun block 'pc.ram' (8192/1000/2000)",
+    )
+    assert _discard(after(key), 2 * TPS, TPS, used=2) == (0, "")
+    assert _discard(after(key), 2 * TPS, 3 * TPS, used=2) == (
+        -1,
+        "ram_block_discard_range: Overrun block 'pc.ram' (8192/3000/4000)",
+    )
+
+
+def t_send_postcopy_length() -> None:
+    key = "send_postcopy_length"
+    sizes = []
+    for release in (before(key), after(key)):
+        c = ctx(release)
+        c.ram_block_add("pc.ram", 100 * TPS, 100 * TPS, postcopy_length=40 * TPS)
+        c.ramblock_recv_map_init()
+        stream, ret = c.ramblock_recv_bitmap_send("pc.ram")
+        sizes.append((int.from_bytes(stream[:8], "big"), ret))
+    assert sizes == [(16, 24), (8, 16)]  # 100 pages -> 13 -> 16 bytes; 40 -> 5 -> 8
+
+
+def t_test_and_clear() -> None:
+    m = bitmap_new(64, LP64_LE)
+    bitmap_set(m, 0, 4)
+    absent_then_present("test_and_clear", lambda r: at_release(r).bitmap_test_and_clear(m, 1, 2))
+    assert m.word(0) == 0b1001
+    assert at_release(before("test_and_clear")).bitmap_test_and_clear_atomic(m, 0, 1) is True
+
+
+def _reload(release: str, stream: bytes) -> tuple[int, str]:
+    src, rb = source(release)
+    try:
+        return src.ram_dirty_bitmap_reload(rb, stream), ""
+    except RecoveryError as err:
+        assert src.error_log == [src.error_log[-1]]
+        return err.ret, src.error_log[-1]
+
+
+def t_reload_bool_error() -> None:
+    key = "reload_bool_error"
+    short = stream_of(9)[:12]
+    assert _reload(before(key), short) == (
+        -errno.EIO,
+        "ram_dirty_bitmap_reload: read bitmap failed for ramblock 'pc.ram': -5 "
+        "(size 0x8, got: 0x4)",
+    )
+    assert _reload(after(key), short) == (
+        -1,
+        "read bitmap failed for ramblock 'pc.ram': (size 0x8, got: 0x4)",
+    )
+    assert _reload(before(key), b"") == (
+        -errno.EINVAL,
+        "ram_dirty_bitmap_reload: ramblock 'pc.ram' bitmap size mismatch (0x0 != 0x8)",
+    )
+    assert _reload(after(key), b"") == (-1, "ramblock 'pc.ram' bitmap size mismatch (0x0 != 0x8)")
+
+
+def t_reload_end_mark_hex() -> None:
+    key = "reload_end_mark_hex"
+    bad = stream_of(9)[:16] + (0xFF).to_bytes(8, "big")
+    assert _reload(before(key), bad) == (
+        -errno.EINVAL,
+        "ram_dirty_bitmap_reload: ramblock 'pc.ram' end mark incorrect: 0x255",
+    )
+    assert _reload(after(key), bad) == (
+        -errno.EINVAL,
+        "ram_dirty_bitmap_reload: ramblock 'pc.ram' end mark incorrect: 0xff",
+    )
+
+
+def t_clear_bit_atomic() -> None:
+    m = bitmap_new(64, LP64_LE)
+    bitmap_set(m, 0, 2)
+    absent_then_present("clear_bit_atomic", lambda r: at_release(r).clear_bit_atomic(1, m))
+    assert m.word(0) == 1
+
+
+def t_recv_bitmap_set_offset() -> None:
+    key = "recv_bitmap_set_offset"
+    for release in (before(key), after(key)):
+        c = ctx(release)
+        rb = c.ram_block_add("pc.ram", 4 * TPS)
+        c.ramblock_recv_map_init()
+        if release == before(key):
+            with pytest.raises(ReleaseError, match="v9.1.0"):
+                c.ramblock_recv_bitmap_set_offset(rb, 2 * TPS)
+        else:
+            c.ramblock_recv_bitmap_set_offset(rb, 2 * TPS)
+            assert rb.receivedmap is not None and rb.receivedmap.word(0) == 4
+
+
+BOTH_SIDES: dict[str, Callable[[], None]] = {
+    "recovery_stream": t_recovery_stream,
+    "recv_map_migratable_only": t_recv_map_migratable_only,
+    "discard_no_map_on_source": t_discard_no_map_on_source,
+    "count_one_zero": t_count_one_zero,
+    "count_one_with_offset": t_count_one_with_offset,
+    "ignore_shared": t_ignore_shared,
+    "copy_with_offset": t_copy_with_offset,
+    "discard_unaligned_length": t_discard_unaligned_length,
+    "reload_end_mark_hex": t_reload_end_mark_hex,
+    "discard_overrun_max_length": t_discard_overrun_max_length,
+    "send_postcopy_length": t_send_postcopy_length,
+    "test_and_clear": t_test_and_clear,
+    "reload_bool_error": t_reload_bool_error,
+    "clear_bit_atomic": t_clear_bit_atomic,
+    "recv_bitmap_set_offset": t_recv_bitmap_set_offset,
+}
+
+
+def test_every_change_has_a_two_sided_test() -> None:
+    assert set(BOTH_SIDES) == {c.key for c in CHANGES}
+
+
+@pytest.mark.parametrize("key", sorted(BOTH_SIDES))
+def test_change_on_both_sides(key: str) -> None:
+    BOTH_SIDES[key]()
+
+
+# --- the release names and the table ---------------------------------------------------
+
+
+def test_releases_are_ordered_as_version_tuples() -> None:
+    assert list(RELEASES) == sorted(RELEASES)
+    assert parse_release("v10.1.0") > parse_release("v9.2.0") > parse_release("v2.12.0")
+    assert parse_release("10.1.0") == parse_release("v10.1.0")
+    assert parse_release("3.0") == parse_release("v3.0.0")
+    assert parse_release(None) == DEFAULT_RELEASE == RELEASES[-1]
+    assert parse_release("v10.1.1").has("reload_bool_error")  # a stable release in between
+    for bad in ("v2.11.0", "v99.0.0", "latest", ""):
+        with pytest.raises(PreconditionError, match="release"):
+            parse_release(bad)
+
+
+def test_release_ranges() -> None:
+    r = release_range(">=v3.0.0,<v8.2.0")
+    assert [x.name for x in RELEASES if r(x)][:2] == ["v3.0.0", "v3.1.0"]
+    assert not r(parse_release("v8.2.0")) and not r(parse_release("v2.12.0"))
+    assert release_range("v4.0.0")(parse_release("v4.0.0"))
+    assert all(release_range("*")(x) for x in RELEASES)
+
+
+def test_release_error_names_the_first_release_and_pickles() -> None:
+    err = ReleaseError("bitmap_test_and_clear", "v3.0.0")
+    assert "first appears in v7.2.0" in str(err) and "cedb70eafb" in str(err)
+    again = pickle.loads(pickle.dumps(err))
+    assert (again.function, again.release, str(again)) == (err.function, err.release, str(err))
+    with pytest.raises(AttributeError):
+        _ = at_release("v3.0.0").no_such_function
+
+
+def test_the_newest_view_is_the_model() -> None:
+    from recvmap.pymodel import bitmap, bitops
+
+    view = at_release()
+    assert view.bitmap_count_one is bitmap.bitmap_count_one
+    assert view.set_bit is bitops.set_bit
+    assert set(view.functions()) == set(bitmap.__all__) | set(bitops.__all__)
+    assert not at_release("v2.12.0").has("bitmap_test_and_clear")
+    assert set(FUNCTION_SINCE) >= {"bitmap_count_one_with_offset", "ramblock_recv_bitmap_send"}
+
+
+NAMED = {  # the changes issue 9 names, with their commits
+    "count_one_zero": "e7c91368d2",
+    "count_one_with_offset": "94960256ae",
+    "copy_with_offset": "ad37f24d57",
+    "test_and_clear": "cedb70eafb",
+    "reload_bool_error": "88577f3242",
+    "recovery_stream": "a335debb35",
+    "discard_no_map_on_source": "814bb08f17",
+    "send_postcopy_length": "898ba906cc",
+    "discard_unaligned_length": "72821d93e0",
+}
+
+
+def test_recvmap_releases_lists_the_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["releases"]) == 0
+    out = capsys.readouterr().out
+    assert out == render_table()
+    for key, commit in NAMED.items():
+        c = change(key)
+        assert c.commit.startswith(commit)
+        assert re.search(rf"^{re.escape(c.release.name)}\s+{c.commit}\s", out, re.M), key
+
+
+def test_cli_rejects_an_unknown_release(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--release", "v1.0.0", str(VECTORS)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "predates the received-page bitmap" in err
+
+
+def test_replay_at_an_old_release(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--model-only", "--release", "v3.0.0", str(VECTORS)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.match(r"\d+ passed, 0 failed, \d+ skipped \(model only, QEMU v3.0.0\)", out)
+
+
+# --- the fixed rules: hand vectors, and the old model rule fails them ------------------
+
+
+def hand_cases(name: str) -> list[Case]:
+    return [c for c in load_file(VECTORS / name) if "HandDerived" in c.test["flags"]]
+
+
+def check(case: Case) -> str | None:
+    """check_model at the first release of the case's range."""
+    first = case.group["release"].split(",")[0].removeprefix(">=")
+    return check_model(case, first)
+
+
+NEW_READ_STREAM = recovery_mod._read_stream
+
+
+def _old_read_stream(ctx: RamContext, block: RAMBlock, stream: bytes, local_size: int) -> bytes:
+    """The model's rule before this fix: a stream shorter than the size field was its own
+    error (-EIO), and bytes after the end mark were rejected (-EINVAL)."""
+    if len(stream) < 8:
+        raise recovery_mod._reject(ctx, block, "stream too short", -errno.EIO)
+    payload = NEW_READ_STREAM(ctx, block, stream, local_size)
+    if len(stream) > 16 + local_size:
+        raise recovery_mod._reject(ctx, block, "bytes after the end mark", -errno.EINVAL)
+    return payload
+
+
+def test_old_stream_rule_fails_the_hand_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [
+        c for c in hand_cases("recovery-stream.json") if "issue 3 malformed" in c.test["comment"]
+    ]
+    names = {
+        "empty stream",
+        "7-byte size field",
+        "size field cut short",
+        "bytes after the end mark",
+    }
+    targets = [c for c in cases if any(n in c.test["comment"] for n in names)]
+    assert len(targets) >= 4 * 4  # every case at both releases / layout pairs it has
+    assert all(check(c) is None for c in targets)
+    monkeypatch.setattr(recovery_mod, "_read_stream", _old_read_stream)
+    assert all(check(c) is not None for c in targets)
+
+
+def test_old_no_guard_rule_fails_the_hand_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    cases = [c for c in hand_cases("ram-rules.json") if "no RAM" in c.test["comment"]]
+    cases += [
+        c
+        for c in load_file(VECTORS / "recovery-stream.json")
+        if "the source has no RAM" in c.test["comment"]
+    ]
+    assert len(cases) >= 2 + 4
+    assert all(check(c) is None for c in cases)
+    monkeypatch.setattr(RamContext, "ram_bytes_total", lambda self: 1)  # no guard
+    assert all(check(c) is not None for c in cases)
+
+
+def test_every_vector_file_has_hand_derived_and_snapshot_flags() -> None:
+    flags = {f for p in iter_files([VECTORS]) for c in load_file(p) for f in c.test["flags"]}
+    assert {"HandDerived", "ModelSnapshot", "Release"} <= flags
+
+
+# --- the code each change rests on, in QEMU's own trees --------------------------------
+
+needs_trees = pytest.mark.skipif(not TREES, reason=SKIP_REASON)
+
+
+def _function(tree: Path, path: str, signature: str) -> str:
+    text = (tree / path).read_text(errors="replace")
+    start = text.index(signature)
+    end = text.index("\n}\n", start)
+    return text[start:end]
+
+
+@needs_trees
+def test_the_trees_show_the_release_rules() -> None:
+    for release, tree in TREES.items():
+        rel = parse_release(release)
+        count_one = _function(tree, "include/qemu/bitmap.h", "long bitmap_count_one(")
+        assert ("!nbits" in count_one) == rel.has("count_one_zero"), release
+        init = _function(tree, "migration/ram.c", "ram_list_init_bitmaps(void)")
+        assert "if (ram_bytes_total())" in init, release  # the no-RAM guard: every release
+        discard = _function(tree, "migration/ram.c", "int ram_discard_range(")
+        assert ("if (rb->receivedmap)" in discard) == rel.has("discard_no_map_on_source")
+        ram_c = (tree / "migration/ram.c").read_text(errors="replace")
+        assert ("ramblock_recv_bitmap_send(" in ram_c) == rel.has_function(
+            "ramblock_recv_bitmap_send"
+        )
+        if not rel.has_function("ram_dirty_bitmap_reload"):
+            continue
+        reload = _function(tree, "migration/ram.c", "ram_dirty_bitmap_reload(MigrationState")
+        assert reload.lstrip().startswith("ram_dirty_bitmap_reload")
+        is_bool = "bool ram_dirty_bitmap_reload(" in ram_c
+        assert is_bool == rel.has("reload_bool_error"), release
+        assert ("PRIu64" not in reload.split("end mark incorrect")[1][:30]) == rel.has(
+            "reload_end_mark_hex"
+        )
+        assert reload.index("size = qemu_get_be64(file)") < reload.index("qemu_get_buffer")
+        assert reload.index("qemu_get_buffer") < reload.index("qemu_file_get_error")
+        send = _function(tree, "migration/ram.c", "int64_t ramblock_recv_bitmap_send(")
+        uses_postcopy = "nbits = block->postcopy_length" in send
+        assert uses_postcopy == rel.has("send_postcopy_length"), release
