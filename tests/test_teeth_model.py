@@ -103,7 +103,9 @@ RAM_RULES: dict[str, tuple[str, Callable[..., Any], list[tuple[str, str]]]] = {
 
 
 def planted_code(func: Callable[..., Any], edits: list[tuple[str, str]]) -> Any:
-    """The code of ``func`` compiled from an edited copy of its (dedented) source text."""
+    """The code of ``func`` compiled from an edited copy of its (dedented) source text.
+
+    ``func`` must be the function itself, not a checking wrapper: see ``plant``."""
     text = textwrap.dedent(inspect.getsource(func))
     for old, new in edits:
         assert text.count(old) == 1, f"edit no longer applies to {func.__name__}: {old!r}"
@@ -113,11 +115,19 @@ def planted_code(func: Callable[..., Any], edits: list[tuple[str, str]]) -> Any:
     flags = __future__.annotations.compiler_flag
     code = compile(text, f"<planted {func.__name__}>", "exec", flags=flags, dont_inherit=True)
     exec(code, namespace)  # noqa: S102
-    code = namespace[func.__name__].__code__
+    code = inspect.unwrap(namespace[func.__name__]).__code__
     old = func.__code__
     parts = ("co_code", "co_consts", "co_names")
     assert [getattr(code, p) for p in parts] != [getattr(old, p) for p in parts], "no change"
     return code
+
+
+def plant(
+    monkeypatch: pytest.MonkeyPatch, func: Callable[..., Any], edits: list[tuple[str, str]]
+) -> None:
+    """Swap the planted code into the function the model's argument checks wrap."""
+    inner = inspect.unwrap(func)
+    monkeypatch.setattr(inner, "__code__", planted_code(inner, edits))
 
 
 def failing_vectors() -> list[str]:
@@ -140,7 +150,7 @@ def test_a_planted_model_bug_fails_fixed_vectors(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     func, edits = PLANTS[name]
-    monkeypatch.setattr(func, "__code__", planted_code(func, edits))
+    plant(monkeypatch, func, edits)
     failing = failing_vectors()
     print(f"{name}: {len(failing)} of {len(CASES)} vectors fail", *failing[:8], sep="\n  ")
     assert failing, f"no vector catches the planted bug {name!r}"
@@ -150,7 +160,7 @@ def test_the_end_mark_is_checked_in_its_high_half(monkeypatch: pytest.MonkeyPatc
     """Exactly the vectors flipping a byte of the end mark's high half catch the low-half
     comparison: one per high byte, per receiver word width."""
     func, edits = PLANTS["end mark low half"]
-    monkeypatch.setattr(func, "__code__", planted_code(func, edits))
+    plant(monkeypatch, func, edits)
     failing = failing_vectors()
     high = [f for f in failing if "end mark with byte" in f]
     # per high byte: two receiver word widths, each at the three releases whose texts differ
@@ -163,7 +173,7 @@ def test_the_end_mark_is_checked_in_its_high_half(monkeypatch: pytest.MonkeyPatc
 def test_each_ram_rule_has_teeth(rule: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Break one ram-layer rule in a copy of the model: a vector flagged with it fails."""
     flag, func, edits = RAM_RULES[rule]
-    monkeypatch.setattr(func, "__code__", planted_code(func, edits))
+    plant(monkeypatch, func, edits)
     flagged = [c for c in CASES if flag in c.test["flags"] and c.program.layer == "ram"]
     assert flagged, f"no ram vector carries the flag {flag}"
     failing = [

@@ -324,7 +324,12 @@ def _run_stream_batch(
         while at >= len(model_live[k]):
             at -= len(model_live[k])
             k += 1
-        divergence = Divergence(index, op, "memory", trace[off], images[off], k, at)
+        base = off - at  # array k's image after op ``index``, in both records
+        end = base + len(model_live[k])
+        words = word_pair(
+            trace[base:end], images[base:end], at, session.model.layout.bytes_per_long
+        )
+        divergence = Divergence(index, op, "memory", trace[off], images[off], k, at, words=words)
     return program.with_ops(kept[: index + 1]), divergence
 
 
