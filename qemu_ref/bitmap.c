@@ -8,6 +8,7 @@
 
 #undef NDEBUG   /* QEMU's asserts are part of the behaviour: keep them */
 #include <assert.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qemu_ref.h"
@@ -179,6 +180,54 @@ static qref_long slow_bitmap_count_one(const qref_ulong *map, qref_long nbits)
  */
 
 /* zero: one word, or BITS_TO_LONGS whole words (tail cleared). */
+/*
+ * Allocation (bitmap.h bitmap_new, bitmap_zero_extend).  glib gives NULL for
+ * zero elements and aborts when memory runs out; so do these.  Words that
+ * the reallocation adds are zeroed here, where glib leaves them
+ * uninitialized: only bits past new_nbits in the last word can show it, and
+ * the model zeroes them too.
+ */
+qref_ulong *bitmap_new(qref_long nbits)
+{
+    qref_ulong nelem = BITS_TO_LONGS(nbits);
+    qref_ulong *map;
+
+    if (nelem == 0) {
+        return NULL;
+    }
+    map = calloc(nelem, WORD_BYTES);
+    if (!map) {
+        abort();
+    }
+    return map;
+}
+
+qref_ulong *bitmap_zero_extend(qref_ulong *old, qref_long old_nbits, qref_long new_nbits)
+{
+    qref_ulong old_nelem = old ? BITS_TO_LONGS(old_nbits) : 0;
+    qref_ulong new_nelem = BITS_TO_LONGS(new_nbits);
+    qref_ulong *map = NULL;
+
+    if (new_nelem == 0) {
+        free(old);
+    } else {
+        map = realloc(old, new_nelem * WORD_BYTES);
+        if (!map) {
+            abort();
+        }
+        if (new_nelem > old_nelem) {
+            memset(map + old_nelem, 0, (new_nelem - old_nelem) * WORD_BYTES);
+        }
+    }
+    bitmap_clear(map, old_nbits, new_nbits - old_nbits);
+    return map;
+}
+
+void qref_bitmap_free(qref_ulong *map)
+{
+    free(map);
+}
+
 void bitmap_zero(qref_ulong *dst, qref_long nbits)
 {
     if (small_nbits(nbits)) {

@@ -5,7 +5,8 @@ The batch interpreter (``batch.c``) runs a whole bitmap-layer program in one for
 on ANY library that exports QEMU's names: Python hands it the library's function addresses
 (looked up by name, as the ctypes loader does), and for each function this script writes a
 typed call through such an address. An argument or result type the interpreter cannot carry
-fails the build, so the header stays the one statement of the ABI.
+fails the build, so the header stays the one statement of the ABI; the allocating functions
+are left out by name (``gen_dispatch.NOT_CARRIED``).
 
 Usage: ``gen_batch.py OUTPUT.h qemu_ref.h`` (stdlib only: meson runs it before install).
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gen_dispatch import SIGNED, UNSIGNED, Decl, _base, parse
+from gen_dispatch import NOT_CARRIED, SIGNED, UNSIGNED, Decl, _base, parse
 
 ARRAYS = {"qref_ulong *"}
 
@@ -65,13 +66,15 @@ def generate(header: Path) -> str:
     ]
     rows = []
     for decl in decls:
+        if decl.name in NOT_CARRIED:  # allocating: the interpreter's arrays are Python's
+            continue
         text, kind, kinds = call(decl)
         out.append(text)
         rows.append(f'    {{ "{decl.name}", \'{kind}\', "{kinds}", qb_{decl.name} }},')
     out.append("static const QBatchFn qb_functions[] = {")
     out += rows
     out.append("};")
-    out.append(f"#define QB_NFUNCTIONS {len(decls)}")
+    out.append(f"#define QB_NFUNCTIONS {len(rows)}")
     return "\n".join(out) + "\n"
 
 

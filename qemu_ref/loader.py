@@ -243,6 +243,50 @@ class CWords:
         view[:] = image
 
 
+class CArray(CWords):
+    """An array the library allocated (``bitmap_new``, ``bitmap_zero_extend``).
+
+    Same face as ``CWords``, over the library's memory; ``free()`` hands it back
+    (``qref_bitmap_free``), and so does garbage collection. An array passed as the first
+    argument of ``bitmap_zero_extend`` is consumed (reallocated): it becomes empty and
+    must not be used again.
+    """
+
+    def __init__(self, lib: CLibrary, pointer: Any, nwords: int) -> None:
+        ctype = lib._ulong
+        self.nwords = nwords
+        self.bits_per_long = lib.bits
+        self._free: Callable[..., Any] | None = lib.functions.get("qref_bitmap_free")
+        address = ctypes.cast(pointer, ctypes.c_void_p).value
+        if nwords and not address:
+            raise LibraryError(f"{lib.path}: allocation of {nwords} words returned NULL")
+        self.address = address or 0
+        self.array = (ctype * nwords).from_address(self.address) if nwords else (ctype * 0)()
+        self._as_parameter_ = ctypes.cast(pointer, ctypes.POINTER(ctype))
+
+    def release(self) -> None:
+        """Forget the memory without freeing it (it was reallocated by the library)."""
+        self.nwords, self.address = 0, 0
+        self.array = (type(self.array)._type_ * 0)()
+        self._as_parameter_ = ctypes.cast(None, type(self._as_parameter_))
+
+    def free(self) -> None:
+        if self.address and self._free is not None:
+            self._free(self._as_parameter_)
+        self.release()
+
+    def __del__(self) -> None:
+        try:
+            self.free()
+        except Exception:  # interpreter shutdown: nothing left to hand back to
+            pass
+
+
+def _bits_to_longs(n: int, bits: int) -> int:
+    """BITS_TO_LONGS of the ABI: ``n`` converted to qref_ulong, rounded up to words."""
+    return ((n % (1 << bits)) + bits - 1) % (1 << bits) // bits
+
+
 class CLibrary:
     """A loaded shared library with the ABI's functions as attributes."""
 
@@ -269,7 +313,9 @@ class CLibrary:
                 continue
             fn.restype = _ctype(decl.restype, bits)
             fn.argtypes = [_ctype(t, bits) for t in decl.argtypes]
-            self.functions[decl.name] = fn
+            self.functions[decl.name] = (
+                self._allocating(fn, decl) if decl.restype == "qref_ulong *" else fn
+            )
         self._check_identity(partial)
 
     def _check_identity(self, partial: bool) -> None:
@@ -288,6 +334,21 @@ class CLibrary:
             raise LibraryError(f"{self.path}: wrong library: exports none of QEMU's bitmap symbols")
         if self.missing and not partial:
             raise LibraryError(f"{self.path}: missing symbols: {', '.join(self.missing)}")
+
+    def _allocating(self, fn: Any, decl: Decl) -> Callable[..., CArray]:
+        """A function returning a new array (the header's allocation rules): its size is
+        BITS_TO_LONGS(last argument); a ``CArray`` passed first as ``qref_ulong *`` is
+        consumed."""
+        consumes = bool(decl.argtypes) and decl.argtypes[0] == "qref_ulong *"
+
+        def call(*args: Any) -> CArray:
+            pointer = fn(*args)
+            if consumes and isinstance(args[0], CArray):
+                args[0].release()
+            return CArray(self, pointer, _bits_to_longs(int(args[-1]), self.bits))
+
+        call.__name__ = decl.name
+        return call
 
     def has(self, name: str) -> bool:
         return name in self.functions

@@ -17,6 +17,12 @@
  *   `QREF_API `: the Python loader reads argument and return types from
  *   these lines, so this header is the only statement of the ABI.
  * - qref_bits_per_long() tells which word width a library was built for.
+ * - Allocation: bitmap_new and bitmap_zero_extend return a new array of
+ *   BITS_TO_LONGS(n) words, n being their LAST argument (NULL for 0 words,
+ *   as glib's g_new0 / g_renew give).  bitmap_zero_extend reallocates its
+ *   first argument, which is consumed.  Such arrays are released with
+ *   qref_bitmap_free, which is ours (QEMU calls g_free); the loader relies
+ *   on these three rules for every function returning `qref_ulong *`.
  *
  * Macros: the word width is QREF_BITS_PER_LONG (QEMU's BITS_PER_LONG under
  * a prefix, because system headers may define BITS_PER_LONG).  The other
@@ -106,6 +112,10 @@ QREF_API qref_ulong find_next_zero_bit(const qref_ulong *addr, qref_ulong size, 
 QREF_API qref_ulong find_last_bit(const qref_ulong *addr, qref_ulong size);
 
 /* include/qemu/bitmap.h */
+QREF_API qref_ulong *bitmap_new(qref_long nbits);
+QREF_API qref_ulong *bitmap_zero_extend(qref_ulong *old, qref_long old_nbits, qref_long new_nbits);
+/* Ours, not QEMU's: releases an array of bitmap_new / bitmap_zero_extend (QEMU: g_free). */
+QREF_API void qref_bitmap_free(qref_ulong *map);
 QREF_API void bitmap_zero(qref_ulong *dst, qref_long nbits);
 QREF_API void bitmap_fill(qref_ulong *dst, qref_long nbits);
 QREF_API void bitmap_copy(qref_ulong *dst, const qref_ulong *src, qref_long nbits);

@@ -20,6 +20,7 @@ class Mutant:
     after: str
     origin: str = "systematic"  # or "hand"
     note: str = ""
+    function: str = ""  # the function (or "#define NAME") the edit is in, when known
 
     def build_edits(self) -> dict[str, list[tuple[str, str]]]:
         out: dict[str, list[tuple[str, str]]] = {}

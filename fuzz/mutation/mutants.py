@@ -2,24 +2,34 @@
 """Mutation testing of the differential fuzzer: how many broken C references does it catch?
 
 A *mutant* is the C reference (``qemu_ref/*.c`` and the macros of its headers) with one small
-edit: an operator, a constant, a mask off by one, a loop bound, a shift, swapped arguments,
-an atomic read-modify-write replaced by a plain one, a dropped statement. Systematic mutants
-come from the small generator below (stdlib only, a line-based C tokenizer); realistic ones,
-modelled on plausible patch mistakes, are written by hand in ``mutants_hand.py``. Each mutant
-is compiled in both word widths with ``build.build_library`` (edits match exactly once) and
-fuzzed against the model, one fresh process per (mutant, seed), so a mutant that crashes or
-hangs is a detection and never takes the runner down.
+edit. Systematic mutants come from universalmutator's C rules, placed by tree-sitter
+(``generate.py``); realistic ones, modelled on plausible patch mistakes, are written by hand
+in ``mutants_hand.py``. Each mutant is compiled in both word widths with
+``build.build_library`` (edits match exactly once) and fuzzed against the model, one fresh
+process per (mutant, seed), so a mutant that crashes or hangs never takes the runner down.
 
 Survivors of the fuzzing meet the other oracles: QEMU's asserts (``abort``), threads through
 the atomic helpers (``stress``: qemu_ref/stress.c and ``CLEAR_STRESS_C``), and fuzzing
 under AddressSanitizer/UBSan/LeakSanitizer (``asan``).
 
-Verdicts: *killed* (a divergence, a crash, an uncaught exception or a hang in every seed, or
-a kill by another oracle), *flaky* (some seeds only), *survived*; *stillborn* (does not
-compile with -Werror: not counted), *equivalent* (the same machine code as the reference, a
-dropped barrier, or a reason written in ``mutants_hand``: not counted). The mutation score
-is killed / non-equivalent; a mutant's time to kill is the median over its seeds (a
-surviving seed counts as infinite). docs/mutants.md has the method and the figures.
+What counts (an honest score). A *kill* has one of six causes: a divergence from the model,
+an abort (QEMU's assert where it must fire, or a SIGABRT), a crash by another signal, a
+sanitizer report, a lost bit (the concurrency programs), or a hang confirmed by re-running
+the input that hung alone with a generous timeout. Anything else is an *error*, counted
+apart and never as a kill: a Python exception in the harness, a non-zero exit after a clean
+result, a crash the input does not reproduce, an oracle that could not run. A hang the
+re-run does not reproduce is an *unconfirmed hang*. A mutant is *equivalent* only when its
+machine code (.text, .rodata, .data, read with pyelftools) is the reference's; a mutant
+argued equivalent (``mutants_hand``: a reason; a dropped barrier; an atomic made plain) is
+fuzzed anyway and, when nothing kills it, reported as *argued equivalent, not killed*.
+
+Verdicts: killed (every seed, or an extra oracle), flaky (some seeds), survived, error,
+unconfirmed-hang, argued-equivalent, equivalence-refuted (argued, yet killed: a kill);
+equivalent (identical code) and stillborn (does not compile with -Werror) are not counted.
+The strict score is kills / every mutant that compiles to different code; the lenient one is
+the former rule (an error or unconfirmed hang counts as a kill, argued equivalents leave the
+denominator). A mutant's time to kill is the median over its seeds (a seed without a kill
+counts as infinite). docs/mutants.md has the method and the figures.
 
 ``recvmap mutants`` (``add_parser`` / ``run``) prints one line per mutant and the summary.
 """
@@ -30,134 +40,28 @@ import argparse
 import hashlib
 import json
 import math
+import mmap
 import os
 import random
-import re
 import select
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .generate import MUTABLE_FILES, source_texts, syntax_error_of, systematic_mutants
 from .mutant import Mutant
 
-MUTABLE_FILES = ("bitops.c", "bitmap.c", "ram.c", "qemu_ref.h", "qemu_ref_ram.h")
+__all__ = ["MUTABLE_FILES", "Mutant", "source_texts", "systematic_mutants"]
+
 LAYERS = ("bitmap", "ram", "recovery")
 
-# --- the mutants ------------------------------------------------------------------------
-
-
-# --- a small C tokenizer ----------------------------------------------------------------
-
-
-def code_mask(text: str) -> str:
-    """``text`` with comments and string/char literals blanked (newlines kept)."""
-    out = list(text)
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            for k in range(i, j):
-                if out[k] != "\n":
-                    out[k] = " "
-            i = j
-        elif text.startswith("//", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            for k in range(i, j):
-                out[k] = " "
-            i = j
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c:
-                j += 2 if text[j] == "\\" else 1
-            for k in range(i + 1, min(j, n)):
-                if out[k] != "\n":
-                    out[k] = " "
-            i = j + 1
-        else:
-            i += 1
-    return "".join(out)
-
-
-TOKEN = re.compile(
-    r"0[xX][0-9a-fA-F]+[uUlL]*|\d+[uUlL]*|[A-Za-z_]\w*"
-    r"|<<=|>>=|->|\+\+|--|<<|>>|<=|>=|==|!=|&&|\|\||\+=|-=|\*=|/=|%=|&=|\|=|\^="
-    r"|[-+*/%&|^~!<>=?:;,(){}\[\].\\#]"
-)
-TYPES = frozenset(
-    "void char int long unsigned signed short bool size_t uint8_t uint32_t uint64_t int32_t "
-    "int64_t uintptr_t qref_ulong qref_long qref_uptr RAMBlock RAMList const static inline "
-    "va_list struct".split()
-)
-KEYWORDS = frozenset("if for while switch return sizeof case do else goto".split())
-NOT_CALLS = KEYWORDS | {"defined", "__attribute__", "format", "__typeof__"}
-
-BINARY = {
-    "+": ("-",),
-    "-": ("+",),
-    "*": ("/",),
-    "/": ("*",),
-    "%": ("/",),
-    "<<": (">>",),
-    ">>": ("<<",),
-    "&": ("|",),
-    "|": ("&",),
-    "^": ("|",),
-    "<": ("<=", "!="),
-    "<=": ("<", "=="),
-    ">": (">=", "!="),
-    ">=": (">", "=="),
-    "==": ("!=",),
-    "!=": ("==",),
-    "&&": ("||",),
-    "||": ("&&",),
-}
-ASSIGN = {
-    "+=": ("-=",),
-    "-=": ("+=",),
-    "|=": ("&=", "^="),
-    "&=": ("|=",),
-    "^=": ("|=",),
-    "<<=": (">>=",),
-    ">>=": ("<<=",),
-    "%=": ("/=",),
-    "*=": ("/=",),
-    "/=": ("*=",),
-}
-OPERATOR_CLASS = {
-    **{op: "aor" for op in ("+", "-", "*", "/", "%")},
-    **{op: "shift" for op in ("<<", ">>", "<<=", ">>=")},
-    **{op: "bitop" for op in ("&", "|", "^")},
-    **{op: "ror" for op in ("<", "<=", ">", ">=", "==", "!=")},
-    **{op: "lcr" for op in ("&&", "||")},
-    **{op: "assign" for op in ("+=", "-=", "|=", "&=", "^=", "%=", "*=", "/=")},
-}
-# Atomic builtins: (plain with the same sequential effect, plain with the wrong old value).
-ATOMICS = {
-    "__atomic_fetch_or": (
-        "({{ __typeof__({a}) p_ = ({a}); __typeof__(*p_) o_ = *p_; *p_ = o_ | ({b}); o_; }})",
-        "(*({a}) |= ({b}))",
-    ),
-    "__atomic_fetch_and": (
-        "({{ __typeof__({a}) p_ = ({a}); __typeof__(*p_) o_ = *p_; *p_ = o_ & ({b}); o_; }})",
-        "(*({a}) &= ({b}))",
-    ),
-    "__atomic_exchange_n": (
-        "({{ __typeof__({a}) p_ = ({a}); __typeof__(*p_) o_ = *p_; *p_ = ({b}); o_; }})",
-        "(*({a}) = ({b}))",
-    ),
-    "__atomic_store_n": ("(*({a}) = ({b}))", None),
-    "__atomic_load_n": ("(*({a}))", None),
-    "__atomic_thread_fence": ("((void)0)", None),
-}
 # Operators whose mutants only a concurrent oracle can tell from the reference.
 SEQUENTIAL_EQUIVALENT = {"atomic-plain"}
 FENCE_REASON = (
@@ -165,273 +69,9 @@ FENCE_REASON = (
     "another thread could show it, and no oracle here observes that"
 )
 
-
-@dataclass
-class Tok:
-    text: str
-    col: int
-
-
-def tokens(masked_line: str, start: int = 0) -> list[Tok]:
-    return [Tok(m.group(), m.start()) for m in TOKEN.finditer(masked_line, start)]
-
-
-def _is_operand_end(tok: Tok | None) -> bool:
-    """Whether a binary operator may follow ``tok`` (an identifier, number, ``)`` or ``]``)."""
-    if tok is None:
-        return False
-    t = tok.text
-    if t in (")", "]"):
-        return True
-    if t[0].isdigit():
-        return True
-    return bool(re.fullmatch(r"[A-Za-z_]\w*", t)) and t not in KEYWORDS and t not in TYPES
-
-
-def _closing(toks: list[Tok], i: int) -> int:
-    """Index of the token closing the bracket at ``toks[i]`` on this line, or -1."""
-    depth = 0
-    for j in range(i, len(toks)):
-        if toks[j].text in "([":
-            depth += 1
-        elif toks[j].text in ")]":
-            depth -= 1
-            if depth == 0:
-                return j
-    return -1
-
-
-def _split_args(toks: list[Tok], open_i: int, close_i: int) -> list[tuple[int, int]]:
-    """Token index ranges [lo, hi) of the top-level arguments between two parentheses."""
-    args, depth, lo = [], 0, open_i + 1
-    for j in range(open_i + 1, close_i):
-        t = toks[j].text
-        if t in "([":
-            depth += 1
-        elif t in ")]":
-            depth -= 1
-        elif t == "," and depth == 0:
-            args.append((lo, j))
-            lo = j + 1
-    if lo < close_i:
-        args.append((lo, close_i))
-    return args
-
-
-@dataclass
-class LineInfo:
-    """What the generator may touch on one line: the column from which code is mutable."""
-
-    number: int  # 0-based
-    start: int  # first mutable column, -1: nothing
-    statement_start: bool = False  # a statement begins on this line (function body)
-
-
-def scan_lines(text: str, header: bool) -> tuple[list[str], list[str], list[LineInfo]]:
-    """Lines, masked lines, and what is mutable: function bodies and #define bodies."""
-    lines, masked = text.split("\n"), code_mask(text).split("\n")
-    infos: list[LineInfo] = []
-    depth, directive, prev_end = 0, "", ";"
-    for n, m in enumerate(masked):
-        stripped = m.strip()
-        start = -1
-        continued = bool(directive)
-        if not continued and stripped.startswith("#"):
-            d = re.match(r"\s*#\s*(\w+)", m)
-            directive = d.group(1) if d else "?"
-            if directive == "define":
-                md = re.match(r"\s*#\s*define\s+\w+(\([^)]*\))?", m)
-                start = md.end() if md else -1
-        elif continued:
-            start = 0 if directive == "define" else -1
-        elif not header and depth > 0:
-            start = 0
-        is_directive = bool(directive)
-        if is_directive:
-            directive = directive if m.rstrip().endswith("\\") else ""
-        else:
-            depth += m.count("{") - m.count("}")
-        stmt = not is_directive and start >= 0 and bool(stripped) and prev_end in (";", "{", "}")
-        infos.append(LineInfo(n, start, stmt))
-        if stripped and not is_directive:
-            prev_end = stripped[-1]
-    return lines, masked, infos
-
-
-def _line_key(file: str, lines: list[str], n: int, new_line: str) -> str:
-    """A name that survives edits elsewhere: file, the line, its occurrence, the change."""
-    occurrence = sum(1 for k in range(n) if lines[k] == lines[n])
-    raw = f"{file}\0{lines[n]}\0{occurrence}\0{new_line}"
-    return f"{file}:{hashlib.sha1(raw.encode()).hexdigest()[:10]}"
-
-
-def anchor(text: str, lines: list[str], first: int, last: int) -> tuple[int, int]:
-    """The smallest line window around [first, last] whose text occurs once in ``text``."""
-    lo, hi = first, last
-    while True:
-        chunk = "\n".join(lines[lo : hi + 1])
-        if text.count(chunk) == 1:
-            return lo, hi
-        if lo == 0 and hi == len(lines) - 1:
-            raise ValueError("no unique anchor")
-        if lo > 0:
-            lo -= 1
-        if text.count("\n".join(lines[lo : hi + 1])) != 1 and hi < len(lines) - 1:
-            hi += 1
-
-
-def _edit(
-    file: str, text: str, lines: list[str], first: int, last: int, new_lines: list[str]
-) -> tuple[str, str]:
-    lo, hi = anchor(text, lines, first, last)
-    old = "\n".join(lines[lo : hi + 1])
-    new = "\n".join(lines[lo:first] + new_lines + lines[last + 1 : hi + 1])
-    return old, new
-
-
-def _line_mutations(toks: list[Tok], line: str) -> Iterator[tuple[str, str]]:
-    """(operator, mutated line) for the token-level operators of one line."""
-    for i, tok in enumerate(toks):
-        t, col = tok.text, tok.col
-        prev = toks[i - 1] if i else None
-
-        def put(repl: str, lo: int = col, hi: int = col + len(t)) -> str:
-            return line[:lo] + repl + line[hi:]
-
-        if t in BINARY and _is_operand_end(prev):
-            if t == "*" and prev is not None and prev.text in TYPES:
-                continue
-            for r in BINARY[t]:
-                yield OPERATOR_CLASS[t], put(r)
-        elif t in ASSIGN:
-            for r in ASSIGN[t]:
-                yield OPERATOR_CLASS[t], put(r)
-        elif t in ("++", "--"):
-            yield "incdec", put("--" if t == "++" else "++")
-        elif t in ("~", "!") or (t == "-" and not _is_operand_end(prev)):
-            yield "unary-drop", put("")
-        elif t[0].isdigit():
-            m = re.fullmatch(r"(0[xX][0-9a-fA-F]+|\d+)([uUlL]*)", t)
-            if not m:
-                continue
-            value = int(m.group(1), 0)
-            hexa = m.group(1).lower().startswith("0x")
-            for v in sorted({value + 1, value - 1 if value else 1} - {value}):
-                yield "constant", put((hex(v) if hexa else str(v)) + m.group(2))
-        elif t in ATOMICS and i + 1 < len(toks) and toks[i + 1].text == "(":
-            close = _closing(toks, i + 1)
-            if close < 0:
-                continue
-            args = [
-                line[toks[lo].col : toks[hi - 1].col + len(toks[hi - 1].text)]
-                for lo, hi in _split_args(toks, i + 1, close)
-            ]
-            a, b = (args + ["", ""])[:2]
-            span = (col, toks[close].col + 1)
-            plain, wrong = ATOMICS[t]
-            yield "atomic-plain", put(plain.format(a=a, b=b), *span)
-            if wrong is not None:
-                yield "atomic-wrong", put(wrong.format(a=a, b=b), *span)
-        if (
-            re.fullmatch(r"[A-Za-z_]\w*", t)
-            and t not in NOT_CALLS
-            and t not in TYPES
-            and i + 1 < len(toks)
-            and toks[i + 1].text == "("
-            and not t.startswith("__atomic_thread")
-        ):
-            close = _closing(toks, i + 1)
-            if close < 0:
-                continue
-            ranges = _split_args(toks, i + 1, close)
-            texts = [
-                line[toks[lo].col : toks[hi - 1].col + len(toks[hi - 1].text)] for lo, hi in ranges
-            ]
-            for k in range(len(ranges) - 1):
-                a, b = texts[k], texts[k + 1]
-                if a == b or "__ATOMIC" in a + b:
-                    continue
-                lo_a = toks[ranges[k][0]].col
-                hi_b = toks[ranges[k + 1][1] - 1].col + len(toks[ranges[k + 1][1] - 1].text)
-                middle = line[lo_a + len(a) : hi_b - len(b)]
-                yield "swap-args", line[:lo_a] + b + middle + a + line[hi_b:]
-        if t in ("if", "while") and i + 1 < len(toks) and toks[i + 1].text == "(":
-            close = _closing(toks, i + 1)
-            if close > 0:
-                lo, hi = toks[i + 1].col + 1, toks[close].col
-                yield "negate", line[:lo] + "!(" + line[lo:hi] + ")" + line[hi:]
-
-
-def _statement_end(masked: list[str], first: int) -> int:
-    """Last line of the statement starting at ``first`` (ends in ``;`` at paren depth 0)."""
-    depth = 0
-    for n in range(first, min(len(masked), first + 6)):
-        depth += masked[n].count("(") - masked[n].count(")")
-        s = masked[n].strip()
-        if "{" in s or "}" in s:
-            return -1
-        if depth == 0 and s.endswith(";"):
-            return n
-    return -1
-
-
-def file_mutants(file: str, text: str) -> list[Mutant]:
-    """Every systematic mutant of one source file (not all of them compile)."""
-    lines, masked, infos = scan_lines(text, file.endswith(".h"))
-    out: list[Mutant] = []
-    seen: set[tuple[int, str]] = set()
-
-    def add(op: str, first: int, last: int, new_lines: list[str]) -> None:
-        after = "\n".join(new_lines)
-        if (first, after) in seen or after == "\n".join(lines[first : last + 1]):
-            return
-        seen.add((first, after))
-        old, new = _edit(file, text, lines, first, last, new_lines)
-        out.append(
-            Mutant(
-                key=_line_key(file, lines, first, after),
-                operator=op,
-                file=file,
-                line=first + 1,
-                edits=((file, old, new),),
-                before="\n".join(lines[first : last + 1]),
-                after=after,
-            )
-        )
-
-    for info in infos:
-        if info.start < 0:
-            continue
-        n, line = info.number, lines[info.number]
-        toks = tokens(masked[n], info.start)
-        for op, new_line in _line_mutations(toks, line):
-            add(op, n, n, [new_line])
-        first_tok = toks[0].text if toks else ""
-        droppable = first_tok in ("break", "continue") or (
-            bool(first_tok) and first_tok not in TYPES | KEYWORDS and first_tok not in "{}"
-        )
-        if info.statement_start and droppable and not file.endswith(".h"):
-            last = _statement_end(masked, n)
-            if last >= 0:
-                indent = line[: len(line) - len(line.lstrip())]
-                add("drop-statement", n, last, [indent + ";"])
-    return out
-
-
-def source_texts(src_dir: Path | None = None) -> dict[str, str]:
-    """The C sources the mutants edit, as installed beside the libraries."""
-    from ..subjects.build import source_dir
-
-    base = src_dir or source_dir()
-    return {name: (base / name).read_text() for name in MUTABLE_FILES}
-
-
-def systematic_mutants(
-    files: Sequence[str] = MUTABLE_FILES, src_dir: Path | None = None
-) -> list[Mutant]:
-    """Every mutant the generator makes of ``files`` (stillborn ones included)."""
-    texts = source_texts(src_dir)
-    return [m for f in files for m in file_mutants(f, texts[f])]
+# The causes of a kill (module docstring); everything else is an error.
+CAUSES = ("divergence", "abort", "crash", "sanitizer", "lost bit", "hang")
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def all_mutants(src_dir: Path | None = None) -> list[Mutant]:
@@ -600,35 +240,33 @@ def abort_oracle(libs: dict[int, Path]) -> SeedRun:
     try:
         wrong = json.loads(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        return SeedRun(0, True, elapsed, "abort", "", f"oracle crashed: {proc.returncode}")
-    return SeedRun(0, bool(wrong), elapsed if wrong else None, "abort", "", "; ".join(wrong[:3]))
-
-
-def _elf_sections(data: bytes, names: Iterable[str]) -> dict[str, bytes]:
-    """Contents of the named sections of a little-endian ELF64 file."""
-    import struct
-
-    shoff = struct.unpack_from("<Q", data, 0x28)[0]
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-    heads = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
-    strtab = heads[shstrndx]
-    want, out = set(names), {}
-    for name_off, kind, _flags, _addr, off, size in heads:
-        end = data.index(b"\0", strtab[4] + name_off)
-        name = data[strtab[4] + name_off : end].decode()
-        if name in want:
-            out[name] = b"" if kind == 8 else data[off : off + size]  # 8: SHT_NOBITS
-    return out
+        why = f"abort oracle failed: exit {proc.returncode}"
+        return SeedRun(0, "error", None, why, "", crash_line(proc.stderr), oracle="abort")
+    return SeedRun(
+        0,
+        "kill" if wrong else "clean",
+        elapsed if wrong else None,
+        "abort" if wrong else "",
+        "",
+        "; ".join(wrong[:3]),
+        oracle="abort",
+    )
 
 
 def machine_code(lib: Path) -> bytes:
-    """What a library computes: code and constant data, its own build folder name blanked."""
-    data = lib.read_bytes()
-    data = data.replace(lib.parent.name.encode(), b"#" * len(lib.parent.name))
-    if data[:5] != b"\x7fELF\x02" or data[5] != 1:
-        return data
-    sections = _elf_sections(data, (".text", ".rodata", ".data"))
-    return b"".join(sections.get(s, b"") for s in (".text", ".rodata", ".data"))
+    """What a library computes: its .text, .rodata and .data (pyelftools), with its own
+    build folder name blanked (a path string may sit in .rodata)."""
+    from elftools.elf.elffile import ELFFile
+
+    blank = lib.parent.name.encode()
+    with lib.open("rb") as f:
+        elf = ELFFile(f)
+        parts = []
+        for name in (".text", ".rodata", ".data"):
+            section = elf.get_section_by_name(name)
+            data = b"" if section is None or section["sh_type"] == "SHT_NOBITS" else section.data()
+            parts.append(data.replace(blank, b"#" * len(blank)))
+    return b"\0".join(parts)
 
 
 STRESS_ARGS = ("-n", "300")  # qref-stress rounds
@@ -818,28 +456,51 @@ def _stress_programs(lib: Path, bits: int) -> list[tuple[str, list[str]]]:
     return out
 
 
+STRESS_TIMEOUT = 60.0  # seconds for one run of a stress program (the reference: ~1 s)
+
+
+def _stress_once(exe: str, argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
+    try:
+        proc = subprocess.run([exe, *argv], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "hang"
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
 def stress_oracle(libs: dict[int, Path], budget: float = 10.0) -> SeedRun:
     """The concurrency oracle, built on the mutant's sources: qemu_ref/stress.c (threads
     setting bits through the atomic helpers while readers test them: no bit lost, extra or
     vanished), then CLEAR_STRESS_C (clear_bit_atomic, bitmap_test_and_clear_atomic and
     bitmap_copy_and_clear_atomic racing set_bit_atomic: every bit taken exactly once).
-    Races need both cores: the programs run again until ``budget`` seconds have passed."""
+    Races need both cores: the programs run again until ``budget`` seconds have passed.
+
+    Exit 1 (a bit lost, extra, vanished or taken twice) is a lost-bit kill; a signal an
+    abort or crash; a run past STRESS_TIMEOUT is run again alone with three times that, a
+    hang only if it hangs again (else an unconfirmed hang); any other exit is an error."""
     programs = [(bits, p) for bits, lib in sorted(libs.items(), reverse=True)
                 for p in _stress_programs(lib, bits)]  # fmt: skip
     t0 = time.monotonic()
     while True:
         for bits, (exe, argv) in programs:
-            try:
-                proc = subprocess.run([exe, *argv], capture_output=True, text=True, timeout=120)
-                code, out = proc.returncode, (proc.stdout + proc.stderr).strip()
-            except subprocess.TimeoutExpired:
-                code, out = -1, "hang"
+            code, out = _stress_once(exe, argv, STRESS_TIMEOUT)
+            took = time.monotonic() - t0
+            name = f"{bits}-bit {Path(exe).name}"
+            if code is None:
+                again, _ = _stress_once(exe, argv, 3 * STRESS_TIMEOUT)
+                if again is None:
+                    why = f"still running after {3 * STRESS_TIMEOUT:g} s alone"
+                    return SeedRun(0, "kill", took, "hang", name, why, oracle="stress")
+                why = f"a run past {STRESS_TIMEOUT:g} s; alone it ends (exit {again})"
+                return SeedRun(0, "unconfirmed", None, "stress timeout", name, why, oracle="stress")
             if code != 0:
-                line = out.splitlines()[-1] if out else f"exit {code}"
-                name = f"{bits}-bit {Path(exe).name}"
-                return SeedRun(0, True, time.monotonic() - t0, "stress", name, line[-200:])
+                line = (out.splitlines()[-1] if out else f"exit {code}")[-200:]
+                if code == 1:
+                    return SeedRun(0, "kill", took, "lost bit", name, line, oracle="stress")
+                if code < 0:
+                    return SeedRun(0, "kill", took, signal_cause(code), name, line, oracle="stress")
+                return SeedRun(0, "error", None, f"exit {code}", name, line, oracle="stress")
         if time.monotonic() - t0 >= budget:
-            return SeedRun(0, False, None, "stress")
+            return SeedRun(0, "clean", None, "", oracle="stress")
 
 
 # --- one (mutant, seed): a worker process -----------------------------------------------
@@ -847,6 +508,56 @@ def stress_oracle(libs: dict[int, Path], budget: float = 10.0) -> SeedRun:
 
 class _Detected(Exception):
     pass
+
+
+TRACE_BYTES = 1 << 16  # the input being run, for re-running it alone (hang or crash)
+
+
+def _detector(layer: str, subject: Any, max_ops: int) -> Any:
+    from ..campaign.harness import Harness
+    from ..program import Program
+
+    class Detector(Harness):
+        def report(self, program: Program, first: object = None) -> None:
+            raise _Detected(program)
+
+    return Detector(layer, subject, out_dir=tempfile.gettempdir(), max_ops=max_ops)
+
+
+def _subject(libs: dict[int, Path]) -> Any:
+    from recvmap.qemu_ref import load
+
+    from ..subjects.impls import Subject
+
+    return Subject(libraries={b: load(Path(p), b) for b, p in libs.items()})
+
+
+def _run_one(h: Any, subject: Any, data: bytes) -> dict[str, Any] | None:
+    """One input through a harness: a divergence (a kill), an exception (an error), or None."""
+    from ..engine import first_divergence
+
+    try:
+        h.one_input(data)
+    except _Detected as det:
+        program = det.args[0]
+        _, divergence = first_divergence(program, subject)
+        what = divergence.describe() if divergence else "divergence (not replayed)"
+        return {
+            "killed": True,
+            "how": "divergence",
+            "layer": h.layer,
+            "description": what,
+            "program": program.to_json(),
+        }
+    except Exception as err:  # the harness itself failed: an error, never a kill
+        return {
+            "killed": False,
+            "error": True,
+            "how": "exception",
+            "layer": h.layer,
+            "description": f"{type(err).__name__}: {err}"[:300],
+        }
+    return None
 
 
 def hunt(
@@ -857,57 +568,36 @@ def hunt(
     max_ops: int = 24,
     max_len: int = 600,
     heartbeat: Any = None,
+    trace: Callable[[int, bytes], None] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Fuzz ``libs`` (one per word width) with every layer in turn: the first divergence.
 
     The engine of the campaign, in this process: random inputs through each layer's
     ``Harness`` (decoder, model first, compare after every operation), one input per layer
     in turn. Returns ``killed``, ``time`` (seconds to the detection), ``how``, ``layer``,
-    ``description`` and the counts. ``heartbeat()`` is called about five times a second.
+    ``description`` and the counts; a Python exception in the harness is recorded as
+    ``error`` (fuzzing goes on: a later divergence is still a kill). ``heartbeat()`` is
+    called about five times a second; ``trace(layer index, input)`` before each input;
+    ``ready()`` once the harnesses are set up (they call the library too).
     """
-    from recvmap.qemu_ref import load
-
-    from ..campaign.harness import Harness
-    from ..engine import first_divergence
-    from ..program import Program
-    from ..subjects.impls import Subject
-
-    class Detector(Harness):
-        def report(self, program: Program, first: object = None) -> None:
-            raise _Detected(program)
-
-    subject = Subject(libraries={b: load(Path(p), b) for b, p in libs.items()})
-    harnesses = [
-        Detector(layer, subject, out_dir=tempfile.gettempdir(), max_ops=max_ops) for layer in layers
-    ]
+    subject = _subject(libs)
+    harnesses = [_detector(layer, subject, max_ops) for layer in layers]
+    if ready is not None:
+        ready()
     rngs = [random.Random(f"{seed}:{h.layer}") for h in harnesses]
     t0 = last = time.monotonic()
     result: dict[str, Any] = {"killed": False}
     while time.monotonic() - t0 < budget and not result["killed"]:
-        for h, rng in zip(harnesses, rngs, strict=True):
+        for index, (h, rng) in enumerate(zip(harnesses, rngs, strict=True)):
             data = rng.randbytes(rng.randrange(1, max_len))
-            try:
-                h.one_input(data)
-            except _Detected as det:
-                program = det.args[0]
-                _, divergence = first_divergence(program, subject)
-                what = divergence.describe() if divergence else "divergence (not replayed)"
-                result = {
-                    "killed": True,
-                    "how": "divergence",
-                    "layer": h.layer,
-                    "description": what,
-                    "program": program.to_json(),
-                }
-            except Exception as err:  # a Python-level crash of the harness is a finding too
-                result = {
-                    "killed": True,
-                    "how": "exception",
-                    "layer": h.layer,
-                    "description": f"{type(err).__name__}: {err}"[:300],
-                }
+            if trace is not None:
+                trace(index, data)
+            found = _run_one(h, subject, data)
+            if found is not None and (found["killed"] or not result.get("error")):
+                found["time"] = time.monotonic() - t0
+                result = found
             if result["killed"]:
-                result["time"] = time.monotonic() - t0
                 break
         now = time.monotonic()
         if heartbeat is not None and now - last >= 0.2:
@@ -922,7 +612,8 @@ def hunt(
 def _worker(config: dict[str, Any]) -> int:
     """``hunt`` in a worker process: prints ``ready``, heartbeats, one ``result {json}``.
 
-    A crash or a hang is seen by the parent (no result line).
+    Before each input, the layer and the input go to the shared trace file, so that the
+    parent can re-run the input alone after a crash or a hang (no result line).
     """
     out = sys.stdout
 
@@ -931,8 +622,19 @@ def _worker(config: dict[str, Any]) -> int:
         out.flush()
 
     libs = {int(b): Path(p) for b, p in config["libs"].items()}
-    out.write("ready\n")
-    out.flush()
+    trace_map: mmap.mmap | None = None
+    if config.get("trace"):
+        with open(config["trace"], "r+b") as f:
+            trace_map = mmap.mmap(f.fileno(), TRACE_BYTES)
+
+    def trace(index: int, data: bytes) -> None:
+        assert trace_map is not None
+        trace_map[: 5 + len(data)] = bytes([index + 1]) + len(data).to_bytes(4, "little") + data
+
+    def ready() -> None:
+        out.write("ready\n")
+        out.flush()
+
     result = hunt(
         libs,
         int(config["seed"]),
@@ -941,22 +643,91 @@ def _worker(config: dict[str, Any]) -> int:
         int(config.get("max_ops", 24)),
         int(config.get("max_len", 600)),
         beat,
+        trace if trace_map is not None else None,
+        ready,
     )
     out.write("result " + json.dumps(result) + "\n")
     out.flush()
     return 0
 
 
+def _replay_child(config: dict[str, Any]) -> int:
+    """One input alone through one layer (``--replay``): prints ``result {json}``."""
+    libs = {int(b): Path(p) for b, p in config["libs"].items()}
+    subject = _subject(libs)
+    h = _detector(config["layer"], subject, int(config.get("max_ops", 24)))
+    found = _run_one(h, subject, bytes.fromhex(config["data"])) or {"killed": False}
+    print("result " + json.dumps(found), flush=True)
+    return 0
+
+
 @dataclass
 class SeedRun:
     seed: int
-    killed: bool
-    time: float | None  # seconds of fuzzing to the detection
-    how: str = ""  # divergence, exception, crash, hang
+    outcome: str  # "kill", "error", "unconfirmed" (a hang the re-run did not show), "clean"
+    time: float | None  # seconds to the detection (kills only)
+    how: str = ""  # a kill's cause (CAUSES); for the others, what happened
     layer: str = ""
     description: str = ""
     programs: int = 0
     ops: int = 0
+    oracle: str = "fuzz"  # fuzz, abort, stress, asan
+
+    @property
+    def killed(self) -> bool:
+        return self.outcome == "kill"
+
+
+def sanitizer_report(stderr: str) -> str:
+    """The sanitizer's summary line in ``stderr``, or ""."""
+    if any(mark in stderr for mark in SANITIZER_MARKS):
+        return crash_line(stderr)
+    return ""
+
+
+def signal_cause(returncode: int) -> str:
+    """A kill cause for a death by signal: abort for SIGABRT, crash for the others."""
+    return "abort" if returncode == -signal.SIGABRT else "crash"
+
+
+def confirm(
+    libs: dict[int, Path],
+    layer: str,
+    data: bytes,
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> tuple[str, str, str]:
+    """Re-run one input alone with a generous ``timeout``: (outcome, cause, description).
+
+    A kill when the re-run hangs again (cause hang), dies by a signal (abort or crash),
+    reports a sanitizer error, or diverges; "clean" when it passes; an error otherwise.
+    """
+    config = {"libs": {str(b): str(p) for b, p in libs.items()}, "layer": layer, "data": data.hex()}
+    argv = [sys.executable, "-m", "recvmap.fuzz.mutation.mutants", "--replay", json.dumps(config)]
+    try:
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        return "kill", "hang", f"the input alone still runs after {timeout:g} s"
+    report = sanitizer_report(proc.stderr)
+    if report:
+        return "kill", "sanitizer", report
+    if proc.returncode < 0:
+        return (
+            "kill",
+            signal_cause(proc.returncode),
+            crash_line(proc.stderr) or f"signal {-proc.returncode}",
+        )
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("result ")]
+    if proc.returncode != 0 or not lines:
+        return "error", f"re-run exit {proc.returncode}", crash_line(proc.stderr)[:300]
+    found = json.loads(lines[-1][7:])
+    if found.get("killed"):
+        return "kill", "divergence", str(found.get("description", ""))[:300]
+    if found.get("error"):
+        return "error", "exception", str(found.get("description", ""))[:300]
+    return "clean", "", ""
 
 
 def run_seed(
@@ -966,11 +737,14 @@ def run_seed(
     hang_timeout: float = 3.0,
     layers: Sequence[str] = LAYERS,
     env: dict[str, str] | None = None,
+    confirm_timeout: float = 60.0,
 ) -> SeedRun:
-    """One seed of one mutant in a fresh process; crashes and hangs are detections.
+    """One seed of one mutant in a fresh process.
 
-    A hang is ``hang_timeout`` seconds without the worker finishing an input (the slowest
-    input of the reference takes well under 0.1 s); its time to kill includes that wait.
+    A suspected hang is ``hang_timeout`` seconds without a heartbeat (the slowest input of
+    the reference takes well under 0.1 s, but a loaded machine can stall a process that
+    long). The worker is stopped, and the input it was running is re-run alone with
+    ``confirm_timeout`` seconds (``confirm``): a kill only if that shows it; so is a crash.
     """
     config = {
         "libs": {str(b): str(p) for b, p in libs.items()},
@@ -978,55 +752,61 @@ def run_seed(
         "budget": budget,
         "layers": list(layers),
     }
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "recvmap.fuzz.mutation.mutants", "--worker", json.dumps(config)],
-            stdout=subprocess.PIPE,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        buf, started, last = b"", None, time.monotonic()
-        spawn = time.monotonic()
-        result: dict[str, Any] | None = None
-        hung = False
-        while True:
-            limit = hang_timeout if started else hang_timeout + 30.0
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            now = time.monotonic()
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
+    with tempfile.NamedTemporaryFile(prefix="recvmap-trace-") as tracef:
+        tracef.truncate(TRACE_BYTES)
+        tracef.flush()
+        config["trace"] = tracef.name
+        proc = run = None
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "recvmap.fuzz.mutation.mutants",
+                    "--worker",
+                    json.dumps(config),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+            assert proc.stdout is not None
+            fd = proc.stdout.fileno()
+            buf, started, last = b"", None, time.monotonic()
+            spawn = time.monotonic()
+            result: dict[str, Any] | None = None
+            hung = False
+            while True:
+                limit = hang_timeout if started else hang_timeout + 30.0
+                ready, _, _ = select.select([fd], [], [], 0.5)
+                now = time.monotonic()
+                if ready:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    last = now
+                    *done, buf = buf.split(b"\n")
+                    for line in done:
+                        if line == b"ready":
+                            started = now
+                        elif line.startswith(b"result "):
+                            result = json.loads(line[7:])
+                elif now - last > limit or (started and now - started > budget + hang_timeout):
+                    hung = True
+                    proc.kill()
                     break
-                buf += chunk
-                last = now
-                *done, buf = buf.split(b"\n")
-                for line in done:
-                    if line == b"ready":
-                        started = now
-                    elif line.startswith(b"result "):
-                        result = json.loads(line[7:])
-            elif now - last > limit or (started and now - started > budget + hang_timeout):
-                hung = True
-                proc.kill()
-                break
-        proc.wait()
-        err.seek(0)
-        tail = err.read()[-2000:].decode(errors="replace").strip()
-    elapsed = time.monotonic() - (started or spawn)
-    if result is not None and not result["killed"] and proc.returncode != 0:
-        result.update(
-            killed=True,
-            how=f"exit {proc.returncode}",
-            time=elapsed,
-            description=crash_line(tail)[:300],
-        )
+            proc.wait()
+            err.seek(0)
+            tail = err.read()[-4000:].decode(errors="replace").strip()
+        elapsed = time.monotonic() - (started or spawn)
+        tracef.seek(0)
+        raw = tracef.read(TRACE_BYTES)
     if result is not None:
-        return SeedRun(
+        run = SeedRun(
             seed,
-            bool(result["killed"]),
+            "kill" if result["killed"] else "error" if result.get("error") else "clean",
             result["time"] if result["killed"] else None,
             result.get("how", ""),
             result.get("layer", ""),
@@ -1034,10 +814,36 @@ def run_seed(
             result.get("programs", 0),
             result.get("ops", 0),
         )
+        if proc.returncode != 0 and not run.killed:
+            report = sanitizer_report(tail)
+            if report:  # LeakSanitizer speaks at exit, after the result
+                run.outcome, run.how, run.time, run.description = (
+                    "kill",
+                    "sanitizer",
+                    elapsed,
+                    report,
+                )
+            else:  # a clean result then a failing exit: not a finding of the mutant
+                run.outcome, run.how = "error", f"exit {proc.returncode} after a clean result"
+                run.description = crash_line(tail)[:300]
+        return run
     if started is None and not hung:
         raise RuntimeError(f"worker failed before fuzzing (exit {proc.returncode}): {tail}")
-    how = "hang" if hung else f"crash (exit {proc.returncode})"
-    return SeedRun(seed, True, elapsed, how, "", crash_line(tail)[:300])
+    what = "hang" if hung else f"crash (exit {proc.returncode})"
+    if raw[0] == 0 or raw[0] > len(layers):  # no input to re-run: nothing to confirm
+        kind = "unconfirmed" if hung else "error"
+        why = f"{what} before the first input"
+        return SeedRun(seed, kind, None, why, "", crash_line(tail)[:300])
+    layer = layers[raw[0] - 1]
+    data = raw[5 : 5 + int.from_bytes(raw[1:5], "little")]
+    outcome, cause, desc = confirm(libs, layer, data, confirm_timeout, env)
+    if outcome == "kill":
+        return SeedRun(seed, "kill", elapsed, cause, layer, desc)
+    if outcome == "clean":
+        kind = "unconfirmed" if hung else "error"
+        why = "hang, the input alone passes" if hung else f"{what}, the input alone passes"
+        return SeedRun(seed, kind, None, why, layer, crash_line(tail)[:300])
+    return SeedRun(seed, "error", None, f"{what}; {cause}", layer, desc)
 
 
 def crash_line(stderr: str) -> str:
@@ -1059,54 +865,49 @@ def run_seed_cli(
 ) -> SeedRun:
     """One seed through ``recvmap fuzz --impl LIB``, one campaign per word width (a library
     has one width), 64 first. The time to kill is that of the campaign that found it, from
-    the command's start (a user runs the campaign of the width they build)."""
+    the command's start (a user runs the campaign of the width they build). A divergence or
+    a crash the campaign records is a kill; a campaign that outlives its budget is an
+    unconfirmed hang (no input to re-run); any other failure is an error."""
     script = Path(sys.executable).with_name("recvmap")
     for bits, lib in sorted(libs.items(), reverse=True):
         with tempfile.TemporaryDirectory(prefix="recvmap-mutant-") as tmp:
             summary = Path(tmp) / "summary.json"
-            argv = [
-                str(script),
-                "fuzz",
-                "--impl",
-                str(lib),
-                "--max-time",
-                f"{budget:g}",
-                "--seed",
-                str(seed),
-                "--json",
-                str(summary),
-            ]
+            argv = [str(script), "fuzz", "--impl", str(lib), "--max-time", f"{budget:g}",
+                    "--seed", str(seed), "--json", str(summary)]  # fmt: skip
             if tuple(layers) != LAYERS:
                 argv += ["--target", ",".join(layers)]
             t0 = time.monotonic()
             try:
                 proc = subprocess.run(
-                    argv,
-                    capture_output=True,
-                    text=True,
-                    cwd=tmp,
+                    argv, capture_output=True, text=True, cwd=tmp,
                     timeout=budget + 120 + hang_timeout,
-                )
+                )  # fmt: skip
                 code, out = proc.returncode, proc.stdout + proc.stderr
             except subprocess.TimeoutExpired:
-                code, out = -1, "timeout"
+                return SeedRun(seed, "unconfirmed", None, "campaign timeout", f"{bits}-bit")
             took = time.monotonic() - t0
             if code == 2:
                 raise RuntimeError(f"recvmap fuzz refused the run: {out.strip()[-300:]}")
             if code != 0:
-                desc = ""
                 try:
                     data = json.loads(summary.read_text())
-                    found = data.get("divergences") or data.get("crashes") or [{}]
-                    desc = str(found[0].get("description") or found[0].get("tail", ""))
                 except (OSError, ValueError):
-                    desc = out.strip().splitlines()[-1] if out.strip() else ""
-                how = "divergence" if code == 1 else f"exit {code}"
-                return SeedRun(seed, True, took, how, f"{bits}-bit", desc[:300])
-    return SeedRun(seed, False, None)
+                    data = {}
+                for kind, cause in (("divergences", "divergence"), ("crashes", "crash")):
+                    found = data.get(kind) or []
+                    if found:
+                        desc = str(found[0].get("description") or found[0].get("tail", ""))
+                        return SeedRun(seed, "kill", took, cause, f"{bits}-bit", desc[:300])
+                last = out.strip().splitlines()[-1] if out.strip() else ""
+                return SeedRun(seed, "error", None, f"exit {code}", f"{bits}-bit", last[:300])
+    return SeedRun(seed, "clean", None)
 
 
 # --- a mutant's verdict -----------------------------------------------------------------
+
+# Not counted at all: does not compile / the reference's machine code.
+UNCOUNTED = ("stillborn", "equivalent")
+KILLED = ("killed", "equivalence-refuted")
 
 
 @dataclass
@@ -1117,19 +918,46 @@ class MutantResult:
     label: str
     diff: str
     note: str
-    verdict: str  # killed, flaky, survived, equivalent, stillborn
-    reason: str = ""  # why equivalent / stillborn
-    equivalent_kind: str = ""  # "compiler", "reasoned", "sequential"
+    verdict: str  # module docstring
+    reason: str = ""  # why equivalent (identical code or argued) / stillborn
+    equivalent_kind: str = ""  # "compiler" (identical code); argued: reasoned/sequential/barrier
     ttk: float | None = None  # median seconds to kill over the seeds (None: not killed)
-    killed_by: str = ""  # "fuzz", or the oracle that killed a fuzzing survivor
+    killed_by: str = ""  # the oracle of the kill: fuzz, abort, stress, asan
+    cause: str = ""  # the kill's cause (CAUSES)
     seeds: list[SeedRun] = field(default_factory=list)
     oracles: list[SeedRun] = field(default_factory=list)  # runs of the extra oracles
     build_seconds: float = 0.0
     fingerprint: str = ""
+    function: str = ""
 
     @property
     def counted(self) -> bool:
-        return self.verdict in ("killed", "flaky", "survived")
+        """In the strict denominator: compiles to code other than the reference's."""
+        return self.verdict not in UNCOUNTED and self.verdict != "pending"
+
+    @property
+    def killed(self) -> bool:
+        return self.verdict in KILLED
+
+    @property
+    def argued(self) -> bool:
+        return self.equivalent_kind in ("reasoned", "sequential", "barrier")
+
+    def lenient_killed(self) -> bool:
+        """The former rule: every seed detected (a kill, an error or an unconfirmed hang),
+        or an extra oracle did."""
+        seeds = bool(self.seeds) and all(r.outcome != "clean" for r in self.seeds)
+        return self.killed or seeds or any(r.outcome != "clean" for r in self.oracles)
+
+    def lenient_ttk(self) -> float | None:
+        if self.killed:
+            return self.ttk
+        if not self.lenient_killed():
+            return None
+        done = [r for r in self.oracles if r.outcome != "clean"]
+        if done:
+            return done[0].time if done[0].time is not None else 0.0
+        return median_ttk(self.seeds, lenient=True)
 
 
 def fingerprint(m: Mutant, opts: Any) -> str:
@@ -1138,8 +966,18 @@ def fingerprint(m: Mutant, opts: Any) -> str:
     return hashlib.sha1(raw.encode()).hexdigest()[:16]
 
 
-def median_ttk(runs: Sequence[SeedRun]) -> float | None:
-    times = sorted(r.time if r.killed and r.time is not None else math.inf for r in runs)
+def median_ttk(runs: Sequence[SeedRun], lenient: bool = False) -> float | None:
+    """The median time to kill over the seeds (a seed without a kill: infinite). With
+    ``lenient``, errors and unconfirmed hangs count as kills at their time (the former rule)."""
+
+    def time_of(r: SeedRun) -> float:
+        if r.killed and r.time is not None:
+            return r.time
+        if lenient and r.outcome in ("error", "unconfirmed"):
+            return r.time if r.time is not None else 0.0
+        return math.inf
+
+    times = sorted(time_of(r) for r in runs)
     if not times:
         return None
     mid = len(times) // 2
@@ -1157,17 +995,19 @@ class Options:
     hang_timeout: float = 3.0
     backend: str = "inprocess"  # or "cli"
     layers: tuple[str, ...] = LAYERS
-    run_equivalent: bool = False  # fuzz the mutants documented as equivalent too
     widths: tuple[int, ...] = (64, 32)
     oracles: tuple[str, ...] = ORACLES  # what may kill a mutant, in this order
     asan_budget: float = 10.0  # seconds of sanitized fuzzing (first seed) for survivors
     stress_budget: float = 10.0  # seconds of the concurrency programs for survivors
+    confirm_timeout: float = 60.0  # seconds for re-running a suspected hang's input alone
 
 
 def _sequential_reason(m: Mutant) -> str:
     """Why a systematic mutant only differs when threads race (or "")."""
     text = m.before.strip()
     if m.operator in SEQUENTIAL_EQUIVALENT:
+        if "__atomic_thread_fence" in text:
+            return FENCE_REASON
         return (
             "an atomic read-modify-write replaced by a plain one with the same "
             "single-threaded effect: only concurrent writers can tell"
@@ -1185,7 +1025,8 @@ def _sequential_reason(m: Mutant) -> str:
 def prepare(
     m: Mutant, opts: Options, reference: dict[int, bytes] | None = None
 ) -> tuple[MutantResult, dict[int, Path]]:
-    """Build ``m`` in every width and decide whether it is stillborn or known equivalent."""
+    """Build ``m`` in every width: stillborn, identical machine code, or to be fuzzed (with
+    the argument for its equivalence, when there is one)."""
     from .mutants_hand import SEQUENTIAL, equivalence
 
     res = MutantResult(
@@ -1197,7 +1038,11 @@ def prepare(
         m.note,
         "pending",
         fingerprint=fingerprint(m, opts),
+        function=m.function,
     )
+    if m.origin != "hand" and syntax_error_of(m, source_texts()):
+        res.verdict, res.reason = "stillborn", "syntax error (tree-sitter)"
+        return res, {}
     t0 = time.monotonic()
     try:
         libs = {b: build(m, b) for b in opts.widths}
@@ -1205,6 +1050,10 @@ def prepare(
         res.verdict, res.reason = "stillborn", str(err)
         return res, {}
     res.build_seconds = round(time.monotonic() - t0, 3)
+    if reference and all(machine_code(libs[b]) == reference[b] for b in libs):
+        res.reason = "the compiler emits the same machine code as for the reference"
+        res.equivalent_kind, res.verdict = "compiler", "equivalent"
+        return res, libs
     reason, kind = equivalence(m)
     if reason:
         res.reason = reason
@@ -1213,17 +1062,21 @@ def prepare(
         res.reason, res.equivalent_kind = FENCE_REASON, "barrier"
     elif _sequential_reason(m):
         res.reason, res.equivalent_kind = _sequential_reason(m), "sequential"
-    elif reference and all(machine_code(libs[b]) == reference[b] for b in libs):
-        res.reason = "the compiler emits the same machine code as for the reference"
-        res.equivalent_kind = "compiler"
-    final = res.equivalent_kind in ("compiler", "barrier")
-    if final or res.equivalent_kind == "reasoned" and not opts.run_equivalent:
-        res.verdict = "equivalent"
     return res, libs
 
 
 def touches_assert(m: Mutant) -> bool:
     return any("assert(" in old or "assert(" in new for _, old, new in m.edits)
+
+
+def fuzz_seed(libs: dict[int, Path], seed: int, opts: Options) -> SeedRun:
+    """One seed with the chosen backend."""
+    if opts.backend == "cli":
+        return run_seed_cli(libs, seed, opts.budget, opts.hang_timeout, opts.layers)
+    return run_seed(
+        libs, seed, opts.budget, opts.hang_timeout, opts.layers,
+        confirm_timeout=opts.confirm_timeout,
+    )  # fmt: skip
 
 
 def fuzz_mutant(
@@ -1233,39 +1086,41 @@ def fuzz_mutant(
     m: Mutant | None = None,
     deferred: list[tuple[MutantResult, dict[int, Path]]] | None = None,
 ) -> MutantResult:
-    """Fuzz a prepared mutant with each seed; survivors meet the extra oracles.
-
-    killed: every seed found it (or an extra oracle did); flaky: some seeds; survived.
-    With ``deferred``, the concurrency oracle is left for ``stress_deferred`` (races need
-    idle cores, not cores busy fuzzing other mutants).
-    """
-    runner = run_seed_cli if opts.backend == "cli" else run_seed
-    sequential = res.equivalent_kind == "sequential"  # only a concurrent oracle can tell
-    if "fuzz" in opts.oracles and (not sequential or opts.run_equivalent):
-        res.seeds = [
-            runner(libs, seed, opts.budget, opts.hang_timeout, opts.layers) for seed in opts.seeds
-        ]
-    killed = sum(r.killed for r in res.seeds)
-    res.ttk = median_ttk(res.seeds)
-    if res.seeds and killed == len(res.seeds):
-        res.verdict, res.killed_by = "killed", "fuzz"
-    else:
-        res.verdict = "flaky" if killed else "survived"
-        res.oracles = extra_oracles(libs, opts, m, stress=deferred is None, asan=not sequential)
-        hit = next((r for r in res.oracles if r.killed), None)
-        if hit is not None:
-            res.verdict, res.killed_by, res.ttk = "killed", hit.how.split(":")[0], hit.time
-        elif deferred is not None and "stress" in opts.oracles and m is not None:
-            deferred.append((res, libs))
+    """Fuzz a prepared mutant with each seed; mutants not killed by every seed meet the
+    extra oracles. With ``deferred``, the concurrency oracle is left for
+    ``stress_deferred`` (races need idle cores, not cores busy fuzzing other mutants)."""
+    if "fuzz" in opts.oracles:
+        res.seeds = [fuzz_seed(libs, seed, opts) for seed in opts.seeds]
+    if not (res.seeds and all(r.killed for r in res.seeds)):
+        res.oracles = extra_oracles(libs, opts, m, stress=deferred is None)
+        if deferred is not None and "stress" in opts.oracles and m is not None:
+            if not any(r.killed for r in res.oracles):
+                deferred.append((res, libs))
     return settle(res)
 
 
 def settle(res: MutantResult) -> MutantResult:
-    """A documented equivalence is refuted by any kill (the mutant was fuzzed to check it)."""
-    killed = any(r.killed for r in res.seeds) or bool(res.killed_by)
-    if res.equivalent_kind == "reasoned":
-        res.verdict = "equivalence-refuted" if killed else "equivalent"
-    elif res.equivalent_kind == "sequential" and any(r.killed for r in res.seeds):
+    """The verdict from the seeds and the oracles (module docstring)."""
+    seeds, oracles = res.seeds, res.oracles
+    hit = next((r for r in oracles if r.killed), None)
+    if seeds and all(r.killed for r in seeds):
+        res.verdict, res.killed_by = "killed", "fuzz"
+        causes = [r.how for r in seeds]
+        res.cause = max(set(causes), key=causes.count)
+        res.ttk = median_ttk(seeds)
+    elif hit is not None:
+        res.verdict, res.killed_by, res.cause, res.ttk = "killed", hit.oracle, hit.how, hit.time
+    elif any(r.killed for r in seeds):
+        res.verdict, res.ttk = "flaky", median_ttk(seeds)
+    elif any(r.outcome == "error" for r in [*seeds, *oracles]):
+        res.verdict = "error"
+    elif any(r.outcome == "unconfirmed" for r in [*seeds, *oracles]):
+        res.verdict = "unconfirmed-hang"
+    elif res.argued:
+        res.verdict = "argued-equivalent"
+    else:
+        res.verdict = "survived"
+    if res.argued and res.verdict == "killed":
         res.verdict = "equivalence-refuted"
     return res
 
@@ -1277,8 +1132,6 @@ def stress_deferred(res: MutantResult, libs: dict[int, Path], opts: Options) -> 
     except Stillborn:
         return res
     res.oracles.append(run)
-    if run.killed and res.verdict != "killed":
-        res.verdict, res.killed_by, res.ttk = "killed", "stress", run.time
     return settle(res)
 
 
@@ -1287,7 +1140,6 @@ def extra_oracles(
     opts: Options,
     m: Mutant | None,
     stress: bool = True,
-    asan: bool = True,
 ) -> list[SeedRun]:
     """The oracles after fuzzing, cheapest first: QEMU's asserts (abort), the concurrency
     programs (stress), sanitized fuzzing (asan); the first kill ends the list."""
@@ -1304,7 +1156,7 @@ def extra_oracles(
         else:
             if runs[-1].killed:
                 return runs
-    if asan and "asan" in opts.oracles and m is not None and asan_usable(opts):
+    if "asan" in opts.oracles and m is not None and asan_usable(opts):
         try:
             slibs = {b: build(m, b, sanitize=True) for b in opts.widths}
         except Stillborn:
@@ -1316,15 +1168,22 @@ def extra_oracles(
             opts.hang_timeout * 3,
             opts.layers,
             env=asan_env(),
+            confirm_timeout=opts.confirm_timeout,
         )
-        run.how = f"asan: {run.how}" if run.killed else "asan"
+        run.oracle = "asan"
         runs.append(run)
     return runs
 
 
 def result_from_json(d: dict[str, Any]) -> MutantResult:
-    seeds = [SeedRun(**s) for s in d.pop("seeds", [])]
-    oracles = [SeedRun(**s) for s in d.pop("oracles", [])]
+    def seed_run(s: dict[str, Any]) -> SeedRun:
+        s = dict(s)
+        killed = s.pop("killed", None)  # the former schema: killed instead of outcome
+        s.setdefault("outcome", "kill" if killed else "clean")
+        return SeedRun(**s)
+
+    seeds = [seed_run(s) for s in d.pop("seeds", [])]
+    oracles = [seed_run(s) for s in d.pop("oracles", [])]
     return MutantResult(**d, seeds=seeds, oracles=oracles)
 
 
@@ -1341,72 +1200,86 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def figures(results: Sequence[MutantResult], budget: float) -> dict[str, Any]:
-    """The mutation score and the time-to-kill statistics of a run.
+    """The mutation score and the time-to-kill statistics of a run, both ways.
 
-    Non-equivalent mutants are the counted ones (killed, flaky, survived) plus any whose
-    documented equivalence was refuted. A mutant not killed counts as an infinite time.
-    The ``fuzz`` figures give the differential engine alone (oracle kills count as not
-    killed); the others count every oracle (an oracle kill's time is the oracle's own).
+    Strict: every mutant that compiles to code other than the reference's is counted, and
+    only kills (the six causes) count as killed. Lenient, the former rule: errors and
+    unconfirmed hangs count as kills, and argued equivalents that nothing killed leave the
+    denominator. A mutant not killed counts as an infinite time. The ``fuzz`` figures give
+    the differential engine alone (oracle kills count as not killed).
     """
-    counted = [r for r in results if r.counted or r.verdict == "equivalence-refuted"]
-    killed = [r for r in counted if r.verdict == "killed"]
-    by_fuzz = [r for r in killed if r.killed_by == "fuzz"]
-    flaky = [r for r in counted if r.verdict == "flaky"]
-    times = [r.ttk if r.ttk is not None and r.verdict != "survived" else math.inf for r in counted]
+    counted = [r for r in results if r.counted]
+    killed = [r for r in counted if r.killed]
+    lenient = [r for r in counted if r.killed or not (r.argued and not r.lenient_killed())]
+    lenient_killed = [r for r in lenient if r.lenient_killed()]
+    times = [r.ttk if r.killed and r.ttk is not None else math.inf for r in counted]
+    lenient_times = [r.lenient_ttk() for r in lenient]
     fuzz_times = [
-        r.ttk
-        if r.ttk is not None and r.killed_by in ("fuzz", "") and r.verdict != "survived"
-        else math.inf
+        r.ttk if r.killed and r.killed_by == "fuzz" and r.ttk is not None else math.inf
         for r in counted
     ]
-    by_kind: dict[str, int] = {}
-    for r in results:
-        if r.verdict == "equivalent":
-            by_kind[r.equivalent_kind] = by_kind.get(r.equivalent_kind, 0) + 1
-    killed_by: dict[str, int] = {}
-    for r in killed:
-        killed_by[r.killed_by] = killed_by.get(r.killed_by, 0) + 1
-    n = len(counted)
+
+    def count(values: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for v in values:
+            out[v] = out.get(v, 0) + 1
+        return out
 
     def fmt(x: float) -> float | None:
         return None if math.isinf(x) or math.isnan(x) else round(x, 3)
 
-    def ratio(k: int) -> float | None:
+    def ratio(k: int, n: int) -> float | None:
         return round(k / n, 4) if n else None
 
+    lt = [math.inf if t is None else t for t in lenient_times]
     return {
         "mutants": len(results),
         "stillborn": sum(r.verdict == "stillborn" for r in results),
-        "equivalent": sum(r.verdict == "equivalent" for r in results),
-        "equivalent_by_kind": by_kind,
-        "equivalence_refuted": sum(r.verdict == "equivalence-refuted" for r in results),
-        "non_equivalent": n,
+        "identical_code": sum(r.verdict == "equivalent" for r in results),
+        "counted": len(counted),
         "killed": len(killed),
-        "killed_by": killed_by,
-        "flaky": len(flaky),
+        "killed_by_cause": count([r.cause for r in killed]),
+        "killed_by_oracle": count([r.killed_by for r in killed]),
+        "flaky": sum(r.verdict == "flaky" for r in counted),
+        "errors": sum(r.verdict == "error" for r in counted),
+        "unconfirmed_hangs": sum(r.verdict == "unconfirmed-hang" for r in counted),
+        "argued_equivalent_not_killed": sum(r.verdict == "argued-equivalent" for r in counted),
+        "argued_by_kind": count([r.equivalent_kind for r in counted if r.argued]),
+        "equivalence_refuted": sum(r.verdict == "equivalence-refuted" for r in counted),
         "survived": sum(r.verdict == "survived" for r in counted),
-        "score": ratio(len(killed)),
-        "score_any_seed": ratio(len(killed) + len(flaky)),
-        "score_fuzz": ratio(len(by_fuzz)),
+        "score_strict": ratio(len(killed), len(counted)),
+        "score_lenient": ratio(len(lenient_killed), len(lenient)),
+        "lenient_denominator": len(lenient),
+        "score_any_seed": ratio(
+            len(killed) + sum(r.verdict == "flaky" for r in counted), len(counted)
+        ),
+        "score_fuzz": ratio(sum(r.killed_by == "fuzz" for r in killed), len(counted)),
         "killed_within_budget": sum(t <= budget for t in times),
         "median_ttk": fmt(statistics.median(times)) if times else None,
         "p95_ttk": fmt(percentile(times, 95)),
+        "median_ttk_lenient": fmt(statistics.median(lt)) if lt else None,
         "median_ttk_fuzz": fmt(statistics.median(fuzz_times)) if fuzz_times else None,
         "p95_ttk_fuzz": fmt(percentile(fuzz_times, 95)),
         "max_ttk_killed": fmt(max((r.ttk for r in killed if r.ttk is not None), default=math.nan)),
-        "survivors": [r.key for r in counted if r.verdict != "killed"],
+        "survivors": [r.key for r in counted if not r.killed],
     }
 
 
 def line_of(r: MutantResult, width: int = 100) -> str:
     ttk = f"{r.ttk:7.2f}s" if r.ttk is not None and r.verdict != "survived" else "     -  "
-    verdict = r.verdict if r.killed_by in ("", "fuzz") else f"{r.verdict}/{r.killed_by}"
-    head = f"{verdict:<13} {ttk}  {r.key:<26} {r.operator:<14} {r.label:<18}"
+    verdict = f"{r.verdict}/{r.cause}" if r.killed and r.cause else r.verdict
+    head = f"{verdict:<22} {ttk}  {r.key:<26} {r.operator:<18} {r.label:<18}"
     tail = r.note or r.diff
     if r.verdict == "stillborn":
         tail += f"  [{r.reason}]"
-    elif r.verdict == "equivalent":
+    elif r.verdict == "equivalent" or r.argued:
         tail += f"  [{r.equivalent_kind}]"
+    elif r.verdict in ("error", "unconfirmed-hang"):
+        bad = next(
+            (s for s in [*r.seeds, *r.oracles] if s.outcome in ("error", "unconfirmed")), None
+        )
+        if bad is not None:
+            tail += f"  [{bad.oracle}: {bad.how}]"
     text = f"{head} {tail}"
     return text if len(text) <= width + 60 else text[: width + 57] + "..."
 
@@ -1414,33 +1287,37 @@ def line_of(r: MutantResult, width: int = 100) -> str:
 def summary_text(results: Sequence[MutantResult], opts: Options, fig: dict[str, Any]) -> str:
     lines = [
         "",
-        f"mutants: {fig['mutants']} ({fig['stillborn']} stillborn, {fig['equivalent']} "
-        f"equivalent {fig['equivalent_by_kind']}), non-equivalent {fig['non_equivalent']}",
+        f"mutants: {fig['mutants']} ({fig['stillborn']} stillborn, {fig['identical_code']} "
+        f"with the reference's machine code), counted {fig['counted']}",
         f"seeds {','.join(map(str, opts.seeds))}, budget {opts.budget:g} s per seed, "
         f"backend {opts.backend}, layers {'+'.join(opts.layers)}, oracles "
         f"{'+'.join(opts.oracles)}",
-        f"killed {fig['killed']} {fig['killed_by']}, flaky (some seeds) {fig['flaky']}, "
-        f"survived {fig['survived']}",
-        f"mutation score {_pct(fig['score'])} (differential fuzzing alone "
-        f"{_pct(fig['score_fuzz'])}; killed by any seed {_pct(fig['score_any_seed'])})",
-        f"killed within the budget: {fig['killed_within_budget']} of {fig['non_equivalent']}",
-        f"time to kill: median {_secs(fig['median_ttk'])}, 95th percentile "
-        f"{_secs(fig['p95_ttk'])}, slowest kill {_secs(fig['max_ttk_killed'])}; fuzzing alone: "
-        f"median {_secs(fig['median_ttk_fuzz'])}, 95th percentile {_secs(fig['p95_ttk_fuzz'])}",
+        f"killed {fig['killed']}: by cause {fig['killed_by_cause']}, by oracle "
+        f"{fig['killed_by_oracle']}",
+        f"not killed: flaky (some seeds) {fig['flaky']}, errors {fig['errors']}, unconfirmed "
+        f"hangs {fig['unconfirmed_hangs']}, argued equivalent, not killed "
+        f"{fig['argued_equivalent_not_killed']} {fig['argued_by_kind']}, survived "
+        f"{fig['survived']}",
+        f"mutation score: strict {_pct(fig['score_strict'])} ({fig['killed']} kills of "
+        f"{fig['counted']} mutants with new code); lenient {_pct(fig['score_lenient'])} "
+        f"(former rule: errors and unconfirmed hangs as kills, of {fig['lenient_denominator']})",
+        f"differential fuzzing alone {_pct(fig['score_fuzz'])}; killed by any seed "
+        f"{_pct(fig['score_any_seed'])}; within the budget: {fig['killed_within_budget']} of "
+        f"{fig['counted']}",
+        f"time to kill: median {_secs(fig['median_ttk'])} (lenient "
+        f"{_secs(fig['median_ttk_lenient'])}), 95th percentile {_secs(fig['p95_ttk'])}, slowest "
+        f"kill {_secs(fig['max_ttk_killed'])}; fuzzing alone: median "
+        f"{_secs(fig['median_ttk_fuzz'])}, 95th percentile {_secs(fig['p95_ttk_fuzz'])}",
     ]
     if fig["equivalence_refuted"]:
         lines.append(
-            f"EQUIVALENCE REFUTED (documented equivalent, yet killed): {fig['equivalence_refuted']}"
+            f"EQUIVALENCE REFUTED (argued equivalent, yet killed): {fig['equivalence_refuted']}"
         )
-    survivors = [
-        r
-        for r in results
-        if r.counted and r.verdict != "killed" or r.verdict == "equivalence-refuted"
-    ]
-    if survivors:
-        lines.append("survivors:")
-        for r in survivors:
-            lines.append(f"  {r.verdict:<8} {r.key}  {r.label}  {r.diff}")
+    rest = [r for r in results if r.counted and not r.killed or r.verdict == "equivalence-refuted"]
+    if rest:
+        lines.append("not killed (and refuted equivalences):")
+        for r in rest:
+            lines.append(f"  {r.verdict:<19} {r.key}  {r.label}  {r.diff}")
     return "\n".join(lines)
 
 
@@ -1501,13 +1378,21 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--hang-timeout",
         type=float,
         default=3.0,
-        help="seconds without progress that count as a hang (a detection)",
+        help="seconds without a heartbeat that make a suspected hang; its input is then "
+        "re-run alone (--confirm-timeout) and only a hang there is a kill",
+    )
+    p.add_argument(
+        "--confirm-timeout",
+        type=float,
+        default=60.0,
+        help="seconds for re-running a suspected hang's or crash's input alone (default 60)",
     )
     p.add_argument("--jobs", type=int, default=1, help="mutants fuzzed at once (default 1)")
     p.add_argument(
         "--check-equivalent",
         action="store_true",
-        help="fuzz the mutants documented as equivalent too (a kill refutes them)",
+        help="kept for old command lines: mutants argued equivalent are always fuzzed now "
+        "(a kill refutes them)",
     )
     p.add_argument(
         "--oracles",
@@ -1547,7 +1432,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--no-control", action="store_true", help="skip fuzzing the unmutated reference first"
     )
     p.add_argument(
-        "--min-score", type=float, default=0.95, help="exit 1 below this score (default 0.95)"
+        "--min-score",
+        type=float,
+        default=0.95,
+        help="exit 1 below this strict score (default 0.95)",
     )
     p.add_argument(
         "--max-median",
@@ -1615,6 +1503,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"recvmap mutants: {err}", file=sys.stderr)
         return 2
+    except ImportError as err:
+        print(
+            f"recvmap mutants: needs the mutation extra (pip install 'recvmap[mutation]'): "
+            f"no module {err.name!r}",
+            file=sys.stderr,
+        )
+        return 2
     if args.patch:
         BASE_EDITS.clear()
         BASE_EDITS.update(
@@ -1630,14 +1525,14 @@ def run(args: argparse.Namespace) -> int:
         args.hang_timeout,
         args.backend,
         layers,
-        args.check_equivalent,
         oracles=oracles,
         asan_budget=args.asan_budget,
         stress_budget=args.stress_budget,
+        confirm_timeout=args.confirm_timeout,
     )
     if args.list:
         for m in hand + (system if args.sample < 0 or args.only else system[: args.sample]):
-            print(f"{m.key:<26} {m.operator:<14} {m.label():<18} {m.note or m.diff()}")
+            print(f"{m.key:<26} {m.operator:<18} {m.label():<18} {m.note or m.diff()}")
         return 0
     previous: dict[str, MutantResult] = {}
     if args.resume and args.json and args.json.exists():
@@ -1665,9 +1560,10 @@ def run(args: argparse.Namespace) -> int:
         control = runner(
             libs, opts.seeds[0], min(opts.budget, 30.0), opts.hang_timeout, opts.layers
         )
-        if control.killed:
+        if control.outcome != "clean":
             print(
-                f"recvmap mutants: the UNMUTATED reference already fails ({control.how}, "
+                f"recvmap mutants: the UNMUTATED reference already fails ({control.outcome}: "
+                f"{control.how}, "
                 f"{control.layer}): {control.description}\nfix that first (or "
                 "--no-control to measure anyway)",
                 file=sys.stderr,
@@ -1738,7 +1634,7 @@ def run(args: argparse.Namespace) -> int:
         _write_json(args.json, opts, results, control)
         out.write(f"results: {args.json}\n")
     ok = (
-        (fig["score"] or 0) >= args.min_score
+        (fig["score_strict"] or 0) >= args.min_score
         and (fig["median_ttk"] is not None and fig["median_ttk"] <= args.max_median)
         and not fig["equivalence_refuted"]
     )
@@ -1749,6 +1645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) == 2 and argv[0] == "--worker":
         return _worker(json.loads(argv[1]))
+    if len(argv) == 2 and argv[0] == "--replay":
+        return _replay_child(json.loads(argv[1]))
     if len(argv) == 2 and argv[0] == "--abort-oracle":
         return _abort_child(json.loads(argv[1]))
     parser = argparse.ArgumentParser(prog="recvmap mutants", description=__doc__.split("\n\n")[0])

@@ -480,28 +480,24 @@ HAND: tuple[Hand, ...] = (
     ),
 )
 
-# Systematic mutants shown equivalent by reasoning (key -> reason); see docs/mutants.md.
+# Systematic mutants argued equivalent (key -> reason); see docs/mutants.md. They are fuzzed
+# anyway: a kill refutes the argument. tests/test_mutants_gate.py checks every key exists.
 EQUIVALENT: dict[str, str] = {
     # bitmap.c bitmap_copy_with_src_offset: `nbits >= BPL` -> `nbits > BPL` in the word loop
     "bitmap.c:d2fe28c7b3": "with nbits == BPL left, the tail branch (nbits > BPL - shift) "
     "computes (*src & high) >> shift | (src[1] & low) << (BPL - shift), the loop's last word",
-    # bitmap.c bitmap_copy_with_dst_offset: `*dst |= ...` -> `*dst ^= ...` in the short tail
-    "bitmap.c:0105018d52": "the bits from shift up of *dst are zero there (masked before the "
-    "loop, or written by dst[1] = ... >> (BPL - shift)), so OR and XOR agree",
     # bitmap.c slow_bitmap_empty: `k < lim` -> `k != lim`
     "bitmap.c:033bc879fe": "lim = nbits / BPL >= 0 inside the domain (a negative nbits would "
     "make the unsigned word count exceed any allocation)",
-    # bitmap.c bitmap_and: slow_bitmap_and(dst, src2, src1, nbits)
-    "bitmap.c:d64df80ea7": "& is commutative, and both words are read either way",
     # bitmap.c bitmap_set: `nr - room >= 0` -> `nr - room >= 1`
     "bitmap.c:0e38143379": "as hand:set-loop-strict: the range then ends on a word boundary "
     "and the last-word step ORs the same all-ones mask",
     # bitmap.c bitmap_set_atomic: `nr >= BPL` -> `nr > BPL` in the whole-word loop
     "bitmap.c:c02c443ad9": "a last whole word left to the final step gets an atomic OR of "
     "mask & BITMAP_LAST_WORD_MASK(end) = all ones instead of a store of all ones",
-    # ram.c ram_bitmap_new: calloc(... ? ... : 2, ...) for an empty map
-    "ram.c:3b3ec50c48": "an empty map (0 bits) gets two zero words instead of one; no "
-    "function reads a word of an empty map",
+    # bitmap.c bitmap_find_next_zero_area: `start = hit + 1` -> `start = hit / 1`
+    "bitmap.c:e1661bfba0": "bit hit is set (find_next_bit found it), so the next "
+    "find_next_zero_bit from hit or from hit + 1 returns the same index",
 }
 
 
