@@ -45,7 +45,7 @@ INLINE = {
     "include/qemu/bitmap.h": (
         "bitmap_zero bitmap_fill bitmap_copy bitmap_and bitmap_or bitmap_xor bitmap_andnot "
         "bitmap_complement bitmap_equal bitmap_empty bitmap_full bitmap_intersects "
-        "bitmap_count_one bitmap_count_one_with_offset"
+        "bitmap_count_one bitmap_count_one_with_offset bitmap_new bitmap_zero_extend"
     ).split(),
 }
 # ... or defined in util/.
@@ -80,7 +80,11 @@ V2_12_LINES = {
 # The rule QEMU changed in v4.0.0 (e7c91368d2 "bitmap: fix bitmap_count_one"): before it,
 # bitmap_count_one(map, 0) counted all of word 0.
 OLD_COUNT_ONE = (4, 0, 0)
-BITMAP_ABI = [d.name for d in abi() if d.header == "qemu_ref.h" and d.name != "qref_bits_per_long"]
+BITMAP_ABI = [
+    d.name
+    for d in abi()
+    if d.header == "qemu_ref.h" and d.name not in ("qref_bits_per_long", "qref_bitmap_free")
+]
 
 
 def recvmap(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -166,6 +170,7 @@ def test_inventory_lists_every_bitmap_function(
         line = (tree / (header or source)).read_text().splitlines()[int(m[1]) - 1]
         assert re.search(rf"\b{name}\(", line), f"{name} is not defined at {where}: {line}"
     assert rows["qref_bits_per_long"].startswith("glue")
+    assert rows["qref_bitmap_free"].startswith("glue")
     if release == "v2.12.0":
         for name, where in V2_12_LINES.items():
             assert rows[name] == where

@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .tree import BITMAP_HEADER, IDENTITY, Origin, QemuTree, inventory, release_tuple
+from .tree import BITMAP_HEADER, FREE, IDENTITY, Origin, QemuTree, inventory, release_tuple
 
 FORMAT = "recvmap-qemu-tree-1"  # bump when the way a build is made changes
 GLUE = Path(__file__).resolve().parent / "glue"
@@ -164,6 +164,10 @@ def wrappers(tree: QemuTree, origins: Sequence[Origin]) -> str:
         "/* Not QEMU's: the marker recvmap's loader reads (the word width of this build). */",
         f"RECVMAP_EXPORT int {IDENTITY}(void);",
         f"int {IDENTITY}(void)\n{{\n    return (int)(sizeof(unsigned long) * CHAR_BIT);\n}}",
+        "",
+        "/* Not QEMU's: frees a map of bitmap_new the way QEMU's callers do (g_free). */",
+        f"RECVMAP_EXPORT void {FREE}(unsigned long *map);",
+        f"void {FREE}(unsigned long *map)\n{{\n    g_free(map);\n}}",
     ]
     return "\n".join(out) + "\n"
 

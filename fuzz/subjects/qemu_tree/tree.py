@@ -23,6 +23,7 @@ from pathlib import Path
 
 BITMAP_HEADER = "qemu_ref.h"  # the ABI header of the bitmap layer
 IDENTITY = "qref_bits_per_long"  # our library marker: not a QEMU function
+FREE = "qref_bitmap_free"  # ours: frees a map of bitmap_new (QEMU calls g_free)
 # Where the bitmap layer's functions are looked for, in this order.
 SOURCES = ("util/bitmap.c", "util/bitops.c")
 HEADERS = ("include/qemu/bitops.h", "include/qemu/bitmap.h")
@@ -135,6 +136,11 @@ def inventory(tree: QemuTree, header: str = BITMAP_HEADER) -> list[Origin]:
             continue
         if decl.name == IDENTITY:
             out.append(Origin(decl.name, "glue", note="recvmap's word-width marker"))
+            continue
+        if decl.name == FREE:
+            out.append(
+                Origin(decl.name, "glue", note="recvmap's free of bitmap_new's maps: g_free")
+            )
             continue
         out.append(locate(decl.name, texts))
     return out
