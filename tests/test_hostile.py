@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import MASK, MUTANT, recvmap
 
 from recvmap import pymodel as pm
 from recvmap.pymodel.errors import ArgumentTypeError, PreconditionError
@@ -135,16 +136,6 @@ def test_api_non_bytes_stream_is_type_error(bad: object) -> None:
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
-
-
-def recvmap(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def one_line_exit_2(proc: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -321,8 +312,6 @@ OOB = (
     "            return addr[BIT_WORD(base) + 1] == 0x5a5a5a5aUL ? 0 : size;\n        }",
 )
 # the off-by-one of tests/test_cli.py: BITMAP_LAST_WORD_MASK keeps one bit too many
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 
 
 def broken(name: str) -> Path:

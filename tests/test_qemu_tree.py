@@ -9,14 +9,14 @@ mutate one line of a temporary copy of a tree and require the fuzzer to catch it
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 from qemu_trees import SKIP_REASON, TREES
 
@@ -34,7 +34,6 @@ pytestmark = [
     pytest.mark.skipif(not TREES, reason=SKIP_REASON),
     pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the trees"),
 ]
-REPO = Path(__file__).resolve().parent.parent
 
 # Where QEMU keeps each function (qemu-facts section 4): static inline in a header ...
 INLINE = {
@@ -83,14 +82,7 @@ OLD_COUNT_ONE = (4, 0, 0)
 BITMAP_ABI = [d.name for d in abi() if d.header == "qemu_ref.h" and d.name != "qref_bits_per_long"]
 
 
-def recvmap(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
+recvmap = functools.partial(helpers.recvmap, timeout=180)
 
 
 def copy_tree(release: str, dest: Path) -> Path:
