@@ -115,11 +115,17 @@ class TargetPage:
             until_ok = b.until is None or (ver is not None and ver <= _version(b.until))
             if board in b.boards and since_ok and until_ok:
                 bits = b.bits
-        if t.vary:
-            tp = cls.variable(t.page_bits)
-            tp.set_preferred_target_page_bits(bits)
-        else:
+        return cls.finalized(bits, vary_min=t.page_bits if t.vary else None)
+
+    @classmethod
+    def finalized(cls, bits: int, *, vary_min: int | None = None) -> TargetPage:
+        """Page bits ``bits`` as finalized: fixed, or with ``vary_min`` a
+        TARGET_PAGE_BITS_VARY target of that minimum whose board asked for ``bits`` first."""
+        if vary_min is None:
             tp = cls.fixed(bits)
+        else:
+            tp = cls.variable(vary_min)
+            tp.set_preferred_target_page_bits(bits)
         tp.finalize_target_page_bits()
         return tp
 

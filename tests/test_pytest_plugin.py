@@ -19,13 +19,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import venv_with_wheel
+from helpers import MASK, MUTANT, venv_with_wheel
 
 from recvmap.fuzz.subjects.build import build_library
 
 ROOT = Path(__file__).resolve().parents[1]
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 PYTEST_DISTRIBUTIONS = ("pytest", "pluggy", "iniconfig", "packaging", "pygments")
 
 pytestmark = pytest.mark.skipif(

@@ -102,6 +102,15 @@ def mutate(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
+def patched_tree(tmp_path: Path, file: str, old: str, new: str) -> tuple[str, Path]:
+    """v10.1.0 (else the newest shared release) copied, with ``old`` in ``file`` changed
+    to ``new``: the release and the patched copy."""
+    release = "v10.1.0" if "v10.1.0" in TREES else max(TREES, key=release_tuple)
+    copy = copy_tree(release, tmp_path / "patched")
+    mutate(copy / file, old, new)
+    return release, copy
+
+
 def listing(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, dict[str, str]]:
     assert cli.main(["qemu-tree", str(path)]) == 0
     out = capsys.readouterr().out
@@ -215,10 +224,9 @@ def test_the_cache_rebuilds_only_when_a_file_changes(tmp_path: Path) -> None:
 
 
 def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
-    release = "v10.1.0" if "v10.1.0" in TREES else max(TREES, key=release_tuple)
-    copy = copy_tree(release, tmp_path / "patched")
-    mutate(
-        copy / "util/bitmap.c",
+    release, copy = patched_tree(
+        tmp_path,
+        "util/bitmap.c",
         "mask_to_set &= BITMAP_LAST_WORD_MASK(size);",
         "mask_to_set &= BITMAP_LAST_WORD_MASK(size + 1);",
     )
@@ -240,10 +248,9 @@ def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
 
 
 def test_two_trees_name_the_one_with_a_mutated_bitmap_h(tmp_path: Path) -> None:
-    release = "v10.1.0" if "v10.1.0" in TREES else max(TREES, key=release_tuple)
-    copy = copy_tree(release, tmp_path / "patched")
-    mutate(
-        copy / "include/qemu/bitmap.h",
+    release, copy = patched_tree(
+        tmp_path,
+        "include/qemu/bitmap.h",
         "return ! ((*src1 ^ *src2) & BITMAP_LAST_WORD_MASK(nbits));",
         "return ! ((*src1 ^ *src2));",
     )
