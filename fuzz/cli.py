@@ -207,6 +207,25 @@ def _arches() -> list[str]:
     return [t.name for t in arch.TARGETS]
 
 
+def _add_impl(p: argparse.ArgumentParser) -> None:
+    """--impl: the same option, with the same meaning, in every command that runs C."""
+    p.add_argument(
+        "--impl",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a shared library exporting QEMU's symbol names (default: ours)",
+    )
+
+
+def _add_actions(
+    sub: argparse._SubParsersAction[Parser], name: str, *, help: str, description: str
+) -> argparse._SubParsersAction[Parser]:
+    """A command ``name`` whose ACTION is a subcommand, stored in ``args.<name>_command``."""
+    group = sub.add_parser(name, help=help, description=description)
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", parser_class=Parser)
+
+
 def build_parser() -> Parser:
     p = Parser(
         prog="recvmap",
@@ -278,13 +297,7 @@ def build_parser() -> Parser:
         metavar="FILE",
         help="write the jobs as JUnit XML test cases to FILE (for CI systems)",
     )
-    f.add_argument(
-        "--impl",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="a shared library exporting QEMU's symbol names (default: ours)",
-    )
+    _add_impl(f)
     f.add_argument(
         "--qemu-tree",
         type=Path,
@@ -358,13 +371,7 @@ def build_parser() -> Parser:
         "model and an implementation; print the first divergence of each.",
     )
     r.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    r.add_argument(
-        "--impl",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="a shared library exporting QEMU's symbol names (default: ours)",
-    )
+    _add_impl(r)
     r.add_argument(
         "--qemu-tree",
         type=Path,
@@ -424,12 +431,12 @@ def build_parser() -> Parser:
         help="with --layer: folder for the vector files of raw inputs (default fuzz-out)",
     )
 
-    v = sub.add_parser(
+    vsub = _add_actions(
+        sub,
         "vectors",
         help="regression vectors",
         description="The regression vector files (recvmap-vectors-v1).",
     )
-    vsub = v.add_subparsers(dest="vectors_command", metavar="ACTION", parser_class=Parser)
     e = vsub.add_parser(
         "export",
         help="write the vector files and schema.json to DIR, or a QEMU unit test",
@@ -452,12 +459,12 @@ def build_parser() -> Parser:
     )
     vsub.add_parser("list", help="list the vector files and their test counts")
 
-    c = sub.add_parser(
+    csub = _add_actions(
+        sub,
         "corpus",
         help="fuzzing corpora",
         description="Fuzzing corpora: raw inputs of one layer's harness.",
     )
-    csub = c.add_subparsers(dest="corpus_command", metavar="ACTION", parser_class=Parser)
     cm = csub.add_parser(
         "merge",
         help="merge corpus folders into OUT, keeping the inputs that add coverage",
@@ -469,7 +476,7 @@ def build_parser() -> Parser:
     cm.add_argument("inputs", nargs="+", type=Path, metavar="IN")
     cm.add_argument("--layer", choices=LAYERS, required=True)
     cm.add_argument("--word-bits", type=_word_bits, default=None)
-    cm.add_argument("--impl", type=Path, default=None, metavar="PATH")
+    _add_impl(cm)
 
     sub.add_parser("arches", help="print the architecture and host tables")
     q = sub.add_parser(

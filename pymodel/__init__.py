@@ -11,7 +11,7 @@ rule that changed since v2.12.0, and ``at_release("v3.0.0")`` is the bitmap laye
 older release (a function the release lacks raises ``ReleaseError``).
 """
 
-from . import bitmap, bitops
+from . import bitmap, bitops, words
 from .bitmap import *  # noqa: F403
 from .bitops import *  # noqa: F403
 from .errors import PreconditionError
@@ -23,34 +23,11 @@ from .releases import (
     at_release,
     parse_release,
 )
-from .words import (
-    BIT_MASK,
-    BIT_WORD,
-    BITMAP_FIRST_WORD_MASK,
-    BITMAP_LAST_WORD_MASK,
-    BITS_TO_LONGS,
-    ILP32_BE,
-    ILP32_LE,
-    LP64_BE,
-    LP64_LE,
-    Layout,
-    Words,
-    small_nbits,
-)
+from .words import *  # noqa: F403
 
-# The memory and QEMU's macros (the byte-level primitives stay in recvmap.pymodel.words),
-# then every function of bitmap.h/bitops.h.
+# The model's error and releases, then the memory and QEMU's macros (the byte-level
+# primitives stay in recvmap.pymodel.words), then every function of bitmap.h/bitops.h.
 __all__ = [
-    "BITMAP_FIRST_WORD_MASK",
-    "BITMAP_LAST_WORD_MASK",
-    "BITS_TO_LONGS",
-    "BIT_MASK",
-    "BIT_WORD",
-    "ILP32_BE",
-    "ILP32_LE",
-    "LP64_BE",
-    "LP64_LE",
-    "Layout",
     "PreconditionError",
     "DEFAULT_RELEASE",
     "RELEASES",
@@ -58,8 +35,7 @@ __all__ = [
     "ReleaseError",
     "at_release",
     "parse_release",
-    "Words",
-    "small_nbits",
 ]
+__all__ += words.__all__
 __all__ += bitmap.__all__
 __all__ += bitops.__all__

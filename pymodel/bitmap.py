@@ -519,6 +519,17 @@ def _copy_words(
     copy_bits(dst, dst_word * bpl, src, src_word * bpl, nwords * bpl)
 
 
+def _copy_offset(
+    function: str, layout: Layout, argument: str, offset: int, nbits: int
+) -> tuple[int, int, int]:
+    """The unsigned long arguments of a bitmap_copy_with_*_offset, checked; then
+    BITS_PER_LONG and the word and bit of ``offset``."""
+    check_ulong(function, layout, argument, offset)
+    check_ulong(function, layout, "nbits", nbits)
+    bpl = layout.bits_per_long
+    return (bpl, *divmod(offset, bpl))
+
+
 @checked
 def bitmap_copy_with_src_offset(dst: Words, src: Words, offset: int, nbits: int) -> None:
     """dst bits [0, nbits) = src bits [offset, offset + nbits) (util/bitmap.c).
@@ -528,11 +539,7 @@ def bitmap_copy_with_src_offset(dst: Words, src: Words, offset: int, nbits: int)
     word is CLEARED, and nbits == 0 touches nothing.
     """
     function = "bitmap_copy_with_src_offset"
-    layout = dst.layout
-    check_ulong(function, layout, "offset", offset)
-    check_ulong(function, layout, "nbits", nbits)
-    bpl = layout.bits_per_long
-    word, shift = divmod(offset, bpl)
+    bpl, word, shift = _copy_offset(function, dst.layout, "offset", offset, nbits)
     if shift == 0:
         _copy_words(function, dst, 0, src, word, nbits)
         return
@@ -554,11 +561,7 @@ def bitmap_copy_with_dst_offset(dst: Words, src: Words, shift: int, nbits: int) 
     bits of shift's word from shift up). With dst == src QEMU's word order shows through.
     """
     function = "bitmap_copy_with_dst_offset"
-    layout = dst.layout
-    check_ulong(function, layout, "shift", shift)
-    check_ulong(function, layout, "nbits", nbits)
-    bpl = layout.bits_per_long
-    word, bit = divmod(shift, bpl)
+    bpl, word, bit = _copy_offset(function, dst.layout, "shift", shift, nbits)
     if bit == 0:
         _copy_words(function, dst, word, src, 0, nbits)
         return

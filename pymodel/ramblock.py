@@ -115,11 +115,17 @@ class TargetPage:
             until_ok = b.until is None or (ver is not None and ver <= _version(b.until))
             if board in b.boards and since_ok and until_ok:
                 bits = b.bits
-        if t.vary:
-            tp = cls.variable(t.page_bits)
-            tp.set_preferred_target_page_bits(bits)
-        else:
+        return cls.finalized(bits, vary_min=t.page_bits if t.vary else None)
+
+    @classmethod
+    def finalized(cls, bits: int, *, vary_min: int | None = None) -> TargetPage:
+        """Page bits ``bits`` as finalized: fixed, or with ``vary_min`` a
+        TARGET_PAGE_BITS_VARY target of that minimum whose board asked for ``bits`` first."""
+        if vary_min is None:
             tp = cls.fixed(bits)
+        else:
+            tp = cls.variable(vary_min)
+            tp.set_preferred_target_page_bits(bits)
         tp.finalize_target_page_bits()
         return tp
 
@@ -289,6 +295,10 @@ class RamConfig(Generic[BlockT]):
         self.release = parse_release(release)
         self.error_log: list[str] = []
         self._specs: list[BlockSpec] = []
+        self._start()
+
+    def _start(self) -> None:
+        """A face's own empty state, once the configuration is set (none by default)."""
 
     @classmethod
     def for_host(
@@ -433,30 +443,14 @@ class RamConfig(Generic[BlockT]):
 
 
 class RamContext(RamConfig[RAMBlock]):
-    """The model: a RAM list, the target page, and QEMU's receivedmap functions."""
+    """The model: a RAM list, the target page, and QEMU's receivedmap functions.
 
-    def __init__(
-        self,
-        target_page: TargetPage,
-        *,
-        side: Side = Side.DESTINATION,
-        layout: Layout = LP64_LE,
-        host_page_size: int = 4096,
-        pointer_bits: int | None = None,
-        strict: bool = False,
-        host: Host | None = None,
-        release: str | Release | None = None,
-    ) -> None:
-        super().__init__(
-            target_page,
-            side=side,
-            layout=layout,
-            host_page_size=host_page_size,
-            pointer_bits=pointer_bits,
-            strict=strict,
-            host=host,
-            release=release,
-        )
+    Its constructor is RamConfig's; the RAM list starts empty.
+    """
+
+    ram_list: RAMList
+
+    def _start(self) -> None:
         self.ram_list = RAMList()
 
     # --- the RAM list ---------------------------------------------------------------

@@ -29,6 +29,8 @@ try:
 except ImportError:  # pragma: no cover - CPython built without zlib
     _adler32 = None  # type: ignore[assignment]
 
+# The memory and QEMU's macros: recvmap.pymodel re-exports exactly these. The byte-level
+# primitives (apply, copy_bits, swap_words, test) are imported by name where needed.
 __all__ = [
     "BITMAP_FIRST_WORD_MASK",
     "BITMAP_LAST_WORD_MASK",
@@ -41,11 +43,7 @@ __all__ = [
     "LP64_LE",
     "Layout",
     "Words",
-    "apply",
-    "copy_bits",
     "small_nbits",
-    "swap_words",
-    "test",
 ]
 
 

@@ -8,6 +8,7 @@ exhaustive enumeration of small ranges, and a stateful machine. Both word widths
 from __future__ import annotations
 
 import pytest
+from helpers import RANGE_FUNCTIONS
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -44,16 +45,6 @@ def patterns(bpl: int, nwords: int) -> list[dict[int, int]]:
     full = (1 << bpl) - 1
     mixed = {i: (0x9E3779B97F4A7C15 * (i + 1)) & full for i in range(nwords)}
     return [{}, dict.fromkeys(range(nwords), full), mixed]
-
-
-RANGE_FUNCTIONS = (
-    "bitmap_set",
-    "bitmap_set_atomic",
-    "bitmap_clear",
-    "bitmap_test_and_clear",
-    "bitmap_test_and_clear_atomic",
-    "bitmap_count_one_with_offset",
-)
 
 
 @pytest.mark.parametrize("name", RANGE_FUNCTIONS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from helpers import RANGE_FUNCTIONS
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -80,16 +81,7 @@ def machine_for(bits: int) -> type[RuleBasedStateMachine]:
             self.apply(name, nr, Ref(a))
 
         @rule(
-            name=st.sampled_from(
-                [
-                    "bitmap_set",
-                    "bitmap_set_atomic",
-                    "bitmap_clear",
-                    "bitmap_test_and_clear",
-                    "bitmap_test_and_clear_atomic",
-                    "bitmap_count_one_with_offset",
-                ]
-            ),
+            name=st.sampled_from(RANGE_FUNCTIONS),
             start=num,
             nr=num,
             a=arr,

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import MASK, MUTANT, recvmap
 
 from recvmap.fuzz import cli
 from recvmap.fuzz.campaign.harness import Harness, run_random
@@ -30,19 +31,7 @@ from recvmap.pymodel.words import LP64_LE
 
 VECTORS = Path(__file__).parent / "vectors"
 FUZZ = Path(cli.__file__).resolve().parent / "campaign"
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the variants")
-
-
-def recvmap(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=Path(__file__).parent.parent,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import MASK, MUTANT, recvmap
 
 from recvmap.fuzz import cli
 from recvmap.fuzz.campaign.campaign import atheris_available
@@ -25,18 +26,6 @@ from recvmap.fuzz.subjects.build import build_library
 from recvmap.fuzz.vectors.files import load_file
 
 FUZZ = Path(cli.__file__).resolve().parent / "campaign"
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
-
-
-def recvmap(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-    )
 
 
 def harness(layer: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import MASK, MUTANT, recvmap
 
 from recvmap import pymodel as pm
 from recvmap.pymodel.errors import ArgumentTypeError, PreconditionError
@@ -135,16 +136,6 @@ def test_api_non_bytes_stream_is_type_error(bad: object) -> None:
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"
-
-
-def recvmap(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def one_line_exit_2(proc: subprocess.CompletedProcess[str], *words: str) -> None:
@@ -320,9 +311,6 @@ OOB = (
     "        if (size - base <= QREF_BITS_PER_LONG) {\n"
     "            return addr[BIT_WORD(base) + 1] == 0x5a5a5a5aUL ? 0 : size;\n        }",
 )
-# the off-by-one of tests/test_cli.py: BITMAP_LAST_WORD_MASK keeps one bit too many
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 
 
 def broken(name: str) -> Path:
@@ -349,6 +337,13 @@ def start_fuzz(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
         cwd=ROOT,
         env=env,
         start_new_session=True,
+    )
+
+
+def fuzz_library(tmp_path: Path, lib: Path, max_time: str, *args: str) -> subprocess.Popen[str]:
+    """``recvmap fuzz`` of the bitmap layer of the shared library ``lib``."""
+    return start_fuzz(
+        tmp_path, "--impl", str(lib), "--target", "bitmap", "--max-time", max_time, *args
     )
 
 
@@ -418,19 +413,7 @@ def test_hanging_library_is_a_hang_with_reproducer_and_replay_says_hang(tmp_path
     lib = broken("hang")
     out = tmp_path / "out"
     t0 = time.monotonic()
-    proc = start_fuzz(
-        tmp_path,
-        "--impl",
-        str(lib),
-        "--target",
-        "bitmap",
-        "--max-time",
-        "5",
-        "--timeout",
-        "2",
-        "--out",
-        str(out),
-    )
+    proc = fuzz_library(tmp_path, lib, "5", "--timeout", "2", "--out", str(out))
     stdout, stderr = proc.communicate(timeout=120)
     took = time.monotonic() - t0
     assert proc.returncode == 1, stdout + stderr
@@ -483,19 +466,7 @@ def test_oob_replay_names_the_bad_access(tmp_path: Path) -> None:
 @needs_gcc
 def test_replay_command_after_impl_divergence_reproduces_verbatim(tmp_path: Path) -> None:
     lib = broken("mask")
-    proc = start_fuzz(
-        tmp_path,
-        "--impl",
-        str(lib),
-        "--target",
-        "bitmap",
-        "--max-time",
-        "30",
-        "--seed",
-        "1",
-        "--out",
-        str(tmp_path / "out"),
-    )
+    proc = fuzz_library(tmp_path, lib, "30", "--seed", "1", "--out", str(tmp_path / "out"))
     stdout, stderr = proc.communicate(timeout=180)
     assert proc.returncode == 1, stdout + stderr
     m = re.search(r"^replay it: (recvmap replay .*)$", stdout, re.M)
@@ -517,13 +488,9 @@ def test_replay_command_after_impl_divergence_reproduces_verbatim(tmp_path: Path
 @needs_gcc
 def test_library_stdout_cannot_fake_statistics(tmp_path: Path) -> None:
     lib = broken("chatty")
-    proc = start_fuzz(
+    proc = fuzz_library(
         tmp_path,
-        "--impl",
-        str(lib),
-        "--target",
-        "bitmap",
-        "--max-time",
+        lib,
         "4",
         "--engine",
         "atheris",

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import venv_with_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,13 +51,7 @@ CHECK = textwrap.dedent("""
 def test_wheel_installs_and_works_outside_the_tree(tmp_path: Path, built_wheel: Path) -> None:
     wheel = built_wheel
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-    )
+    py = venv_with_wheel(venv, wheel)
     proc = subprocess.run(
         [str(py), "-c", CHECK], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )

@@ -15,17 +15,15 @@ import importlib.metadata
 import os
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import MASK, MUTANT, venv_with_wheel
 
 from recvmap.fuzz.subjects.build import build_library
 
 ROOT = Path(__file__).resolve().parents[1]
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 PYTEST_DISTRIBUTIONS = ("pytest", "pluggy", "iniconfig", "packaging", "pygments")
 
 pytestmark = pytest.mark.skipif(
@@ -39,13 +37,7 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory, built_wheel: Path) -> P
     tmp = tmp_path_factory.mktemp("plugin")
     wheel = built_wheel
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-    )
+    venv_with_wheel(venv, wheel)
     deps = tmp / "pytest-packages"
     deps.mkdir()
     for name in PYTEST_DISTRIBUTIONS:  # their files as installed, metadata included

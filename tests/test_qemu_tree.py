@@ -9,14 +9,14 @@ mutate one line of a temporary copy of a tree and require the fuzzer to catch it
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 from qemu_trees import SKIP_REASON, TREES
 
@@ -34,7 +34,6 @@ pytestmark = [
     pytest.mark.skipif(not TREES, reason=SKIP_REASON),
     pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the trees"),
 ]
-REPO = Path(__file__).resolve().parent.parent
 
 # Where QEMU keeps each function (qemu-facts section 4): static inline in a header ...
 INLINE = {
@@ -87,14 +86,7 @@ BITMAP_ABI = [
 ]
 
 
-def recvmap(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
+recvmap = functools.partial(helpers.recvmap, timeout=180)
 
 
 def copy_tree(release: str, dest: Path) -> Path:
@@ -112,6 +104,15 @@ def mutate(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
+
+
+def patched_tree(tmp_path: Path, file: str, old: str, new: str) -> tuple[str, Path]:
+    """v10.1.0 (else the newest shared release) copied, with ``old`` in ``file`` changed
+    to ``new``: the release and the patched copy."""
+    release = "v10.1.0" if "v10.1.0" in TREES else max(TREES, key=release_tuple)
+    copy = copy_tree(release, tmp_path / "patched")
+    mutate(copy / file, old, new)
+    return release, copy
 
 
 def listing(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, dict[str, str]]:
@@ -228,10 +229,9 @@ def test_the_cache_rebuilds_only_when_a_file_changes(tmp_path: Path) -> None:
 
 
 def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
-    release = "v10.1.0" if "v10.1.0" in TREES else max(TREES, key=release_tuple)
-    copy = copy_tree(release, tmp_path / "patched")
-    mutate(
-        copy / "util/bitmap.c",
+    release, copy = patched_tree(
+        tmp_path,
+        "util/bitmap.c",
         "mask_to_set &= BITMAP_LAST_WORD_MASK(size);",
         "mask_to_set &= BITMAP_LAST_WORD_MASK(size + 1);",
     )
@@ -253,10 +253,9 @@ def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
 
 
 def test_two_trees_name_the_one_with_a_mutated_bitmap_h(tmp_path: Path) -> None:
-    release = "v10.1.0" if "v10.1.0" in TREES else max(TREES, key=release_tuple)
-    copy = copy_tree(release, tmp_path / "patched")
-    mutate(
-        copy / "include/qemu/bitmap.h",
+    release, copy = patched_tree(
+        tmp_path,
+        "include/qemu/bitmap.h",
         "return ! ((*src1 ^ *src2) & BITMAP_LAST_WORD_MASK(nbits));",
         "return ! ((*src1 ^ *src2));",
     )

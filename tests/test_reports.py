@@ -8,34 +8,27 @@ validator), and the JUnit XML is parsed back with the standard library.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
+from helpers import MASK, MUTANT
 
 from recvmap.fuzz.campaign.report import SCHEMA_FILE, schema
 from recvmap.fuzz.subjects.build import build_library, source_dir
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (a test dependency) missing")
 
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the variants")
 
 
-def recvmap(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=Path(__file__).parent.parent,
-    )
+recvmap = functools.partial(helpers.recvmap, timeout=180)
 
 
 def check(doc: Any) -> None:

@@ -4,34 +4,25 @@ corpus) and ``recvmap corpus merge``."""
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import helpers
 import pytest
+from helpers import MASK, MUTANT
 
 from recvmap.fuzz.campaign.campaign import atheris_available
 from recvmap.fuzz.campaign.workers import read_stats
 from recvmap.fuzz.subjects.build import build_library
 from recvmap.fuzz.vectors.files import load_file
 
-MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
-MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
 needs_atheris = pytest.mark.skipif(not atheris_available(), reason="fork mode is libFuzzer's")
 
-
-def recvmap(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=cwd,
-    )
+recvmap = functools.partial(helpers.recvmap, timeout=240)
 
 
 def test_worker_statistics_add_up(tmp_path: Path) -> None:

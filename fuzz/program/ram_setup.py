@@ -57,13 +57,9 @@ def target_page(target: str, bits: int) -> TargetPage:
     values of them, are fixed at compile time.
     """
     t = arch.target(target)
-    if t.vary and bits >= t.page_bits:
-        tp = TargetPage.variable(t.page_bits)
-        tp.set_preferred_target_page_bits(bits)
-    else:
-        tp = TargetPage.fixed(bits)
-    tp.finalize_target_page_bits()
-    return tp
+    return TargetPage.finalized(
+        bits, vary_min=t.page_bits if t.vary and bits >= t.page_bits else None
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Helpers several test modules share (tests/ is on pytest's pythonpath).
+
+One copy each of: the source checkout's root, the injected last-word-mask bug the teeth
+tests plant into our C, the range functions of the bitmap ABI, running the ``recvmap`` CLI
+in a subprocess, and a fresh venv with the built wheel installed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The correct last-word mask in qemu_ref/qemu_ref.h and the off-by-one the teeth tests put in
+# its place: a library built with MUTANT must be caught.
+MASK = "(QREF_ULONG_MAX >> (-(nbits) & (QREF_BITS_PER_LONG - 1)))"
+MUTANT = "(QREF_ULONG_MAX >> (-((nbits) + 1) & (QREF_BITS_PER_LONG - 1)))"
+
+# The bitmap functions that take a (start, nr) range of bits.
+RANGE_FUNCTIONS = (
+    "bitmap_set",
+    "bitmap_set_atomic",
+    "bitmap_clear",
+    "bitmap_test_and_clear",
+    "bitmap_test_and_clear_atomic",
+    "bitmap_count_one_with_offset",
+)
+
+
+def recvmap(*args: str, timeout: float = 120, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """``recvmap ARGS`` as a user runs it, in a child of this interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def venv_with_wheel(venv: Path, wheel: Path) -> Path:
+    """A new venv at ``venv`` holding only ``wheel`` (no deps, no index); its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    return py
