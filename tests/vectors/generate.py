@@ -407,6 +407,25 @@ def x86_program(
     return ram_program(layout, "x86_64", 12, "x86_64", 4096, blocks, ops, side, strict)
 
 
+def received_case(
+    layout: Layout,
+    blocks: list[dict[str, Any]],
+    ops: list[Op],
+    comment: str,
+    flags: list[str],
+    results: list[Any],
+    memory: dict[str, tuple[int, dict[int, int]] | None] | None = None,
+    invalid: bool = False,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """A destination case on 4K pages (``x86_program``) that starts with
+    ramblock_recv_map_init: ``ops`` and hand ``results`` are what follows it (the init
+    itself returns nothing)."""
+    init = Op("ramblock_recv_map_init", ())
+    program = x86_program(layout, blocks, [init, *ops], strict=strict)
+    return case(program, comment, flags, [None, *results], memory, invalid)
+
+
 def block(
     idstr: str,
     host: int,
@@ -437,23 +456,20 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     hp = [block("pc.ram", base, mib2, page_size=mib2)]
     nwords = 512 // bpl
     out.append(
-        case(
-            x86_program(
-                layout,
-                hp,
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("postcopy_place_page", (base, Ref(0))),
-                    Op("ram_discard_range", ("pc.ram", 4096, 8192)),
-                    Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 4096)),
-                    Op("ramblock_recv_bitmap_test", (Ref(0), base)),
-                    Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 12288)),
-                ],
-            ),
+        received_case(
+            layout,
+            hp,
+            [
+                Op("postcopy_place_page", (base, Ref(0))),
+                Op("ram_discard_range", ("pc.ram", 4096, 8192)),
+                Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 4096)),
+                Op("ramblock_recv_bitmap_test", (Ref(0), base)),
+                Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 12288)),
+            ],
             "placing a 2M hugepage sets 512 target-page bits; ram_discard_range clears bits 1-2 "
             "FIRST and only then fails its check (start not aligned to the 2M page: -1)",
             ["Placement", "Discard"],
-            [None, 0, -1, False, 1, True],
+            [0, -1, False, 1, True],
             {
                 "destination:pc.ram.receivedmap": (
                     nwords,
@@ -463,20 +479,17 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
         )
     )
     out.append(
-        case(
-            x86_program(
-                layout,
-                hp,
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ram_discard_range", ("no-such-block", 0, mib2)),
-                    Op("ram_discard_range", ("pc.ram", 0, mib2)),
-                ],
-            ),
+        received_case(
+            layout,
+            hp,
+            [
+                Op("ram_discard_range", ("no-such-block", 0, mib2)),
+                Op("ram_discard_range", ("pc.ram", 0, mib2)),
+            ],
             "ram_discard_range: an unknown block is an error (-1); an aligned discard of the "
             "whole block succeeds (0)",
             ["Discard"],
-            [None, -1, 0],
+            [-1, 0],
         )
     )
     # 1K target pages (arm legacy) on a 4K host: a 12K block is 12 bits in one word.
@@ -529,57 +542,48 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     )
     wrap = (1 << bpl) - 1 >> 12  # (host_addr - rb->host) wraps below the block
     out.append(
-        case(
-            x86_program(
-                layout,
-                [block("pc.ram", base, 4 * 4096)],
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
-                    Op("ramblock_recv_bitmap_offset", (base + 3 * 4096 + 4095, Ref(0))),
-                ],
-            ),
+        received_case(
+            layout,
+            [block("pc.ram", base, 4 * 4096)],
+            [
+                Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
+                Op("ramblock_recv_bitmap_offset", (base + 3 * 4096 + 4095, Ref(0))),
+            ],
             "ramblock_recv_bitmap_offset has no range check: an address below the block wraps "
             "to a huge index",
             ["WrapAround"],
-            [None, wrap, 3],
+            [wrap, 3],
         )
     )
     out.append(
-        case(
-            x86_program(
-                layout,
-                [block("pc.ram", base, 4 * 4096)],
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
-                ],
-                strict=True,
-            ),
+        received_case(
+            layout,
+            [block("pc.ram", base, 4 * 4096)],
+            [
+                Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
+            ],
             "strict mode flags the wrap-around instead of modelling it",
             ["WrapAround", "Domain"],
-            [None],
+            [],
             invalid=True,
+            strict=True,
         )
     )
     out.append(
-        case(
-            x86_program(
-                layout,
-                [block("pc.ram", base, 2 * 4096, 4 * 4096)],
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ramblock_recv_bitmap_set", (Ref(0), base + 3 * 4096)),
-                    Op("ramblock_recv_bitmap_set_range", (Ref(0), base, 2)),
-                    Op("ramblock_recv_bitmap_set_offset", (Ref(0), 2 * 4096 + 17)),
-                    Op("ram_load_cleanup", ()),
-                    Op("ram_load_cleanup", ()),
-                ],
-            ),
+        received_case(
+            layout,
+            [block("pc.ram", base, 2 * 4096, 4 * 4096)],
+            [
+                Op("ramblock_recv_bitmap_set", (Ref(0), base + 3 * 4096)),
+                Op("ramblock_recv_bitmap_set_range", (Ref(0), base, 2)),
+                Op("ramblock_recv_bitmap_set_offset", (Ref(0), 2 * 4096 + 17)),
+                Op("ram_load_cleanup", ()),
+                Op("ram_load_cleanup", ()),
+            ],
             "the map has max_length >> bits bits (not used_length): page 3 of a 2-page block with "
             "4 pages of max_length is settable; ram_load_cleanup frees, a second call is harmless",
             ["WordBoundary"],
-            [None, None, None, None, 0, 0],
+            [None, None, None, 0, 0],
         )
     )
     out.append(
