@@ -13,6 +13,7 @@ import functools
 import random
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -228,6 +229,15 @@ def test_the_cache_rebuilds_only_when_a_file_changes(tmp_path: Path) -> None:
 # --- teeth -----------------------------------------------------------------------------------
 
 
+def fuzz_bitmap_30s(trees: list[Path], seed: int, out: Path) -> subprocess.CompletedProcess[str]:
+    """``recvmap fuzz`` of the bitmap layer of ``trees`` for 30 s."""
+    tree_args = [arg for tree in trees for arg in ("--qemu-tree", str(tree))]
+    return recvmap(
+        "fuzz", *tree_args, "--target", "bitmap", "--max-time", "30",
+        "--seed", str(seed), "--quiet", "--out", str(out),
+    )  # fmt: skip
+
+
 def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
     release, copy = patched_tree(
         tmp_path,
@@ -237,10 +247,7 @@ def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     start = time.monotonic()
-    r = recvmap(
-        "fuzz", "--qemu-tree", str(copy), "--target", "bitmap", "--max-time", "30",
-        "--seed", "3", "--quiet", "--out", str(out),
-    )  # fmt: skip
+    r = fuzz_bitmap_30s([copy], 3, out)
     assert r.returncode == 1, r.stdout + r.stderr
     assert time.monotonic() - start < 30 + 25  # the budget, plus building and minimizing
     vectors = list(out.glob("divergence-*.json"))
@@ -259,11 +266,7 @@ def test_two_trees_name_the_one_with_a_mutated_bitmap_h(tmp_path: Path) -> None:
         "return ! ((*src1 ^ *src2) & BITMAP_LAST_WORD_MASK(nbits));",
         "return ! ((*src1 ^ *src2));",
     )
-    r = recvmap(
-        "fuzz", "--qemu-tree", str(TREES[release]), "--qemu-tree", str(copy),
-        "--target", "bitmap", "--max-time", "30", "--seed", "5", "--quiet",
-        "--out", str(tmp_path / "out"),
-    )  # fmt: skip
+    r = fuzz_bitmap_30s([TREES[release], copy], 5, tmp_path / "out")
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"verdict: B ({copy}) disagrees with the spec" in r.stdout, r.stdout
     assert f"A ({TREES[release]}): agrees with the spec" in r.stdout
