@@ -164,8 +164,10 @@ def test_ram_and_recovery_layers_run_on_the_tree(release: str, tmp_path: Path) -
         assert not result["divergences"], result["divergences"]
 
 
-def _mutated_ram_c(tmp: Path, old: str, new: str, release: str = RELEASES[-1]) -> Path:
-    """A copy of the ``release`` tree whose migration/ram.c has its one ``old`` made ``new``."""
+def _mutated_ram_c(tmp: Path, old: str, new: str, release: str | None = None) -> Path:
+    """A copy of the ``release`` tree (default the newest) whose migration/ram.c has its one
+    ``old`` made ``new``."""
+    release = RELEASES[-1] if release is None else release
     tree = tmp / release
     shutil.copytree(TREES[release], tree)
     path = tree / "migration/ram.c"
