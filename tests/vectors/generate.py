@@ -375,15 +375,17 @@ HOST32 = 0x40000000
 
 def ram_program(
     layout: Layout,
-    target: str,
-    bits: int,
-    host: str,
-    host_page: int,
     blocks: list[dict[str, Any]],
     ops: list[Op],
     side: str = "destination",
     strict: bool = False,
+    *,
+    target: str = "x86_64",
+    bits: int = 12,
+    host: str = "x86_64",
+    host_page: int = 4096,
 ) -> Program:
+    """A ram program, by default with 4K target pages (x86_64) on a 4K-page x86_64 host."""
     setup = {
         "target": target,
         "target_page_bits": bits,
@@ -394,17 +396,6 @@ def ram_program(
         "blocks": blocks,
     }
     return Program(layout, [], ops, "ram", setup)
-
-
-def x86_program(
-    layout: Layout,
-    blocks: list[dict[str, Any]],
-    ops: list[Op],
-    side: str = "destination",
-    strict: bool = False,
-) -> Program:
-    """A ram program with 4K target pages (x86_64) on a 4K-page x86_64 host."""
-    return ram_program(layout, "x86_64", 12, "x86_64", 4096, blocks, ops, side, strict)
 
 
 def received_case(
@@ -418,11 +409,11 @@ def received_case(
     invalid: bool = False,
     strict: bool = False,
 ) -> dict[str, Any]:
-    """A destination case on 4K pages (``x86_program``) that starts with
+    """A destination case on 4K pages (``ram_program``) that starts with
     ramblock_recv_map_init: ``ops`` and hand ``results`` are what follows it (the init
     itself returns nothing)."""
     init = Op("ramblock_recv_map_init", ())
-    program = x86_program(layout, blocks, [init, *ops], strict=strict)
+    program = ram_program(layout, blocks, [init, *ops], strict=strict)
     return case(program, comment, flags, [None, *results], memory, invalid)
 
 
@@ -498,10 +489,6 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
         case(
             ram_program(
                 layout,
-                "arm",
-                10,
-                "x86_64",
-                4096,
                 small,
                 [
                     Op("ramblock_recv_map_init", ()),
@@ -509,6 +496,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
                     Op("postcopy_place_page", (base + 8192, Ref(0))),
                     Op("ram_discard_range", ("ram1", 8192, 8192)),
                 ],
+                target="arm",
+                bits=10,
             ),
             "arm with 1K target pages: a 4K host page places 4 bits; a discard that overruns the "
             "block clears bits 8..15 (8 of them past the 12 bits, inside the word) and fails",
@@ -522,16 +511,14 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
         case(
             ram_program(
                 layout,
-                "tricore",
-                14,
-                "x86_64",
-                4096,
                 big_target,
                 [
                     Op("ramblock_recv_map_init", ()),
                     Op("postcopy_ram_supported_by_host", ()),
                     Op("postcopy_place_page", (base, Ref(0))),
                 ],
+                target="tricore",
+                bits=14,
             ),
             "a 16K target page on a 4K host: postcopy is refused; placing a page is outside "
             "QEMU's domain",
@@ -588,7 +575,7 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     )
     out.append(
         case(
-            x86_program(
+            ram_program(
                 layout,
                 [block("pc.ram", base, 4 * 4096)],
                 [
@@ -617,7 +604,7 @@ def no_ram_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
     empty = block("pc.ram", base, 0, 4096)
     return [
         case(
-            x86_program(layout, [empty], [Op("ram_list_init_bitmaps", ())], side="source"),
+            ram_program(layout, [empty], [Op("ram_list_init_bitmaps", ())], side="source"),
             "no RAM: one migratable block of used_length 0 (max_length 4096): "
             "ram_bytes_total() is 0, so ram_list_init_bitmaps allocates nothing and bmap "
             "stays NULL (migration/ram.c ram_list_init_bitmaps: if (ram_bytes_total()))",
@@ -626,7 +613,7 @@ def no_ram_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
             {"source:pc.ram.receivedmap": None, "source:pc.ram.bmap": None},
         ),
         case(
-            x86_program(
+            ram_program(
                 layout,
                 [empty, block("ram1", base + 0x100000, 4096)],
                 [Op("ram_list_init_bitmaps", ())],
@@ -660,7 +647,7 @@ def migratable_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
     for release, ram1 in (("v2.12.0", (1, {})), (None, None)):
         out.append(
             case(
-                x86_program(layout, blocks, ops),
+                ram_program(layout, blocks, ops),
                 "a non-migratable block gets a receivedmap in v2.12.0 (every block is "
                 "walked) and none from v3.0.0 on (b895de5027 skips it)",
                 ["Release", "HandDerived"],
