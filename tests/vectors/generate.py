@@ -742,11 +742,15 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
     ]
     good = bytes.fromhex("0000000000000008" + "0901000000000000" + ENDMARK)
     head = [None] * 5 + [(good, 16)]
+
+    def reload(*stream_ops: Op) -> Program:
+        """The prefix, ``stream_ops`` on the stream it sent, then the source's reload."""
+        ops = [*prefix, *stream_ops, Op("ram_dirty_bitmap_reload", (Ref(0),))]
+        return recovery_program(receiver, sender, blocks, ops)
+
     out.append(
         case(
-            recovery_program(
-                receiver, sender, blocks, [*prefix, Op("ram_dirty_bitmap_reload", (Ref(0),))]
-            ),
+            reload(),
             "reload on the source: the complement of the first 9 bits (pages 0, 3, 8 received), "
             "tail masked: bmap word 0 = 0xf6",
             ["RecoveryStream"],
@@ -816,12 +820,7 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             kind = "false (-1)" if ret == -1 else f"{ret}"
             out.append(
                 case(
-                    recovery_program(
-                        receiver,
-                        sender,
-                        blocks,
-                        [*prefix, *damage, Op("ram_dirty_bitmap_reload", (Ref(0),))],
-                    ),
+                    reload(*damage),
                     f"{text} ({kind}; int returns before v8.2.0), and the source bitmap is "
                     "left untouched (all ones)",
                     ["MalformedStream", "Release"],
@@ -832,12 +831,7 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             )
     out.append(
         case(
-            recovery_program(
-                receiver,
-                sender,
-                blocks,
-                [*prefix, Op("stream_append", (1, 0)), Op("ram_dirty_bitmap_reload", (Ref(0),))],
-            ),
+            reload(Op("stream_append", (1, 0))),
             "a byte after the end mark is not read (QEMU stops after qemu_get_be64 of the end "
             "mark; the byte belongs to the next message): the reload succeeds, bmap = 0xf6",
             ["RecoveryStream"],
