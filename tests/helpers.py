@@ -3,11 +3,13 @@
 
 One copy each of: the source checkout's root, the injected last-word-mask bug the teeth
 tests plant into our C, the range functions of the bitmap ABI, running the ``recvmap`` CLI
-in a subprocess, and a fresh venv with the built wheel installed.
+in a subprocess, a fresh venv with the built wheel installed, and running a call of our C
+in a child process that an assert() may abort.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +53,28 @@ def venv_with_wheel(venv: Path, wheel: Path) -> Path:
         capture_output=True,
     )
     return py
+
+
+def run_c(bits: int, *lines: str) -> subprocess.CompletedProcess[str]:
+    """Run ``lines`` in a child interpreter with ``lib``, our C at ``bits``-bit words, loaded;
+    the child prints "returned" after them (an assert() in the C aborts it before that)."""
+    code = "\n".join(
+        [
+            "from recvmap.qemu_ref import load",
+            f"lib = load(bits={bits})",
+            *lines,
+            'print("returned")',
+        ]
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def assert_c_aborted(proc: subprocess.CompletedProcess[str]) -> None:
+    """The child of ``run_c`` died of SIGABRT from a failed assert(), before returning."""
+    assert proc.returncode == -signal.SIGABRT, proc.stdout + proc.stderr
+    assert "Assertion" in proc.stderr and "returned" not in proc.stdout
+
+
+def assert_c_returned(proc: subprocess.CompletedProcess[str]) -> None:
+    """The child of ``run_c`` ran its lines to the end and exited normally."""
+    assert proc.returncode == 0 and "returned" in proc.stdout, proc.stderr

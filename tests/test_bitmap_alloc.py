@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import ctypes
 import random
-import signal
-import subprocess
-import sys
-import textwrap
 
+import helpers
 import pytest
 
 from recvmap.pymodel.bitmap import bitmap_new, bitmap_zero_extend
@@ -144,16 +141,6 @@ def test_zero_extend_random_chains(bits: int, layout: Layout) -> None:
         c.free()
 
 
-def _run_c(bits: int, body: str) -> subprocess.CompletedProcess[str]:
-    code = textwrap.dedent(f"""
-        from recvmap.qemu_ref import load
-        lib = load(bits={bits})
-        {body}
-        print("returned")
-    """)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-
-
 @pytest.mark.parametrize("bits, layout", WIDTHS, ids=IDS)
 @pytest.mark.parametrize("old, new", SHRINK, ids=[f"{a}-{b}" for a, b in SHRINK])
 def test_zero_extend_shrinking_is_outside_the_domain(
@@ -161,16 +148,15 @@ def test_zero_extend_shrinking_is_outside_the_domain(
 ) -> None:
     with pytest.raises(PreconditionError, match="new_nbits"):
         bitmap_zero_extend(bitmap_new(old, layout), old, new)
-    proc = _run_c(bits, f"lib.bitmap_zero_extend(lib.bitmap_new({old}), {old}, {new})")
-    assert proc.returncode == -signal.SIGABRT, proc.stdout + proc.stderr
-    assert "Assertion" in proc.stderr and "returned" not in proc.stdout
+    proc = helpers.run_c(bits, f"lib.bitmap_zero_extend(lib.bitmap_new({old}), {old}, {new})")
+    helpers.assert_c_aborted(proc)
 
 
 @pytest.mark.parametrize("bits", [64, 32])
 def test_zero_extend_control_returns(bits: int) -> None:
     """The control of the abort test: the same call growing returns normally."""
-    proc = _run_c(bits, "lib.bitmap_zero_extend(lib.bitmap_new(65), 65, 66).free()")
-    assert proc.returncode == 0 and "returned" in proc.stdout, proc.stderr
+    proc = helpers.run_c(bits, "lib.bitmap_zero_extend(lib.bitmap_new(65), 65, 66).free()")
+    helpers.assert_c_returned(proc)
 
 
 def test_negative_sizes_are_refused_by_the_model() -> None:

@@ -7,11 +7,9 @@ The C side runs in a subprocess, since an abort ends the process. The model side
 
 from __future__ import annotations
 
-import signal
 import subprocess
-import sys
-import textwrap
 
+import helpers
 import pytest
 
 from recvmap.pymodel import bitmap
@@ -29,14 +27,7 @@ BAD = [(-1, 3), (5, -1), (-64, -64)]
 
 
 def run_c(bits: int, call: str) -> subprocess.CompletedProcess[str]:
-    code = textwrap.dedent(f"""
-        from recvmap.qemu_ref import load
-        lib = load(bits={bits})
-        w = lib.words(4)
-        {call}
-        print("returned")
-    """)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    return helpers.run_c(bits, "w = lib.words(4)", call)
 
 
 @pytest.mark.parametrize("bits", [64, 32])
@@ -44,15 +35,14 @@ def run_c(bits: int, call: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("start,nr", BAD)
 def test_c_reference_aborts_on_negative(bits: int, name: str, start: int, nr: int) -> None:
     proc = run_c(bits, f"lib.{name}(w, {start}, {nr})")
-    assert proc.returncode == -signal.SIGABRT, proc.stdout + proc.stderr
-    assert "Assertion" in proc.stderr and "returned" not in proc.stdout
+    helpers.assert_c_aborted(proc)
 
 
 @pytest.mark.parametrize("bits", [64, 32])
 def test_c_reference_returns_inside_domain(bits: int) -> None:
     """The control: the same call inside the domain returns normally."""
     proc = run_c(bits, "lib.bitmap_set(w, 1, 3)")
-    assert proc.returncode == 0 and "returned" in proc.stdout, proc.stderr
+    helpers.assert_c_returned(proc)
 
 
 @pytest.mark.parametrize("layout", [LP64_LE, ILP32_LE], ids=["64", "32"])

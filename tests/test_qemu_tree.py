@@ -9,10 +9,12 @@ mutate one line of a temporary copy of a tree and require the fuzzer to catch it
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -228,45 +230,65 @@ def test_the_cache_rebuilds_only_when_a_file_changes(tmp_path: Path) -> None:
 # --- teeth -----------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class MutantRun:
+    release: str  # the shared tree that was copied
+    copy: Path  # the copy with the one change
+    out: Path  # the --out folder of the run
+    proc: subprocess.CompletedProcess[str]
+    seconds: float  # how long the fuzz command took
+
+
+def fuzz_bitmap_mutant(
+    tmp_path: Path, file: str, old: str, new: str, seed: int, with_original: bool = False
+) -> MutantRun:
+    """``recvmap fuzz`` of the bitmap layer for 30 s on a patched tree (``patched_tree``),
+    after the unmodified tree when ``with_original``."""
+    release, copy = patched_tree(tmp_path, file, old, new)
+    trees = [TREES[release], copy] if with_original else [copy]
+    tree_args = [arg for tree in trees for arg in ("--qemu-tree", str(tree))]
+    out = tmp_path / "out"
+    start = time.monotonic()
+    r = recvmap(
+        "fuzz", *tree_args, "--target", "bitmap", "--max-time", "30",
+        "--seed", str(seed), "--quiet", "--out", str(out),
+    )  # fmt: skip
+    return MutantRun(release, copy, out, r, time.monotonic() - start)
+
+
 def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
-    release, copy = patched_tree(
+    run = fuzz_bitmap_mutant(
         tmp_path,
         "util/bitmap.c",
         "mask_to_set &= BITMAP_LAST_WORD_MASK(size);",
         "mask_to_set &= BITMAP_LAST_WORD_MASK(size + 1);",
+        seed=3,
     )
-    out = tmp_path / "out"
-    start = time.monotonic()
-    r = recvmap(
-        "fuzz", "--qemu-tree", str(copy), "--target", "bitmap", "--max-time", "30",
-        "--seed", "3", "--quiet", "--out", str(out),
-    )  # fmt: skip
+    r, copy = run.proc, run.copy
     assert r.returncode == 1, r.stdout + r.stderr
-    assert time.monotonic() - start < 30 + 25  # the budget, plus building and minimizing
-    vectors = list(out.glob("divergence-*.json"))
+    assert run.seconds < 30 + 25  # the budget, plus building and minimizing
+    vectors = list(run.out.glob("divergence-*.json"))
     assert vectors and "DIVERGENCE" in r.stdout  # one per job that found it
     # the reproducers fail on the mutated tree and pass on the unmodified one
     bad = recvmap("replay", "--qemu-tree", str(copy), *map(str, vectors))
-    good = recvmap("replay", "--qemu-tree", str(TREES[release]), *map(str, vectors))
+    good = recvmap("replay", "--qemu-tree", str(TREES[run.release]), *map(str, vectors))
     assert bad.returncode == 1 and "FAIL" in bad.stdout, bad.stdout + bad.stderr
     assert good.returncode == 0, good.stdout + good.stderr
 
 
 def test_two_trees_name_the_one_with_a_mutated_bitmap_h(tmp_path: Path) -> None:
-    release, copy = patched_tree(
+    run = fuzz_bitmap_mutant(
         tmp_path,
         "include/qemu/bitmap.h",
         "return ! ((*src1 ^ *src2) & BITMAP_LAST_WORD_MASK(nbits));",
         "return ! ((*src1 ^ *src2));",
+        seed=5,
+        with_original=True,
     )
-    r = recvmap(
-        "fuzz", "--qemu-tree", str(TREES[release]), "--qemu-tree", str(copy),
-        "--target", "bitmap", "--max-time", "30", "--seed", "5", "--quiet",
-        "--out", str(tmp_path / "out"),
-    )  # fmt: skip
+    r, copy = run.proc, run.copy
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"verdict: B ({copy}) disagrees with the spec" in r.stdout, r.stdout
-    assert f"A ({TREES[release]}): agrees with the spec" in r.stdout
+    assert f"A ({TREES[run.release]}): agrees with the spec" in r.stdout
 
 
 # --- bad input --------------------------------------------------------------------------------

@@ -164,10 +164,13 @@ def test_ram_and_recovery_layers_run_on_the_tree(release: str, tmp_path: Path) -
         assert not result["divergences"], result["divergences"]
 
 
-def _mutated_tree(tmp: Path, release: str, rel: str, old: str, new: str) -> Path:
+def _mutated_ram_c(tmp: Path, old: str, new: str, release: str | None = None) -> Path:
+    """A copy of the ``release`` tree (default the newest) whose migration/ram.c has its one
+    ``old`` made ``new``."""
+    release = RELEASES[-1] if release is None else release
     tree = tmp / release
     shutil.copytree(TREES[release], tree)
-    path = tree / rel
+    path = tree / "migration/ram.c"
     text = path.read_text()
     assert text.count(old) == 1, old
     path.write_text(text.replace(old, new))
@@ -179,8 +182,8 @@ def test_teeth_a_mutated_recv_bitmap_send_is_caught(tmp_path: Path) -> None:
     of a copy of its ramblock_recv_bitmap_send changed, the fuzzer names the sender."""
     if "v10.1.0" not in TREES:
         pytest.skip("needs the v10.1.0 tree")
-    tree = _mutated_tree(
-        tmp_path, "v10.1.0", "migration/ram.c", "return size + sizeof(size);", "return size;"
+    tree = _mutated_ram_c(
+        tmp_path, "return size + sizeof(size);", "return size;", release="v10.1.0"
     )
     result = _fuzz(build_tree(tree), "recovery", tmp_path, 30, "v10.1.0")
     assert result["divergences"], "the mutant survived 30 s of the recovery layer"
@@ -190,12 +193,11 @@ def test_teeth_a_mutated_recv_bitmap_send_is_caught(tmp_path: Path) -> None:
 def test_teeth_a_mutated_ram_discard_range_is_caught(tmp_path: Path) -> None:
     if "v10.1.0" not in TREES:
         pytest.skip("needs the v10.1.0 tree")
-    tree = _mutated_tree(
+    tree = _mutated_ram_c(
         tmp_path,
-        "v10.1.0",
-        "migration/ram.c",
         "                     length >> qemu_target_page_bits());",
         "                     (length >> qemu_target_page_bits()) + 1);",
+        release="v10.1.0",
     )
     result = _fuzz(build_tree(tree), "ram", tmp_path, 30, "v10.1.0")
     assert result["divergences"], "the mutant survived 30 s of the ram layer"
@@ -203,11 +205,8 @@ def test_teeth_a_mutated_ram_discard_range_is_caught(tmp_path: Path) -> None:
 
 
 def test_a_tree_lacking_a_function_names_it(tmp_path: Path) -> None:
-    release = RELEASES[-1]
-    tree = _mutated_tree(
+    tree = _mutated_ram_c(
         tmp_path,
-        release,
-        "migration/ram.c",
         "int ram_discard_range(const char *rbname,",
         "int ram_discard_range_renamed(const char *rbname,",
     )
@@ -222,11 +221,8 @@ def test_a_tree_lacking_a_function_names_it(tmp_path: Path) -> None:
 
 
 def test_a_function_that_does_not_compile_is_named(tmp_path: Path) -> None:
-    release = RELEASES[-1]
-    tree = _mutated_tree(
+    tree = _mutated_ram_c(
         tmp_path,
-        release,
-        "migration/ram.c",
         "    return test_bit(byte_offset >> TARGET_PAGE_BITS, rb->receivedmap);",
         "    return test_bit(byte_offset >> TARGET_PAGE_BITS, rb->no_such_field);",
     )

@@ -4,16 +4,7 @@
 destination, damaged in transit, ram_dirty_bitmap_reload on the source (migration/ram.c),
 for every pair of sender and receiver word widths.
 
-Each input decodes to a program that runs on the model and on the implementation under
-test; every return value and memory image is compared after every operation. Run it
-directly with libFuzzer's flags (fork, merge and minimize modes work):
-
-    fuzz/campaign/harness_recovery.py -runs=1000 corpus/
-    RECVMAP_WORD_BITS=32 fuzz/campaign/harness_recovery.py -max_total_time=30 -seed=1 corpus/
-
-Environment (see recvmap.fuzz.campaign.harness): RECVMAP_WORD_BITS, RECVMAP_IMPL,
-RECVMAP_NATIVE, RECVMAP_ARCH, RECVMAP_HOSTS, RECVMAP_OUT, RECVMAP_STATS,
-RECVMAP_MAX_OPS, RECVMAP_ENGINE=random (no atheris).
+How to run it, its libFuzzer flags and its environment: recvmap.fuzz.campaign.launch.
 """
 
 import sys

@@ -6,6 +6,19 @@ it is first imported, so that the model's branches -- QEMU's rules -- are the co
 libFuzzer follows. The decoders, the engine, the ctypes faces and the vector writer are
 left uninstrumented: their branches say nothing about QEMU's behaviour, and instrumenting
 the decoders triples the cost of an operation (bench/engine_ops.py).
+
+The scripts ``fuzz/campaign/harness_<layer>.py`` (bitmap, ram, recovery) each name their
+layer and call ``script_main``. Each input decodes to a program that runs on the model and
+on the implementation under test; every return value and memory image is compared after
+every operation. Run a script directly with libFuzzer's flags (fork, merge and minimize
+modes work):
+
+    fuzz/campaign/harness_bitmap.py -runs=1000 corpus/
+    RECVMAP_WORD_BITS=32 fuzz/campaign/harness_ram.py -max_total_time=30 -seed=1 corpus/
+
+Environment (see recvmap.fuzz.campaign.harness): RECVMAP_WORD_BITS, RECVMAP_IMPL,
+RECVMAP_NATIVE, RECVMAP_ARCH, RECVMAP_HOSTS, RECVMAP_OUT, RECVMAP_STATS,
+RECVMAP_MAX_OPS, RECVMAP_ENGINE=random (no atheris).
 """
 
 from __future__ import annotations

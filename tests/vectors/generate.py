@@ -375,15 +375,17 @@ HOST32 = 0x40000000
 
 def ram_program(
     layout: Layout,
-    target: str,
-    bits: int,
-    host: str,
-    host_page: int,
     blocks: list[dict[str, Any]],
     ops: list[Op],
     side: str = "destination",
     strict: bool = False,
+    *,
+    target: str = "x86_64",
+    bits: int = 12,
+    host: str = "x86_64",
+    host_page: int = 4096,
 ) -> Program:
+    """A ram program, by default with 4K target pages (x86_64) on a 4K-page x86_64 host."""
     setup = {
         "target": target,
         "target_page_bits": bits,
@@ -396,15 +398,23 @@ def ram_program(
     return Program(layout, [], ops, "ram", setup)
 
 
-def x86_program(
+def received_case(
     layout: Layout,
     blocks: list[dict[str, Any]],
     ops: list[Op],
-    side: str = "destination",
+    comment: str,
+    flags: list[str],
+    results: list[Any],
+    memory: dict[str, tuple[int, dict[int, int]] | None] | None = None,
+    invalid: bool = False,
     strict: bool = False,
-) -> Program:
-    """A ram program with 4K target pages (x86_64) on a 4K-page x86_64 host."""
-    return ram_program(layout, "x86_64", 12, "x86_64", 4096, blocks, ops, side, strict)
+) -> dict[str, Any]:
+    """A destination case on 4K pages (``ram_program``) that starts with
+    ramblock_recv_map_init: ``ops`` and hand ``results`` are what follows it (the init
+    itself returns nothing)."""
+    init = Op("ramblock_recv_map_init", ())
+    program = ram_program(layout, blocks, [init, *ops], strict=strict)
+    return case(program, comment, flags, [None, *results], memory, invalid)
 
 
 def block(
@@ -437,23 +447,20 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     hp = [block("pc.ram", base, mib2, page_size=mib2)]
     nwords = 512 // bpl
     out.append(
-        case(
-            x86_program(
-                layout,
-                hp,
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("postcopy_place_page", (base, Ref(0))),
-                    Op("ram_discard_range", ("pc.ram", 4096, 8192)),
-                    Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 4096)),
-                    Op("ramblock_recv_bitmap_test", (Ref(0), base)),
-                    Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 12288)),
-                ],
-            ),
+        received_case(
+            layout,
+            hp,
+            [
+                Op("postcopy_place_page", (base, Ref(0))),
+                Op("ram_discard_range", ("pc.ram", 4096, 8192)),
+                Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 4096)),
+                Op("ramblock_recv_bitmap_test", (Ref(0), base)),
+                Op("ramblock_recv_bitmap_test_byte_offset", (Ref(0), 12288)),
+            ],
             "placing a 2M hugepage sets 512 target-page bits; ram_discard_range clears bits 1-2 "
             "FIRST and only then fails its check (start not aligned to the 2M page: -1)",
             ["Placement", "Discard"],
-            [None, 0, -1, False, 1, True],
+            [0, -1, False, 1, True],
             {
                 "destination:pc.ram.receivedmap": (
                     nwords,
@@ -463,20 +470,17 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
         )
     )
     out.append(
-        case(
-            x86_program(
-                layout,
-                hp,
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ram_discard_range", ("no-such-block", 0, mib2)),
-                    Op("ram_discard_range", ("pc.ram", 0, mib2)),
-                ],
-            ),
+        received_case(
+            layout,
+            hp,
+            [
+                Op("ram_discard_range", ("no-such-block", 0, mib2)),
+                Op("ram_discard_range", ("pc.ram", 0, mib2)),
+            ],
             "ram_discard_range: an unknown block is an error (-1); an aligned discard of the "
             "whole block succeeds (0)",
             ["Discard"],
-            [None, -1, 0],
+            [-1, 0],
         )
     )
     # 1K target pages (arm legacy) on a 4K host: a 12K block is 12 bits in one word.
@@ -485,10 +489,6 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
         case(
             ram_program(
                 layout,
-                "arm",
-                10,
-                "x86_64",
-                4096,
                 small,
                 [
                     Op("ramblock_recv_map_init", ()),
@@ -496,6 +496,8 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
                     Op("postcopy_place_page", (base + 8192, Ref(0))),
                     Op("ram_discard_range", ("ram1", 8192, 8192)),
                 ],
+                target="arm",
+                bits=10,
             ),
             "arm with 1K target pages: a 4K host page places 4 bits; a discard that overruns the "
             "block clears bits 8..15 (8 of them past the 12 bits, inside the word) and fails",
@@ -509,16 +511,14 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
         case(
             ram_program(
                 layout,
-                "tricore",
-                14,
-                "x86_64",
-                4096,
                 big_target,
                 [
                     Op("ramblock_recv_map_init", ()),
                     Op("postcopy_ram_supported_by_host", ()),
                     Op("postcopy_place_page", (base, Ref(0))),
                 ],
+                target="tricore",
+                bits=14,
             ),
             "a 16K target page on a 4K host: postcopy is refused; placing a page is outside "
             "QEMU's domain",
@@ -529,62 +529,53 @@ def ram_cases(layout: Layout) -> list[dict[str, Any]]:
     )
     wrap = (1 << bpl) - 1 >> 12  # (host_addr - rb->host) wraps below the block
     out.append(
-        case(
-            x86_program(
-                layout,
-                [block("pc.ram", base, 4 * 4096)],
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
-                    Op("ramblock_recv_bitmap_offset", (base + 3 * 4096 + 4095, Ref(0))),
-                ],
-            ),
+        received_case(
+            layout,
+            [block("pc.ram", base, 4 * 4096)],
+            [
+                Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
+                Op("ramblock_recv_bitmap_offset", (base + 3 * 4096 + 4095, Ref(0))),
+            ],
             "ramblock_recv_bitmap_offset has no range check: an address below the block wraps "
             "to a huge index",
             ["WrapAround"],
-            [None, wrap, 3],
+            [wrap, 3],
         )
     )
     out.append(
-        case(
-            x86_program(
-                layout,
-                [block("pc.ram", base, 4 * 4096)],
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
-                ],
-                strict=True,
-            ),
+        received_case(
+            layout,
+            [block("pc.ram", base, 4 * 4096)],
+            [
+                Op("ramblock_recv_bitmap_offset", (base - 4096, Ref(0))),
+            ],
             "strict mode flags the wrap-around instead of modelling it",
             ["WrapAround", "Domain"],
-            [None],
+            [],
             invalid=True,
+            strict=True,
         )
     )
     out.append(
-        case(
-            x86_program(
-                layout,
-                [block("pc.ram", base, 2 * 4096, 4 * 4096)],
-                [
-                    Op("ramblock_recv_map_init", ()),
-                    Op("ramblock_recv_bitmap_set", (Ref(0), base + 3 * 4096)),
-                    Op("ramblock_recv_bitmap_set_range", (Ref(0), base, 2)),
-                    Op("ramblock_recv_bitmap_set_offset", (Ref(0), 2 * 4096 + 17)),
-                    Op("ram_load_cleanup", ()),
-                    Op("ram_load_cleanup", ()),
-                ],
-            ),
+        received_case(
+            layout,
+            [block("pc.ram", base, 2 * 4096, 4 * 4096)],
+            [
+                Op("ramblock_recv_bitmap_set", (Ref(0), base + 3 * 4096)),
+                Op("ramblock_recv_bitmap_set_range", (Ref(0), base, 2)),
+                Op("ramblock_recv_bitmap_set_offset", (Ref(0), 2 * 4096 + 17)),
+                Op("ram_load_cleanup", ()),
+                Op("ram_load_cleanup", ()),
+            ],
             "the map has max_length >> bits bits (not used_length): page 3 of a 2-page block with "
             "4 pages of max_length is settable; ram_load_cleanup frees, a second call is harmless",
             ["WordBoundary"],
-            [None, None, None, None, 0, 0],
+            [None, None, None, 0, 0],
         )
     )
     out.append(
         case(
-            x86_program(
+            ram_program(
                 layout,
                 [block("pc.ram", base, 4 * 4096)],
                 [
@@ -613,7 +604,7 @@ def no_ram_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
     empty = block("pc.ram", base, 0, 4096)
     return [
         case(
-            x86_program(layout, [empty], [Op("ram_list_init_bitmaps", ())], side="source"),
+            ram_program(layout, [empty], [Op("ram_list_init_bitmaps", ())], side="source"),
             "no RAM: one migratable block of used_length 0 (max_length 4096): "
             "ram_bytes_total() is 0, so ram_list_init_bitmaps allocates nothing and bmap "
             "stays NULL (migration/ram.c ram_list_init_bitmaps: if (ram_bytes_total()))",
@@ -622,7 +613,7 @@ def no_ram_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
             {"source:pc.ram.receivedmap": None, "source:pc.ram.bmap": None},
         ),
         case(
-            x86_program(
+            ram_program(
                 layout,
                 [empty, block("ram1", base + 0x100000, 4096)],
                 [Op("ram_list_init_bitmaps", ())],
@@ -656,7 +647,7 @@ def migratable_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
     for release, ram1 in (("v2.12.0", (1, {})), (None, None)):
         out.append(
             case(
-                x86_program(layout, blocks, ops),
+                ram_program(layout, blocks, ops),
                 "a non-migratable block gets a receivedmap in v2.12.0 (every block is "
                 "walked) and none from v3.0.0 on (b895de5027 skips it)",
                 ["Release", "HandDerived"],
@@ -751,11 +742,15 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
     ]
     good = bytes.fromhex("0000000000000008" + "0901000000000000" + ENDMARK)
     head = [None] * 5 + [(good, 16)]
+
+    def reload(*stream_ops: Op) -> Program:
+        """The prefix, ``stream_ops`` on the stream it sent, then the source's reload."""
+        ops = [*prefix, *stream_ops, Op("ram_dirty_bitmap_reload", (Ref(0),))]
+        return recovery_program(receiver, sender, blocks, ops)
+
     out.append(
         case(
-            recovery_program(
-                receiver, sender, blocks, [*prefix, Op("ram_dirty_bitmap_reload", (Ref(0),))]
-            ),
+            reload(),
             "reload on the source: the complement of the first 9 bits (pages 0, 3, 8 received), "
             "tail masked: bmap word 0 = 0xf6",
             ["RecoveryStream"],
@@ -825,12 +820,7 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             kind = "false (-1)" if ret == -1 else f"{ret}"
             out.append(
                 case(
-                    recovery_program(
-                        receiver,
-                        sender,
-                        blocks,
-                        [*prefix, *damage, Op("ram_dirty_bitmap_reload", (Ref(0),))],
-                    ),
+                    reload(*damage),
                     f"{text} ({kind}; int returns before v8.2.0), and the source bitmap is "
                     "left untouched (all ones)",
                     ["MalformedStream", "Release"],
@@ -841,12 +831,7 @@ def recovery_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
             )
     out.append(
         case(
-            recovery_program(
-                receiver,
-                sender,
-                blocks,
-                [*prefix, Op("stream_append", (1, 0)), Op("ram_dirty_bitmap_reload", (Ref(0),))],
-            ),
+            reload(Op("stream_append", (1, 0))),
             "a byte after the end mark is not read (QEMU stops after qemu_get_be64 of the end "
             "mark; the byte belongs to the next message): the reload succeeds, bmap = 0xf6",
             ["RecoveryStream"],

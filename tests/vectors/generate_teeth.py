@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from generate import ENDMARK, HOST32, HOST64, block, case, recovery_program, x86_program
+from generate import ENDMARK, HOST32, HOST64, block, case, ram_program, recovery_program
 
 from recvmap.fuzz.program import Op, Ref
 from recvmap.fuzz.vectors.files import vector_file, write_vector_file
@@ -142,7 +142,7 @@ def final_state_cases(layout: Layout) -> list[dict[str, Any]]:
     ]
     out = [
         case(
-            x86_program(layout, blocks, sets),
+            ram_program(layout, blocks, sets),
             "the map has max_length >> bits bits (not used_length): in a 2-page block with 4 "
             "pages of max_length, page 3 (set), pages 0-1 (range) and page 2 (offset 8209) are "
             "all settable: map word 0 = 0xf",
@@ -157,7 +157,7 @@ def final_state_cases(layout: Layout) -> list[dict[str, Any]]:
     wide = [block("pc.ram", base, 2 * 4096, (bpl + 6) * 4096)]
     out.append(
         case(
-            x86_program(
+            ram_program(
                 layout,
                 wide,
                 [
@@ -182,7 +182,7 @@ def final_state_cases(layout: Layout) -> list[dict[str, Any]]:
     ]
     out.append(
         case(
-            x86_program(layout, blocks, again),
+            ram_program(layout, blocks, again),
             "ram_load_cleanup frees the map and a second call is harmless (0, 0); a new map "
             "starts empty: only page 1, set afterwards, is received (word 0 = 0x2)",
             ["FinalState"],
