@@ -552,26 +552,29 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if args.qemu_tree:
             from .campaign.qemu_tree import fuzz
 
-            return fuzz(cfg, trees, args.tree_libs, args)
-        result = run(cfg, sys.stderr, quiet=args.quiet)
+            results = fuzz(cfg, trees, args.tree_libs, args)
+        else:
+            results = [run(cfg, sys.stderr, quiet=args.quiet)]
+            print(summary(results[0]), flush=True)
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
-    print(summary(result), flush=True)
     from .campaign.report import write_reports
 
     try:
-        write_reports(result, cfg, args.json, args.junit, getattr(args, "argv", None))
+        write_reports(results, cfg, args.json, args.junit, getattr(args, "argv", None))
     except OSError as err:
         print(f"recvmap fuzz: --json/--junit: {err.strerror or err}", file=sys.stderr)
         return 2
-    if not result.clean:
+    if not all(r.clean for r in results):
         return 1
-    if result.interrupted is not None:
-        return 128 + int(result.interrupted)
-    if result.did_not_run:
+    for r in results:
+        if r.interrupted is not None:
+            return 128 + int(r.interrupted)
+    did_not_run = [name for r in results for name in r.did_not_run]
+    if did_not_run:
         print(
-            f"recvmap fuzz: did not run: {', '.join(result.did_not_run)} compared no program"
+            f"recvmap fuzz: did not run: {', '.join(did_not_run)} compared no program"
             + ("" if args.strict else " (warning; --strict makes it an error)"),
             file=sys.stderr,
         )

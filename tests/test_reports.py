@@ -159,3 +159,27 @@ def test_the_schema_rejects_what_it_must(tmp_path: Path) -> None:
         {**doc, "divergences": [{"job": "bitmap/64"}]},
     ):
         assert not v.is_valid(bad), bad
+
+
+def test_qemu_tree_campaigns_write_the_same_reports(tmp_path: Path) -> None:
+    """--qemu-tree writes the versioned summary too (a list of them for two trees, judged
+    each at its own release) and one JUnit testsuite per tree."""
+    from qemu_trees import TREES
+
+    if len(TREES) < 2:
+        pytest.skip("needs two shared QEMU trees")
+    a, b = sorted(TREES)[-2:]
+    argv = ["fuzz", "--qemu-tree", str(TREES[a]), "--qemu-tree", str(TREES[b])]
+    argv += ["--target", "bitmap", "--max-time", "4", "--seed", "3", "--quiet"]
+    argv += ["--out", str(tmp_path / "out")]
+    argv += ["--json", str(tmp_path / "s.json"), "--junit", str(tmp_path / "j.xml")]
+    r = recvmap(*argv)
+    assert r.returncode == 0, r.stdout + r.stderr
+    docs = json.loads((tmp_path / "s.json").read_text())
+    assert isinstance(docs, list) and len(docs) == 2
+    for doc in docs:
+        check(doc)
+        assert doc["status"] == "clean"
+    assert sorted(d["release"] for d in docs) == sorted([a, b])
+    root = ET.parse(tmp_path / "j.xml").getroot()
+    assert root.tag == "testsuites" and len(root.findall("testsuite")) == 2

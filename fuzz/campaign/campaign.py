@@ -324,6 +324,7 @@ class Result:
     hangs: list[dict[str, Any]] = field(default_factory=list)
     skipped_symbols: dict[str, list[str]] = field(default_factory=dict)
     interrupted: int | None = None  # the signal that stopped the campaign
+    release: str | None = None  # the QEMU release the model stood for (Config.release)
 
     @property
     def clean(self) -> bool:
@@ -664,7 +665,13 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
         raise
     skipped = {str(b): subject.missing(b) for b in subject.widths if subject.missing(b)}
     result = Result(
-        jobs, notes, 0.0, jobs[0].seed if jobs else 0, subject.name, skipped_symbols=skipped
+        jobs,
+        notes,
+        0.0,
+        jobs[0].seed if jobs else 0,
+        subject.name,
+        skipped_symbols=skipped,
+        release=cfg.release,
     )
     progress = Progress(out, cfg.max_time, quiet)
     start = time.monotonic()

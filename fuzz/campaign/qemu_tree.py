@@ -13,7 +13,6 @@ may be wrong at that release.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,8 +93,9 @@ def render_verdict(trees: Sequence[QemuTree], judged: list[dict[str, Any]]) -> s
     return "\n".join(lines)
 
 
-def fuzz(cfg: Config, trees: list[QemuTree], libs: list[Path], args: Any) -> int:
-    """``recvmap fuzz --qemu-tree ...`` once ``prepare`` has built everything."""
+def fuzz(cfg: Config, trees: list[QemuTree], libs: list[Path], args: Any) -> list[Result]:
+    """``recvmap fuzz --qemu-tree ...`` once ``prepare`` has built everything: the
+    campaigns' results, summaries printed (the command writes reports and exit status)."""
     for t, lib in zip(trees, libs, strict=True):
         found = origins(t)
         n = {k: sum(1 for o in found if o.kind == k) for k in ("tree", "glue", "absent")}
@@ -119,8 +119,4 @@ def fuzz(cfg: Config, trees: list[QemuTree], libs: list[Path], args: Any) -> int
             print()
             print(summary(r))
         print(render_verdict(trees, judged))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        payload = [r.to_json() for r in results]
-        args.json.write_text(json.dumps(payload[0] if len(payload) == 1 else payload) + "\n")
-    return 0 if all(r.clean for r in results) else 1
+    return results

@@ -81,11 +81,13 @@ def engine_name(cfg: Config) -> str:
     return "atheris"
 
 
-def release_name(cfg: Config) -> str:
-    """The QEMU release the model stood for (``--release``, else the newest it knows)."""
+def release_name(cfg: Config, result: Result | None = None) -> str:
+    """The QEMU release the model stood for: the campaign's own (a QEMU tree's), else
+    ``--release``, else the newest it knows."""
     from recvmap.pymodel.releases import parse_release
 
-    return parse_release(getattr(cfg, "release", None)).name
+    own = getattr(result, "release", None)
+    return parse_release(own or getattr(cfg, "release", None)).name
 
 
 def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -118,7 +120,7 @@ def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None)
         "tool": {"name": "recvmap", "version": tool_version()},
         "command_line": ["recvmap", *(sys.argv[1:] if argv is None else argv)],
         "engine": engine_name(cfg),
-        "release": release_name(cfg),
+        "release": release_name(cfg, result),
         "qemu": QEMU_COMMIT,
         "config": {
             "targets": list(cfg.targets),
@@ -206,15 +208,26 @@ def junit_xml(result: Result) -> str:
 
 
 def write_reports(
-    result: Result,
+    results: Result | Sequence[Result],
     cfg: Config,
     json_path: Path | None,
     junit_path: Path | None,
     argv: Sequence[str] | None = None,
 ) -> None:
+    """The --json summary and the --junit file of one campaign, or of several (two QEMU
+    trees: a JSON list of summaries, one JUnit testsuite each under <testsuites>)."""
+    many = list(results) if isinstance(results, list | tuple) else [results]
     if json_path is not None:
+        docs = [summary_json(r, cfg, argv) for r in many]
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(summary_json(result, cfg, argv), indent=1) + "\n")
+        json_path.write_text(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1) + "\n")
     if junit_path is not None:
         junit_path.parent.mkdir(parents=True, exist_ok=True)
-        junit_path.write_text(junit_xml(result))
+        if len(many) == 1:
+            junit_path.write_text(junit_xml(many[0]))
+        else:
+            suites = ET.Element("testsuites")
+            for r in many:
+                suites.append(ET.fromstring(junit_xml(r).split("\n", 1)[1]))
+            text = ET.tostring(suites, "unicode")
+            junit_path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n")
