@@ -202,8 +202,11 @@ def _check_setup(where: str, program: dict[str, Any], limits: Limits) -> int:
     if program.get("layer") == "recovery" and "sender" not in setup:
         raise VectorError(f"{where}.setup: a recovery program needs setup.sender")
     bits = setup["target_page_bits"]
-    if not 9 <= bits <= 30:
-        raise VectorError(f"{where}.setup.target_page_bits: {bits} is not 9..30")
+    # a coarse cap before the model's own rule (_check_world): the smallest page bits any
+    # target of the arch table has had (avr: 8 before v10.1) up to 30
+    lowest = min(min(t.page_bits_choices()) for t in arch.TARGETS)
+    if not lowest <= bits <= 30:
+        raise VectorError(f"{where}.setup.target_page_bits: {bits} is not {lowest}..30")
     blocks = setup["blocks"]
     if len(blocks) > limits.blocks:
         raise VectorError(f"{where}.setup: more than {limits.blocks} blocks")
