@@ -304,6 +304,27 @@ CHATTY = (
     SET_HEAD
     + '    printf("#99999\\tNEW    cov: 99999 ft: 99999 corp: 1/1b\\n");\n    fflush(stdout);\n',
 )
+# bitmap_set sleeps SLOW_SECONDS in the first call of a process, in the first two processes
+# that call it (a count kept in the file $RECVMAP_TEST_SLOW): slow but correct, and fast
+# once the fuzzer's job and the re-run alone have seen it (the restarted job is not slowed)
+SLOW_SECONDS = 3
+SLOW = (
+    SET_HEAD,
+    SET_HEAD
+    + "    static int called;\n"
+    + "    if (!called++) {\n"
+    + '        FILE *count = fopen(getenv("RECVMAP_TEST_SLOW"), "a");\n'
+    + "        long seen = count ? ftell(count) : 2;\n"
+    + "        if (count) {\n"
+    + "            fputc('x', count);\n"
+    + "            fclose(count);\n"
+    + "        }\n"
+    + "        if (seen < 2) {\n"
+    + f"            struct timespec nap = {{{SLOW_SECONDS}, 0}};\n"
+    + "            nanosleep(&nap, NULL);\n"
+    + "        }\n"
+    + "    }\n",
+)
 # find_next_bit reads the word after the last one it may read (often past the array)
 NEXT_END = "        if (size - base <= QREF_BITS_PER_LONG) {\n            return size;\n        }"
 OOB = (
@@ -322,6 +343,16 @@ def broken(name: str) -> Path:
             "bitmap.c": [("#include <string.h>", "#include <string.h>\n#include <stdio.h>"), CHATTY]
         },
         "oob": {"bitops.c": [OOB]},
+        "slow": {
+            "bitmap.c": [
+                (
+                    "#undef NDEBUG",
+                    "#define _POSIX_C_SOURCE 200809L\n#include <stdio.h>\n#include <time.h>\n"
+                    "#undef NDEBUG",
+                ),
+                SLOW,
+            ]
+        },
         "mask": {"qemu_ref.h": [(MASK, MUTANT)]},
     }[name]
     return build_library(64, edits)
@@ -428,6 +459,49 @@ def test_hanging_library_is_a_hang_with_reproducer_and_replay_says_hang(tmp_path
     proc2 = recvmap("replay", "--impl", str(lib), "--timeout", "2", str(vector), timeout=60)
     assert time.monotonic() - t0 < 2 + 15
     assert proc2.returncode == 1 and "HANG" in proc2.stdout, proc2.stdout + proc2.stderr
+
+
+@needs_gcc
+def test_slow_input_is_confirmed_alone_as_slow_not_a_hang(tmp_path: Path) -> None:
+    """Issue 10, defect 1: an input slower than --timeout that completes when re-run alone
+    is SLOW (listed with its time and reproducer, exit 0), not a HANG, and the job goes on.
+    Before, it was a HANG (exit 1)."""
+    lib = broken("slow")
+    out, report = tmp_path / "out", tmp_path / "s.json"
+    count = tmp_path / "slow-count"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "RECVMAP_TEST_SLOW": str(count)}
+    argv = ["--impl", str(lib), "--target", "bitmap", "--max-time", "8", "--timeout", "1"]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "recvmap.fuzz.cli", "fuzz", "--quiet", *argv]
+        + ["--engine", "random", "--out", str(out), "--json", str(report)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    took = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "HANG" not in proc.stdout
+    m = re.search(
+        r"^SLOW in bitmap/64: input took ([\d.]+) s > --timeout 1 s, completes alone",
+        proc.stdout,
+        re.M,
+    )
+    assert m and SLOW_SECONDS - 0.5 <= float(m[1]) < SLOW_SECONDS + 5, proc.stdout
+    assert count.read_text() == "xx" + "x" * proc.stdout.count("started again as"), proc.stdout
+    assert took < 8 + 1 + 2 + 8, f"--max-time 8 ended after {took:.1f} s"
+    summary = json.loads(report.read_text())
+    assert summary["status"] == "clean" and not summary["hangs"]
+    (slow,) = summary["slow"]
+    assert slow["seconds"] >= SLOW_SECONDS - 0.5 and slow["vector"]
+    # the job went on: started again, and compared programs after the slow input
+    again = [j for j in summary["jobs"] if j["name"] == "bitmap/64+1"]
+    assert again and again[0]["programs"] > 0, summary["jobs"]
+    # the reproducer replays (and passes: slow is not wrong)
+    replay = recvmap("replay", "--impl", str(lib), slow["vector"], timeout=60)
+    assert replay.returncode == 0 and "1 passed" in replay.stdout, replay.stdout + replay.stderr
 
 
 @needs_gcc

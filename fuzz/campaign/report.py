@@ -142,9 +142,22 @@ def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None)
         "missing_cells": body["missing_cells"],
         "divergences": divergences,
         "crashes": crashes,
+        "hangs": [_finding_json(h) for h in body["hangs"]],
+        "slow": [_finding_json(h) for h in body["slow"]],
         "skipped_symbols": body["skipped_symbols"],
         "notes": body["notes"],
     }
+
+
+FINDING_KEYS = (
+    "job", "input", "timeout", "seconds", "alone_budget", "confirmed", "alone",
+    "vector", "replay", "cut_short", "error",
+)  # fmt: skip
+
+
+def _finding_json(h: dict[str, Any]) -> dict[str, Any]:
+    """A hang or a slow input: the keys of the schema's ``hang`` that it has."""
+    return {k: h[k] for k in FINDING_KEYS if k in h}
 
 
 def schema() -> dict[str, Any]:
