@@ -680,3 +680,73 @@ def test_guard_page_faults_one_word_past_the_array(guard: str, where: str) -> No
             os._exit(0)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSEGV, (nwords, where)
+
+
+# --- reproducers of huge maps (issue 10 follow-up, defect 2) ------------------------------
+
+
+def _many_sends(sends: int) -> dict[str, object]:
+    """A recovery program over a 1 GiB block of 4K pages (a 2^18-bit map, a 32 KiB
+    stream) sent ``sends`` times, then reloaded by the source."""
+    host = 1 << 40
+    return {
+        "layer": "recovery",
+        "bits_per_long": 64,
+        "big_endian": False,
+        "setup": {
+            "target": "x86_64",
+            "target_page_bits": 12,
+            "host": "x86_64",
+            "blocks": [
+                {"idstr": "pc.ram", "host": host, "used_length": 1 << 30}
+                | {"max_length": 1 << 30, "page_size": 4096}
+            ],
+            "sender": {"bits_per_long": 64, "big_endian": False},
+        },
+        "ops": [
+            ["ramblock_recv_map_init", []],
+            ["ram_list_init_bitmaps", []],
+            ["ramblock_recv_bitmap_set_range", ["@0", host + (5 << 12), 1000]],
+            *[["ramblock_recv_bitmap_send", ["pc.ram"]]] * sends,
+            ["ram_dirty_bitmap_reload", ["@0"]],
+        ],
+    }
+
+
+def test_reproducer_of_a_large_stream_is_compact_and_replays(tmp_path: Path) -> None:
+    """Every sent stream was recorded as hex: a 2^26-bit map sent 20 times made a 285 MB
+    reproducer, over replay's 64 MiB cap. Now a long stream is {size, sha256, runs}."""
+    from recvmap.fuzz.engine import Divergence
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.vectors.files import expand_runs, load_file, write_divergence
+
+    program = Program.from_json(_many_sends(8))
+    found = Divergence(len(program.ops) - 1, program.ops[-1], "crash", None, "slow")
+    path = write_divergence(program, found, "qemu_ref", tmp_path, "slow", comment="8 sends")
+    size = path.stat().st_size
+    assert size < 16_000, f"{size} bytes (8 streams of 32 KiB as hex: 524,000+)"
+    obj = json.loads(path.read_text())
+    assert obj["version"] == 2  # a compact result: readers of version 1 cannot compare it
+    stream = obj["testGroups"][0]["tests"][0]["results"][3][0]
+    # worked out from the format (facts section 5): be64 size in bytes, the map as
+    # little-endian longs with pages 5..1004 set, the be64 end mark
+    want = (
+        (1 << 15).to_bytes(8, "big")
+        + bytes([0xE0]) + b"\xff" * 124 + bytes([0x1F])
+        + bytes((1 << 15) - 126)
+        + bytes.fromhex("0123456789abcdef")
+    )  # fmt: skip
+    assert stream["size"] == len(want) and expand_runs(stream["runs"]) == want
+    proc = recvmap("replay", str(path), timeout=120)  # the model and our C
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
+    # teeth: another digest is a failing vector, a run that does not add up is refused
+    stream["sha256"] = "0" * 64
+    path.write_text(json.dumps(obj))
+    (case,) = load_file(path)
+    from recvmap.fuzz.vectors.files import VectorError, check_model
+
+    assert "vector says" in (check_model(case) or ""), check_model(case)
+    stream["runs"][0][1] += 1
+    path.write_text(json.dumps(obj))
+    with pytest.raises(VectorError, match="adding up to size"):
+        load_file(path)
