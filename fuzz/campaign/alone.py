@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 CONFIRM_FACTOR = 4.0  # the re-run gets this many times --timeout ...
 CONFIRM_MIN = 30.0  # ... and never less than this many seconds (when time allows)
-STARTUP = 5.0  # seconds a fresh Python process may need before the input starts
+STARTUP = 3.0  # seconds a fresh Python process may need before the input starts
 
 
 def confirm_budget(timeout: float) -> float:
@@ -47,12 +47,17 @@ class Rerun:
     stderr: str
 
     @property
+    def started(self) -> bool:
+        """Whether the campaign's fresh process reached the input (``alone: started``)."""
+        return "alone: started" in self.stdout
+
+    @property
     def input_seconds(self) -> float | None:
         """The input's own time, as the fresh process measured it (``alone: S``)."""
         for line in reversed(self.stdout.splitlines()):
             if line.startswith("alone: "):
                 try:
-                    return float(line.split()[1])
+                    return float(line.split()[1]) if line != "alone: started" else None
                 except (IndexError, ValueError):
                     return None
         return None
@@ -108,6 +113,7 @@ def _main(argv: list[str]) -> int:
     os.environ.pop("RECVMAP_STATS", None)  # the job's statistics are not ours to write
     harness = harness_from_env(argv[0])
     data = open(argv[1], "rb").read()  # noqa: SIM115 - read at once
+    print("alone: started", flush=True)
     t0 = time.monotonic()
     harness.one_input(data)  # a divergence raises (exit 1); a hang exits HANG_EXIT
     print(f"alone: {time.monotonic() - t0:.3f}", flush=True)

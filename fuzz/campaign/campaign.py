@@ -527,7 +527,7 @@ def _stop_all(jobs: Sequence[Job], grace: float = 1.0) -> None:
             j.poll()
 
 
-WRITE_RESERVE = 3.0  # seconds kept for writing a reproducer after a confirmation
+WRITE_RESERVE = 2.0  # seconds kept for writing a reproducer after a confirmation
 MAX_RESTARTS = 3  # a job stopped by this many slow inputs is not started again
 
 
@@ -596,10 +596,9 @@ def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
     timeout = float(job.stats.get("timeout") or (running.cfg.timeout if running else 5.0))
     full = confirm_budget(timeout)
     budget = full
-    if running is not None:
-        budget = min(full, max(timeout, running.finish_by - time.monotonic() - WRITE_RESERVE))
-    env = {**job.env, "RECVMAP_TIMEOUT": f"{budget:g}"}
-    rerun = rerun_alone(input_argv(job.layer, job.stats["hang"]), budget + ALONE_STARTUP, env)
+    if running is not None:  # everything ends by finish_by, the reproducer written too
+        room = running.finish_by - time.monotonic() - WRITE_RESERVE - ALONE_STARTUP
+        budget = min(full, room)
     entry: dict[str, Any] = {
         "job": job.name,
         "input": job.stats["hang"],
@@ -607,8 +606,18 @@ def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
         "log": str(job.log_path),
         "vector": None,
         "replay": None,
-        "alone_budget": round(budget, 2),
+        "alone_budget": round(max(0.0, budget), 2),
     }
+    if budget < timeout:  # not even --timeout is left: the suspicion is all there is
+        entry["confirmed"] = False
+        entry["alone"] = (
+            f"not re-run: --max-time left {max(0.0, budget):.1f} s for it, less than --timeout"
+        )
+        _reproducer(job, entry, Path(entry["input"]), "hang", running)
+        result.hangs.append(entry)
+        return
+    env = {**job.env, "RECVMAP_TIMEOUT": f"{budget:g}"}
+    rerun = rerun_alone(input_argv(job.layer, job.stats["hang"]), budget + ALONE_STARTUP, env)
     if rerun.finished and rerun.returncode == 0:
         took = rerun.input_seconds
         entry["seconds"] = None if took is None else round(took, 3)
@@ -625,7 +634,10 @@ def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
         if running is not None:
             _restart(job, result, running)
         return
-    if not rerun.finished or rerun.returncode == HANG_EXIT:
+    if not rerun.finished and not rerun.started:
+        entry["confirmed"] = False
+        entry["alone"] = f"the re-run did not reach the input within {ALONE_STARTUP:g} s"
+    elif not rerun.finished or rerun.returncode == HANG_EXIT:
         entry["confirmed"] = budget >= full
         entry["alone"] = f"still running after {budget:.1f} s alone"
         if budget < full:
@@ -674,7 +686,7 @@ def _reproducer(
     job: Job, entry: dict[str, Any], artifact: Path, kind: str, running: _Running | None
 ) -> None:
     """Write the reproducer of a finding into ``entry`` (vector, replay), within the time
-    --max-time leaves (at least WRITE_RESERVE seconds): a forked child does the work and
+    --max-time leaves (at least a second): a forked child does the work and
     is killed when the time is up; what was cut short is said in ``entry``."""
     if job.host is not None or "RECVMAP_NATIVE" in job.env:
         return
@@ -682,7 +694,7 @@ def _reproducer(
 
     left = None
     if running is not None:
-        left = max(WRITE_RESERVE, running.finish_by - time.monotonic())
+        left = max(1.0, running.finish_by - time.monotonic())
     deadline = None if left is None else time.monotonic() + left
     try:
         out = isolated(_reproducer_child, job, artifact, kind, deadline, timeout=left)
