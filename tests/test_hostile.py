@@ -752,3 +752,27 @@ def test_reproducer_of_a_large_stream_is_compact_and_replays(tmp_path: Path) -> 
     path.write_text(json.dumps(obj))
     with pytest.raises(VectorError, match="adding up to size"):
         load_file(path)
+
+
+def test_reproducer_past_its_deadline_is_written_and_says_what_was_cut(tmp_path: Path) -> None:
+    """Defect 3: writing a reproducer kept a run going to 193 s against --max-time 120
+    (the release range runs the model at every boundary release). Past the deadline the
+    range is the releases no rule change separates from the program's, and the vector
+    says it was cut short."""
+    from recvmap.fuzz.engine import Divergence
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.vectors.files import write_divergence
+    from recvmap.pymodel.releases import DEFAULT_RELEASE, boundaries
+
+    program = Program.from_json(_many_sends(1))
+    found = Divergence(len(program.ops) - 1, program.ops[-1], "crash", None, "slow")
+    whole = json.loads(write_divergence(program, found, "C", tmp_path / "a", "hang").read_text())
+    assert whole["testGroups"][0]["release"] == ">=v3.0.0"  # the recovery stream's first
+    t0 = time.monotonic()
+    path = write_divergence(program, found, "C", tmp_path / "b", "hang", deadline=t0)
+    cut = json.loads(path.read_text())
+    own = max(r for r in boundaries() if r <= DEFAULT_RELEASE)
+    assert cut["testGroups"][0]["release"] == f">={own}"
+    assert cut["testGroups"][0]["tests"][0]["comment"].endswith(
+        "[cut short by --max-time: release range]"
+    )
