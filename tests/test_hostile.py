@@ -495,6 +495,10 @@ def test_slow_input_is_confirmed_alone_as_slow_not_a_hang(tmp_path: Path) -> Non
     assert count.read_text() == "xx" + "x" * proc.stdout.count("started again as"), proc.stdout
     assert took < 10 + 1 + 2 + 1.5, f"--max-time 10 ended after {took:.1f} s"
     summary = json.loads(report.read_text())
+    from recvmap.fuzz.campaign.report import schema
+    from recvmap.fuzz.vectors.intake import validate
+
+    assert not validate(summary, schema())
     assert summary["status"] == "clean" and not summary["hangs"]
     (slow,) = summary["slow"]
     assert slow["seconds"] >= SLOW_SECONDS - 0.5 and slow["vector"]
