@@ -529,6 +529,7 @@ def _stop_all(jobs: Sequence[Job], grace: float = 1.0) -> None:
 
 WRITE_RESERVE = 2.0  # seconds kept for writing a reproducer after a confirmation
 MAX_RESTARTS = 3  # a job stopped by this many slow inputs is not started again
+RESTART_MIN = 3.0  # seconds of --max-time a restarted job needs to compare anything
 
 
 @dataclass
@@ -665,7 +666,7 @@ def _restart(job: Job, result: Result, running: _Running) -> None:
     if n > MAX_RESTARTS:
         result.notes.append(f"{base}: not started again after {MAX_RESTARTS} slow inputs")
         return
-    if left < STARTUP + 1.0:
+    if left < RESTART_MIN:
         result.notes.append(f"{job.name}: ended by a slow input with no time left to restart")
         return
     running.restarts[base] = n
