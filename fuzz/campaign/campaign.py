@@ -1055,8 +1055,8 @@ def summary(result: Result) -> str:
         took = "?" if h.get("seconds") is None else f"{h['seconds']:.1f}"
         lines += [
             "",
-            f"SLOW in {h['job']}: input took {took} s > --timeout {h['timeout']:g} s, "
-            "completes alone; not a finding",
+            f"SLOW in {h['job']}: an input outran --timeout {h['timeout']:g} s; alone it "
+            f"completes in {took} s; not a finding",
             f"input: {h['input']}",
         ]
         lines += _reproducer_lines(h, "slow input")
