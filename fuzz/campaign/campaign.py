@@ -801,7 +801,12 @@ def crash_reproducer(
         deadline=None if deadline is None else deadline - 0.5,
         cut=cut,
     )
-    return path, replay_command(path, record), cut
+    slow = None
+    if kind == "slow":  # replay's default --timeout would call it a HANG
+        from .alone import confirm_budget
+
+        slow = confirm_budget(float(timeout or 5.0))
+    return path, replay_command(path, record, slow), cut
 
 
 def _diverges(program: Any, subject: Any) -> bool:

@@ -422,8 +422,13 @@ def subject_record(subject: Subject) -> dict[str, Any]:
     return record
 
 
-def replay_command(path: str | os.PathLike[str], subject: dict[str, Any] | None = None) -> str:
-    """The command line that replays ``path`` on the implementation it was found on."""
+def replay_command(
+    path: str | os.PathLike[str],
+    subject: dict[str, Any] | None = None,
+    timeout: float | None = None,
+) -> str:
+    """The command line that replays ``path`` on the implementation it was found on
+    (with ``--timeout`` for a program known to be slow)."""
     import shlex
 
     words = ["recvmap", "replay"]
@@ -431,6 +436,8 @@ def replay_command(path: str | os.PathLike[str], subject: dict[str, Any] | None 
         words += ["--impl", str(subject["library"])]
         if len(subject.get("word_bits", [])) == 1:
             words += ["--word-bits", str(subject["word_bits"][0])]
+    if timeout is not None:
+        words += ["--timeout", f"{timeout:g}"]
     return " ".join(shlex.quote(w) for w in [*words, str(path)])
 
 
