@@ -618,7 +618,14 @@ def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
         result.hangs.append(entry)
         return
     env = {**job.env, "RECVMAP_TIMEOUT": f"{budget:g}"}
-    rerun = rerun_alone(input_argv(job.layer, job.stats["hang"]), budget + ALONE_STARTUP, env)
+    try:
+        rerun = rerun_alone(input_argv(job.layer, job.stats["hang"]), budget + ALONE_STARTUP, env)
+    except BaseException:  # a signal stops the campaign: say what was being checked
+        result.notes.append(
+            f"{job.name}: an input outran --timeout {timeout:g} s; stopped while re-running "
+            f"it alone, not confirmed: {entry['input']}"
+        )
+        raise
     if rerun.finished and rerun.returncode == 0:
         took = rerun.input_seconds
         entry["seconds"] = None if took is None else round(took, 3)
