@@ -784,3 +784,22 @@ def test_reproducer_past_its_deadline_is_written_and_says_what_was_cut(tmp_path:
     assert cut["testGroups"][0]["tests"][0]["comment"].endswith(
         "[cut short by --max-time: release range]"
     )
+
+
+def test_a_job_started_again_skips_the_slow_inputs_its_corpus_may_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted job shares its corpus folder: without RECVMAP_SKIP it met the slow input
+    first thing again (measured: every restart of a campaign seeded with one)."""
+    import hashlib
+
+    from recvmap.fuzz.campaign.harness import harness_from_env
+
+    slow, other = b"\x01" * 300, b"\x02" * 300
+    monkeypatch.setenv("RECVMAP_SKIP", hashlib.sha256(slow).hexdigest())
+    monkeypatch.setenv("RECVMAP_OUT", str(tmp_path))
+    h = harness_from_env("bitmap")
+    h.one_input(slow)
+    assert h.programs == 0
+    h.one_input(other)
+    assert h.programs == 1

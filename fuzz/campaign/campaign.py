@@ -15,6 +15,7 @@ file in the output folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -545,6 +546,7 @@ class _Running:
     jobs: list[Job]
     pending: list[Job]
     restarts: dict[str, int] = field(default_factory=dict)
+    slow_inputs: set[str] = field(default_factory=set)  # sha256 of inputs found SLOW
 
 
 def _finish(job: Job, result: Result, running: _Running | None = None) -> None:
@@ -640,6 +642,12 @@ def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
         _reproducer(job, entry, Path(entry["input"]), "slow", running)
         result.slow.append(entry)
         if running is not None:
+            try:
+                running.slow_inputs.add(
+                    hashlib.sha256(Path(entry["input"]).read_bytes()).hexdigest()
+                )
+            except OSError:
+                pass
             _restart(job, result, running)
         return
     if not rerun.finished and not rerun.started:
@@ -683,6 +691,7 @@ def _restart(job: Job, result: Result, running: _Running) -> None:
     stats = running.workdir / f"{slug}.stats.json"
     log = running.workdir / f"{slug}.log"
     env = job_env(running.cfg, job.layer, job.bits, stats)
+    env["RECVMAP_SKIP"] = ",".join(sorted(running.slow_inputs))  # its corpus may hold them
     argv = harness_argv(running.cfg, job.layer, job.bits, left, seed, running.workdir)
     new = Job(name, job.layer, job.bits, seed, left, env, argv, stats, log)
     running.jobs.append(new)

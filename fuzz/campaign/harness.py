@@ -25,6 +25,8 @@ RECVMAP_MAX_OPS       operations per program (default 24)
 RECVMAP_MAX_WORDS     words per bitmap array (bitmap layer; default 64)
 RECVMAP_RECEIVER_BITS recovery: the source's word width (the sender's may be either)
 RECVMAP_TIMEOUT       seconds one input may take before it is a HANG (default 5; 0: none)
+RECVMAP_SKIP          comma-separated sha256 of inputs not to run (the campaign's known
+                      slow inputs: a job started again must not meet them in its corpus)
 RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
 ===================== ===============================================================
 
@@ -139,6 +141,7 @@ class Harness:
         }
         self.started = time.monotonic()
         self.timeout = timeout or None
+        self.skip = frozenset(env_list("RECVMAP_SKIP") or ())
         self._current: tuple[float, bytes] | None = None
         self._watchdog: threading.Thread | None = None
         self._last_write = 0.0
@@ -204,6 +207,8 @@ class Harness:
         return program, next_op, open_session(program, self.subject)
 
     def one_input(self, data: bytes) -> None:
+        if self.skip and hashlib.sha256(data).hexdigest() in self.skip:
+            return
         if self.timeout is not None:
             if self._watchdog is None:
                 self._watchdog = threading.Thread(target=self._watch, daemon=True)
