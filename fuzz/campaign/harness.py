@@ -30,9 +30,10 @@ RECVMAP_SKIP          comma-separated sha256 of inputs not to run (the campaign'
 RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
 ===================== ===============================================================
 
-A hang is a finding: a watchdog thread (ctypes releases the GIL during a C call, so it
+A suspected hang: a watchdog thread (ctypes releases the GIL during a C call, so it
 runs while the library loops) saves the input as ``hang-<layer>-<sha>.input`` in the
 output folder, records it in the statistics file and ends the process with HANG_EXIT.
+The campaign then re-runs the input alone (``alone.py``) before it calls it a HANG.
 """
 
 from __future__ import annotations
