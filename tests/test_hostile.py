@@ -803,3 +803,30 @@ def test_a_job_started_again_skips_the_slow_inputs_its_corpus_may_hold(
     assert h.programs == 0
     h.one_input(other)
     assert h.programs == 1
+
+
+@needs_gcc
+def test_a_divergence_found_near_the_end_is_written_unminimized_not_lost(
+    tmp_path: Path,
+) -> None:
+    """Defect 3 for divergences: the harness minimized with no deadline, so a divergence
+    found near --max-time was killed with its job, unreported. Past RECVMAP_DEADLINE the
+    program found is written as it is, and says so; before it, it is minimized."""
+    from recvmap.fuzz.campaign.harness import Harness
+    from recvmap.fuzz.engine import DivergenceError
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.subjects.impls import Subject
+    from recvmap.fuzz.vectors.files import load_file
+
+    subject = Subject(broken("mask"), 64)
+    program = Program.from_json(
+        dict(_GOOD, arrays=[{"nwords": 2}], ops=[["bitmap_set", ["@0", 3, 4]]] * 2)
+    )
+    for deadline, out, ops in ((time.time() - 1, "late", 2), (None, "early", 1)):
+        h = Harness("bitmap", subject, out_dir=tmp_path / out, timeout=None, deadline=deadline)
+        with pytest.raises(DivergenceError) as err:
+            h.report(program)
+        (case,) = load_file(err.value.path)  # type: ignore[attr-defined]
+        assert len(case.program.ops) == ops
+        late = "[cut short by --max-time: minimization, release range]"
+        assert case.test["comment"].endswith(late) == (deadline is not None), case.test["comment"]

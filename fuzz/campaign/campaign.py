@@ -474,9 +474,14 @@ class Progress:
             self.last_line = line
 
 
-def _start(job: Job, seconds: float) -> None:
-    """Start a job with ``seconds`` of fuzzing (libFuzzer counts whole seconds)."""
+def _start(job: Job, seconds: float, stop_at: float | None = None) -> None:
+    """Start a job with ``seconds`` of fuzzing (libFuzzer counts whole seconds); the
+    campaign stops it at ``stop_at`` (time.monotonic()), so a divergence it finds is
+    minimized and written a second before (RECVMAP_DEADLINE, on the wall clock)."""
     job.seconds = seconds
+    if stop_at is not None:
+        wall = time.time() + (stop_at - time.monotonic()) - 1.0
+        job.env = {**job.env, "RECVMAP_DEADLINE": f"{wall:.3f}"}
     whole = str(max(1, int(seconds)))
     job.argv = [a.replace(SECONDS, whole) for a in job.argv]
     job.log = open(job.log_path, "wb")  # noqa: SIM115 - closed when the job ends
@@ -878,7 +883,9 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
             while pending and sum(1 for j in jobs if j.running) < limit:
                 rounds = -(-len(pending) // limit)  # this job's round and those after it
                 share = (deadline - time.monotonic()) / rounds - STARTUP
-                _start(pending.pop(0), max(1.0, share))
+                seconds = max(1.0, share)
+                stop_at = min(time.monotonic() + seconds + cfg.timeout + 5, hard_deadline)
+                _start(pending.pop(0), seconds, stop_at)
             time.sleep(0.25)
             now = time.monotonic()
             for j in jobs:
