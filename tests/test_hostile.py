@@ -830,3 +830,35 @@ def test_a_divergence_found_near_the_end_is_written_unminimized_not_lost(
         assert len(case.program.ops) == ops
         late = "[cut short by --max-time: minimization, release range]"
         assert case.test["comment"].endswith(late) == (deadline is not None), case.test["comment"]
+
+
+@needs_gcc
+def test_a_divergence_is_on_record_before_its_minimization(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a campaign the finding is in the statistics file, as found, before minimizing:
+    a job stopped during a long minimization (libFuzzer's -timeout, the campaign's end)
+    still reports its divergence. Before, nothing was written until the end."""
+    from recvmap.fuzz.campaign import harness as hmod
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.subjects.impls import Subject
+    from recvmap.fuzz.vectors.files import load_file
+
+    def killed(*_: object) -> None:
+        raise SystemExit("stopped while minimizing")
+
+    monkeypatch.setattr(hmod, "minimize", killed)
+    stats = tmp_path / "stats.json"
+    h = hmod.Harness(
+        "bitmap", Subject(broken("mask"), 64), out_dir=tmp_path, stats_path=stats,
+        timeout=None, deadline=time.time() + 60,
+    )  # fmt: skip
+    program = Program.from_json(
+        dict(_GOOD, arrays=[{"nwords": 2}], ops=[["bitmap_set", ["@0", 3, 4]]])
+    )
+    with pytest.raises(SystemExit):
+        h.report(program)
+    record = json.loads(stats.read_text())
+    assert record["description"].endswith("[not minimized yet]")
+    (case,) = load_file(record["divergence"])
+    assert case.program.ops == program.ops

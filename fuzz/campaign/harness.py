@@ -312,6 +312,16 @@ class Harness:
                 + divergence.describe()
             )
         else:
+            early = None
+            if again is not None and self.stats_path is not None and until is not None:
+                # in a campaign: the finding first, as found, so that a stop (the
+                # campaign's end, libFuzzer's -timeout) during the minimization loses
+                # nothing; the minimized vector replaces it
+                early = write_divergence(
+                    program, again, self.subject.name, self.out_dir, subject=record,
+                    deadline=time.monotonic(), cut=["minimization (running)"],
+                )  # fmt: skip
+                self._report_stats(early, again, again.describe() + " [not minimized yet]", record)
             small = minimize(program, fails) if again is not None else program
             _, divergence = first_divergence(small, self.subject)
             if divergence is None:  # the minimized program stopped diverging
@@ -323,21 +333,27 @@ class Harness:
             description = divergence.describe()
             if cut:
                 description += f" [cut short by --max-time: {', '.join(cut)}]"
+            if early is not None and early != path:
+                early.unlink(missing_ok=True)
         if self.stats_path is not None:
-            from .report import divergence_json
-
-            self.write_stats(
-                time.monotonic(),
-                divergence=str(path),
-                description=description,
-                replay=replay_command(path, record),
-                detail=divergence_json(divergence),
-            )
+            self._report_stats(path, divergence, description, record)
         err = DivergenceError(divergence, self.subject.name)
         head = err.args[0] if description == divergence.describe() else description
         err.args = (f"{head}\nreplay it: {replay_command(path, record)}\nreproducer: {path}",)
         err.path = path  # type: ignore[attr-defined]
         raise_by_kind(err)
+
+    def _report_stats(self, path: Path, divergence: Any, description: str, record: Any) -> None:
+        from ..vectors.files import replay_command
+        from .report import divergence_json
+
+        self.write_stats(
+            time.monotonic(),
+            divergence=str(path),
+            description=description,
+            replay=replay_command(path, record),
+            detail=divergence_json(divergence),
+        )
 
     # --- statistics ---------------------------------------------------------------------
 
