@@ -40,7 +40,7 @@ hangs: an input that outruns --timeout is re-run alone, in a fresh process, for
 max(4 x --timeout, 30 s) (less when --max-time has less left). Still running: a HANG
 (exit 1; the summary says when the check was cut short). It completes: SLOW, not a
 finding (listed with its time and reproducer, exit 0; --fail-on-slow: exit 1), and
-the job starts again with another seed. Confirming and writing a finding end by
+the job starts again with another seed (skipping known slow inputs). Confirming and writing a finding end by
 --max-time + --timeout + 2 s; a step cut short is named in the summary.
 
 native coverage (--native): our C is built with clang
