@@ -12,7 +12,7 @@
     recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
-Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
+Exit status: 0 clean, 1 divergence (or a crash, a HANG, or a failing vector), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ hangs: an input that outruns --timeout is re-run alone, in a fresh process, for
 max(4 x --timeout, 30 s) (less when --max-time has less left). Still running: a HANG
 (exit 1; the summary says when the check was cut short). It completes: SLOW, not a
 finding (listed with its time and reproducer, exit 0; --fail-on-slow: exit 1), and
-the job starts again with another seed (skipping known slow inputs). Confirming and writing a finding end by
---max-time + --timeout + 2 s; a step cut short is named in the summary.
+the job starts again with another seed (skipping known slow inputs). Confirming and
+writing a finding end by --max-time + --timeout + 2 s; a step cut short is named in
+the summary.
 
 native coverage (--native): our C is built with clang
 -fsanitize=fuzzer-no-link,address,undefined into the build cache and the harnesses
