@@ -45,19 +45,38 @@ class Rerun:
     seconds: float  # wall time of the process
     stdout: str
     stderr: str
+    ended: float = 0.0  # time.monotonic() when it ended or was killed
+
+    @property
+    def started_at(self) -> float | None:
+        """When the campaign's fresh process reached the input (``alone: started T``, T on
+        the system-wide monotonic clock the parent reads too)."""
+        for line in self.stdout.splitlines():
+            if line.startswith("alone: started"):
+                try:
+                    return float(line.split()[2])
+                except (IndexError, ValueError):
+                    return None
+        return None
+
+    @property
+    def input_ran(self) -> float | None:
+        """Seconds the input ran before the process ended (killed or not)."""
+        start = self.started_at
+        return None if start is None else max(0.0, self.ended - start)
 
     @property
     def started(self) -> bool:
-        """Whether the campaign's fresh process reached the input (``alone: started``)."""
-        return "alone: started" in self.stdout
+        """Whether the campaign's fresh process reached the input."""
+        return self.started_at is not None
 
     @property
     def input_seconds(self) -> float | None:
         """The input's own time, as the fresh process measured it (``alone: S``)."""
         for line in reversed(self.stdout.splitlines()):
-            if line.startswith("alone: "):
+            if line.startswith("alone: ") and not line.startswith("alone: started"):
                 try:
-                    return float(line.split()[1]) if line != "alone: started" else None
+                    return float(line.split()[1])
                 except (IndexError, ValueError):
                     return None
         return None
@@ -91,12 +110,13 @@ def rerun_alone(argv: Sequence[str], budget: float, env: dict[str, str] | None =
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
-        took = time.monotonic() - t0
+        ended = time.monotonic()
+        took = ended - t0
         out.seek(0)
         err.seek(0)
         text = out.read()[-(1 << 16) :].decode(errors="replace")
         etext = err.read()[-(1 << 16) :].decode(errors="replace")
-    return Rerun(finished, proc.returncode if finished else None, took, text, etext)
+    return Rerun(finished, proc.returncode if finished else None, took, text, etext, ended)
 
 
 def input_argv(layer: str, input_path: str | os.PathLike[str]) -> list[str]:
@@ -113,8 +133,8 @@ def _main(argv: list[str]) -> int:
     os.environ.pop("RECVMAP_STATS", None)  # the job's statistics are not ours to write
     harness = harness_from_env(argv[0])
     data = open(argv[1], "rb").read()  # noqa: SIM115 - read at once
-    print("alone: started", flush=True)
     t0 = time.monotonic()
+    print(f"alone: started {t0:.3f}", flush=True)
     harness.one_input(data)  # a divergence raises (exit 1); a hang exits HANG_EXIT
     print(f"alone: {time.monotonic() - t0:.3f}", flush=True)
     return 0

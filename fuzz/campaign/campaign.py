@@ -659,9 +659,12 @@ def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
         entry["confirmed"] = False
         entry["alone"] = f"the re-run did not reach the input within {ALONE_STARTUP:g} s"
     elif not rerun.finished or rerun.returncode == HANG_EXIT:
-        entry["confirmed"] = budget >= full
-        entry["alone"] = f"still running after {budget:.1f} s alone"
-        if budget < full:
+        ran = rerun.input_ran or 0.0  # the input's own time: a slow start is not counted
+        entry["confirmed"] = budget >= full and ran >= full - 0.5
+        entry["alone"] = f"still running after {ran:.1f} s alone"
+        if ran < timeout:  # its start took the time: alone, it did not outrun --timeout
+            entry["alone"] += f", stopped before --timeout {timeout:g} s: not confirmed"
+        elif budget < full:
             entry["alone"] += (
                 f" (the full check, {full:g} s, was cut short by --max-time: a HANG at "
                 f"--timeout {timeout:g} s, not confirmed at {full:g} s)"
