@@ -12,7 +12,7 @@
     recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
-Exit status: 0 clean, 1 divergence (or a crash, or a failing vector), 2 bad arguments.
+Exit status: 0 clean, 1 divergence (or a crash, a HANG, or a failing vector), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -32,8 +32,17 @@ DEFAULT_TIMEOUT = 5.0  # seconds per input (libFuzzer -timeout); the harness's d
 
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
-exit status: 0 clean, 1 divergence or crash (its minimized program is written to
---out as a vector file; replay it with `recvmap replay FILE`), 2 bad arguments.
+exit status: 0 clean, 1 divergence, crash or HANG (its minimized program is written
+to --out as a vector file; replay it with `recvmap replay FILE`), 2 bad arguments,
+130/143 interrupted (Ctrl-C/SIGTERM).
+
+hangs: an input that outruns --timeout is re-run alone, in a fresh process, for
+max(4 x --timeout, 30 s) (less when --max-time has less left). Still running: a HANG
+(exit 1; the summary says when the check was cut short). It completes: SLOW, not a
+finding (listed with its time and reproducer, exit 0; --fail-on-slow: exit 1), and
+the job starts again with another seed (skipping known slow inputs). Confirming and
+writing a finding end by --max-time + --timeout + 2 s; a step cut short is named in
+the summary.
 
 native coverage (--native): our C is built with clang
 -fsanitize=fuzzer-no-link,address,undefined into the build cache and the harnesses
@@ -363,6 +372,12 @@ def build_parser() -> Parser:
         action="store_true",
         help="a run in which a job compared nothing exits 1 (default: a warning line)",
     )
+    f.add_argument(
+        "--fail-on-slow",
+        action="store_true",
+        help="a SLOW input (longer than --timeout, completes when re-run alone) exits 1 "
+        "(default: listed, exit 0)",
+    )
 
     r = sub.add_parser(
         "replay",
@@ -566,7 +581,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"recvmap fuzz: --json/--junit: {err.strerror or err}", file=sys.stderr)
         return 2
-    if not all(r.clean for r in results):
+    if not all(r.clean for r in results) or (args.fail_on_slow and any(r.slow for r in results)):
         return 1
     for r in results:
         if r.interrupted is not None:

@@ -304,6 +304,28 @@ CHATTY = (
     SET_HEAD
     + '    printf("#99999\\tNEW    cov: 99999 ft: 99999 corp: 1/1b\\n");\n    fflush(stdout);\n',
 )
+# bitmap_set sleeps SLOW_SECONDS in the first call of a process, in the first two processes
+# that call it (a count kept in the file $RECVMAP_TEST_SLOW): slow but correct, and fast
+# once the fuzzer's job and the re-run alone have seen it (the restarted job is not slowed)
+SLOW_SECONDS = 2
+SLOW = (
+    SET_HEAD,
+    SET_HEAD
+    + "    static int called;\n"
+    + "    if (!called++) {\n"
+    + '        const char *name = getenv("RECVMAP_TEST_SLOW");\n'
+    + '        FILE *count = name ? fopen(name, "a") : NULL;\n'
+    + "        long seen = count ? ftell(count) : 2;\n"
+    + "        if (count) {\n"
+    + "            fputc('x', count);\n"
+    + "            fclose(count);\n"
+    + "        }\n"
+    + "        if (seen < 2) {\n"
+    + f"            struct timespec nap = {{{SLOW_SECONDS}, 0}};\n"
+    + "            nanosleep(&nap, NULL);\n"
+    + "        }\n"
+    + "    }\n",
+)
 # find_next_bit reads the word after the last one it may read (often past the array)
 NEXT_END = "        if (size - base <= QREF_BITS_PER_LONG) {\n            return size;\n        }"
 OOB = (
@@ -322,6 +344,16 @@ def broken(name: str) -> Path:
             "bitmap.c": [("#include <string.h>", "#include <string.h>\n#include <stdio.h>"), CHATTY]
         },
         "oob": {"bitops.c": [OOB]},
+        "slow": {
+            "bitmap.c": [
+                (
+                    "#undef NDEBUG",
+                    "#define _POSIX_C_SOURCE 200809L\n#include <stdio.h>\n#include <time.h>\n"
+                    "#undef NDEBUG",
+                ),
+                SLOW,
+            ]
+        },
         "mask": {"qemu_ref.h": [(MASK, MUTANT)]},
     }[name]
     return build_library(64, edits)
@@ -413,12 +445,14 @@ def test_hanging_library_is_a_hang_with_reproducer_and_replay_says_hang(tmp_path
     lib = broken("hang")
     out = tmp_path / "out"
     t0 = time.monotonic()
-    proc = fuzz_library(tmp_path, lib, "5", "--timeout", "2", "--out", str(out))
+    proc = fuzz_library(tmp_path, lib, "8", "--timeout", "1", "--out", str(out))
     stdout, stderr = proc.communicate(timeout=120)
     took = time.monotonic() - t0
     assert proc.returncode == 1, stdout + stderr
-    assert took <= 5 + 5, f"HANG reported after {took:.1f} s"
-    assert "HANG in bitmap/64" in stdout
+    # confirmed and written by --max-time + --timeout + 2 s, give or take a second
+    assert took <= 8 + 1 + 2 + 1.5, f"HANG reported after {took:.1f} s"
+    # re-run alone first (for what --max-time left of the 30 s it would get)
+    assert re.search(r"^HANG in bitmap/64: .* still running after [\d.]+ s alone", stdout, re.M)
     vectors = sorted(out.glob("hang-bitmap-*.json"))  # one per job that hung
     assert vectors and list(out.glob("hang-bitmap-*.input"))
     vector = vectors[0]
@@ -428,6 +462,56 @@ def test_hanging_library_is_a_hang_with_reproducer_and_replay_says_hang(tmp_path
     proc2 = recvmap("replay", "--impl", str(lib), "--timeout", "2", str(vector), timeout=60)
     assert time.monotonic() - t0 < 2 + 15
     assert proc2.returncode == 1 and "HANG" in proc2.stdout, proc2.stdout + proc2.stderr
+
+
+@needs_gcc
+def test_slow_input_is_confirmed_alone_as_slow_not_a_hang(tmp_path: Path) -> None:
+    """Issue 10, defect 1: an input slower than --timeout that completes when re-run alone
+    is SLOW (listed with its time and reproducer, exit 0), not a HANG, and the job goes on.
+    Before, it was a HANG (exit 1)."""
+    lib = broken("slow")
+    out, report = tmp_path / "out", tmp_path / "s.json"
+    count = tmp_path / "slow-count"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "RECVMAP_TEST_SLOW": str(count)}
+    argv = ["--impl", str(lib), "--target", "bitmap", "--max-time", "12", "--timeout", "1"]
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "recvmap.fuzz.cli", "fuzz", "--quiet", *argv]
+        + ["--engine", "random", "--runs", "200", "--out", str(out), "--json", str(report)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    took = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "HANG" not in proc.stdout
+    m = re.search(
+        r"^SLOW in bitmap/64: an input outran --timeout 1 s; alone it completes in ([\d.]+) s",
+        proc.stdout,
+        re.M,
+    )
+    assert m and SLOW_SECONDS - 0.5 <= float(m[1]) < SLOW_SECONDS + 5, proc.stdout
+    assert count.read_text() == "xx" + "x" * proc.stdout.count("started again as"), proc.stdout
+    assert took < 12 + 1 + 2 + 1.5, f"--max-time 12 ended after {took:.1f} s"
+    summary = json.loads(report.read_text())
+    from recvmap.fuzz.campaign.report import schema
+    from recvmap.fuzz.vectors.intake import validate
+
+    assert not validate(summary, schema())
+    assert summary["status"] == "clean" and not summary["hangs"]
+    (slow,) = summary["slow"]
+    assert slow["seconds"] >= SLOW_SECONDS - 0.5 and slow["vector"]
+    # the job went on: started again, and compared programs after the slow input
+    again = [j for j in summary["jobs"] if j["name"] == "bitmap/64+1"]
+    assert again and again[0]["programs"] > 0, summary["jobs"]
+    # the printed command replays the reproducer (and passes: slow is not wrong) with the
+    # re-run's --timeout: the default 5 s would call a slower input a HANG
+    words = shlex.split(slow["replay"])
+    assert words[-3:-1] == ["--timeout", "30"] and words[-1] == slow["vector"], words
+    replay = recvmap(*words[1:], timeout=60)
+    assert replay.returncode == 0 and "1 passed" in replay.stdout, replay.stdout + replay.stderr
 
 
 @needs_gcc
@@ -606,3 +690,175 @@ def test_guard_page_faults_one_word_past_the_array(guard: str, where: str) -> No
             os._exit(0)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSEGV, (nwords, where)
+
+
+# --- reproducers of huge maps (issue 10 follow-up, defect 2) ------------------------------
+
+
+def _many_sends(sends: int) -> dict[str, object]:
+    """A recovery program over a 1 GiB block of 4K pages (a 2^18-bit map, a 32 KiB
+    stream) sent ``sends`` times, then reloaded by the source."""
+    host = 1 << 40
+    return {
+        "layer": "recovery",
+        "bits_per_long": 64,
+        "big_endian": False,
+        "setup": {
+            "target": "x86_64",
+            "target_page_bits": 12,
+            "host": "x86_64",
+            "blocks": [
+                {"idstr": "pc.ram", "host": host, "used_length": 1 << 30}
+                | {"max_length": 1 << 30, "page_size": 4096}
+            ],
+            "sender": {"bits_per_long": 64, "big_endian": False},
+        },
+        "ops": [
+            ["ramblock_recv_map_init", []],
+            ["ram_list_init_bitmaps", []],
+            ["ramblock_recv_bitmap_set_range", ["@0", host + (5 << 12), 1000]],
+            *[["ramblock_recv_bitmap_send", ["pc.ram"]]] * sends,
+            ["ram_dirty_bitmap_reload", ["@0"]],
+        ],
+    }
+
+
+def test_reproducer_of_a_large_stream_is_compact_and_replays(tmp_path: Path) -> None:
+    """Every sent stream was recorded as hex: a 2^26-bit map sent 20 times made a 285 MB
+    reproducer, over replay's 64 MiB cap. Now a long stream is {size, sha256, runs}."""
+    from recvmap.fuzz.engine import Divergence
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.vectors.files import expand_runs, load_file, write_divergence
+
+    program = Program.from_json(_many_sends(8))
+    found = Divergence(len(program.ops) - 1, program.ops[-1], "crash", None, "slow")
+    path = write_divergence(program, found, "qemu_ref", tmp_path, "slow", comment="8 sends")
+    size = path.stat().st_size
+    assert size < 16_000, f"{size} bytes (8 streams of 32 KiB as hex: 524,000+)"
+    obj = json.loads(path.read_text())
+    assert obj["version"] == 2  # a compact result: readers of version 1 cannot compare it
+    stream = obj["testGroups"][0]["tests"][0]["results"][3][0]
+    # worked out from the format (facts section 5): be64 size in bytes, the map as
+    # little-endian longs with pages 5..1004 set, the be64 end mark
+    want = (
+        (1 << 15).to_bytes(8, "big")
+        + bytes([0xE0]) + b"\xff" * 124 + bytes([0x1F])
+        + bytes((1 << 15) - 126)
+        + bytes.fromhex("0123456789abcdef")
+    )  # fmt: skip
+    assert stream["size"] == len(want) and expand_runs(stream["runs"]) == want
+    proc = recvmap("replay", str(path), timeout=120)  # the model and our C
+    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
+    # teeth: another digest is a failing vector, a run that does not add up is refused
+    stream["sha256"] = "0" * 64
+    path.write_text(json.dumps(obj))
+    (case,) = load_file(path)
+    from recvmap.fuzz.vectors.files import VectorError, check_model
+
+    assert "vector says" in (check_model(case) or ""), check_model(case)
+    stream["runs"][0][1] += 1
+    path.write_text(json.dumps(obj))
+    with pytest.raises(VectorError, match="adding up to size"):
+        load_file(path)
+
+
+def test_reproducer_past_its_deadline_is_written_and_says_what_was_cut(tmp_path: Path) -> None:
+    """Defect 3: writing a reproducer kept a run going to 193 s against --max-time 120
+    (the release range runs the model at every boundary release). Past the deadline the
+    range is the releases no rule change separates from the program's, and the vector
+    says it was cut short."""
+    from recvmap.fuzz.engine import Divergence
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.vectors.files import write_divergence
+    from recvmap.pymodel.releases import DEFAULT_RELEASE, boundaries
+
+    program = Program.from_json(_many_sends(1))
+    found = Divergence(len(program.ops) - 1, program.ops[-1], "crash", None, "slow")
+    whole = json.loads(write_divergence(program, found, "C", tmp_path / "a", "hang").read_text())
+    assert whole["testGroups"][0]["release"] == ">=v3.0.0"  # the recovery stream's first
+    t0 = time.monotonic()
+    path = write_divergence(program, found, "C", tmp_path / "b", "hang", deadline=t0)
+    cut = json.loads(path.read_text())
+    own = max(r for r in boundaries() if r <= DEFAULT_RELEASE)
+    assert cut["testGroups"][0]["release"] == f">={own}"
+    assert cut["testGroups"][0]["tests"][0]["comment"].endswith(
+        "[cut short by --max-time: release range]"
+    )
+
+
+def test_a_job_started_again_skips_the_slow_inputs_its_corpus_may_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted job shares its corpus folder: without RECVMAP_SKIP it met the slow input
+    first thing again (measured: every restart of a campaign seeded with one)."""
+    import hashlib
+
+    from recvmap.fuzz.campaign.harness import harness_from_env
+
+    slow, other = b"\x01" * 300, b"\x02" * 300
+    monkeypatch.setenv("RECVMAP_SKIP", hashlib.sha256(slow).hexdigest())
+    monkeypatch.setenv("RECVMAP_OUT", str(tmp_path))
+    h = harness_from_env("bitmap")
+    h.one_input(slow)
+    assert h.programs == 0
+    h.one_input(other)
+    assert h.programs == 1
+
+
+@needs_gcc
+def test_a_divergence_found_near_the_end_is_written_unminimized_not_lost(
+    tmp_path: Path,
+) -> None:
+    """Defect 3 for divergences: the harness minimized with no deadline, so a divergence
+    found near --max-time was killed with its job, unreported. Past RECVMAP_DEADLINE the
+    program found is written as it is, and says so; before it, it is minimized."""
+    from recvmap.fuzz.campaign.harness import Harness
+    from recvmap.fuzz.engine import DivergenceError
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.subjects.impls import Subject
+    from recvmap.fuzz.vectors.files import load_file
+
+    subject = Subject(broken("mask"), 64)
+    program = Program.from_json(
+        dict(_GOOD, arrays=[{"nwords": 2}], ops=[["bitmap_set", ["@0", 3, 4]]] * 2)
+    )
+    for deadline, out, ops in ((time.time() - 1, "late", 2), (None, "early", 1)):
+        h = Harness("bitmap", subject, out_dir=tmp_path / out, timeout=None, deadline=deadline)
+        with pytest.raises(DivergenceError) as err:
+            h.report(program)
+        (case,) = load_file(err.value.path)  # type: ignore[attr-defined]
+        assert len(case.program.ops) == ops
+        late = "[cut short by --max-time: minimization, release range]"
+        assert case.test["comment"].endswith(late) == (deadline is not None), case.test["comment"]
+
+
+@needs_gcc
+def test_a_divergence_is_on_record_before_its_minimization(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a campaign the finding is in the statistics file, as found, before minimizing:
+    a job stopped during a long minimization (libFuzzer's -timeout, the campaign's end)
+    still reports its divergence. Before, nothing was written until the end."""
+    from recvmap.fuzz.campaign import harness as hmod
+    from recvmap.fuzz.program import Program
+    from recvmap.fuzz.subjects.impls import Subject
+    from recvmap.fuzz.vectors.files import load_file
+
+    def killed(*_: object) -> None:
+        raise SystemExit("stopped while minimizing")
+
+    monkeypatch.setattr(hmod, "minimize", killed)
+    stats = tmp_path / "stats.json"
+    h = hmod.Harness(
+        "bitmap", Subject(broken("mask"), 64), out_dir=tmp_path, stats_path=stats,
+        timeout=None, deadline=time.time() + 60,
+    )  # fmt: skip
+    program = Program.from_json(
+        dict(_GOOD, arrays=[{"nwords": 2}], ops=[["bitmap_set", ["@0", 3, 4]]])
+    )
+    with pytest.raises(SystemExit):
+        h.report(program)
+    record = json.loads(stats.read_text())
+    assert record["description"].endswith("[not minimized yet]")
+    (case,) = load_file(record["divergence"])
+    assert case.program.ops == program.ops

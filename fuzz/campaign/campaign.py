@@ -15,6 +15,7 @@ file in the output folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -322,6 +323,8 @@ class Result:
     divergences: list[dict[str, Any]] = field(default_factory=list)
     crashes: list[dict[str, Any]] = field(default_factory=list)
     hangs: list[dict[str, Any]] = field(default_factory=list)
+    # inputs that outran --timeout but completed when re-run alone: not findings
+    slow: list[dict[str, Any]] = field(default_factory=list)
     skipped_symbols: dict[str, list[str]] = field(default_factory=dict)
     interrupted: int | None = None  # the signal that stopped the campaign
     release: str | None = None  # the QEMU release the model stood for (Config.release)
@@ -332,8 +335,10 @@ class Result:
 
     @property
     def did_not_run(self) -> list[str]:
-        """Jobs that compared nothing: never "clean" (a cold cache, a broken start ...)."""
-        return [j.name for j in self.jobs if j.ops == 0 and j.programs == 0]
+        """Jobs that compared nothing: never "clean" (a cold cache, a broken start ...).
+        A job ended by a slow input ran it (and was started again)."""
+        slow = {h["job"] for h in self.slow}
+        return [j.name for j in self.jobs if j.ops == 0 and j.programs == 0 and j.name not in slow]
 
     @property
     def status(self) -> str:
@@ -387,6 +392,7 @@ class Result:
             "divergences": self.divergences,
             "crashes": self.crashes,
             "hangs": self.hangs,
+            "slow": self.slow,
             "skipped_symbols": self.skipped_symbols,
             "notes": self.notes,
         }
@@ -468,9 +474,14 @@ class Progress:
             self.last_line = line
 
 
-def _start(job: Job, seconds: float) -> None:
-    """Start a job with ``seconds`` of fuzzing (libFuzzer counts whole seconds)."""
+def _start(job: Job, seconds: float, stop_at: float | None = None) -> None:
+    """Start a job with ``seconds`` of fuzzing (libFuzzer counts whole seconds); the
+    campaign stops it at ``stop_at`` (time.monotonic()), so a divergence it finds is
+    minimized and written a second before (RECVMAP_DEADLINE, on the wall clock)."""
     job.seconds = seconds
+    if stop_at is not None:
+        wall = time.time() + (stop_at - time.monotonic()) - 1.0
+        job.env = {**job.env, "RECVMAP_DEADLINE": f"{wall:.3f}"}
     whole = str(max(1, int(seconds)))
     job.argv = [a.replace(SECONDS, whole) for a in job.argv]
     job.log = open(job.log_path, "wb")  # noqa: SIM115 - closed when the job ends
@@ -522,8 +533,29 @@ def _stop_all(jobs: Sequence[Job], grace: float = 1.0) -> None:
             j.poll()
 
 
-def _finish(job: Job, result: Result) -> None:
-    """Classify an ended job: clean, divergence (a vector file) or crash."""
+WRITE_RESERVE = 2.0  # seconds kept for writing a reproducer after a confirmation
+MAX_RESTARTS = 3  # a job stopped by this many slow inputs is not started again
+RESTART_MIN = 3.0  # seconds of --max-time a restarted job needs to compare anything
+
+
+@dataclass
+class _Running:
+    """What classifying an ended job needs of the running campaign: its time limits (a
+    finding is confirmed, minimized and written by ``finish_by``) and its job lists (a job
+    ended by a slow input starts again)."""
+
+    cfg: Config
+    workdir: Path
+    deadline: float  # --max-time
+    finish_by: float  # --max-time + --timeout + 2: the campaign's hard end
+    jobs: list[Job]
+    pending: list[Job]
+    restarts: dict[str, int] = field(default_factory=dict)
+    slow_inputs: set[str] = field(default_factory=set)  # sha256 of inputs found SLOW
+
+
+def _finish(job: Job, result: Result, running: _Running | None = None) -> None:
+    """Classify an ended job: clean, divergence (a vector file), crash, hang or slow."""
     if job.returncode in (0, None):
         return
     vector = job.stats.get("divergence")
@@ -538,7 +570,7 @@ def _finish(job: Job, result: Result) -> None:
         )
         return
     if job.stats.get("hang"):
-        _hang(job, result)
+        _suspected_hang(job, result, running)
         return
     if job.returncode == -signal.SIGTERM or job.returncode == -signal.SIGKILL:
         return  # stopped by us after another job's divergence
@@ -551,41 +583,177 @@ def _finish(job: Job, result: Result) -> None:
         "tail": "\n".join(line for line in job.tail(40).splitlines() if not _NOISE.match(line)),
         "vector": None,
     }
-    if artifacts and job.host is None and "RECVMAP_NATIVE" not in job.env:
-        try:
-            path, replay = crash_reproducer(job, Path(artifacts[-1]))
-            crash["vector"], crash["replay"] = str(path), replay
-        except Exception as err:  # noqa: BLE001 - the crash itself is still reported
-            crash["tail"] += f"\n(no reproducer: {type(err).__name__}: {err})"
+    if artifacts:
+        _reproducer(job, crash, Path(artifacts[-1]), "crash", running)
+        if crash.get("error"):
+            crash["tail"] += f"\n({crash.pop('error')})"
     result.crashes.append(crash)
 
 
-def _hang(job: Job, result: Result) -> None:
-    """A job whose input hung: its program as a hang-... vector file."""
-    hang = {
+def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
+    """A job whose watchdog saw an input outrun --timeout: re-run the input alone.
+
+    Still running after the re-run's budget (``alone.confirm_budget``, cut to what is left
+    of --max-time) is a HANG. An input that completes alone is SLOW, not a finding: it
+    is listed with its time and reproducer, and the job starts again with another seed.
+    """
+    from .alone import STARTUP as ALONE_STARTUP
+    from .alone import confirm_budget, input_argv, rerun_alone
+    from .harness import HANG_EXIT
+
+    timeout = float(job.stats.get("timeout") or (running.cfg.timeout if running else 5.0))
+    full = confirm_budget(timeout)
+    budget = full
+    if running is not None:  # everything ends by finish_by, the reproducer written too
+        room = running.finish_by - time.monotonic() - WRITE_RESERVE - ALONE_STARTUP
+        budget = min(full, room)
+    entry: dict[str, Any] = {
         "job": job.name,
         "input": job.stats["hang"],
-        "timeout": job.stats.get("timeout"),
+        "timeout": timeout,
         "log": str(job.log_path),
         "vector": None,
         "replay": None,
+        "alone_budget": round(max(0.0, budget), 2),
     }
-    if job.host is None and "RECVMAP_NATIVE" not in job.env:
-        try:
-            path, replay = crash_reproducer(job, Path(job.stats["hang"]), kind="hang")
-            hang["vector"], hang["replay"] = str(path), replay
-        except Exception as err:  # noqa: BLE001 - the hang itself is still reported
-            hang["error"] = f"no reproducer: {type(err).__name__}: {err}"
-    result.hangs.append(hang)
+    if budget < timeout:  # not even --timeout is left: the suspicion is all there is
+        entry["confirmed"] = False
+        entry["alone"] = (
+            f"not re-run: --max-time left {max(0.0, budget):.1f} s for it, less than --timeout"
+        )
+        _reproducer(job, entry, Path(entry["input"]), "hang", running)
+        result.hangs.append(entry)
+        return
+    env = {**job.env, "RECVMAP_TIMEOUT": f"{budget:g}"}
+    try:
+        rerun = rerun_alone(input_argv(job.layer, job.stats["hang"]), budget + ALONE_STARTUP, env)
+    except BaseException:  # a signal stops the campaign: say what was being checked
+        result.notes.append(
+            f"{job.name}: an input outran --timeout {timeout:g} s; stopped while re-running "
+            f"it alone, not confirmed: {entry['input']}"
+        )
+        raise
+    if rerun.finished and rerun.returncode == 0:
+        took = rerun.input_seconds
+        entry["seconds"] = None if took is None else round(took, 3)
+        kept = Path(entry["input"])
+        if kept.name.startswith("hang-"):  # the harness named it before it was confirmed
+            renamed = kept.with_name("slow-" + kept.name[len("hang-") :])
+            try:
+                kept.replace(renamed)
+                entry["input"] = str(renamed)
+            except OSError:
+                pass
+        _reproducer(job, entry, Path(entry["input"]), "slow", running)
+        result.slow.append(entry)
+        if running is not None:
+            try:
+                running.slow_inputs.add(
+                    hashlib.sha256(Path(entry["input"]).read_bytes()).hexdigest()
+                )
+            except OSError:
+                pass
+            _restart(job, result, running)
+        return
+    if not rerun.finished and not rerun.started:
+        entry["confirmed"] = False
+        entry["alone"] = f"the re-run did not reach the input within {ALONE_STARTUP:g} s"
+    elif not rerun.finished or rerun.returncode == HANG_EXIT:
+        ran = rerun.input_ran or 0.0  # the input's own time: a slow start is not counted
+        entry["confirmed"] = budget >= full and ran >= full - 0.5
+        entry["alone"] = f"still running after {ran:.1f} s alone"
+        if ran < timeout:  # its start took the time: alone, it did not outrun --timeout
+            entry["alone"] += f", stopped before --timeout {timeout:g} s: not confirmed"
+        elif budget < full:
+            entry["alone"] += (
+                f" (the full check, {full:g} s, was cut short by --max-time: a HANG at "
+                f"--timeout {timeout:g} s, not confirmed at {full:g} s)"
+            )
+    else:
+        lines = [x for x in rerun.stderr.splitlines() if x.strip()]
+        entry["confirmed"] = False
+        entry["alone"] = f"alone it ended with exit status {rerun.returncode}" + (
+            f": {lines[-1].strip()[:200]}" if lines else ""
+        )
+    _reproducer(job, entry, Path(entry["input"]), "hang", running)
+    result.hangs.append(entry)
 
 
-def crash_reproducer(job: Job, artifact: Path, kind: str = "crash") -> tuple[Path, str]:
+def _restart(job: Job, result: Result, running: _Running) -> None:
+    """Start ``job``'s harness again after a slow input ended it, with another seed."""
+    base = job.name.split("+", 1)[0]
+    n = running.restarts.get(base, 0) + 1
+    left = running.deadline - time.monotonic()
+    if job.bits is None or job.layer == "host":
+        return
+    if n > MAX_RESTARTS:
+        result.notes.append(f"{base}: not started again after {MAX_RESTARTS} slow inputs")
+        return
+    if left < RESTART_MIN:
+        result.notes.append(f"{job.name}: ended by a slow input with no time left to restart")
+        return
+    running.restarts[base] = n
+    name = f"{base}+{n}"
+    slug = name.replace("/", "-").replace("#", "-").replace("+", "-r")
+    seed = job.seed + 1000 * n
+    stats = running.workdir / f"{slug}.stats.json"
+    log = running.workdir / f"{slug}.log"
+    env = job_env(running.cfg, job.layer, job.bits, stats)
+    env["RECVMAP_SKIP"] = ",".join(sorted(running.slow_inputs))  # its corpus may hold them
+    argv = harness_argv(running.cfg, job.layer, job.bits, left, seed, running.workdir)
+    new = Job(name, job.layer, job.bits, seed, left, env, argv, stats, log)
+    running.jobs.append(new)
+    running.pending.insert(0, new)
+    result.notes.append(f"{job.name} ended by a slow input: started again as {name}, seed {seed}")
+
+
+def _reproducer(
+    job: Job, entry: dict[str, Any], artifact: Path, kind: str, running: _Running | None
+) -> None:
+    """Write the reproducer of a finding into ``entry`` (vector, replay), within the time
+    --max-time leaves (at least a second): a forked child does the work and
+    is killed when the time is up; what was cut short is said in ``entry``."""
+    if job.host is not None or "RECVMAP_NATIVE" in job.env:
+        return
+    from ..vectors.files import isolated
+
+    left = None
+    if running is not None:
+        left = max(1.0, running.finish_by - time.monotonic())
+    deadline = None if left is None else time.monotonic() + left
+    try:
+        out = isolated(_reproducer_child, job, artifact, kind, deadline, timeout=left)
+    except Exception as err:  # noqa: BLE001 - the finding itself is still reported
+        out = ("fail", f"{type(err).__name__}: {err}")
+    if isinstance(out, dict):
+        entry["vector"], entry["replay"] = out["vector"], out["replay"]
+        if out["cut"]:
+            entry["cut_short"] = out["cut"]
+        return
+    message = str(out[1]) if isinstance(out, tuple) and len(out) > 1 else str(out)
+    if message.startswith("HANG") and left is not None:
+        message = f"writing it was cut short by --max-time after {left:.1f} s"
+    entry["error"] = f"no reproducer: {message}; the input is kept: {artifact}"
+
+
+def _reproducer_child(
+    job: Job, artifact: Path, kind: str, deadline: float | None
+) -> dict[str, Any]:
+    path, replay, cut = crash_reproducer(job, artifact, kind, deadline)
+    return {"vector": str(path), "replay": replay, "cut": cut}
+
+
+def crash_reproducer(
+    job: Job, artifact: Path, kind: str = "crash", deadline: float | None = None
+) -> tuple[Path, str, list[str]]:
     """The program of an input that crashed a harness, minimized, as a vector file.
 
     The input is decoded as the harness did, its in-domain operations chosen by the model
     alone; the minimization replays candidates in forked children, so crashing is safe.
-    A hang (``kind="hang"``) is not minimized: each candidate would cost the timeout.
-    Returns the vector file and the command that replays it.
+    A hang or slow input (``kind``) is not minimized: each candidate would cost the timeout.
+    Past ``deadline`` (time.monotonic()) the minimization stops with the smallest program
+    so far and the vector's release range is not widened further. Returns the vector file,
+    the command that replays it and what was cut short.
     """
     from ..engine import Divergence, Session, minimize, run_stream
     from ..engine.ram import RamSession, model_factories
@@ -618,23 +786,51 @@ def crash_reproducer(job: Job, artifact: Path, kind: str = "crash") -> tuple[Pat
             program, model_factories(program.release), model_factories(program.release)
         )
     kept, _ = run_stream(program, next_op, model_only)
+    cut: list[str] = []
+
+    def left() -> float:
+        return 30.0 if deadline is None else min(30.0, deadline - time.monotonic() - 1.0)
 
     def fails(p: Any) -> bool:
-        return bool(isolated(_diverges, p, h.subject, timeout=30.0))
+        if left() <= 0:
+            if "minimization" not in cut:
+                cut.append("minimization")
+            return False
+        return bool(isolated(_diverges, p, h.subject, timeout=left()))
 
+    timeout = job.stats.get("timeout")
     if kind == "hang":
         small = kept
-        outcome: Any = f"HANG: no result within {job.stats.get('timeout')} s"
+        outcome: Any = f"HANG: no result within {timeout} s"
+        comment = f"{h.subject.name} hung: no result within {timeout} s (--timeout)"
+    elif kind == "slow":
+        small = kept
+        outcome = f"SLOW: more than {timeout} s, completes alone"
+        comment = f"{h.subject.name} was slow: more than {timeout} s (--timeout), completes alone"
     else:
         small = minimize(kept, fails) if fails(kept) else kept
-        outcome = isolated(_diverges, small, h.subject, timeout=30.0)
+        outcome = isolated(_diverges, small, h.subject, timeout=max(1.0, left()))
+        comment = None
     last = small.ops[-1] if small.ops else None
     divergence = Divergence(len(small.ops) - 1, last, "crash", None, outcome)  # type: ignore[arg-type]
     record = subject_record(h.subject)
     path = write_divergence(
-        small, divergence, h.subject.name, Path(job.env["RECVMAP_OUT"]), kind, record
+        small,
+        divergence,
+        h.subject.name,
+        Path(job.env["RECVMAP_OUT"]),
+        kind,
+        record,
+        comment=comment,
+        deadline=None if deadline is None else deadline - 0.5,
+        cut=cut,
     )
-    return path, replay_command(path, record)
+    slow = None
+    if kind == "slow":  # replay's default --timeout would call it a HANG
+        from .alone import confirm_budget
+
+        slow = confirm_budget(float(timeout or 5.0))
+    return path, replay_command(path, record, slow), cut
 
 
 def _diverges(program: Any, subject: Any) -> bool:
@@ -679,6 +875,7 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
     # A job past the deadline is stopped once its current input had time to be a HANG.
     hard_deadline = deadline + cfg.timeout + 2.0
     pending = list(jobs)
+    running = _Running(cfg, workdir, deadline, hard_deadline, jobs, pending)
     # Fair scheduling: by default every (layer, word width) job starts at once and the OS
     # shares the cores among them, so a bug only one layer reaches is found as early as
     # one in the first layer (in rounds, the last layer started at half time).
@@ -689,17 +886,19 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
             while pending and sum(1 for j in jobs if j.running) < limit:
                 rounds = -(-len(pending) // limit)  # this job's round and those after it
                 share = (deadline - time.monotonic()) / rounds - STARTUP
-                _start(pending.pop(0), max(1.0, share))
+                seconds = max(1.0, share)
+                stop_at = min(time.monotonic() + seconds + cfg.timeout + 5, hard_deadline)
+                _start(pending.pop(0), seconds, stop_at)
             time.sleep(0.25)
             now = time.monotonic()
             for j in jobs:
                 was_running = j.running
                 j.poll()
                 if was_running and not j.running:
-                    _finish(j, result)
+                    _finish(j, result, running)
                 elif j.running and (j.elapsed > j.seconds + cfg.timeout + 5 or now > hard_deadline):
                     _stop(j)  # libFuzzer ignored its time limit
-                    _finish(j, result)
+                    _finish(j, result, running)
             if now > hard_deadline and pending:
                 notes.append(f"--max-time reached: {len(pending)} job(s) not started")
                 pending.clear()
@@ -810,6 +1009,8 @@ def summary(result: Result) -> str:
             status = "CRASH"
         elif any(h["job"] == j.name for h in result.hangs):
             status = "HANG"
+        elif any(h["job"] == j.name for h in result.slow):
+            status = "slow input"
         elif j.name in result.did_not_run:
             status = "did not run"
         elif j.returncode not in (0, None) and status == "clean":
@@ -876,13 +1077,20 @@ def summary(result: Result) -> str:
     for h in result.hangs:
         lines += [
             "",
-            f"HANG in {h['job']}: an input ran longer than {h['timeout']} s (--timeout)",
+            f"HANG in {h['job']}: an input ran longer than {h['timeout']} s (--timeout)"
+            + (f"; re-run alone: {h['alone']}" if h.get("alone") else ""),
             f"input: {h['input']}",
         ]
-        if h.get("vector"):
-            lines += [f"hang reproducer: {h['vector']}", f"replay it: {h['replay']}"]
-        elif h.get("error"):
-            lines.append(h["error"])
+        lines += _reproducer_lines(h, "hang")
+    for h in result.slow:
+        took = "?" if h.get("seconds") is None else f"{h['seconds']:.1f}"
+        lines += [
+            "",
+            f"SLOW in {h['job']}: an input outran --timeout {h['timeout']:g} s; alone it "
+            f"completes in {took} s; not a finding",
+            f"input: {h['input']}",
+        ]
+        lines += _reproducer_lines(h, "slow input")
     if result.did_not_run and result.clean:
         lines += ["", f"did not run: {', '.join(result.did_not_run)} compared no program"]
     for c in result.crashes:
@@ -896,6 +1104,17 @@ def summary(result: Result) -> str:
             ]
         lines += ["  " + x for x in c["tail"].splitlines()]
     return "\n".join(lines)
+
+
+def _reproducer_lines(h: dict[str, Any], what: str) -> list[str]:
+    lines = []
+    if h.get("vector"):
+        lines += [f"{what} reproducer: {h['vector']}", f"replay it: {h['replay']}"]
+    elif h.get("error"):
+        lines.append(h["error"])
+    if h.get("cut_short"):
+        lines.append(f"cut short by --max-time: {', '.join(h['cut_short'])}")
+    return lines
 
 
 # --- an emulated host as a job (campaign.hosts) -----------------------------------------

@@ -25,12 +25,18 @@ RECVMAP_MAX_OPS       operations per program (default 24)
 RECVMAP_MAX_WORDS     words per bitmap array (bitmap layer; default 64)
 RECVMAP_RECEIVER_BITS recovery: the source's word width (the sender's may be either)
 RECVMAP_TIMEOUT       seconds one input may take before it is a HANG (default 5; 0: none)
+RECVMAP_DEADLINE      wall-clock time (seconds since the epoch) by which a divergence's
+                      reproducer is written: minimization and the release range stop
+                      there (the campaign's end; it stops the process soon after)
+RECVMAP_SKIP          comma-separated sha256 of inputs not to run (the campaign's known
+                      slow inputs: a job started again must not meet them in its corpus)
 RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
 ===================== ===============================================================
 
-A hang is a finding: a watchdog thread (ctypes releases the GIL during a C call, so it
+A suspected hang: a watchdog thread (ctypes releases the GIL during a C call, so it
 runs while the library loops) saves the input as ``hang-<layer>-<sha>.input`` in the
 output folder, records it in the statistics file and ends the process with HANG_EXIT.
+The campaign then re-runs the input alone (``alone.py``) before it calls it a HANG.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ class Harness:
         receiver_bits: int | None = None,
         timeout: float | None = None,
         release: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
@@ -139,6 +146,8 @@ class Harness:
         }
         self.started = time.monotonic()
         self.timeout = timeout or None
+        self.skip = frozenset(env_list("RECVMAP_SKIP") or ())
+        self.deadline = deadline  # time.time() by which report() has written its vector
         self._current: tuple[float, bytes] | None = None
         self._watchdog: threading.Thread | None = None
         self._last_write = 0.0
@@ -204,6 +213,8 @@ class Harness:
         return program, next_op, open_session(program, self.subject)
 
     def one_input(self, data: bytes) -> None:
+        if self.skip and hashlib.sha256(data).hexdigest() in self.skip:
+            return
         if self.timeout is not None:
             if self._watchdog is None:
                 self._watchdog = threading.Thread(target=self._watch, daemon=True)
@@ -252,6 +263,11 @@ class Harness:
         if divergence is not None:
             self.divergences += 1
             if not self.keep_going:
+                current = self._current
+                if current is not None and self.deadline is not None:
+                    # minimizing is ours, bounded by the deadline: the watchdog waits for it
+                    until = time.monotonic() + (self.deadline - time.time())
+                    self._current = (max(current[0], until), current[1])
                 self.report(kept, divergence)
 
     # --- divergence ---------------------------------------------------------------------
@@ -266,44 +282,78 @@ class Harness:
         from ..vectors.files import replay_command, subject_record, write_divergence
 
         record = subject_record(self.subject)
+        cut: list[str] = []
+        until = None  # the deadline on the monotonic clock write_divergence reads
+        if self.deadline is not None:
+            until = time.monotonic() + (self.deadline - time.time())
 
         def fails(p: Program) -> bool:
+            if until is not None and time.monotonic() > until:
+                if not cut:
+                    cut.append("minimization")
+                return False  # the smallest program so far is the reproducer
             return first_divergence(p, self.subject)[1] is not None
 
         _, again = first_divergence(program, self.subject)
         if again is None and first is not None:
             divergence = first
             path = write_divergence(
-                program, divergence, self.subject.name, self.out_dir, "nondeterministic", record
+                program,
+                divergence,
+                self.subject.name,
+                self.out_dir,
+                "nondeterministic",
+                record,
+                deadline=until,
+                cut=cut,
             )
             description = (
                 "NON-DETERMINISTIC: diverged once, not when the program ran again: "
                 + divergence.describe()
             )
         else:
+            early = None
+            if again is not None and self.stats_path is not None and until is not None:
+                # in a campaign: the finding first, as found, so that a stop (the
+                # campaign's end, libFuzzer's -timeout) during the minimization loses
+                # nothing; the minimized vector replaces it
+                early = write_divergence(
+                    program, again, self.subject.name, self.out_dir, subject=record,
+                    deadline=time.monotonic(), cut=["minimization (running)"],
+                )  # fmt: skip
+                self._report_stats(early, again, again.describe() + " [not minimized yet]", record)
             small = minimize(program, fails) if again is not None else program
             _, divergence = first_divergence(small, self.subject)
             if divergence is None:  # the minimized program stopped diverging
                 small, divergence = program, again or first
             path = write_divergence(
-                small, divergence, self.subject.name, self.out_dir, subject=record
-            )
+                small, divergence, self.subject.name, self.out_dir, subject=record,
+                deadline=until, cut=cut,
+            )  # fmt: skip
             description = divergence.describe()
+            if cut:
+                description += f" [cut short by --max-time: {', '.join(cut)}]"
+            if early is not None and early != path:
+                early.unlink(missing_ok=True)
         if self.stats_path is not None:
-            from .report import divergence_json
-
-            self.write_stats(
-                time.monotonic(),
-                divergence=str(path),
-                description=description,
-                replay=replay_command(path, record),
-                detail=divergence_json(divergence),
-            )
+            self._report_stats(path, divergence, description, record)
         err = DivergenceError(divergence, self.subject.name)
         head = err.args[0] if description == divergence.describe() else description
         err.args = (f"{head}\nreplay it: {replay_command(path, record)}\nreproducer: {path}",)
         err.path = path  # type: ignore[attr-defined]
         raise_by_kind(err)
+
+    def _report_stats(self, path: Path, divergence: Any, description: str, record: Any) -> None:
+        from ..vectors.files import replay_command
+        from .report import divergence_json
+
+        self.write_stats(
+            time.monotonic(),
+            divergence=str(path),
+            description=description,
+            replay=replay_command(path, record),
+            detail=divergence_json(divergence),
+        )
 
     # --- statistics ---------------------------------------------------------------------
 
@@ -366,6 +416,9 @@ def harness_from_env(layer: str) -> Harness:
         else None,
         timeout=float(os.environ.get("RECVMAP_TIMEOUT", DEFAULT_TIMEOUT)),
         release=os.environ.get("RECVMAP_RELEASE") or None,
+        deadline=float(os.environ["RECVMAP_DEADLINE"])
+        if os.environ.get("RECVMAP_DEADLINE")
+        else None,
     )
 
 

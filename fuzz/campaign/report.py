@@ -142,9 +142,22 @@ def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None)
         "missing_cells": body["missing_cells"],
         "divergences": divergences,
         "crashes": crashes,
+        "hangs": [_finding_json(h) for h in body["hangs"]],
+        "slow": [_finding_json(h) for h in body["slow"]],
         "skipped_symbols": body["skipped_symbols"],
         "notes": body["notes"],
     }
+
+
+FINDING_KEYS = (
+    "job", "input", "timeout", "seconds", "alone_budget", "confirmed", "alone",
+    "vector", "replay", "cut_short", "error",
+)  # fmt: skip
+
+
+def _finding_json(h: dict[str, Any]) -> dict[str, Any]:
+    """A hang or a slow input: the keys of the schema's ``hang`` that it has."""
+    return {k: h[k] for k in FINDING_KEYS if k in h}
 
 
 def schema() -> dict[str, Any]:
@@ -153,7 +166,8 @@ def schema() -> dict[str, Any]:
 
 
 def junit_xml(result: Result) -> str:
-    """The campaign as JUnit XML: a job is a test case; divergences and crashes fail it."""
+    """The campaign as JUnit XML: a job is a test case; divergences, crashes and hangs
+    fail it; a slow input is said in its output."""
     suite = ET.Element(
         "testsuite",
         name="recvmap fuzz",
@@ -171,6 +185,8 @@ def junit_xml(result: Result) -> str:
         )
         div = next((d for d in result.divergences if d["job"] == j.name), None)
         crash = next((c for c in result.crashes if c["job"] == j.name), None)
+        hang = next((h for h in result.hangs if h["job"] == j.name), None)
+        slow = [h for h in result.slow if h["job"] == j.name]
         if div is not None:
             failures += 1
             f = ET.SubElement(case, "failure", message=str(div.get("description", "")))
@@ -185,11 +201,24 @@ def junit_xml(result: Result) -> str:
             )
             f.set("type", "crash")
             f.text = str(crash.get("tail", ""))
+        elif hang is not None:
+            failures += 1
+            f = ET.SubElement(
+                case, "failure", message=f"hang: an input ran longer than {hang['timeout']} s"
+            )
+            f.set("type", "hang")
+            f.text = f"{hang.get('alone', '')}\ninput: {hang['input']}\n" + (
+                f"reproducer: {hang['vector']}\n" if hang.get("vector") else ""
+            )
         elif j.proc is None:
             skipped += 1
             ET.SubElement(case, "skipped", message="not run")
         out = ET.SubElement(case, "system-out")
-        out.text = f"programs {j.programs}, ops {j.ops}, coverage {j.cov}, seed {j.seed}"
+        out.text = f"programs {j.programs}, ops {j.ops}, coverage {j.cov}, seed {j.seed}" + "".join(
+            f"\nslow input (not a finding): {h.get('seconds')} s > --timeout {h['timeout']} s, "
+            f"completes alone; input {h['input']}"
+            for h in slow
+        )
     for note in result.notes:
         if ": skipped, " in note:
             skipped += 1

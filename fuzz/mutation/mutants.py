@@ -460,9 +460,10 @@ STRESS_TIMEOUT = 60.0  # seconds for one run of a stress program (the reference:
 
 
 def _stress_once(exe: str, argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
-    try:
-        proc = subprocess.run([exe, *argv], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    from ..campaign.alone import rerun_alone
+
+    proc = rerun_alone([exe, *argv], timeout)
+    if not proc.finished:
         return None, "hang"
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
@@ -703,13 +704,13 @@ def confirm(
     reports a sanitizer error, or diverges; "clean" when it passes; an error otherwise.
     """
     config = {"libs": {str(b): str(p) for b, p in libs.items()}, "layer": layer, "data": data.hex()}
+    from ..campaign.alone import rerun_alone
+
     argv = [sys.executable, "-m", "recvmap.fuzz.mutation.mutants", "--replay", json.dumps(config)]
-    try:
-        proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
+    proc = rerun_alone(argv, timeout, env)
+    if not proc.finished:
         return "kill", "hang", f"the input alone still runs after {timeout:g} s"
+    assert proc.returncode is not None
     report = sanitizer_report(proc.stderr)
     if report:
         return "kill", "sanitizer", report

@@ -25,14 +25,21 @@ whose expectation differs per release are split into groups by range. A flag
 value worked out by hand.
 
 Results in JSON: ``null`` for void, ``true``/``false`` for bool, integers, lists for
-tuples, ``{"hex": "..."}`` for byte strings (recovery streams).
+tuples, ``{"hex": "..."}`` for byte strings (recovery streams). A byte string longer than
+BYTES_INLINE bytes (the stream of a huge map: 8 MiB for 2^26 bits) is written compactly
+as ``{"size": N, "sha256": "...", "runs": [[byte, count], ...]}``: its length, its
+digest and, when it has at most MAX_RUNS runs of equal bytes, the bytes run-length
+encoded (a map is mostly runs of 0x00 and 0xff). A file with a compact result has
+``"version": 2``; files without one stay version 1, readable by older readers.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -67,7 +74,10 @@ from .intake import (
 )
 
 SCHEMA = "recvmap-vectors-v1"
-VERSION = 1
+VERSION = 1  # files of plain results
+VERSION_COMPACT = 2  # files with a compact byte-string result (size, sha256, runs)
+BYTES_INLINE = 4096  # longer byte-string results are written compactly
+MAX_RUNS = 1024  # runs of a compact result (more: size and sha256 only)
 QEMU_COMMIT = "f9494614898f"
 GROUP_KEYS = (
     "layer",
@@ -159,14 +169,76 @@ def _model_run_ram(program: Program, release: str) -> ModelRun:
 # --- JSON forms -------------------------------------------------------------------------
 
 
-def result_json(value: Any) -> Any:
+def result_json(value: Any, compact: bool = False) -> Any:
+    """A result in JSON; with ``compact`` a long byte string as size, sha256 and runs."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, bytes | bytearray | memoryview):
-        return {"hex": bytes(value).hex()}
+        data = bytes(value)
+        if compact and len(data) > BYTES_INLINE:
+            return compact_bytes(data)
+        return {"hex": data.hex()}
     if isinstance(value, tuple | list):
-        return [result_json(v) for v in value]
+        return [result_json(v, compact) for v in value]
     raise TypeError(f"result {value!r} has no JSON form")
+
+
+def compact_bytes(data: bytes) -> dict[str, Any]:
+    """``{"size", "sha256", "runs"}`` of a long byte string (runs left out past MAX_RUNS)."""
+    out: dict[str, Any] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    runs: list[list[int]] = []
+    i = 0
+    while i < len(data) and len(runs) <= MAX_RUNS:
+        byte = data[i]
+        m = _other(byte).search(data, i)  # C speed: the first byte of another value
+        end = len(data) if m is None else m.start()
+        runs.append([byte, end - i])
+        i = end
+    if len(runs) <= MAX_RUNS:
+        out["runs"] = runs
+    return out
+
+
+@functools.cache
+def _other(byte: int) -> re.Pattern[bytes]:
+    return re.compile(b"[^" + re.escape(bytes([byte])) + b"]")
+
+
+def expand_runs(runs: list[list[int]]) -> bytes:
+    """The bytes of a compact result's runs (for implementations that want them)."""
+    return b"".join(bytes([byte]) * count for byte, count in runs)
+
+
+def is_compact(obj: Any) -> bool:
+    """Whether a JSON result holds a compact byte string anywhere."""
+    if isinstance(obj, dict):
+        return "sha256" in obj
+    if isinstance(obj, list):
+        return any(is_compact(v) for v in obj)
+    return False
+
+
+def result_matches(want: Any, value: Any) -> bool:
+    """Whether the result ``value`` is the JSON result ``want`` (either byte-string form)."""
+    if isinstance(want, dict) and "sha256" in want:
+        if not isinstance(value, bytes | bytearray | memoryview):
+            return False
+        data = bytes(value)
+        return len(data) == want.get("size") and hashlib.sha256(data).hexdigest() == want["sha256"]
+    if isinstance(want, list) and isinstance(value, tuple | list):
+        return len(want) == len(value) and all(
+            result_matches(w, v) for w, v in zip(want, value, strict=True)
+        )
+    try:
+        return bool(want == result_json(value))
+    except TypeError:
+        return False
+
+
+def brief_json(obj: Any) -> str:
+    """A JSON result for a message: long hex cut like the engine cuts long streams."""
+    text = json.dumps(obj)
+    return text if len(text) <= 200 else text[:160] + f"... ({len(text)} characters)"
 
 
 def digest(image: bytes | None) -> str | None:
@@ -207,16 +279,33 @@ def _outcome(run: ModelRun) -> tuple[Any, ...]:
     return results, run.rejected, tuple(sorted((k, digest(v)) for k, v in run.images.items()))
 
 
-def test_range(program: Program, release: str | Release | None = None) -> str:
+def test_range(
+    program: Program,
+    release: str | Release | None = None,
+    deadline: float | None = None,
+    want: tuple[Any, ...] | None = None,
+) -> str:
     """The releases around ``release`` at which the model's outcome of ``program`` is the
-    same as at ``release`` (a range such as ">=v4.0.0,<v8.2.0")."""
+    same as at ``release`` (a range such as ">=v4.0.0,<v8.2.0"). Past ``deadline``
+    (time.monotonic()) no more releases are tried: the range is what was shown by then,
+    at least the releases no rule change separates from ``release``."""
+    import time
+
+    from recvmap.pymodel.releases import boundaries
+
     rel = parse_release(release or program.release)
-    want = _outcome(model_run(program, rel))
+    own = max(r for r in boundaries() if r <= rel)  # no rule changes between own and rel
+    if want is None:
+        want = _outcome(model_run(program, rel))
     memo: dict[Release, bool] = {}
 
     def same(r: Release) -> bool:
+        if r in (rel, own):
+            return True
+        if deadline is not None and time.monotonic() > deadline:
+            return False
         if r not in memo:
-            memo[r] = r == rel or _outcome(model_run(program, r)) == want
+            memo[r] = _outcome(model_run(program, r)) == want
         return memo[r]
 
     return range_of(same, rel)
@@ -228,10 +317,12 @@ def make_test(
     flags: list[str] | None = None,
     tc_id: int = 0,
     release: str | Release | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """A test whose expectations are the model's at ``release`` (default the program's own,
     else the newest): valid, or invalid at its last operation. Its ``release`` range (moved
-    to its group by ``vector_file``) is where the model's outcome is the same."""
+    to its group by ``vector_file``) is where the model's outcome is the same (as far as
+    ``deadline`` allows: see ``test_range``). Long byte-string results are compact."""
     run = model_run(program, release)
     if run.rejected is not None and run.rejected != len(program.ops) - 1:
         raise ValueError(
@@ -243,13 +334,13 @@ def make_test(
         "comment": comment,
         "flags": list(flags or []),
         "program": program.to_json(),
-        "results": [result_json(r) for r in run.results],
+        "results": [result_json(r, compact=True) for r in run.results],
         "memory": {k: digest(v) for k, v in run.images.items()},
         "result": "valid" if run.rejected is None else "invalid",
     }
     if run.rejected is not None:
         test["reason"] = run.reason
-    test["release"] = test_range(program, release)
+    test["release"] = test_range(program, release, deadline, _outcome(run))
     return test
 
 
@@ -269,9 +360,10 @@ def vector_file(tests: list[dict[str, Any]], notes: dict[str, str] | None = None
     layers = sorted({g["layer"] for g in groups.values()})
     used = sorted({f for t in tests for f in t["flags"]})
     all_notes = {**NOTES, **(notes or {})}
+    compact = any(is_compact(t["results"]) for t in tests)
     return {
         "schema": SCHEMA,
-        "version": VERSION,
+        "version": VERSION_COMPACT if compact else VERSION,
         "layer": layers[0] if len(layers) == 1 else "mixed",
         "qemu": QEMU_COMMIT,
         "header": [
@@ -305,7 +397,7 @@ def write_vector_file(path: str | os.PathLike[str], obj: dict[str, Any]) -> Path
 
 
 BARE = "bare program"  # the comment of the test made from a bare program
-KINDS = ("divergence", "crash", "hang", "nondeterministic")
+KINDS = ("divergence", "crash", "hang", "slow", "nondeterministic")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -330,8 +422,13 @@ def subject_record(subject: Subject) -> dict[str, Any]:
     return record
 
 
-def replay_command(path: str | os.PathLike[str], subject: dict[str, Any] | None = None) -> str:
-    """The command line that replays ``path`` on the implementation it was found on."""
+def replay_command(
+    path: str | os.PathLike[str],
+    subject: dict[str, Any] | None = None,
+    timeout: float | None = None,
+) -> str:
+    """The command line that replays ``path`` on the implementation it was found on
+    (with ``--timeout`` for a program known to be slow)."""
     import shlex
 
     words = ["recvmap", "replay"]
@@ -339,6 +436,8 @@ def replay_command(path: str | os.PathLike[str], subject: dict[str, Any] | None 
         words += ["--impl", str(subject["library"])]
         if len(subject.get("word_bits", [])) == 1:
             words += ["--word-bits", str(subject["word_bits"][0])]
+    if timeout is not None:
+        words += ["--timeout", f"{timeout:g}"]
     return " ".join(shlex.quote(w) for w in [*words, str(path)])
 
 
@@ -349,17 +448,31 @@ def write_divergence(
     out_dir: str | os.PathLike[str],
     kind: str = "divergence",
     subject: dict[str, Any] | None = None,
+    comment: str | None = None,
+    deadline: float | None = None,
+    cut: list[str] | None = None,
 ) -> Path:
     """The minimized program of a finding as a one-test vector file; its path.
 
-    ``kind`` names the file: divergence-, crash-, hang- or nondeterministic-<layer>-<hash>.
+    ``kind`` names the file: divergence-, crash-, hang-, slow- or
+    nondeterministic-<layer>-<hash>. ``comment`` replaces the one made from the
+    divergence; past ``deadline`` the release range is not widened further, and what was
+    cut short (``cut``, appended to) is said in the comment.
     """
+    import time
+
     assert kind in KINDS, kind
     what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
-    comment = f"{impl_name} {what}: {divergence.describe()}"
+    if comment is None:
+        comment = f"{impl_name} {what}: {divergence.describe()}"
     if program.release:
         comment += f" (at QEMU {program.release})"
-    test = make_test(program, comment, ["Divergence", "ModelSnapshot"])
+    cut = [] if cut is None else cut
+    test = make_test(program, comment, ["Divergence", "ModelSnapshot"], deadline=deadline)
+    if deadline is not None and time.monotonic() > deadline:
+        cut.append("release range")
+    if cut:
+        test["comment"] += f" [cut short by --max-time: {', '.join(cut)}]"
     text = json.dumps(test["program"], sort_keys=True)
     name = f"{kind}-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
     obj = vector_file([test])
@@ -434,6 +547,7 @@ def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case
         for ti, test in enumerate(group["tests"]):
             where = f"{path}: testGroups[{gi}].tests[{ti}]"
             check_program(test["program"], limits, f"{where}.program")
+            check_results(test["results"], f"{where}.results")
             if test["result"] == "invalid" and not test["program"]["ops"]:
                 raise VectorError(f"{where}: an invalid test needs the operation it rejects")
             params = group_params(Program.from_json(test["program"]))
@@ -445,6 +559,48 @@ def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case
                 )
             cases.append(Case(path, group, test, obj.get("subject")))
     return cases
+
+
+def check_results(results: Any, where: str) -> None:
+    """Byte-string results are ``{"hex"}`` or compact ``{"size", "sha256"[, "runs"]}``
+    whose runs add up to the size; anything else that is an object is an error."""
+    stack = [(results, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, list):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(item))
+        elif isinstance(item, dict):
+            _check_bytes(item, at)
+
+
+def _check_bytes(item: dict[str, Any], at: str) -> None:
+    if set(item) == {"hex"} and isinstance(item["hex"], str):
+        try:
+            bytes.fromhex(item["hex"])
+            return
+        except ValueError:
+            raise VectorError(f"{at}: not hex digits: {item['hex'][:40]!r}") from None
+    size, sha, runs = item.get("size"), item.get("sha256"), item.get("runs", [])
+    if not set(item) <= {"size", "sha256", "runs"} or not (
+        isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+        and isinstance(sha, str)
+        and re.fullmatch("[0-9a-f]{64}", sha)
+        and isinstance(runs, list)
+    ):
+        raise VectorError(f'{at}: a byte string is {{"hex"}} or {{"size", "sha256", "runs"}}')
+    if "runs" in item:
+        ok = all(
+            isinstance(r, list)
+            and len(r) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in r)
+            and 0 <= r[0] <= 255
+            and r[1] >= 1
+            for r in runs
+        )
+        if not ok or sum(r[1] for r in runs) != size:
+            raise VectorError(f"{at}: runs must be [byte, count] pairs adding up to size {size}")
 
 
 def is_vector_file(path: Path) -> bool:
@@ -482,10 +638,13 @@ def check_model(case: Case, release: str | Release | None = None) -> str | None:
             return f"the model does not reject the last operation {program.ops[-1]}"
     elif run.rejected is not None:
         return f"the model rejects op #{run.rejected} {program.ops[run.rejected]}: {run.reason}"
-    got = [result_json(r) for r in run.results]
+    got = run.results
     for i, (want, have) in enumerate(zip(test["results"], got, strict=False)):
-        if want != have:
-            return f"op #{i} {program.ops[i]}: the model returns {have!r}, vector says {want!r}"
+        if not result_matches(want, have):
+            return (
+                f"op #{i} {program.ops[i]}: the model returns "
+                f"{brief_json(result_json(have, compact=True))}, vector says {brief_json(want)}"
+            )
     if len(got) != len(test["results"]):
         return f"{len(got)} results, vector has {len(test['results'])}"
     memory = {k: digest(v) for k, v in run.images.items()}
@@ -526,9 +685,11 @@ def check_impl(
     finally:
         set_guard(None)
     want = case.test["results"][: len(program.ops)]
-    got = [result_json(r) for r in results]
-    if got != want:
-        return "fail", f"results {got} differ from the vector's {want}"
+    if len(want) != len(results) or not all(
+        result_matches(w, r) for w, r in zip(want, results, strict=True)
+    ):
+        got = [result_json(r, compact=True) for r in results]
+        return "fail", f"results {brief_json(got)} differ from the vector's {brief_json(want)}"
     return "pass", ""
 
 

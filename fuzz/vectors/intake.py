@@ -329,7 +329,7 @@ def validate(
     obj: Any, sch: dict[str, Any], root: dict[str, Any] | None = None, where: str = "$"
 ) -> list[str]:
     """Problems of ``obj`` against ``sch`` (type, const, enum, required, properties,
-    additionalProperties, items, minimum, minItems, pattern, anyOf, $ref to $defs)."""
+    additionalProperties, items, minimum, maximum, minItems, pattern, anyOf, $ref to $defs)."""
     import re
 
     root = root or sch
@@ -374,6 +374,8 @@ def validate(
                 problems += validate(item, sch["items"], root, f"{where}[{i}]")
     if isinstance(obj, int | float) and not isinstance(obj, bool) and obj < sch.get("minimum", obj):
         problems.append(f"{where}: below {sch['minimum']}")
+    if isinstance(obj, int | float) and not isinstance(obj, bool) and obj > sch.get("maximum", obj):
+        problems.append(f"{where}: above {sch['maximum']} (a newer format than this reader's)")
     if isinstance(obj, str) and "pattern" in sch and not re.search(sch["pattern"], obj):
         problems.append(f"{where}: does not match {sch['pattern']}")
     return problems

@@ -1,0 +1,144 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Re-running one suspicious input alone: the one place that confirms a hang.
+
+A fuzzer that stops hearing from its process after ``--timeout`` seconds only SUSPECTS a
+hang: on a loaded machine a slow but correct input looks the same. Before a hang is
+reported, its input runs again in a fresh process that runs nothing else, with a longer
+budget (``confirm_budget``): still running at the end is a confirmed hang; an input that
+completes is SLOW, not a finding. The campaign (``campaign.py``) and the mutation runner
+(``mutation.mutants``) both re-run through ``rerun_alone``.
+
+``python -m recvmap.fuzz.campaign.alone LAYER INPUT`` is the campaign's fresh process: the
+harness of the layer, configured from the same ``RECVMAP_*`` environment as the job that
+suspected the hang, runs the one input (the same decoding, the same guard page) and prints
+``alone: <seconds>`` on its last line; its watchdog (``RECVMAP_TIMEOUT``) ends it with the
+harness's hang status when the input outruns the budget.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CONFIRM_FACTOR = 4.0  # the re-run gets this many times --timeout ...
+CONFIRM_MIN = 30.0  # ... and never less than this many seconds (when time allows)
+STARTUP = 3.0  # seconds a fresh Python process may need before the input starts
+
+
+def confirm_budget(timeout: float) -> float:
+    """The full budget of a re-run alone: max(4 x timeout, 30 s)."""
+    return max(CONFIRM_FACTOR * timeout, CONFIRM_MIN)
+
+
+@dataclass
+class Rerun:
+    """How a re-run alone ended."""
+
+    finished: bool  # False: still running when the budget ran out (it was killed)
+    returncode: int | None
+    seconds: float  # wall time of the process
+    stdout: str
+    stderr: str
+    ended: float = 0.0  # time.monotonic() when it ended or was killed
+
+    @property
+    def started_at(self) -> float | None:
+        """When the campaign's fresh process reached the input (``alone: started T``, T on
+        the system-wide monotonic clock the parent reads too)."""
+        for line in self.stdout.splitlines():
+            if line.startswith("alone: started"):
+                try:
+                    return float(line.split()[2])
+                except (IndexError, ValueError):
+                    return None
+        return None
+
+    @property
+    def input_ran(self) -> float | None:
+        """Seconds the input ran before the process ended (killed or not)."""
+        start = self.started_at
+        return None if start is None else max(0.0, self.ended - start)
+
+    @property
+    def started(self) -> bool:
+        """Whether the campaign's fresh process reached the input."""
+        return self.started_at is not None
+
+    @property
+    def input_seconds(self) -> float | None:
+        """The input's own time, as the fresh process measured it (``alone: S``)."""
+        for line in reversed(self.stdout.splitlines()):
+            if line.startswith("alone: ") and not line.startswith("alone: started"):
+                try:
+                    return float(line.split()[1])
+                except (IndexError, ValueError):
+                    return None
+        return None
+
+
+def rerun_alone(argv: Sequence[str], budget: float, env: dict[str, str] | None = None) -> Rerun:
+    """Run ``argv`` in its own session for at most ``budget`` seconds.
+
+    On timeout the whole process group is killed (a library's threads and children too)
+    and reaped, so nothing of the re-run survives it. Output goes to temporary files, not
+    pipes: a process stuck with a full pipe would look like a hang.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        finished = True
+        try:
+            proc.wait(max(0.0, budget))
+        except subprocess.TimeoutExpired:
+            finished = False
+        finally:  # also when a signal (Ctrl-C, SIGTERM) interrupts the wait
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        ended = time.monotonic()
+        took = ended - t0
+        out.seek(0)
+        err.seek(0)
+        text = out.read()[-(1 << 16) :].decode(errors="replace")
+        etext = err.read()[-(1 << 16) :].decode(errors="replace")
+    return Rerun(finished, proc.returncode if finished else None, took, text, etext, ended)
+
+
+def input_argv(layer: str, input_path: str | os.PathLike[str]) -> list[str]:
+    """The command of the campaign's fresh process for one input of ``layer``."""
+    return [sys.executable, "-m", "recvmap.fuzz.campaign.alone", layer, str(input_path)]
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m recvmap.fuzz.campaign.alone LAYER INPUT", file=sys.stderr)
+        return 2
+    from .harness import harness_from_env
+
+    os.environ.pop("RECVMAP_STATS", None)  # the job's statistics are not ours to write
+    harness = harness_from_env(argv[0])
+    data = open(argv[1], "rb").read()  # noqa: SIM115 - read at once
+    t0 = time.monotonic()
+    print(f"alone: started {t0:.3f}", flush=True)
+    harness.one_input(data)  # a divergence raises (exit 1); a hang exits HANG_EXIT
+    print(f"alone: {time.monotonic() - t0:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
