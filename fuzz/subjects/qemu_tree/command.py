@@ -103,6 +103,49 @@ def render(tree: QemuTree) -> str:
 # --- hosts ------------------------------------------------------------------------------------
 
 
+def tree_hosts() -> list[str]:
+    """The hosts a tree's driver can be built for here: available, with their own
+    ``unsigned long`` (not our C's emulated word widths)."""
+    from ..hosts import HOSTS, available_hosts
+
+    return [n for n in available_hosts() if not HOSTS[n].cflags]
+
+
+def host_problem(name: str) -> str | None:
+    """Why a tree's code cannot run on host ``name`` here (None: it can)."""
+    from ..hosts import HOSTS, host_status
+
+    if name not in HOSTS:
+        return f"unknown host; choose from {', '.join(HOSTS)}"
+    if HOSTS[name].cflags:
+        return (
+            f"emulates {HOSTS[name].layout.text} words on our C only; QEMU's code has its "
+            "host's own unsigned long (choose from " + ", ".join(tree_hosts()) + ")"
+        )
+    return host_status(name)
+
+
+def tree_host_subject(tree: QemuTree, name: str) -> Any:
+    """The tree's own code on host ``name`` as a replay subject (``hosts.HostSubject``).
+
+    Every driver is the TREE's, built for its host on first use (cached): a recovery
+    program's stream sender of another word layout runs on the tree's driver of a host of
+    that layout, never on our C. A layout no host here can build (32-bit big-endian) has
+    no sender: its programs are skipped with the layout named.
+    """
+    from ..hosts import HostError, HostPool, HostSubject, sender_hosts
+
+    def build(host: str) -> Path:
+        try:
+            return build_tree(tree, host=host)
+        except BuildError as err:
+            raise HostError(f"QEMU tree {tree.root} for host {host}: {err}") from None
+
+    pool = HostPool(builder=build)
+    label = f"qemu-{tree.release}"
+    return HostSubject(name, pool, senders=sender_hosts(tree_hosts()), label=label, path=tree.root)
+
+
 def driver_env(
     drivers: dict[str, Path], layers: dict[str, list[str]], release: str | None = None
 ) -> str:
