@@ -166,3 +166,52 @@ def test_a_byte_order_bug_in_a_tree_fails_its_vectors_on_a_big_endian_host(
     failures = re.findall(r"^FAIL (\S+): (.*)$", sections["s390x"], re.M)
     assert failures, sections["s390x"]
     assert any(name.startswith("stream-bytes.json") for name, _ in failures), failures
+
+
+def test_a_recovery_sender_of_another_layout_runs_on_the_trees_code() -> None:
+    """A 64-bit receiver on s390x whose stream comes from a 32-bit sender: the sender is
+    the tree's code cross-built for i686, not our C."""
+    from recvmap.fuzz.subjects.qemu_tree.build import cache_root
+    from recvmap.fuzz.subjects.qemu_tree.command import open_tree, tree_host_subject
+    from recvmap.fuzz.vectors.files import replay
+
+    for host in HOST_RUN:
+        if why := host_status(host):
+            pytest.skip(f"host {host}: {why}")
+    release = max(TREES, key=lambda r: parse_release(r).version)
+    case = next(
+        c
+        for c in cases_at(release)
+        if c.group["layer"] == "recovery"
+        and c.group["bits_per_long"] == 64
+        and c.group["sender_bits_per_long"] == 32
+        and c.test["result"] == "valid"
+    )
+    subject = tree_host_subject(open_tree(TREES[release]), "s390x")
+    try:
+        verdict = replay(case, subject, release=release)
+        assert verdict.status == "pass", verdict.message
+        drivers = {h: Path(d.argv[-1]) for h, d in subject.pool.drivers.items()}
+    finally:
+        subject.close()
+    assert sorted(drivers) == ["i686", "s390x"]
+    for exe in drivers.values():
+        assert exe.is_relative_to(cache_root()) and exe.name == f"qref-replay-{release}", exe
+
+
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [("native32", "emulates 32-bit little-endian words on our C only"), ("nope", "unknown")],
+)
+def test_a_host_the_tree_cannot_use_is_one_line(
+    host: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recvmap.fuzz import cli
+
+    tree = str(TREES[max(TREES, key=lambda r: parse_release(r).version)])
+    argv = ["replay", "--qemu-tree", tree, "--host", host, str(VECTORS / "bitmap-rules.json")]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], captured.err
+    assert "Traceback" not in captured.err + captured.out
