@@ -215,3 +215,28 @@ def test_a_host_the_tree_cannot_use_is_one_line(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+def test_fuzz_host_jobs_of_a_tree_take_other_senders_from_the_tree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fuzz --qemu-tree --host s390x``: the host job's recovery senders of another
+    layout are the tree's drivers too (they were our C's)."""
+    from recvmap.fuzz.subjects.qemu_tree import command
+    from recvmap.fuzz.subjects.qemu_tree.build import build_tree, cache_root
+
+    for host in HOST_RUN:
+        if why := host_status(host):
+            pytest.skip(f"host {host}: {why}")
+    release = max(TREES, key=lambda r: parse_release(r).version)
+    exe = build_tree(TREES[release], host="s390x")
+    env = command.driver_env({"s390x": exe}, {"s390x": ["recovery"]}, release, TREES[release])
+    monkeypatch.setenv(command.DRIVERS_ENV, env)
+    kw = command.host_overrides("s390x")
+    assert kw["senders"][HOSTS["s390x"].layout] == "s390x"
+    assert kw["senders"][HOSTS["i686"].layout] == "i686"
+    try:
+        sender = Path(kw["pool"].driver("i686").argv[-1])
+    finally:
+        kw["pool"].close()
+    assert sender.is_relative_to(cache_root()) and sender.name == f"qref-replay-{release}"
