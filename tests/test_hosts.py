@@ -367,3 +367,34 @@ def test_replay_host_usage_errors_are_one_line(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+def test_a_replay_on_a_host_reports_a_hang_and_a_crash_and_goes_on() -> None:
+    """``replay --host`` runs the C in the driver process, not a fork: a driver busy past
+    the timeout is killed (HANG), a dead driver is a failing verdict, and the next
+    exchange starts a new driver."""
+    name = next(n for n in runnable() if n in FOREIGN)
+    subject = hosts.HostSubject(name)
+    try:
+        driver = subject.pool.driver(name)
+
+        def hang() -> tuple[str, str]:
+            if not driver.proc.stdout.readline():  # type: ignore[union-attr]
+                raise driver._died("waiting")
+            return "pass", ""
+
+        assert subject.isolated(hang, timeout=0.5) == (
+            "fail",
+            f"HANG: qemu_ref@{name} did not finish within 0.5 s",
+        )
+
+        def crash() -> str:
+            d = subject.pool.driver(name)
+            d.proc.kill()
+            return d.ask("info")
+
+        status, message = subject.isolated(crash, timeout=30)
+        assert status == "fail" and message.startswith(f"qemu_ref@{name} crashed"), message
+        assert subject.pool.driver(name).ask("info").startswith("bits=")
+    finally:
+        subject.close()
