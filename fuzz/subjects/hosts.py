@@ -9,7 +9,9 @@ path makes qemu-user exit 1 without a word, so every path is checked first).
 
 - ``available_hosts()`` / ``host_status(name)``: which hosts can run here, and why not.
 - ``host_impl(name)``: an ``Implementation`` (``remote.DriverImpl``) on that host.
-- ``HostPool`` / ``HostSubject``: running drivers by host, and a host as a ``Subject``.
+- ``HostPool`` / ``HostSubject``: running drivers by host (built on first use, by
+  ``builder`` when the code is not ours: a QEMU tree's), and a host as a ``Subject``
+  (``recvmap replay --host``).
 
 The campaigns on these hosts (``fuzz_host``, ``recovery_matrix``) are in
 ``recvmap.fuzz.campaign.hosts``.
