@@ -5,6 +5,7 @@
                                   about 60 s over every layer, architecture, page size and
                                   word width)
     recvmap replay FILE...        replay vector files or reproducers on the model and a library
+                                  (--host NAME: on emulated hosts, --qemu-tree DIR: QEMU's code)
     recvmap vectors export DIR    write the regression vectors (and their schema) to DIR
     recvmap corpus merge OUT IN...  merge corpus folders (libFuzzer -merge=1)
     recvmap arches                the architecture and host tables
@@ -394,6 +395,18 @@ def build_parser() -> Parser:
         metavar="DIR",
         help="replay on a QEMU source tree's own code (built with our glue)",
     )
+    r.add_argument(
+        "--host",
+        type=_csv("host"),
+        default=(),
+        metavar="NAME",
+        help="replay on emulated hosts (comma-separated, or 'all'; `recvmap fuzz --host` has "
+        "the same names): our C, or with --qemu-tree the tree's code, cross-built for each "
+        "host and run under qemu-user. A vector of the host's word width and the other byte "
+        "order runs with the host's byte order (its memory read back in the vector's); one "
+        "of another width is skipped, naming both layouts. A recovery stream's sender runs "
+        "on a host of its own layout",
+    )
     r.add_argument("--word-bits", type=_word_bits, default=None)
     r.add_argument(
         "--release",
@@ -535,7 +548,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         check_file_option("recvmap fuzz: --junit", args.junit)
     hosts = tuple(args.host)
     if hosts:
-        hosts = _resolve_hosts(hosts)
+        hosts = _resolve_hosts(hosts, "recvmap fuzz")
     if args.qemu_tree:
         from .subjects.qemu_tree.command import TreeUsageError, prepare
 
@@ -597,24 +610,28 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_hosts(names: tuple[str, ...]) -> tuple[str, ...]:
+def _resolve_hosts(names: tuple[str, ...], command: str, tree: bool = False) -> tuple[str, ...]:
+    """The hosts of ``--host`` (``all``: every one that can run here), checked now: an
+    unknown or unavailable host is a usage error. ``tree``: hosts a QEMU tree's code can be
+    built for (not our C's emulated word widths)."""
     try:
         from .subjects import hosts as hostmod
+        from .subjects.qemu_tree.command import host_problem, tree_hosts
     except ImportError as err:
-        raise UsageError(f"recvmap fuzz: --host: emulated hosts are unavailable ({err})") from None
+        raise UsageError(f"{command}: --host: emulated hosts are unavailable ({err})") from None
     if names == ("all",):
-        available = tuple(hostmod.available_hosts())
+        available = tuple(tree_hosts() if tree else hostmod.available_hosts())
         if not available:
-            raise UsageError("recvmap fuzz: --host all: no emulated host can run here")
+            raise UsageError(f"{command}: --host all: no emulated host can run here")
         return available
     for n in names:
         if n not in hostmod.HOSTS:
             raise UsageError(
-                f"recvmap fuzz: --host {n}: unknown host; choose from {', '.join(hostmod.HOSTS)}"
+                f"{command}: --host {n}: unknown host; choose from {', '.join(hostmod.HOSTS)}"
             )
-        why = hostmod.host_status(n)
+        why = host_problem(n) if tree else hostmod.host_status(n)
         if why:
-            raise UsageError(f"recvmap fuzz: --host {n}: {why}")
+            raise UsageError(f"{command}: --host {n}: {why}")
     return names
 
 
@@ -637,28 +654,99 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors.files import load_file, replay
-    from .vectors.intake import Limits, NotVectorsError, VectorError
+    from .vectors.intake import Limits
 
     limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
     for path in args.files:
         if not path.exists():
             raise UsageError(f"recvmap replay: {path}: no such file")
+    if args.host:
+        if args.impl is not None:
+            raise UsageError(
+                "recvmap replay: --host runs our C (or a --qemu-tree's code) on emulated "
+                "hosts; it excludes --impl"
+            )
+        if args.model_only or args.word_bits:
+            option = "--model-only" if args.model_only else "--word-bits"
+            raise UsageError(f"recvmap replay: --host chooses the word width; it excludes {option}")
     if args.qemu_tree is not None:
         if args.impl is not None:
             raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
         from .subjects.qemu_tree.command import TreeUsageError, tree_library
 
-        try:
-            args.impl, release = tree_library(args.qemu_tree, "recvmap replay")
-        except TreeUsageError as err:
-            raise UsageError(str(err)) from None
-        args.release = args.release or release  # the model judges the tree at its release
-    subject = None if args.model_only else _subject(args.impl, args.word_bits)
+        if not args.host:
+            try:
+                args.impl, release = tree_library(args.qemu_tree, "recvmap replay")
+            except TreeUsageError as err:
+                raise UsageError(str(err)) from None
+            args.release = args.release or release  # the model judges the tree at its release
+    if args.host:
+        subjects = _host_subjects(args)
+    else:
+        subjects = [None if args.model_only else _subject(args.impl, args.word_bits)]
+    paths = _raw_inputs_as_vectors(args)
+    status = 0
+    try:
+        for subject in subjects:
+            if len(subjects) > 1:
+                print(f"== {subject.name} ({subject.layout.text} words)")  # type: ignore[union-attr]
+            status = max(status, _replay_files(paths, subject, args, limits))
+    finally:
+        for subject in subjects:
+            close = getattr(subject, "close", None)
+            if close is not None:
+                close()
+    return status
+
+
+def _host_subjects(args: argparse.Namespace) -> list[object]:
+    """``replay --host``: one subject per host, each driver built and started now (a
+    problem is a usage error): our C, or the ``--qemu-tree``'s own code."""
+    from .subjects.hosts import HostError, HostSubject
+
+    hosts = _resolve_hosts(tuple(args.host), "recvmap replay", args.qemu_tree is not None)
+    subjects: list[HostSubject] = []
+    try:
+        if args.qemu_tree is None:
+            subjects = [HostSubject(h) for h in hosts]
+        else:
+            from .subjects.qemu_tree.command import (
+                TreeUsageError,
+                open_tree,
+                referee_release,
+                tree_host_subject,
+            )
+
+            try:
+                tree = open_tree(args.qemu_tree)
+            except TreeUsageError as err:
+                raise UsageError(f"recvmap replay: --qemu-tree: {err}") from None
+            args.release = args.release or referee_release(tree)
+            subjects = [tree_host_subject(tree, h) for h in hosts]
+            print(
+                f"QEMU tree {tree.root} ({tree.release}) on {', '.join(hosts)}, judged by "
+                f"the model at {args.release or 'its newest release'}"
+            )
+        for s in subjects:
+            s.pool.driver(s.host)  # built (or found in the cache) and started
+    except HostError as err:
+        for s in subjects:
+            s.close()
+        raise UsageError(f"recvmap replay: --host: {str(err).splitlines()[0]}") from None
+    return list(subjects)
+
+
+def _replay_files(
+    paths: list[Path], subject: object, args: argparse.Namespace, limits: object
+) -> int:
+    """Replay every vector of ``paths`` on ``subject``; the summary line; the exit status."""
+    from .vectors.files import load_file, replay
+    from .vectors.intake import NotVectorsError, VectorError
+
     counts = {"pass": 0, "fail": 0, "skip": 0}
-    for path in _raw_inputs_as_vectors(args):
+    for path in paths:
         try:
-            cases = load_file(path, limits)
+            cases = load_file(path, limits)  # type: ignore[arg-type]
         except NotVectorsError as err:
             print(f"NOTE {err}")
             continue
@@ -666,7 +754,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"ERROR {err}")
             counts["fail"] += 1
             continue
-        if cases and subject is not None:
+        if cases and subject is not None and not args.host:
             _check_recorded_subject(path, cases[0].subject, args.impl)
         for case in cases:
             verdict = replay(  # type: ignore[arg-type]

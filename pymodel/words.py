@@ -73,6 +73,11 @@ class Layout:
         model = "LP64" if self.bits_per_long == 64 else "ILP32"
         return f"{model}_{'BE' if self.big_endian else 'LE'}"
 
+    @property
+    def text(self) -> str:
+        """``64-bit little-endian``: the layout as messages name it."""
+        return f"{self.bits_per_long}-bit {'big' if self.big_endian else 'little'}-endian"
+
 
 LP64_LE = Layout(64, False)
 ILP32_LE = Layout(32, False)

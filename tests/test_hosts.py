@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,86 @@ def test_batch_replay_prints_results_and_final_images() -> None:
         None if r is None else int(r) for r in want
     ]
     assert got.images == [bytes(model.image(h)) for h in handles]
+
+
+def test_replay_host_all_passes_every_vector_on_our_c() -> None:
+    """``recvmap replay --host all``, one process: on each host every vector of its word
+    width at the newest release passes (the other byte order retargeted), counted from the
+    vector files; each other vector is skipped naming both layouts."""
+    from helpers import recvmap
+
+    from recvmap.pymodel.releases import DEFAULT_RELEASE, parse_release
+
+    names = runnable()
+    r = recvmap("replay", "--host", "all", str(VECTORS), timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+    parts = re.split(r"^== qemu_ref@(\S+) .*$", r.stdout, flags=re.M)
+    sections = dict(zip(parts[1::2], parts[2::2], strict=True))
+    assert sorted(sections) == sorted(names)
+    newest = parse_release(DEFAULT_RELEASE)
+    cases = [c for c in vector_cases() if c.covers(newest)]
+    for name, text in sections.items():
+        bits = hosts.HOSTS[name].layout.bits_per_long
+        mine = sum(1 for c in cases if c.group["bits_per_long"] == bits)
+        m = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped", text, re.M)
+        assert m and int(m[2]) == 0, text[-2000:]
+        other = re.findall(
+            rf"^SKIP \S+: {64 if bits == 32 else 32}-bit \S+ words: host", text, re.M
+        )
+        assert (int(m[1]), len(other)) == (mine, len(cases) - mine), name
+    REPORT["replay --host all"] = f"{len(sections)} hosts, {len(cases)} vectors each"
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--host", "sparc"], "--host sparc: unknown host; choose from native"),
+        (["--host", "gone"], "--host gone: qemu-gone-does-not-exist not installed"),
+        (["--host", "i686", "--impl", "x.so"], "it excludes --impl"),
+        (["--host", "i686", "--word-bits", "32"], "it excludes --word-bits"),
+    ],
+)
+def test_replay_host_usage_errors_are_one_line(
+    argv: list[str], words: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    from recvmap.fuzz import cli
+    from recvmap.pymodel.words import LP64_BE
+
+    gone = hosts.EmulatedHost("gone", LP64_BE, "s390x-linux-gnu", "qemu-gone-does-not-exist")
+    monkeypatch.setitem(hosts.HOSTS, "gone", gone)
+    assert cli.main(["replay", *argv, str(VECTORS / "bitmap-rules.json")]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_a_replay_on_a_host_reports_a_hang_and_a_crash_and_goes_on() -> None:
+    """``replay --host`` runs the C in the driver process, not a fork: a driver busy past
+    the timeout is killed (HANG), a dead driver is a failing verdict, and the next
+    exchange starts a new driver."""
+    name = next(n for n in runnable() if n in FOREIGN)
+    subject = hosts.HostSubject(name)
+    try:
+        driver = subject.pool.driver(name)
+
+        def hang() -> tuple[str, str]:
+            if not driver.proc.stdout.readline():  # type: ignore[union-attr]
+                raise driver._died("waiting")
+            return "pass", ""
+
+        assert subject.isolated(hang, timeout=0.5) == (
+            "fail",
+            f"HANG: qemu_ref@{name} did not finish within 0.5 s",
+        )
+
+        def crash() -> str:
+            d = subject.pool.driver(name)
+            d.proc.kill()
+            return d.ask("info")
+
+        status, message = subject.isolated(crash, timeout=30)
+        assert status == "fail" and message.startswith(f"qemu_ref@{name} crashed"), message
+        assert subject.pool.driver(name).ask("info").startswith("bits=")
+    finally:
+        subject.close()

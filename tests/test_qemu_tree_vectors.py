@@ -1,45 +1,87 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Every regression vector against QEMU's own code, tree by tree (issue: no expected value
-rests on the model alone).
+"""Every regression vector against QEMU's own code, tree by tree and layout by layout
+(issue: no expected value rests on the model alone).
 
 For each shared tree, ``recvmap replay --qemu-tree`` replays the vector files at the tree's
-release: the model must agree with each vector and the tree's own code with the model. The
-vectors this host can run (64-bit little-endian words, range holding the release) must all
-pass; the 32-bit and big-endian ones are covered by the tree's host campaigns
-(tests/test_qemu_tree.py, --host i686/s390x), not replayed here.
+release: the model must agree with each vector, and the tree's own code with the model and
+with the vector's results and memory digests. Three ways, one process each per tree:
+
+- this machine (the tree as a shared library): the 64-bit little-endian vectors;
+- ``--host i686,s390x`` (the tree cross-built into each host's replay driver, under
+  qemu-user): every 32-bit vector on i686, every 64-bit vector on s390x in big-endian
+  byte order (the same words; its memory read back in the vector's order). A recovery
+  vector's stream sender runs on the tree's driver of a host of the sender's layout.
+
+No host here runs QEMU's code with 32-bit big-endian words (no cross libc for one):
+a vector that needs it is skipped naming that layout, and counted as such.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import recvmap
 from qemu_trees import SKIP_REASON, TREES
 
-from recvmap.fuzz.vectors.files import iter_files, load_file
+from recvmap.fuzz.subjects.hosts import HOSTS, host_status
+from recvmap.fuzz.vectors.files import Case, iter_files, load_file
 from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.words import ILP32_BE, Layout
 
 VECTORS = Path(__file__).parent / "vectors"
 pytestmark = pytest.mark.skipif(not TREES, reason=SKIP_REASON)
 
+# The hosts of the host run: one per word width, so every vector runs on one of them;
+# s390x also makes the run big-endian. (64-bit little-endian: the library run.)
+HOST_RUN = ("i686", "s390x")
+NO_TREE_HOST = {ILP32_BE}  # layouts no host here runs QEMU's code with
+
+
+def layouts(case: Case) -> list[Layout]:
+    """The program's layout, and a recovery stream sender's."""
+    g = case.group
+    out = [Layout(g["bits_per_long"], g["big_endian"])]
+    sender = (case.program.setup or {}).get("sender")
+    if sender:
+        out.append(Layout(sender["bits_per_long"], sender["big_endian"]))
+    return out
+
+
+def cases_at(release: str) -> list[Case]:
+    rel = parse_release(release)
+    return [c for p in iter_files([VECTORS]) for c in load_file(p) if c.covers(rel)]
+
 
 def runnable_here(release: str) -> list[str]:
-    """The vectors a 64-bit little-endian host replays at ``release``."""
-    rel = parse_release(release)
-    out = []
-    for path in iter_files([VECTORS]):
-        for case in load_file(path):
-            g = case.group
-            layouts = [(g["bits_per_long"], g["big_endian"])]
-            sender = (case.program.setup or {}).get("sender")
-            if sender:  # recovery: the stream's sender runs on the same library
-                layouts.append((sender["bits_per_long"], sender["big_endian"]))
-            if all(lay == (64, False) for lay in layouts) and case.covers(rel):
-                out.append(case.name)
-    return out
+    """The vectors the tree's library on this 64-bit little-endian host replays."""
+    lp64_le = Layout(64, False)
+    return [c.name for c in cases_at(release) if all(lay == lp64_le for lay in layouts(c))]
+
+
+def on_host(release: str, host: str) -> tuple[list[str], list[str]]:
+    """The vectors host ``host`` runs at ``release`` (its word width, either byte order):
+    (those every layout of which a host here runs, those that need a layout none runs)."""
+    bits = HOSTS[host].layout.bits_per_long
+    mine = [c for c in cases_at(release) if c.group["bits_per_long"] == bits]
+    runs = [c.name for c in mine if not set(layouts(c)) & NO_TREE_HOST]
+    return runs, [c.name for c in mine if set(layouts(c)) & NO_TREE_HOST]
+
+
+def summary(text: str) -> tuple[int, int, int]:
+    m = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped", text, re.M)
+    assert m, text
+    return int(m[1]), int(m[2]), int(m[3])
+
+
+# a vector the tree cannot run is skipped with a reason naming what it lacks ...
+LACKS = r"^SKIP (\S+): .*(?:lacks|absent|no such function)"
+# ... or the layout no host here has
+NO_HOST = r"^SKIP (\S+): .*32-bit big-endian words"
 
 
 @pytest.mark.parametrize("release", sorted(TREES))
@@ -48,12 +90,153 @@ def test_every_vector_in_range_passes_on_the_trees_own_code(release: str) -> Non
     r = subprocess.run([*cmd, str(VECTORS)], capture_output=True, text=True, timeout=600)
     print(r.stdout[-2000:], r.stderr[-2000:])
     assert r.returncode == 0, r.stdout + r.stderr
-    m = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped", r.stdout, re.M)
-    assert m, r.stdout
-    passed, failed = int(m[1]), int(m[2])
+    passed, failed, _ = summary(r.stdout)
     assert failed == 0
     expected = runnable_here(release)
-    # a vector the tree cannot run here is skipped with a reason naming what it lacks
-    lacking = re.findall(r"^SKIP (\S+): .*(?:lacks|absent|no such function)", r.stdout, re.M)
+    lacking = re.findall(LACKS, r.stdout, re.M)
     assert passed + len(lacking) == len(expected), (passed, len(lacking), len(expected))
     assert passed > 0
+
+
+def host_sections(stdout: str) -> dict[str, str]:
+    """The output of ``replay --host A,B``: each host's part, by host name."""
+    parts = re.split(r"^== \S+@(\S+) .*$", stdout, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+@pytest.mark.parametrize("release", sorted(TREES))
+def test_every_vector_in_range_passes_on_the_trees_code_on_other_hosts(release: str) -> None:
+    """32-bit words (i686) and big-endian ones (s390x): one process per tree, both hosts."""
+    for host in HOST_RUN:
+        if why := host_status(host):
+            pytest.skip(f"host {host}: {why}")
+    r = recvmap(
+        "replay",
+        "--qemu-tree",
+        str(TREES[release]),
+        "--host",
+        ",".join(HOST_RUN),
+        str(VECTORS),
+        timeout=600,
+    )
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr
+    sections = host_sections(r.stdout)
+    assert sorted(sections) == sorted(HOST_RUN), r.stdout[:500]
+    for host, text in sections.items():
+        passed, failed, _ = summary(text)
+        runs, no_host = on_host(release, host)
+        lacking = re.findall(LACKS, text, re.M)
+        layout_skips = re.findall(NO_HOST, text, re.M)
+        print(
+            f"{release} on {host}: {passed} passed, {len(lacking)} lack a function, "
+            f"{len(layout_skips)} need a layout no host has; expected {len(runs)} + "
+            f"{len(no_host)}"
+        )
+        assert failed == 0
+        assert passed + len(lacking) == len(runs), (host, passed, len(lacking), len(runs))
+        assert sorted(layout_skips) == sorted(no_host), host
+        assert passed > 0
+
+
+def test_a_byte_order_bug_in_a_tree_fails_its_vectors_on_a_big_endian_host(
+    tmp_path: Path,
+) -> None:
+    """Teeth: a copy of the newest tree whose bitmap_to_le/bitmap_from_le no longer swap
+    bytes on a big-endian host fails vectors on s390x (the recovery stream's reload and
+    bitmap_to_le) and passes them all on i686 (the control: the bug is invisible there)."""
+    for host in HOST_RUN:
+        if why := host_status(host):
+            pytest.skip(f"host {host}: {why}")
+    release = max(TREES, key=lambda r: parse_release(r).version)
+    copy = Path(shutil.copytree(TREES[release], tmp_path / "patched"))
+    bitmap_c = copy / "util" / "bitmap.c"
+    text = bitmap_c.read_text()
+    swap = re.search(r"dst\[(\w+)\] = bswap64\(src\[\1\]\);", text)
+    assert swap, "the tree's bitmap_to_from_le has no bswap64 of each word"
+    bitmap_c.write_text(text.replace(swap[0], f"dst[{swap[1]}] = src[{swap[1]}];", 1))
+    files = [str(VECTORS / f) for f in ("stream-bytes.json", "bitmap-divergences.json")]
+    r = recvmap(
+        "replay", "--qemu-tree", str(copy), "--host", ",".join(HOST_RUN), *files, timeout=600
+    )
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    assert r.returncode == 1, r.stdout[-4000:] + r.stderr
+    sections = host_sections(r.stdout)
+    assert summary(sections["i686"])[1] == 0 and summary(sections["i686"])[0] > 0
+    failures = re.findall(r"^FAIL (\S+): (.*)$", sections["s390x"], re.M)
+    assert failures, sections["s390x"]
+    assert any(name.startswith("stream-bytes.json") for name, _ in failures), failures
+
+
+def test_a_recovery_sender_of_another_layout_runs_on_the_trees_code() -> None:
+    """A 64-bit receiver on s390x whose stream comes from a 32-bit sender: the sender is
+    the tree's code cross-built for i686, not our C."""
+    from recvmap.fuzz.subjects.qemu_tree.build import cache_root
+    from recvmap.fuzz.subjects.qemu_tree.command import open_tree, tree_host_subject
+    from recvmap.fuzz.vectors.files import replay
+
+    for host in HOST_RUN:
+        if why := host_status(host):
+            pytest.skip(f"host {host}: {why}")
+    release = max(TREES, key=lambda r: parse_release(r).version)
+    case = next(
+        c
+        for c in cases_at(release)
+        if c.group["layer"] == "recovery"
+        and c.group["bits_per_long"] == 64
+        and c.group["sender_bits_per_long"] == 32
+        and c.test["result"] == "valid"
+    )
+    subject = tree_host_subject(open_tree(TREES[release]), "s390x")
+    try:
+        verdict = replay(case, subject, release=release)
+        assert verdict.status == "pass", verdict.message
+        drivers = {h: Path(d.argv[-1]) for h, d in subject.pool.drivers.items()}
+    finally:
+        subject.close()
+    assert sorted(drivers) == ["i686", "s390x"]
+    for exe in drivers.values():
+        assert exe.is_relative_to(cache_root()) and exe.name == f"qref-replay-{release}", exe
+
+
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [("native32", "emulates 32-bit little-endian words on our C only"), ("nope", "unknown")],
+)
+def test_a_host_the_tree_cannot_use_is_one_line(
+    host: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recvmap.fuzz import cli
+
+    tree = str(TREES[max(TREES, key=lambda r: parse_release(r).version)])
+    argv = ["replay", "--qemu-tree", tree, "--host", host, str(VECTORS / "bitmap-rules.json")]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_fuzz_host_jobs_of_a_tree_take_other_senders_from_the_tree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``fuzz --qemu-tree --host s390x``: the host job's recovery senders of another
+    layout are the tree's drivers too (they were our C's)."""
+    from recvmap.fuzz.subjects.qemu_tree import command
+    from recvmap.fuzz.subjects.qemu_tree.build import build_tree, cache_root
+
+    for host in HOST_RUN:
+        if why := host_status(host):
+            pytest.skip(f"host {host}: {why}")
+    release = max(TREES, key=lambda r: parse_release(r).version)
+    exe = build_tree(TREES[release], host="s390x")
+    env = command.driver_env({"s390x": exe}, {"s390x": ["recovery"]}, release, TREES[release])
+    monkeypatch.setenv(command.DRIVERS_ENV, env)
+    kw = command.host_overrides("s390x")
+    assert kw["senders"][HOSTS["s390x"].layout] == "s390x"
+    assert kw["senders"][HOSTS["i686"].layout] == "i686"
+    try:
+        sender = Path(kw["pool"].driver("i686").argv[-1])
+    finally:
+        kw["pool"].close()
+    assert sender.is_relative_to(cache_root()) and sender.name == f"qref-replay-{release}"

@@ -13,6 +13,8 @@ from ..subjects.impls import ModelImpl, Subject
 from .ram import RamSession, model_factories
 from .session import Divergence, Session
 
+ROLES = {"destination": "stream's sender", "source": "source that reloads the stream"}
+
 
 def open_session(program: Program, subject: Subject) -> Session | RamSession:
     """A session running ``program`` on the model and on ``subject``.
@@ -23,7 +25,9 @@ def open_session(program: Program, subject: Subject) -> Session | RamSession:
     if program.layer == "bitmap":
         impl = subject.bitmap(program.layout)
         if impl is None:
-            raise ValueError(f"{subject.name} cannot run a {program.layout} bitmap program here")
+            raise ValueError(
+                f"{subject.name} cannot run a bitmap program of {program.layout.text} words here"
+            )
         return Session(program, ModelImpl(program.layout, program.release), impl)
     factories: dict[str, Any] = {}
     layouts = {program.setup.get("side", "destination"): program.layout}
@@ -37,18 +41,37 @@ def open_session(program: Program, subject: Subject) -> Session | RamSession:
         make = subject.ram(layout, program.layer) if hasattr(subject, "ram_runs") else None
         make = make or subject.ram(layout)
         if make is None:
-            raise ValueError(f"{subject.name} cannot run the ram layer for {layout} here")
+            raise ValueError(
+                f"{subject.name} cannot run the ram layer with {layout.text} words here"
+                + (f" (the {ROLES[role]})" if program.layer == "recovery" else "")
+            )
         factories[role] = make
     return RamSession(program, model_factories(program.release), factories)
 
 
 def first_divergence(program: Program, subject: Subject) -> tuple[list[Any], Divergence | None]:
     """Replay ``program``: the model's results up to the first divergence (or all)."""
+    results, divergence, _ = replay_images(program, subject)
+    return results, divergence
+
+
+def replay_images(
+    program: Program, subject: Subject
+) -> tuple[list[Any], Divergence | None, dict[str, bytes | None]]:
+    """``first_divergence``, and the IMPLEMENTATION's memory images after the program
+    (keyed as a vector's ``memory``: ``@k`` for arrays, ``role:block.map`` for ram maps);
+    empty after a divergence."""
     session = open_session(program, subject)
     results = []
     for i, op in enumerate(program.ops):
         result, divergence = session.step(i, op)
         results.append(result)
         if divergence is not None:
-            return results, divergence
-    return results, None
+            return results, divergence, {}
+    if isinstance(session, Session):
+        images: dict[str, bytes | None] = {
+            f"@{k}": bytes(session.impl.image(ih)) for k, (_, ih) in enumerate(session.handles)
+        }
+    else:
+        images = dict(session.impl.maps())
+    return results, None, images

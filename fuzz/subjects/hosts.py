@@ -9,7 +9,9 @@ path makes qemu-user exit 1 without a word, so every path is checked first).
 
 - ``available_hosts()`` / ``host_status(name)``: which hosts can run here, and why not.
 - ``host_impl(name)``: an ``Implementation`` (``remote.DriverImpl``) on that host.
-- ``HostPool`` / ``HostSubject``: running drivers by host, and a host as a ``Subject``.
+- ``HostPool`` / ``HostSubject``: running drivers by host (built on first use, by
+  ``builder`` when the code is not ours: a QEMU tree's), and a host as a ``Subject``
+  (``recvmap replay --host``).
 
 The campaigns on these hosts (``fuzz_host``, ``recovery_matrix``) are in
 ``recvmap.fuzz.campaign.hosts``.
@@ -24,15 +26,17 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recvmap.pymodel.words import ILP32_BE, ILP32_LE, LP64_BE, LP64_LE, Layout
 
+from ..program import Program
 from ..program.ram_setup import ContextFactory
 from .impls import ModelImpl
-from .remote import Driver, DriverImpl, driver_factory
+from .remote import Driver, DriverError, DriverImpl, driver_factory, for_layout
 
 CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread")
 HEADERS = ("qemu_ref.h", "qemu_ref_ram.h")  # those present make the ABI
@@ -287,16 +291,29 @@ class HostPool:
     (``setup.sender``'s layout) on a sender host and its source on the host itself.
     """
 
-    def __init__(self, executables: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        executables: dict[str, Path] | None = None,
+        builder: Callable[[str], Path] | None = None,
+    ) -> None:
         self.executables = dict(executables or {})  # other builds (e.g. sanitized) by host
+        self.builder = builder  # builds the driver of a host not in executables (a tree's)
         self.drivers: dict[str, Driver] = {}
         self._impls: dict[str, DriverImpl] = {}
 
     def driver(self, name: str) -> Driver:
         if name not in self.drivers:
             exe = self.executables.get(name)
+            if exe is None and self.builder is not None:
+                exe = self.executables[name] = self.builder(name)
             self.drivers[name] = host_driver(name) if exe is None else start_driver(name, exe)
         return self.drivers[name]
+
+    def kill(self) -> None:
+        """Kill every running driver now (a watchdog: the caller's exchange then fails)."""
+        for d in list(self.drivers.values()):
+            if d.proc.poll() is None:
+                d.proc.kill()
 
     def impl(self, name: str) -> DriverImpl:
         if name not in self._impls:
@@ -322,16 +339,69 @@ class HostSubject:
     """The C of host ``name`` with the face of ``impls.Subject`` (what engine.open_session
     and vectors.files.check_impl use): bitmap programs of the host's layout run on its driver;
     ram contexts of another layout (a recovery program's sender) on the host of
-    ``sender_hosts`` that has it."""
+    ``senders`` (default ``sender_hosts``) that has it.
 
-    def __init__(self, name: str, pool: HostPool | None = None) -> None:
+    ``label`` names the code (default ``qemu_ref``, ours); ``path`` is set when the code is
+    not ours (a QEMU tree: compared at every release, where ours is compared at the newest
+    only). ``adapt`` retargets a program of the other byte order to the host's; the
+    drivers run in their own processes, so a replay needs no fork (``isolated``)."""
+
+    guards = False  # no guard pages to alternate: the C runs in the driver process
+
+    def __init__(
+        self,
+        name: str,
+        pool: HostPool | None = None,
+        *,
+        senders: dict[Layout, str] | None = None,
+        label: str = "qemu_ref",
+        path: Path | None = None,
+    ) -> None:
         self.host = name
         self.pool = pool or HostPool()
         self.layout = HOSTS[name].layout
-        self.name = f"qemu_ref@{name}"
+        self.name = f"{label}@{name}"
+        self.path = path
         self.widths = (self.layout.bits_per_long,)
-        self.senders = sender_hosts()
+        self.senders = sender_hosts() if senders is None else dict(senders)
         self.senders[self.layout] = name
+
+    def adapt(self, program: Program) -> Program:
+        """``program`` on this host: as it is, or retargeted to the host's byte order when
+        only that differs (the same word values; a recovery sender keeps its layout and
+        runs on its own host). ValueError naming both layouts when the width differs."""
+        out = for_layout(program, self.layout)
+        if out is None:
+            raise ValueError(
+                f"{program.layout.text} words: host {self.host} runs "
+                f"{self.layout.text} words (another host of that width runs it)"
+            )
+        return out
+
+    def isolated(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Any:
+        """``fn(*args)`` with a watchdog: a driver that dies is a failing verdict (and is
+        restarted on next use), one still busy after ``timeout`` seconds is killed (HANG)."""
+        timer = None
+        fired: list[bool] = []
+        if timeout is not None:
+
+            def expire() -> None:
+                fired.append(True)
+                self.pool.kill()
+
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
+        try:
+            return fn(*args)
+        except (DriverError, HostError) as err:
+            self.pool.close()
+            if fired:
+                return "fail", f"HANG: {self.name} did not finish within {timeout} s"
+            return "fail", f"{self.name} crashed on this program: {err}"
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def supports(self, layout: Layout) -> bool:
         return layout == self.layout

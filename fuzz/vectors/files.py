@@ -56,6 +56,7 @@ from recvmap.pymodel.releases import (
     range_of,
     release_range,
 )
+from recvmap.pymodel.words import Layout
 
 from ..engine.session import Divergence, initial_image
 from ..program import Program, Ref
@@ -657,10 +658,23 @@ def check_model(case: Case, release: str | Release | None = None) -> str | None:
 def check_impl(
     case: Case, subject: Subject, release: str | Release | None = None
 ) -> tuple[str, str]:
-    """("pass"|"fail"|"skip", message) for the implementation on the vector's program."""
-    from ..engine.replay import first_divergence
+    """("pass"|"fail"|"skip", message) for the implementation on the vector's program.
+
+    The implementation must agree with the model after every operation, return the
+    vector's results, and leave the memory the vector's digests describe (compared
+    directly, not through the model). A subject on another host may retarget the program
+    to its byte order (``adapt``: same words, the host's order; its images are read back
+    in the vector's order) or refuse its layout (a ValueError naming it: skipped).
+    """
+    from ..engine.replay import replay_images
 
     program = case.program.at(case.release_for(release).name)
+    adapt = getattr(subject, "adapt", None)
+    if adapt is not None:
+        try:
+            program = adapt(program)
+        except ValueError as err:
+            return "skip", str(err)
     if case.test["result"] == "invalid":
         program = program.with_ops(program.ops[:-1])  # never hand C the invalid call
         if not program.ops and case.test["comment"] == BARE:
@@ -672,12 +686,15 @@ def check_impl(
     from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
 
     # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
-    # a read before the start of an array each fault under one of them.
-    modes = [guard_mode()] if guard_from_env() else [g for g in GUARDS if g != "none"]
+    # a read before the start of an array each fault under one of them. A subject whose
+    # C runs in another process (a host's driver) has no guard pages to alternate.
+    alternate = getattr(subject, "guards", True) and not guard_from_env()
+    modes = [g for g in GUARDS if g != "none"] if alternate else [guard_mode()]
+    images: dict[str, bytes | None] = {}
     try:
         for mode in modes:
             set_guard(mode)
-            results, divergence = first_divergence(program, subject)
+            results, divergence, images = replay_images(program, subject)
             if divergence is not None:
                 return "fail", f"{subject.name} diverges: {divergence.describe()}"
     except ValueError as err:
@@ -690,7 +707,32 @@ def check_impl(
     ):
         got = [result_json(r, compact=True) for r in results]
         return "fail", f"results {brief_json(got)} differ from the vector's {brief_json(want)}"
+    for key, expected in case.test["memory"].items():
+        image = images.get(key, b"absent")
+        if image is not None and image != b"absent":
+            image = in_order(image, _image_layout(program, key), _image_layout(case.program, key))
+        if image == b"absent" or digest(image) != expected:
+            return "fail", (
+                f"memory of {key}: {subject.name} leaves sha256 {digest(image)}, "
+                f"the vector says {expected}"
+            )
     return "pass", ""
+
+
+def _image_layout(program: Program, key: str) -> Layout:
+    """The word layout of the array or map ``key`` of a program's memory."""
+    if program.layer == "recovery" and key.startswith("destination:"):
+        s = program.setup["sender"]
+        return Layout(int(s["bits_per_long"]), bool(s["big_endian"]))
+    return program.layout
+
+
+def in_order(image: bytes, have: Layout, want: Layout) -> bytes:
+    """A memory image of ``have``'s words in ``want``'s byte order (same word width)."""
+    if have.big_endian == want.big_endian:
+        return image
+    n = have.bytes_per_long
+    return b"".join(image[i : i + n][::-1] for i in range(0, len(image), n))
 
 
 def replay(
@@ -719,7 +761,10 @@ def replay(
         return Verdict(case, "pass", "model only")
     if any(changes_between(rel, DEFAULT_RELEASE)) and getattr(subject, "path", None) is None:
         return Verdict(case, "pass", f"model only (our C implements {DEFAULT_RELEASE})")
-    if isolate:
+    runner = getattr(subject, "isolated", None)  # a subject whose C runs elsewhere
+    if isolate and runner is not None:
+        status, message = runner(check_impl, case, subject, rel, timeout=timeout)
+    elif isolate:
         status, message = isolated(check_impl, case, subject, rel, timeout=timeout)
     else:
         status, message = check_impl(case, subject, rel)

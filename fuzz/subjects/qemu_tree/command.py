@@ -4,9 +4,12 @@
 - ``recvmap qemu-tree DIR``: ``show``/``render``, the release and where each ABI function
   comes from (``file:line``, ``glue (inline in ...)``, ``absent``).
 - ``recvmap fuzz --qemu-tree DIR``: ``prepare`` builds every tree (and, with ``--host``,
-  each host's replay driver from the first tree, handed to the host jobs through
-  ``RECVMAP_QEMU_TREE_DRIVERS`` and ``host_overrides``); the campaign side is
+  each host's replay driver from the first tree, and the drivers of the recovery senders
+  of other layouts, handed to the host jobs through ``RECVMAP_QEMU_TREE_DRIVERS`` and
+  ``host_overrides``); the campaign side is
   ``recvmap.fuzz.campaign.qemu_tree`` (one tree as ``--impl``, or two trees judged).
+- ``recvmap replay --qemu-tree DIR --host NAME``: ``tree_host_subject``, the tree's
+  drivers (``tree_pool``) as a replay subject.
 - ``referee_release(tree)``: the ONE place that chooses the model's release for a tree.
 
 Problems are ``TreeUsageError`` (one line); the command turns them into exit status 2.
@@ -103,27 +106,97 @@ def render(tree: QemuTree) -> str:
 # --- hosts ------------------------------------------------------------------------------------
 
 
+def tree_hosts() -> list[str]:
+    """The hosts a tree's driver can be built for here: available, with their own
+    ``unsigned long`` (not our C's emulated word widths)."""
+    from ..hosts import HOSTS, available_hosts
+
+    return [n for n in available_hosts() if not HOSTS[n].cflags]
+
+
+def host_problem(name: str) -> str | None:
+    """Why a tree's code cannot run on host ``name`` here (None: it can)."""
+    from ..hosts import HOSTS, host_status
+
+    if name not in HOSTS:
+        return f"unknown host; choose from {', '.join(HOSTS)}"
+    if HOSTS[name].cflags:
+        return (
+            f"emulates {HOSTS[name].layout.text} words on our C only; QEMU's code has its "
+            "host's own unsigned long (choose from " + ", ".join(tree_hosts()) + ")"
+        )
+    return host_status(name)
+
+
+def tree_pool(tree: QemuTree, executables: dict[str, Path] | None = None) -> Any:
+    """A ``hosts.HostPool`` whose every driver is the TREE's, built for its host on first
+    use (cached), so a recovery stream's sender of another layout is the tree's code too."""
+    from ..hosts import HostError, HostPool
+
+    def build(host: str) -> Path:
+        try:
+            return build_tree(tree, host=host)
+        except BuildError as err:
+            raise HostError(f"QEMU tree {tree.root} for host {host}: {err}") from None
+
+    return HostPool(executables, builder=build)
+
+
+def tree_senders() -> dict[Any, str]:
+    """The host of each word layout a tree's recovery stream sender can run on here (no
+    32-bit big-endian one: QEMU's code has no emulated word width)."""
+    from ..hosts import sender_hosts
+
+    return sender_hosts(tree_hosts())
+
+
+def tree_host_subject(tree: QemuTree, name: str) -> Any:
+    """The tree's own code on host ``name`` as a replay subject (``hosts.HostSubject``).
+
+    Every driver is the tree's (``tree_pool``): a recovery program's stream sender of
+    another word layout runs on the tree's driver of a host of that layout, never on our
+    C. A layout no host here can build (32-bit big-endian) has no sender: its programs are
+    skipped with the layout named.
+    """
+    from ..hosts import HostSubject
+
+    label = f"qemu-{tree.release}"
+    return HostSubject(name, tree_pool(tree), senders=tree_senders(), label=label, path=tree.root)
+
+
 def driver_env(
-    drivers: dict[str, Path], layers: dict[str, list[str]], release: str | None = None
+    drivers: dict[str, Path],
+    layers: dict[str, list[str]],
+    release: str | None = None,
+    tree: Path | None = None,
 ) -> str:
     """The value of ``RECVMAP_QEMU_TREE_DRIVERS`` for host jobs."""
     return json.dumps(
-        {h: {"exe": str(p), "layers": layers[h], "release": release} for h, p in drivers.items()}
+        {
+            h: {"exe": str(p), "layers": layers[h], "release": release, "tree": str(tree or "")}
+            for h, p in drivers.items()
+        }
     )
 
 
 def host_overrides(name: str) -> dict[str, Any]:
-    """fuzz_host keyword arguments for host ``name`` when a tree's driver replaces ours."""
+    """fuzz_host keyword arguments for host ``name`` when a tree's driver replaces ours:
+    the tree's driver of ``name``, and the tree's drivers of other hosts as the recovery
+    stream senders of other layouts (``tree_pool``)."""
     spec = json.loads(os.environ.get(DRIVERS_ENV, "{}")).get(name)
     if not spec:
         return {}
-    from ..hosts import HostPool
+    from ..hosts import HOSTS, HostPool
 
-    return {
+    out: dict[str, Any] = {
         "pool": HostPool({name: Path(spec["exe"])}),
         "layers": tuple(spec["layers"]),
         "release": spec.get("release"),
     }
+    if spec.get("tree"):
+        out["pool"] = tree_pool(open_tree(spec["tree"]), {name: Path(spec["exe"])})
+        out["senders"] = {**tree_senders(), HOSTS[name].layout: name}
+    return out
 
 
 def driver_layers(tree: QemuTree) -> list[str]:
@@ -204,6 +277,14 @@ def prepare(args: Any, hosts: tuple[str, ...]) -> list[QemuTree]:
         args.release = referee_release(trees[0])  # the model judges the tree at its release
     if drivers:
         layers = driver_layers(trees[0])
-        os.environ[DRIVERS_ENV] = driver_env(drivers, {h: layers for h in drivers}, args.release)
+        if "recovery" in layers and "recovery" in getattr(args, "target", ()):
+            try:  # the senders of other layouts, built now rather than in the timed jobs
+                for h in set(tree_senders().values()) - set(drivers):
+                    host_driver(trees[0], h)
+            except TreeUsageError as err:
+                raise TreeUsageError(f"recvmap fuzz: --qemu-tree: {err}") from None
+        os.environ[DRIVERS_ENV] = driver_env(
+            drivers, {h: layers for h in drivers}, args.release, trees[0].root
+        )
     args.impl = libs[0]
     return trees
