@@ -70,6 +70,9 @@ if [ "$sanitizer" = address ]; then
 -fsanitize-address-use-after-scope -fsanitize=fuzzer-no-link -fno-sanitize=function,leak,vptr"
   runtime=$(python3 -c 'import atheris; print(atheris.path())')/asan_with_fuzzer.so
   cp "$runtime" "$OUT/sanitizer_with_fuzzer.so"
+  # the launcher names $OUT/llvm-symbolizer for ASan's stack traces, as the builder ships it
+  symbolizer=$(command -v llvm-symbolizer || command -v "llvm-symbolizer-${CC#clang-}" || true)
+  if [ -n "$symbolizer" ]; then cp "$symbolizer" "$OUT/llvm-symbolizer"; fi
 else
   export SANITIZER=none
 fi
