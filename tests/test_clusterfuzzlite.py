@@ -142,6 +142,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert list(site.glob("recvmap/qemu_ref/libqemuref64.so")), "recvmap not in the builder"
+    shutil.rmtree(src)  # the runner has $OUT, not the sources: the fuzzers must not need them
     return out, env
 
 
