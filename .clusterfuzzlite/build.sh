@@ -7,7 +7,11 @@
 # a divergence from the model or a crash of the C is a finding; its input is the crash file
 # that `recvmap replay --layer LAYER FILE` turns into a vector.
 cd "$SRC/recvmap"
-python3 -m pip install --no-build-isolation --no-deps .
+# The builder's CFLAGS instrument the C with AddressSanitizer and libFuzzer's coverage; a
+# shared library so built leaves their symbols to the runtime the launcher preloads
+# (sanitizer_with_fuzzer.so), which meson's default -Wl,--no-undefined refuses to link.
+python3 -m pip install --no-build-isolation --no-deps \
+  --config-settings=setup-args=-Db_lundef=false .
 
 harnesses=$(cd / && python3 -c \
   'import pathlib, recvmap.fuzz.campaign as c; print(pathlib.Path(c.__file__).parent)')

@@ -13,6 +13,7 @@ import ctypes
 import mmap
 import os
 import re
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -93,11 +94,31 @@ def _ctype(spelling: str, bits: int) -> Any:
     raise LibraryError(f"ABI header uses a type the loader does not know: {spelling!r}")
 
 
+PACKAGE = "recvmap.qemu_ref"
+
+
+def _served(name: str) -> Path:
+    """Where importlib.resources says ``name`` is (it may not be there: see package_file)."""
+    ref = resources.files(PACKAGE).joinpath(name)
+    try:
+        with resources.as_file(ref) as path:
+            return Path(path)
+    except OSError:  # a reader with nothing behind it
+        return Path(str(ref))
+
+
 def package_file(name: str) -> Path:
-    """A file installed inside ``recvmap.qemu_ref`` (normal or editable install)."""
-    ref = resources.files("recvmap.qemu_ref").joinpath(name)
-    with resources.as_file(ref) as path:
-        return Path(path)
+    """A file installed inside ``recvmap.qemu_ref``: a normal or editable install, or a
+    PyInstaller bundle (ClusterFuzzLite's fuzzers), unpacked in ``sys._MEIPASS`` with the
+    package's files under ``recvmap/qemu_ref``. The frozen importer of a PyInstaller serves
+    them through importlib.resources; where one does not, that folder is looked in."""
+    path = _served(name)
+    bundle = getattr(sys, "_MEIPASS", None)
+    if not path.is_file() and isinstance(bundle, str):
+        unpacked = Path(bundle, *PACKAGE.split("."), name)
+        if unpacked.is_file():
+            return unpacked
+    return path
 
 
 def abi() -> list[Decl]:

@@ -7,7 +7,11 @@ tree in ``$SRC/recvmap`` and ``build.sh`` next to it (what the Dockerfile's COPY
 tools of the Dockerfile's pip line and atheris, which the Python base image has), and
 ``compile_python_fuzzer`` is a stand-in that does in spirit what OSS-Fuzz's does: a package
 of the fuzzer in ``$OUT/NAME.pkg`` and a launcher ``$OUT/NAME`` marked for fuzzer detection
-(ours runs the script with the builder's python instead of a PyInstaller bundle). build.sh
+that preloads ``$OUT/sanitizer_with_fuzzer.so`` (ours runs the script with the builder's
+python instead of a PyInstaller bundle; the real bundle was built and run by hand, see
+.clusterfuzzlite/README.md). Where clang is here, the build is the builder's
+``--sanitizer address`` one: ``CC=clang``, its ASan + ``fuzzer-no-link`` CFLAGS, atheris'
+``asan_with_fuzzer.so`` in ``$OUT`` (what OSS-Fuzz's ``compile`` does for Python). build.sh
 runs unmodified; then every fuzzer it produced runs for a few seconds from another folder,
 as ClusterFuzzLite runs them: on its seed corpus, with its options.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import configparser
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,10 +53,18 @@ cat > "$OUT/$name" <<EOF
 #!/bin/sh
 # LLVMFuzzerTestOneInput for fuzzer detection.
 this_dir=\$(dirname "\$0")
+LD_PRELOAD=\$this_dir/sanitizer_with_fuzzer.so ASAN_OPTIONS=\$ASAN_OPTIONS:detect_leaks=0 \\
 exec $(command -v python3) "\$this_dir/$name.pkg/$name.py" "\$@"
 EOF
 chmod +x "$OUT/$name"
 """
+
+# The builder's flags for FUZZING_LANGUAGE=python, SANITIZER=address, FUZZING_ENGINE=libfuzzer
+ASAN_CFLAGS = (
+    "-O1 -fno-omit-frame-pointer -gline-tables-only -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION "
+    "-fsanitize=address -fsanitize-address-use-after-scope -fsanitize=fuzzer-no-link "
+    "-fno-sanitize=function,leak,vptr"
+)
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("gcc") is None, reason="the C reference needs a compiler"),
@@ -60,6 +73,17 @@ pytestmark = [
         reason="meson builds the C reference",
     ),
 ]
+
+
+def sanitizer_build() -> tuple[str, Path] | None:
+    """clang and atheris' ASan runtime, for the builder's address build; None: a plain build."""
+    from recvmap.fuzz.subjects.native import NativeError, clang, sanitizer_runtime
+
+    cc = clang()
+    try:
+        return (cc, sanitizer_runtime()) if cc else None
+    except NativeError:
+        return None
 
 
 def copy_distribution(name: str, site: Path) -> bool:
@@ -77,6 +101,8 @@ def copy_distribution(name: str, site: Path) -> bool:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """$OUT after build.sh, and the builder's environment (``RECVMAP_SANITIZED`` set in it
+    when the build is the sanitizer one)."""
     tmp = tmp_path_factory.mktemp("cflite")
     src, out, work, tools = tmp / "src", tmp / "out", tmp / "work", tmp / "tools"
     for d in (src, out, work, tools):
@@ -102,6 +128,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
         WORK=str(work),
         PATH=f"{venv / 'bin'}:{tools}:/usr/local/bin:/usr/bin:/bin",
     )
+    sanitizer = sanitizer_build()
+    if sanitizer is not None:  # OSS-Fuzz's compile: flags, and the runtime the launchers preload
+        env.update(CC=sanitizer[0], CFLAGS=ASAN_CFLAGS, RECVMAP_SANITIZED="1")
+        shutil.copy2(sanitizer[1], out / "sanitizer_with_fuzzer.so")
     proc = subprocess.run(
         ["bash", "-eu", str(src / "build.sh")],
         cwd=src,
@@ -112,6 +142,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert list(site.glob("recvmap/qemu_ref/libqemuref64.so")), "recvmap not in the builder"
+    shutil.rmtree(src)  # the runner has $OUT, not the sources: the fuzzers must not need them
     return out, env
 
 
@@ -152,4 +183,6 @@ def test_each_fuzzer_runs_a_few_seconds(
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Done " in run.stderr and "cov: " in run.stderr
+    if env.get("RECVMAP_SANITIZED"):  # libFuzzer counts the instrumented C's edges too
+        assert re.search(r"INFO: Loaded [1-9]\d* modules", run.stderr), run.stderr[-3000:]
     assert not (tmp_path / "fuzz-out").exists()  # no divergence on our own C

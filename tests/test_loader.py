@@ -94,3 +94,28 @@ def test_installed_package_finds_library_without_source_tree(tmp_path: Path) -> 
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "libqemuref64.so"
+
+
+def test_frozen_bundle_layout_is_found_without_importlib_resources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PyInstaller bundle (ClusterFuzzLite's fuzzers) unpacks the package's files under
+    sys._MEIPASS/recvmap/qemu_ref; when importlib.resources serves nothing there (a frozen
+    importer without resource support), the loader still finds the libraries and headers."""
+    from recvmap.qemu_ref import loader
+
+    unpacked = tmp_path / "_MEI" / "recvmap" / "qemu_ref"
+    unpacked.mkdir(parents=True)
+    for name in (*loader.HEADERS, "libqemuref64.so"):
+        shutil.copy2(loader.package_file(name), unpacked / name)
+    monkeypatch.setattr(loader.resources, "files", lambda package: tmp_path / "served-nothing")
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path / "_MEI"), raising=False)
+    assert loader.package_file("qemu_ref.h") == unpacked / "qemu_ref.h"
+    lib = load(bits=64)
+    assert lib.path == unpacked / "libqemuref64.so"
+    words = lib.words(2)
+    lib.bitmap_set(words, 62, 4)
+    assert words.image() == bytes([0] * 7 + [0xC0, 0x03] + [0] * 7)
+    monkeypatch.delattr(sys, "_MEIPASS")  # not frozen: the missing file is named, not guessed
+    with pytest.raises(LibraryError, match="served-nothing"):
+        load(bits=64)
