@@ -10,6 +10,7 @@ from recvmap.pymodel.words import Layout
 
 from ..program import Program
 from ..subjects.impls import ModelImpl, Subject
+from .alloc import allocates, check_allocations
 from .ram import RamSession, model_factories
 from .session import Divergence, Session
 
@@ -45,6 +46,10 @@ def open_session(program: Program, subject: Subject) -> Session | RamSession:
 def first_divergence(program: Program, subject: Subject) -> tuple[list[Any], Divergence | None]:
     """Replay ``program``: the model's results up to the first divergence (or all)."""
     session = open_session(program, subject)
+    if isinstance(session, Session) and allocates(program):
+        divergence = check_allocations(program, session.impl)
+        if divergence is not None:
+            return [], divergence
     results = []
     for i, op in enumerate(program.ops):
         result, divergence = session.step(i, op)
