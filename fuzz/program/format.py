@@ -10,6 +10,8 @@ operations named after QEMU's functions. Arguments are integers or references to
      "ops": [["bitmap_set", ["@0", 3, 70]], ["find_next_bit", ["@0", 128, 0]]]}
 
 Initial contents are word VALUES, so one program means the same on every byte order.
+An array may be allocated by the implementation (``"alloc"``, see ``Alloc``): its words
+are then the model's result of that allocation, compared before the first operation.
 The ram and recovery layers put their RAM blocks and page sizes in ``setup``; there ``@k``
 is block k, and a plain string argument is a C string (a block name).
 ``release`` (optional, a QEMU tag such as "v3.0.0") is the release the program runs at;
