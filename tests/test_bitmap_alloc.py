@@ -262,3 +262,37 @@ def test_engine_allocation_step_crashes_an_overrun(bits: int) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode < 0, (proc.returncode, proc.stdout, proc.stderr[-300:])
+
+
+# bitmap_new handing back its last word with bit 0 set: a bug only an allocation shows.
+DIRTY_NEW = (
+    "    return map;\n}\n\nqref_ulong *bitmap_zero_extend(",
+    "    map[nelem - 1] |= 1;\n    return map;\n}\n\nqref_ulong *bitmap_zero_extend(",
+)
+
+
+@pytest.mark.parametrize("edit", [None, DIRTY_NEW], ids=["reference", "dirty-bitmap-new"])
+def test_harness_allocates_in_one_input_in_sixteen(
+    edit: tuple[str, str] | None, tmp_path: Path
+) -> None:
+    """The bitmap harness (the campaign's and the mutation runner's engine) makes arrays
+    with the implementation's allocators in about one input in sixteen: our C is clean
+    on them; a bitmap_new that leaves a bit set is a divergence of the allocation step."""
+    from recvmap.fuzz.campaign.harness import Harness
+    from recvmap.fuzz.engine import DivergenceError
+    from recvmap.fuzz.engine.alloc import allocates
+    from recvmap.fuzz.subjects.impls import Subject
+
+    libs = {64: load(_library(64, edit) if edit else None, 64)}
+    h = Harness("bitmap", Subject(libraries=libs), out_dir=tmp_path)
+    rng = random.Random(16)
+    inputs = [rng.randbytes(rng.randrange(2, 300)) for _ in range(400)]
+    made = sum(allocates(h.decode(data)[0]) for data in inputs)
+    assert 10 <= made <= 50, made
+    if edit is None:
+        for data in inputs:
+            h.one_input(data)
+        return
+    with pytest.raises(DivergenceError, match=r"op #-1 bitmap_(new|zero_extend)\("):
+        for data in inputs:
+            h.one_input(data)
