@@ -55,6 +55,7 @@ from .words import LP64_LE, Layout, Words
 
 UINT64_BITS = 64
 IDSTR_MAX = 255  # char idstr[256] in QEMU's RAMBlock
+MAX_SPARE = 4096  # bytes a recovery sender's buffer may have past its stream (faces' canary)
 
 
 def check_unsigned(function: str, argument: str, value: int, bits: int, ctype: str) -> None:
@@ -734,10 +735,21 @@ class RamContext(RamConfig[RAMBlock]):
 
     # --- postcopy recovery (pymodel.recovery) -----------------------------------------
 
-    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
-        """Destination: the recovery stream of one block and QEMU's return value."""
+    def ramblock_recv_bitmap_send(self, block_name: str, spare: int = 0) -> tuple[bytes, int]:
+        """Destination: the recovery stream of one block and QEMU's return value.
+
+        ``spare``: bytes of the caller's buffer past the stream. The stream does not depend
+        on them; an implementation's face gives its sender that much more room, filled
+        with a canary, and a byte of it that changes is part of what the sender wrote.
+        """
         from .recovery import ramblock_recv_bitmap_send
 
+        if not 0 <= spare <= MAX_SPARE:
+            raise PreconditionError(
+                "ramblock_recv_bitmap_send",
+                "spare",
+                f"0 <= spare <= {MAX_SPARE} (bytes of the caller's buffer past the stream)",
+            )
         return ramblock_recv_bitmap_send(self, block_name)
 
     def ram_dirty_bitmap_reload(self, block: RAMBlock, stream: bytes) -> int:
@@ -895,6 +907,6 @@ class RamApi(Protocol):
 
     def ram_save_cleanup(self) -> None: ...
 
-    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]: ...
+    def ramblock_recv_bitmap_send(self, block_name: str, spare: int = 0) -> tuple[bytes, int]: ...
 
     def ram_dirty_bitmap_reload(self, block: Any, stream: bytes) -> int: ...

@@ -90,6 +90,18 @@ class CMap:
         ctypes.memmove(self.address, image, size)
 
 
+CANARY = 0xA5  # what a sender's buffer holds before the call
+
+
+def written(buf: bytes, ret: int) -> bytes:
+    """What a recovery sender wrote into ``buf`` (filled with CANARY before the call): the
+    ret + 8 bytes of its stream (nothing when ret < 0), and further up to the last byte
+    that is no longer the canary. An implementation writing past its stream, or anything
+    when it fails, so returns a longer stream than the model's: a divergence."""
+    end = ret + TRAILER if ret >= 0 else 0
+    return buf[: max(end, len(buf.rstrip(bytes([CANARY]))))]
+
+
 def _field(name: str, convert: Callable[[Any], Any]) -> Any:
     """A read-only attribute: ``convert`` of the C struct's field ``name``."""
     return property(lambda self: convert(getattr(self.struct, name)), doc=f"RAMBlock.{name}")
@@ -296,26 +308,29 @@ class CRamContext(RamFace[CRAMBlock]):
 
     # --- postcopy recovery ------------------------------------------------------------
 
-    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
+    def ramblock_recv_bitmap_send(self, block_name: str, spare: int = 0) -> tuple[bytes, int]:
         """The C sender writes into a buffer of at least size + 16 bytes; (stream, ret).
 
         The map's bits come from postcopy_length, or from used_length before QEMU v6.1.0
-        (a QEMU tree's own sender): the buffer has room for either, and the stream is the
-        ret + 8 bytes the sender wrote (be64 size, the map, be64 end mark).
+        (a QEMU tree's own sender): the buffer has room for either, and ``spare`` bytes
+        more. It is filled with CANARY first; the stream is what the sender wrote
+        (``written``): the ret + 8 bytes it reports (be64 size, the map, be64 end mark),
+        and any byte past them it changed.
         """
-        self._check("ramblock_recv_bitmap_send", block_name)
+        self._check("ramblock_recv_bitmap_send", block_name, spare)
         block = next((b for b in self.blocks if b.idstr == block_name), None)
         buflen = self._send_length(block)
         if block is not None:
             nbits = max(block.used_length, block.postcopy_length) >> self.qemu_target_page_bits()
             buflen = max(buflen, HEADER + recv_bitmap_size(nbits) + TRAILER)
-        buf = (ctypes.c_uint8 * buflen)()
+        buflen += spare
+        buf = (ctypes.c_uint8 * buflen).from_buffer_copy(bytes([CANARY]) * buflen)
         ret = int(
             self._call(
                 "ramblock_recv_bitmap_send", self._list_ptr, block_name.encode(), buf, buflen
             )
         )
-        return (bytes(buf[: ret + TRAILER]) if ret >= 0 else b""), ret
+        return written(bytes(buf), ret), ret
 
     def ram_dirty_bitmap_reload(self, block: CRAMBlock, stream: bytes) -> int:
         """0, or RecoveryError carrying the C function's negative return value."""

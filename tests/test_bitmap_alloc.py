@@ -13,11 +13,18 @@ domain: the model raises, our C aborts on QEMU's bitmap_clear assert.
 from __future__ import annotations
 
 import ctypes
+import json
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import helpers
 import pytest
 
+from recvmap.fuzz.engine.alloc import _MALLOPT
+from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
+from recvmap.fuzz.program.format import Alloc
 from recvmap.pymodel.bitmap import bitmap_new, bitmap_zero_extend
 from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
@@ -164,3 +171,128 @@ def test_negative_sizes_are_refused_by_the_model() -> None:
         bitmap_new(-1)
     with pytest.raises(PreconditionError, match="old_nbits"):
         bitmap_zero_extend(bitmap_new(64), -1, 64)
+
+
+# --- the engine's allocation step (fuzz/engine/alloc.py) --------------------------------
+
+# The two survivors of the mutation run before it (docs/mutants.md), as edits of bitmap.c.
+NO_ZEROING = ("if (new_nelem > old_nelem) {", "if (new_nelem == old_nelem) {")
+OVERRUN = ("(new_nelem - old_nelem) * WORD_BYTES", "(new_nelem + old_nelem) * WORD_BYTES")
+
+
+def _allocating(layout: Layout, old: int | None, new: int) -> Program:
+    """One array of BITS_TO_LONGS(new) words made by bitmap_new(new), or by zero_extend of
+    an array of ``old`` bits whose words are all ones; its words by QEMU's rule."""
+    bits = layout.bits_per_long
+    nwords = -(-new // bits)
+    if old is None:
+        alloc, image = Alloc(new), bytes(nwords * bits // 8)
+    else:
+        ones = dict.fromkeys(range(-(-old // bits)), (1 << bits) - 1)
+        alloc, image = Alloc(new, old, ones), _expected(old, new, bits)
+    value = int.from_bytes(image, "little")
+    words = {i: w for i in range(nwords) if (w := value >> (i * bits) & ((1 << bits) - 1))}
+    return Program(
+        layout, [ArraySpec(nwords, words, alloc)], [Op("bitmap_count_one", (Ref(0), new))]
+    )
+
+
+ENGINE_CASES = [(None, 100), (None, 64), (0, 100), (10, 100), (64, 65), (65, 300), (100, 12800)]
+
+
+@pytest.mark.parametrize("bits, layout", WIDTHS, ids=IDS)
+def test_engine_allocation_step_reference_is_clean(bits: int, layout: Layout) -> None:
+    """The control: our C's arrays are the model's, and the model's are QEMU's rule; the
+    program round-trips through JSON and replays clean, operations included."""
+    from recvmap.fuzz.engine import first_divergence
+    from recvmap.fuzz.engine.alloc import check_allocations
+    from recvmap.fuzz.subjects.impls import CImpl, Subject
+
+    impl = CImpl(load(bits=bits))
+    for old, new in ENGINE_CASES:
+        program = _allocating(layout, old, new)
+        assert check_allocations(program, impl) is None, (old, new)
+        again = Program.from_json(json.loads(json.dumps(program.to_json())))
+        assert again.arrays[0].alloc == program.arrays[0].alloc
+        assert first_divergence(again, Subject(bits=bits)) == ([old or 0], None)
+
+
+def _library(bits: int, edit: tuple[str, str]) -> Path:
+    from recvmap.fuzz.subjects.build import build_library
+
+    return build_library(bits, {"bitmap.c": [edit]})
+
+
+@pytest.mark.skipif(_MALLOPT is None, reason="needs glibc's M_PERTURB")
+@pytest.mark.parametrize("bits, layout", WIDTHS, ids=IDS)
+def test_engine_allocation_step_sees_added_words_left_uninitialized(
+    bits: int, layout: Layout
+) -> None:
+    """The survivor bitmap.c:d0d76cab73 (the added words not zeroed): the tail of the last
+    added word is what malloc left, 0xa5 under M_PERTURB, where the model has zeros (a
+    block larger than glibc's per-thread cache: that hands small blocks back unperturbed)."""
+    from recvmap.fuzz.engine.alloc import check_allocations
+    from recvmap.fuzz.subjects.impls import CImpl
+
+    impl = CImpl(load(_library(bits, NO_ZEROING), bits))
+    found = check_allocations(_allocating(layout, 0, 12900), impl)  # past glibc's tcache
+    assert found is not None and found.what == "memory" and found.op.name == "bitmap_zero_extend"
+    assert (found.model, found.impl, found.offset) == (0, 0xA5 & 0xF0, 1612)  # bits 12900..
+    assert check_allocations(_allocating(layout, None, 12900), impl) is None  # calloc: zero
+
+
+@pytest.mark.parametrize("bits", [64, 32])
+def test_engine_allocation_step_crashes_an_overrun(bits: int) -> None:
+    """The survivor bitmap.c:2f099b86d2 (memset past the new array): glibc's allocator
+    finds its next chunk damaged when the array is freed and aborts; the mutation runner
+    re-runs such an input alone and counts the abort."""
+    lib = _library(bits, OVERRUN)
+    program = _allocating(LP64_LE if bits == 64 else ILP32_LE, 128, 12800).to_json()
+    code = "\n".join(
+        [
+            "import json",
+            "from recvmap.fuzz.engine.alloc import check_allocations",
+            "from recvmap.fuzz.program import Program",
+            "from recvmap.fuzz.subjects.impls import CImpl",
+            "from recvmap.qemu_ref import load",
+            f"impl = CImpl(load({str(lib)!r}, {bits}))",
+            f"program = Program.from_json(json.loads({json.dumps(program)!r}))",
+            "print(check_allocations(program, impl))",
+        ]
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode < 0, (proc.returncode, proc.stdout, proc.stderr[-300:])
+
+
+# bitmap_new handing back its last word with bit 0 set: a bug only an allocation shows.
+DIRTY_NEW = (
+    "    return map;\n}\n\nqref_ulong *bitmap_zero_extend(",
+    "    map[nelem - 1] |= 1;\n    return map;\n}\n\nqref_ulong *bitmap_zero_extend(",
+)
+
+
+@pytest.mark.parametrize("edit", [None, DIRTY_NEW], ids=["reference", "dirty-bitmap-new"])
+def test_harness_allocates_in_one_input_in_sixteen(
+    edit: tuple[str, str] | None, tmp_path: Path
+) -> None:
+    """The bitmap harness (the campaign's and the mutation runner's engine) makes arrays
+    with the implementation's allocators in about one input in sixteen: our C is clean
+    on them; a bitmap_new that leaves a bit set is a divergence of the allocation step."""
+    from recvmap.fuzz.campaign.harness import Harness
+    from recvmap.fuzz.engine import DivergenceError
+    from recvmap.fuzz.engine.alloc import allocates
+    from recvmap.fuzz.subjects.impls import Subject
+
+    libs = {64: load(_library(64, edit) if edit else None, 64)}
+    h = Harness("bitmap", Subject(libraries=libs), out_dir=tmp_path)
+    rng = random.Random(16)
+    inputs = [rng.randbytes(rng.randrange(2, 300)) for _ in range(400)]
+    made = sum(allocates(h.decode(data)[0]) for data in inputs)
+    assert 10 <= made <= 50, made
+    if edit is None:
+        for data in inputs:
+            h.one_input(data)
+        return
+    with pytest.raises(DivergenceError, match=r"op #-1 bitmap_(new|zero_extend)\("):
+        for data in inputs:
+            h.one_input(data)

@@ -221,6 +221,15 @@ HOSTILE_INPUTS = {
     "word wider than the layout": _bad(arrays=[{"nwords": 2, "words": {"0": "0x1" + "0" * 16}}]),
     "unicode digits": _bad(arrays=[{"nwords": 2, "words": {"\u00b2": "0x1"}}]),
     "not JSON": "{'ops': }",
+    "alloc of other bits than the array": _bad(
+        arrays=[{"nwords": 2, "words": {}, "alloc": {"nbits": 200}}]
+    ),
+    "alloc old word past the old array": _bad(
+        arrays=[{"nwords": 2, "alloc": {"nbits": 100, "old_nbits": 64, "old": {"1": "0x1"}}}]
+    ),
+    "alloc whose words are not the model's": _bad(
+        arrays=[{"nwords": 2, "words": {"1": "0x1"}, "alloc": {"nbits": 100}}]
+    ),
     "ram without setup": _bad(layer="ram"),
     "stream_append of -2**70 bytes": json.dumps(
         {

@@ -90,6 +90,33 @@ def test_the_clean_reference_is_clean() -> None:
     assert run.outcome == "clean", run
 
 
+RELOAD_ASSERT = "    assert(block->bmap && nbits > 0);"
+
+
+@gcc
+@pytest.mark.parametrize(
+    "edit, wrong",
+    [
+        (None, None),
+        ("    assert(nbits > 0);", "ram_dirty_bitmap_reload with a NULL bmap: died by signal 11"),
+    ],
+    ids=["reference", "no-null-bmap-assert"],
+)
+def test_abort_oracle_tries_the_reload_asserts(edit: str | None, wrong: str | None) -> None:
+    """The abort oracle runs the ram layer's map asserts too: the reload's guard on a NULL
+    bmap dropped (the survivor ram.c:6d374a0708) is a kill; the reference is clean (its
+    controls, the same calls inside the domain, return)."""
+    from recvmap.fuzz.subjects.build import build_library
+
+    edits = {"ram.c": [(RELOAD_ASSERT, edit)]} if edit else None
+    run = mutants.abort_oracle({64: build_library(64, edits)})
+    if wrong is None:
+        assert run.outcome == "clean", run
+    else:
+        assert run.outcome == "kill" and run.how == "abort", run
+        assert f"64-bit {wrong}" in run.description, run
+
+
 # --- verdicts and scores on hand-made runs ---------------------------------------------
 
 

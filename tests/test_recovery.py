@@ -223,3 +223,51 @@ def test_recovery_error_pickles() -> None:
         e.ret,
         str(e),
     )
+
+
+# A sender that NUL-terminates its stream when the buffer has room: invisible with an exact
+# buffer, a write past the stream with a larger one.
+END_MARK = "    put_be64(buf + 8 + size, RAMBLOCK_RECV_BITMAP_ENDING);\n"
+PAST_STREAM = END_MARK + "    if (buflen > size + 16) {\n        buf[size + 16] = 0;\n    }\n"
+SIZE_CHECK = "    if (buflen < size + 16) {"
+
+
+@pytest.mark.parametrize(
+    "edit, spare, tail, ret",
+    [
+        (None, 0, b"", None),
+        (None, 8, b"", None),
+        ((END_MARK, PAST_STREAM), 0, b"", None),
+        ((END_MARK, PAST_STREAM), 8, b"\0", None),
+        ((SIZE_CHECK, SIZE_CHECK.replace("<", ">")), 0, b"", None),
+        ((SIZE_CHECK, SIZE_CHECK.replace("<", ">")), 1, None, -28),
+    ],
+    ids=["reference", "reference-spare", "past-exact", "past-spare", "size-exact", "size-spare"],
+)
+def test_spare_buffer_shows_what_the_sender_writes(
+    edit: tuple[str, str] | None, spare: int, tail: bytes | None, ret: int | None
+) -> None:
+    """The C face gives the sender ``spare`` more bytes, filled with a canary: a byte the
+    sender changes past its stream is part of the stream it returns (so the engine sees a
+    result the model does not give), and the size check the wrong way round fails on a
+    larger buffer (-ENOSPC). With an exact buffer both bugs are invisible. Expected streams
+    are the golden vectors'."""
+    from recvmap.fuzz.subjects.build import build_library
+    from recvmap.qemu_ref import load
+
+    v = next(v for v in VECTORS["vectors"] if v["nbits"] > 64)
+    lib = load(build_library(64, {"ram.c": [edit]} if edit else None), 64)
+    ctx = c_ctx(lib)
+    rb = ctx.ram_block_add("pc.ram", v["nbits"] * TPS, v["max_pages"] * TPS)
+    ctx.ramblock_recv_map_init()
+    for page in set_list(v) + v["tail_bits"]:
+        ctx.ramblock_recv_bitmap_set_offset(rb, page * TPS)
+    got = ctx.ramblock_recv_bitmap_send("pc.ram", spare)
+    golden = expected_stream(v, 64)
+    if ret is None:
+        assert got == (golden + (tail or b""), v["ret"])
+    else:
+        assert got == (b"", ret)
+    assert model(LP64_LE).ramblock_recv_bitmap_send("nope", spare) == (b"", -1)
+    with pytest.raises(PreconditionError, match="spare"):
+        ctx.ramblock_recv_bitmap_send("pc.ram", -1)

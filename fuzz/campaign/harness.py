@@ -65,8 +65,10 @@ from ..engine import (
     open_session,
     run_stream,
 )
+from ..engine.alloc import allocates, check_allocations
 from ..engine.ram import RamSession
 from ..program import Program
+from ..program.decode_alloc import decode_allocations
 from ..program.decode_bitmap import decode_bitmap_program
 from ..program.decode_ram import decode_ram_program
 from ..subjects.impls import ModelImpl, Subject
@@ -189,7 +191,7 @@ class Harness:
             program, next_op = decode_bitmap_program(
                 data, layout, self.max_ops, self.max_words, names
             )
-            program = program.at(self.release)
+            program = decode_allocations(data, program, names).at(self.release)
             return program, next_op, Session(program, model, impl)
         senders = self.senders if self.layer == "recovery" else []
         program, next_op = decode_ram_program(
@@ -254,6 +256,15 @@ class Harness:
         if not guard_from_env():  # the guard page after the arrays, then before them
             set_guard("before" if data[-1:] and data[-1] & 1 else "after")
         program, next_op, session = self.decode(data)
+        if self.layer == "bitmap" and allocates(program):
+            assert isinstance(session, Session)
+            first = check_allocations(program, session.impl, verify=False)
+            if first is not None:  # the implementation's new array differs: no operation runs
+                self.programs += 1
+                self.divergences += 1
+                if not self.keep_going:
+                    self.report(program.with_ops([]), first)
+                return
         kept, divergence = run_stream(program, next_op, session)
         self.programs += 1
         self.ops += len(kept.ops)

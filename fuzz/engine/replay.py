@@ -10,6 +10,7 @@ from recvmap.pymodel.words import Layout
 
 from ..program import Program
 from ..subjects.impls import ModelImpl, Subject
+from .alloc import allocates, check_allocations
 from .ram import RamSession, model_factories
 from .session import Divergence, Session
 
@@ -62,6 +63,10 @@ def replay_images(
     (keyed as a vector's ``memory``: ``@k`` for arrays, ``role:block.map`` for ram maps);
     empty after a divergence."""
     session = open_session(program, subject)
+    if isinstance(session, Session) and allocates(program):
+        divergence = check_allocations(program, session.impl)
+        if divergence is not None:
+            return [], divergence
     results = []
     for i, op in enumerate(program.ops):
         result, divergence = session.step(i, op)

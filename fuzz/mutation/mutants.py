@@ -189,6 +189,54 @@ ABORT_CASES: tuple[tuple[str, tuple[int, ...], bool], ...] = (
     *(("qref_set_target_page_bits", (b,), False) for b in (1, 31)),
 )
 
+# The ram layer's asserts on a map, each a short scenario on a RAM list of one 64 KiB block
+# "ram0" (target pages of 4 KiB) and, for "tiny", a second block of half a page: (scenario,
+# must abort). QEMU's ramblock_recv_map_init asserts that a block's receivedmap is still
+# NULL (a second init without ram_load_cleanup); our ram_dirty_bitmap_reload asserts what
+# QEMU's leaves to its callers (qemu_ref_ram.h "Domain"): a bmap to write (QEMU would write
+# through the NULL pointer) and nbits > 0 (bitmap_complement of 0 bits). The controls are
+# the same calls inside the domain. The engine never sends these: the model rejects them.
+RAM_ABORT_CASES: tuple[tuple[str, bool], ...] = (
+    ("ramblock_recv_map_init twice", True),
+    ("ramblock_recv_map_init once", False),
+    ("ram_dirty_bitmap_reload with a NULL bmap", True),
+    ("ram_dirty_bitmap_reload with nbits 0", True),
+    ("ram_dirty_bitmap_reload after ram_list_init_bitmaps", False),
+)
+
+
+def _ram_abort_case(lib: Any, scenario: str) -> None:
+    """Run one RAM_ABORT_CASES scenario on ``lib`` (in the forked child)."""
+    import ctypes
+
+    from recvmap.pymodel.recovery import RAMBLOCK_RECV_BITMAP_ENDING, recv_bitmap_size
+    from recvmap.qemu_ref.ram import RAMBlockStruct, RAMListStruct
+
+    page_bits, length = 12, 64 << 10
+    blocks = [RAMBlockStruct(0x10000000, length, length, length, 4096, None, None, None,
+                             True, False, b"ram0")]  # fmt: skip
+    if "nbits 0" in scenario:
+        blocks.append(
+            RAMBlockStruct(
+                0x20000000, 2048, 2048, 2048, 4096, None, None, None, True, False, b"tiny"
+            )
+        )
+        blocks[0].next = ctypes.addressof(blocks[1])
+    ram_list = RAMListStruct(ctypes.addressof(blocks[0]))
+    lib.qref_set_target_page_bits(page_bits)
+    if scenario.startswith("ramblock_recv_map_init"):
+        lib.ramblock_recv_map_init(ctypes.byref(ram_list))
+        if "twice" in scenario:
+            lib.ramblock_recv_map_init(ctypes.byref(ram_list))
+        return
+    if "NULL" not in scenario:
+        lib.ram_list_init_bitmaps(ctypes.byref(ram_list))
+    block = blocks[-1]
+    size = recv_bitmap_size(block.used_length >> page_bits)
+    stream = size.to_bytes(8, "big") + bytes(size) + RAMBLOCK_RECV_BITMAP_ENDING.to_bytes(8, "big")
+    buf = (ctypes.c_uint8 * len(stream)).from_buffer_copy(stream)
+    lib.ram_dirty_bitmap_reload(ctypes.byref(block), buf, len(stream))
+
 
 def _abort_child(config: dict[str, Any]) -> int:
     """Each case in a forked child: print which ones did not behave (abort or return)."""
@@ -212,12 +260,30 @@ def _abort_child(config: dict[str, Any]) -> int:
             _, status = os.waitpid(pid, 0)
             aborted = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGABRT
             if aborted != must_abort:
-                wrong.append(
-                    f"{bits}-bit {name}{args} "
-                    + ("returned, QEMU asserts" if must_abort else "aborted")
-                )
+                wrong.append(f"{bits}-bit {name}{args} " + _abort_miss(status, must_abort))
+        if not {"ramblock_recv_map_init", "ram_dirty_bitmap_reload"} <= set(lib.functions):
+            continue  # a library without the ram layer
+        for scenario, must_abort in RAM_ABORT_CASES:
+            pid = os.fork()
+            if pid == 0:
+                os.close(2)
+                _ram_abort_case(lib, scenario)
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            aborted = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGABRT
+            if aborted != must_abort:
+                wrong.append(f"{bits}-bit {scenario}: " + _abort_miss(status, must_abort))
     print(json.dumps(wrong))
     return 0
+
+
+def _abort_miss(status: int, must_abort: bool) -> str:
+    """Why a case of the abort oracle did not behave, from its child's wait status."""
+    if not must_abort:
+        return "aborted"
+    if os.WIFSIGNALED(status):
+        return f"died by signal {os.WTERMSIG(status)}, where the assert must abort"
+    return "returned, where the assert must abort"
 
 
 def abort_oracle(libs: dict[int, Path]) -> SeedRun:

@@ -495,6 +495,10 @@ EQUIVALENT: dict[str, str] = {
     # bitmap.c bitmap_set_atomic: `nr >= BPL` -> `nr > BPL` in the whole-word loop
     "bitmap.c:c02c443ad9": "a last whole word left to the final step gets an atomic OR of "
     "mask & BITMAP_LAST_WORD_MASK(end) = all ones instead of a store of all ones",
+    # bitmap.c bitmap_set_atomic: `nr - room > 0` -> `nr - room > (0-1)` (that is, `>= 0`)
+    "bitmap.c:741b759d26": "as hand:set-atomic-first-word-ge: with nr == room the range "
+    "ends at the first word's end, which gets the same mask either way, and nothing else is "
+    "written",
     # bitmap.c bitmap_find_next_zero_area: `start = hit + 1` -> `start = hit / 1`
     "bitmap.c:e1661bfba0": "bit hit is set (find_next_bit found it), so the next "
     "find_next_zero_bit from hit or from hit + 1 returns the same index",

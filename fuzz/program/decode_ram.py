@@ -28,6 +28,10 @@ from .ram_setup import RamSetup, target_page
 MAX_MAP_BITS = 1 << 22  # keep maps small unless one hugepage alone is bigger
 NAMES = ("pc.ram", "ram1", "vga.vram", "/rom@etc/acpi/tables", "mem-ram0", "pc.bios")
 UNKNOWN = "no-such-block"
+# Bytes of the sender's buffer past its stream, on one send in three: the face fills them
+# with a canary, and a sender that writes past its stream (or checks the size the wrong way
+# round) then diverges.
+SPARES = (1, 8, 16, 64)
 
 
 def migrating_targets() -> list[str]:
@@ -309,6 +313,9 @@ class OpDecoder:
         if kind < 3:
             b = self.block()
             self.sent = b
+            if kind == 2:  # a larger buffer: what the sender writes past its stream shows
+                spare = src.choice(SPARES)
+                return Op("ramblock_recv_bitmap_send", (self.name(b), spare))
             return Op("ramblock_recv_bitmap_send", (self.name(b),))
         if kind < 5 and self.sent is not None:
             return self.stream_op()

@@ -10,6 +10,8 @@ operations named after QEMU's functions. Arguments are integers or references to
      "ops": [["bitmap_set", ["@0", 3, 70]], ["find_next_bit", ["@0", 128, 0]]]}
 
 Initial contents are word VALUES, so one program means the same on every byte order.
+An array may be allocated by the implementation (``"alloc"``, see ``Alloc``): its words
+are then the model's result of that allocation, compared before the first operation.
 The ram and recovery layers put their RAM blocks and page sizes in ``setup``; there ``@k``
 is block k, and a plain string argument is a C string (a block name).
 ``release`` (optional, a QEMU tag such as "v3.0.0") is the release the program runs at;
@@ -38,9 +40,38 @@ class Ref:
 
 
 @dataclass
+class Alloc:
+    """How the implementation allocated an array before the first operation.
+
+    ``bitmap_new(nbits)``, or (``old_nbits`` set) ``bitmap_new(old_nbits)`` given the word
+    values ``old`` and then ``bitmap_zero_extend(that, old_nbits, nbits)`` (NULL for
+    old_nbits 0, as QEMU's callers pass it). The array's ``words`` are what the model's
+    allocation gives; the engine compares the implementation's whole new array with them
+    (``engine.alloc``), then the operations run on those words.
+    """
+
+    nbits: int
+    old_nbits: int | None = None
+    old: dict[int, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.old_nbits is None:
+            return {"nbits": self.nbits}
+        old = {str(i): hex(v) for i, v in sorted(self.old.items())}
+        return {"nbits": self.nbits, "old_nbits": self.old_nbits, "old": old}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Alloc:
+        old_nbits = obj.get("old_nbits")
+        old = {int(i): int(v, 0) for i, v in obj.get("old", {}).items()}
+        return cls(int(obj["nbits"]), None if old_nbits is None else int(old_nbits), old)
+
+
+@dataclass
 class ArraySpec:
     nwords: int
     words: dict[int, int] = field(default_factory=dict)  # sparse initial word values
+    alloc: Alloc | None = None  # allocated by the implementation (bitmap layer)
 
 
 @dataclass
@@ -76,10 +107,7 @@ class Program:
             "big_endian": self.layout.big_endian,
             **({"release": self.release} if self.release else {}),
             **({"setup": self.setup} if self.setup else {}),
-            "arrays": [
-                {"nwords": a.nwords, "words": {str(i): hex(v) for i, v in sorted(a.words.items())}}
-                for a in self.arrays
-            ],
+            "arrays": [_array_json(a) for a in self.arrays],
             "ops": [[op.name, [_arg_json(x) for x in op.args]] for op in self.ops],
         }
 
@@ -87,7 +115,11 @@ class Program:
     def from_json(cls, obj: dict[str, Any]) -> Program:
         layout = Layout(int(obj["bits_per_long"]), bool(obj.get("big_endian", False)))
         arrays = [
-            ArraySpec(int(a["nwords"]), {int(i): int(v, 0) for i, v in a.get("words", {}).items()})
+            ArraySpec(
+                int(a["nwords"]),
+                {int(i): int(v, 0) for i, v in a.get("words", {}).items()},
+                Alloc.from_json(a["alloc"]) if "alloc" in a else None,
+            )
             for a in obj.get("arrays", [])
         ]
         ops = [Op(str(name), tuple(_arg_parse(x) for x in args)) for name, args in obj["ops"]]
@@ -101,6 +133,16 @@ class Program:
     def at(self, release: str | None) -> Program:
         """The same program at ``release`` (None: no release of its own)."""
         return Program(self.layout, self.arrays, self.ops, self.layer, self.setup, release)
+
+
+def _array_json(a: ArraySpec) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "nwords": a.nwords,
+        "words": {str(i): hex(v) for i, v in sorted(a.words.items())},
+    }
+    if a.alloc is not None:
+        out["alloc"] = a.alloc.to_json()
+    return out
 
 
 def _arg_json(a: int | Ref | str) -> Arg:

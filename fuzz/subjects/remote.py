@@ -24,6 +24,7 @@ from typing import IO, Any
 from recvmap.pymodel.arch import Host
 from recvmap.pymodel.ramblock import BlockSpec, FaceBlock, RAMBlock, RamFace, Side, TargetPage
 from recvmap.pymodel.words import Layout
+from recvmap.qemu_ref.ram import CANARY, written
 
 from ..program import Program, Ref
 
@@ -505,12 +506,16 @@ class DriverRamContext(RamFace[DriverRAMBlock]):
         self._check("ram_save_cleanup")
         self._call("ram_save_cleanup", self._list)
 
-    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
-        """The driver's sender writes into a buffer of size + 16 bytes; (stream, ret)."""
-        self._check("ramblock_recv_bitmap_send", block_name)
+    def ramblock_recv_bitmap_send(self, block_name: str, spare: int = 0) -> tuple[bytes, int]:
+        """The driver's sender writes into a buffer of size + 16 + ``spare`` bytes, filled
+        with the canary first; (what it wrote, ret), as the C face."""
+        self._check("ramblock_recv_bitmap_send", block_name, spare)
         buflen = self._send_length(next((b for b in self.blocks if b.idstr == block_name), None))
+        buflen += spare
         buf = int(self.driver.ask(f"new {buflen}"))
         try:
+            if buflen:
+                self.driver.ask(f"load {buf} {(bytes([CANARY]) * buflen).hex()}")
             ret = int(
                 self._call(
                     "ramblock_recv_bitmap_send",
@@ -520,10 +525,10 @@ class DriverRamContext(RamFace[DriverRAMBlock]):
                     buflen,
                 )
             )
-            stream = bytes.fromhex(self.driver.ask(f"dump {buf}")) if ret >= 0 else b""
+            image = bytes.fromhex(self.driver.ask(f"dump {buf}"))
         finally:
             self.driver.ask(f"free {buf}")
-        return stream[: ret + 8] if ret >= 0 else b"", ret
+        return written(image, ret), ret
 
     def ram_dirty_bitmap_reload(self, block: DriverRAMBlock, stream: bytes) -> int:
         """0, or RecoveryError carrying the driver's negative return value."""

@@ -247,6 +247,39 @@ def check_release(value: Any, where: str, parse: Callable[[str], Any]) -> None:
         raise VectorError(f"{where}: {err}") from None
 
 
+def _check_alloc(where: str, obj: dict[str, Any], a: dict[str, Any]) -> None:
+    """An array the implementation allocates (``program.decode_alloc``): its size is
+    BITS_TO_LONGS(nbits), its old words fit its old array, and its words are the model's
+    result of the allocation."""
+    from recvmap.pymodel.words import BITS_TO_LONGS, Layout
+
+    from ..program.decode_alloc import alloc_words
+    from ..program.format import Alloc
+
+    bpl = obj["bits_per_long"]
+    if obj.get("layer", "bitmap") != "bitmap":
+        raise VectorError(f"{where}.alloc: arrays are allocated in the bitmap layer only")
+    al = a["alloc"]
+    nbits, old_nbits = al["nbits"], al.get("old_nbits")
+    if BITS_TO_LONGS(nbits, bpl) != a["nwords"]:
+        raise VectorError(f"{where}.alloc.nbits: {nbits} bits are not {a['nwords']} words")
+    if old_nbits is None and "old" in al:
+        raise VectorError(f"{where}.alloc.old: old words without old_nbits")
+    if old_nbits is not None and old_nbits > nbits:
+        raise VectorError(f"{where}.alloc.old_nbits: more than nbits (zero_extend grows)")
+    old_words = BITS_TO_LONGS(old_nbits or 0, bpl)
+    for key, value in al.get("old", {}).items():
+        if not _INDEX.fullmatch(key) or int(key) >= old_words:
+            raise VectorError(f"{where}.alloc.old: no word {key!r} in {old_words} old words")
+        if int(value, 16) >> bpl:
+            raise VectorError(f"{where}.alloc.old[{key}]: wider than {bpl} bits")
+    alloc = Alloc.from_json(al)
+    words = alloc_words(Layout(bpl, bool(obj.get("big_endian", False))), alloc)
+    given = {int(k): int(v, 16) for k, v in a.get("words", {}).items()}
+    if any(words.word(k) != given.get(k, 0) for k in range(words.nwords)):
+        raise VectorError(f"{where}.words: not what its allocation gives (the model's result)")
+
+
 def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "program") -> None:
     """A program's JSON, checked against the schema and for meaning (see the module doc)."""
     root = schema()
@@ -269,6 +302,8 @@ def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "progr
                 raise VectorError(f"{where}.arrays[{i}].words: no word {key!r}")
             if int(value, 16) >> bpl:
                 raise VectorError(f"{where}.arrays[{i}].words[{key}]: wider than {bpl} bits")
+        if "alloc" in a:
+            _check_alloc(f"{where}.arrays[{i}]", obj, a)
     if layer == "bitmap":
         nrefs = len(obj.get("arrays", []))
     else:

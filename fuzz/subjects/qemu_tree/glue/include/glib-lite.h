@@ -2,15 +2,21 @@
 /*
  * recvmap glue: the few glib calls QEMU's bitmap headers name, on the C
  * library.  Only the allocation helpers of include/qemu/bitmap.h
- * (bitmap_new, bitmap_try_new, bitmap_zero_extend) use them, and recvmap
- * never calls those: they must compile, and behave sanely if called.
- * glib's g_malloc family aborts when out of memory; so do these.
+ * (bitmap_new, bitmap_try_new, bitmap_zero_extend) use them; the bitmap
+ * layer's engine calls bitmap_new and bitmap_zero_extend and compares the
+ * whole new array with the model's.  glib's g_malloc family aborts when out
+ * of memory; so do these.  Our ABI (qemu_ref.h) zeroes the words a
+ * reallocation adds, where glib leaves them uninitialized (QEMU then clears
+ * the bits up to the new size, not the tail of the last word): g_realloc
+ * here zeroes what it adds past the old block's usable size.
  */
 #ifndef RECVMAP_GLIB_LITE_H
 #define RECVMAP_GLIB_LITE_H
 
+#include <malloc.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef int gboolean;
 typedef char gchar;
@@ -31,7 +37,18 @@ static inline void *recvmap_g_check(void *p, size_t n)
 #define g_try_malloc0(n) calloc(1, (n))
 #define g_malloc0(n) recvmap_g_check(calloc(1, (n)), (n))
 #define g_malloc(n) recvmap_g_check(malloc(n), (n))
-#define g_realloc(p, n) recvmap_g_check(realloc((p), (n)), (n))
+static inline void *recvmap_g_realloc(void *p, size_t n)
+{
+    size_t had = p ? malloc_usable_size(p) : 0;
+    unsigned char *q = recvmap_g_check(realloc(p, n), n);
+
+    if (q && n > had) {
+        memset(q + had, 0, n - had);
+    }
+    return q;
+}
+
+#define g_realloc(p, n) recvmap_g_realloc((p), (n))
 #define g_free(p) free(p)
 #define g_new0(type, n) ((type *)g_malloc0(sizeof(type) * (size_t)(n)))
 #define g_try_new0(type, n) ((type *)g_try_malloc0(sizeof(type) * (size_t)(n)))
