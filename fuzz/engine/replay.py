@@ -66,7 +66,7 @@ def replay_images(
     if isinstance(session, Session) and allocates(program):
         divergence = check_allocations(program, session.impl)
         if divergence is not None:
-            return [], divergence
+            return [], divergence, {}
     results = []
     for i, op in enumerate(program.ops):
         result, divergence = session.step(i, op)
