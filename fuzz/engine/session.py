@@ -101,11 +101,11 @@ def initial_image(program: Program, index: int) -> bytes:
     words = spec.words
     if not words:
         return bytes(spec.nwords * size)
-    if min(words) >= 0 and max(words) < spec.nwords and min(words.values()) >= 0:
+    if min(words) >= 0 and max(words) < spec.nwords:
         values = [0] * spec.nwords
         for i, value in words.items():
             values[i] = value
-        try:  # one C loop; a value too large for the word raises
+        try:  # one C loop; a value negative or too large for the word raises
             image = array(_TYPECODE[size], values)
         except OverflowError:
             pass
@@ -150,7 +150,10 @@ class Session:
     """
 
     def __init__(self, program: Program, model: Implementation, impl: Implementation) -> None:
-        if model.layout != impl.layout or program.layout != impl.layout:
+        layout = impl.layout
+        if (model.layout is not layout and model.layout != layout) or (
+            program.layout is not layout and program.layout != layout
+        ):
             raise ValueError(
                 f"layouts differ: program {program.layout}, model {model.layout}, "
                 f"implementation {impl.layout}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import inspect
 import random
+import sys
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -171,6 +173,9 @@ def _boundary(src: Source, bpl: int, limit: int, top: int) -> int:
     return value
 
 
+_WORD_TYPECODE = {array(c).itemsize * 8: c for c in "QLI"}  # word bits -> array typecode
+
+
 def initial_word(src: Source, bpl: int) -> int:
     full = (1 << bpl) - 1
     kind = src.below(8)
@@ -195,9 +200,11 @@ def decode_words(src: Source, bpl: int, n: int) -> dict[int, int]:
         return {}
     if kind == 1:
         return dict.fromkeys(range(n), full)
-    if kind == 2:
-        rng = random.Random(src.uint(4))
-        return {i: rng.getrandbits(bpl) for i in range(n)}
+    if kind == 2:  # n pseudo-random words (little-endian, whatever the host's order)
+        words = array(_WORD_TYPECODE[bpl], random.Random(src.uint(4)).randbytes(n * bpl // 8))
+        if sys.byteorder == "big":
+            words.byteswap()
+        return dict(enumerate(words))
     if kind == 3:
         lo = src.below(n * bpl)
         hi = lo + 1 + src.below(n * bpl - lo)
