@@ -132,28 +132,25 @@ def checked(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        if kwargs or others or len(args) != nparams or not _plain(args, ints, maps):
+        plain = not kwargs and not others and len(args) == nparams
+        if plain:  # exact ints, and Words of one layout?
+            for i in ints:
+                if type(args[i]) is not int:
+                    plain = False
+            layout = None
+            for i in maps:
+                words = args[i]
+                if type(words) is not Words:
+                    plain = False
+                elif layout is None:
+                    layout = words.layout
+                elif words.layout is not layout and words.layout != layout:
+                    plain = False
+        if not plain:
             check_arguments(name, spec, args, kwargs)
         return fn(*args, **kwargs)
 
     return call
-
-
-def _plain(args: tuple[object, ...], ints: tuple[int, ...], maps: tuple[int, ...]) -> bool:
-    """Whether ``args`` are exact ints at ``ints`` and Words of one layout at ``maps``."""
-    for i in ints:
-        if type(args[i]) is not int:
-            return False
-    layout = None
-    for i in maps:
-        words = args[i]
-        if type(words) is not Words:
-            return False
-        if layout is None:
-            layout = words.layout
-        elif words.layout is not layout and words.layout != layout:
-            return False
-    return True
 
 
 def check_buffer(function: str, argument: str, value: object) -> bytes:

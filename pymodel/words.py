@@ -122,8 +122,9 @@ def small_nbits(nbits: int, bpl: int) -> bool:
 
 _CHUNK = 1 << 16  # bytes per chunk of the large-range loops
 _CHUNK_BITS = _CHUNK * 8
-_SMALL_BITS = 512  # ranges up to this many bits are handled as one int
-_COUNT_INT_BITS = 1 << 13  # counted as one int up to here: cheaper than the chunk loop
+# Ranges up to this many bits (1 KiB) are handled as one int: one from_bytes costs less
+# than the chunk loops (built for 2^28-bit maps) below that; every fuzzed array is smaller.
+_SMALL_BITS = 1 << 13
 _ZEROS = [bytearray(1 << k) for k in range(17)]  # zero chunks of every power-of-two size
 _ONES = [bytearray(b"\xff") * (1 << k) for k in range(17)]
 _ZEROS_MV = memoryview(_ZEROS[12])  # 4 KiB patterns: _fill copies the rest from the range itself
@@ -282,7 +283,7 @@ def _count_bytes(data: bytearray, b0: int, b1: int) -> int:
 
 def _count(data: bytearray, lo: int, hi: int) -> int:
     """Number of set bits in [lo, hi)."""
-    if hi - lo <= _COUNT_INT_BITS:
+    if hi - lo <= _SMALL_BITS:
         return _extract(data, lo, hi).bit_count()
     b0, b1 = _split(lo, hi)
     total = _extract(data, lo, b0 << 3).bit_count() + _extract(data, b1 << 3, hi).bit_count()
