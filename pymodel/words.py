@@ -166,12 +166,12 @@ def _insert(data: bytearray, lo: int, hi: int, value: int) -> None:
         value &= (1 << n) - 1
     b0, b1 = lo >> 3, (hi + 7) >> 3
     shift = lo & 7
-    with memoryview(data) as mv:
-        if shift or hi & 7:
+    if shift or hi & 7:
+        with memoryview(data) as mv:
             old = int.from_bytes(mv[b0:b1], "little")
-            keep = ((1 << ((b1 - b0) * 8)) - 1) ^ (((1 << n) - 1) << shift)
-            value = (old & keep) | (value << shift)
-        mv[b0:b1] = value.to_bytes(b1 - b0, "little")
+        keep = ((1 << ((b1 - b0) * 8)) - 1) ^ (((1 << n) - 1) << shift)
+        value = (old & keep) | (value << shift)
+    data[b0:b1] = value.to_bytes(b1 - b0, "little")  # same length: an in-place copy
 
 
 def _fill(data: bytearray, b0: int, b1: int, chunk: memoryview) -> None:
