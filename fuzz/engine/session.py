@@ -287,6 +287,7 @@ def _run_stream_batch(
     kept: list[Op] = []
     expected: list[Any] = []
     raws: list[Any] = []
+    keep, expect, record = kept.append, expected.append, raws.append
     trace = bytearray()
     stride = sum(len(b) for b in model_live)
     while (op := next_op()) is not None:
@@ -299,14 +300,14 @@ def _run_stream_batch(
         except PreconditionError:
             continue
         kind = kinds[name]
-        kept.append(op)
-        expected.append(result)
+        keep(op)
+        expect(result)
         if kind == "v" and result is None:
-            raws.append(0)
+            record(0)
         elif kind == "u" and type(result) is int:
-            raws.append(result)
+            record(result)
         else:
-            raws.append(_raw(kind, result))
+            record(_raw(kind, result))
         for buf in model_live:
             trace += buf
         if len(trace) > BATCH_TRACE_LIMIT:

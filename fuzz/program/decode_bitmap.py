@@ -101,24 +101,25 @@ def boundary_number(src: Source, bpl: int, limit: int, top: int | None = None) -
     """A bit number or count near word boundaries and near ``limit`` (the arrays' bits).
 
     ``top`` is the largest value the argument can take inside QEMU's domain (``limit`` for a
-    count or a start, ``limit - 1`` for a bit number; ``limit`` when not given). Fifteen
-    kinds in sixteen give a value in [0, top], so that most operations are inside the domain
-    by construction and reach the implementation; a value past ``top`` is folded back below
-    it (top + 1 -> top, top + 2 -> top - 1: a boundary stays a boundary). The last kind is
-    outside the domain on purpose (a negative number, a value not representable as a long,
-    just past ``top``, far past the arrays), so that the model's preconditions stay
+    count or a start, ``limit - 1`` for a bit number; ``limit`` when not given). 31 kinds
+    in 32 give a value in [0, top], so that most operations are inside the domain by
+    construction and reach the implementation: a word boundary +-1 (12 in 32), near
+    ``limit`` (6), uniform (11), a small constant (2); a value past ``top`` is folded back
+    below it (top + 1 -> top, top + 2 -> top - 1: a boundary stays a boundary). The last
+    kind is outside the domain on purpose (a negative number, a value not representable as
+    a long, just past ``top``, far past the arrays), so that the model's preconditions stay
     exercised and the engine's handling of rejected operations too.
     """
     if top is None:
         top = limit
-    kind = src.below(16)
-    if kind == 15:
+    kind = src.below(32)
+    if kind == 31:
         return src.choice((-1, 1 << (bpl - 1), (1 << bpl) - 1, top + 1, 2 * limit + 1))
-    if kind < 6:
+    if kind < 12:
         value = src.below(limit // bpl + 1) * bpl + src.choice(_NEAR)
-    elif kind < 9:
+    elif kind < 18:
         value = limit + src.choice((-bpl, -1, 0, 0, 1))
-    elif kind < 14:
+    elif kind < 29:
         return src.below(top + 1)
     else:
         value = src.choice((0, 1, 2, bpl - 1, bpl, bpl + 1, 2 * bpl))
@@ -144,21 +145,21 @@ def _boundary(src: Source, bpl: int, limit: int, top: int) -> int:
     number (tests/test_decode_fast.py holds the two together); decoding is a third of an
     operation's cost in the engine loop, and this is most of decoding."""
     data, size, pos = src.data, src.size, src.pos
-    kind = data[pos] & 15 if pos < size else 0  # below(16)
+    kind = data[pos] & 31 if pos < size else 0  # below(32)
     pos += 1
-    if kind < 6:
+    if kind < 12:
         src.pos = pos
         value = src.below(limit // bpl + 1) * bpl
         pos = src.pos
         src.pos = pos + 1
         value += _NEAR[data[pos] & 3] if pos < size else -1
-    elif kind < 9:
+    elif kind < 18:
         src.pos = pos + 1
         value = limit + (-bpl, -1, 0, 0, 1)[data[pos] % 5 if pos < size else 0]
-    elif kind < 14:
+    elif kind < 29:
         src.pos = pos
         return src.below(top + 1)
-    elif kind == 14:
+    elif kind < 31:
         src.pos = pos + 1
         value = (0, 1, 2, bpl - 1, bpl, bpl + 1, 2 * bpl)[data[pos] % 7 if pos < size else 0]
     else:
