@@ -102,9 +102,12 @@ def initial_image(program: Program, index: int) -> bytes:
     if not words:
         return bytes(spec.nwords * size)
     if min(words) >= 0 and max(words) < spec.nwords:
-        values = [0] * spec.nwords
-        for i, value in words.items():
-            values[i] = value
+        if len(words) == spec.nwords and list(words) == list(range(spec.nwords)):
+            values = list(words.values())  # every word, in order: a decoded fill
+        else:
+            values = [0] * spec.nwords
+            for i, value in words.items():
+                values[i] = value
         try:  # one C loop; a value negative or too large for the word raises
             image = array(_TYPECODE[size], values)
         except OverflowError:

@@ -9,8 +9,8 @@ domain is decided by the model alone, when the engine runs the operation.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-import random
 import sys
 from array import array
 from collections.abc import Callable, Sequence
@@ -201,8 +201,10 @@ def decode_words(src: Source, bpl: int, n: int) -> dict[int, int]:
         return {}
     if kind == 1:
         return dict.fromkeys(range(n), full)
-    if kind == 2:  # n pseudo-random words (little-endian, whatever the host's order)
-        words = array(_WORD_TYPECODE[bpl], random.Random(src.uint(4)).randbytes(n * bpl // 8))
+    if kind == 2:  # n pseudo-random words from a 4-byte seed (SHAKE-128: seeding a
+        # Mersenne Twister costs 10 us, more than the rest of a program's arrays)
+        fill = hashlib.shake_128(src.uint(4).to_bytes(4, "little")).digest(n * bpl // 8)
+        words = array(_WORD_TYPECODE[bpl], fill)  # little-endian, whatever the host's order
         if sys.byteorder == "big":
             words.byteswap()
         return dict(enumerate(words))
