@@ -288,7 +288,9 @@ def decode_op(
     else:
         name = names[src.below(count)]
         pos = src.pos
-    kinds, distinct = _plan(name, sigs[name])
+    params = sigs[name]
+    cached = _PLANS.get(name)  # _plan's cache, looked up here: a call less per operation
+    kinds, distinct = cached[1] if cached and cached[0] is params else _plan(name, params)
     narrays = len(arrays)
     refs: list[int] = []
     limit = -1
