@@ -8,8 +8,10 @@ model rejects are not counted), per second of CPU time of the one process (so ot
 the machine does not skew the figure). Programs are what the fuzzer runs: three arrays of N bits
 with decoded initial words, 24 decoded operations biased to word boundaries, a fresh
 session per program. "without atheris": the in-process loop on random bytes, one core.
-"with atheris": the same per-input work as libFuzzer's TestOneInput, the model and the
-decoders instrumented for coverage, in a child process (atheris.Fuzz exits its process).
+"with atheris": the same per-input work as libFuzzer's TestOneInput, the model instrumented
+as the harnesses instrument it, in a child process (atheris.Fuzz exits its process), started
+as ``recvmap fuzz`` starts a harness: an empty corpus folder and 16 random seed inputs
+(libFuzzer alone starts from the empty input, whose mutations stay short programs).
 Targets: at least 100,000 operations/s without atheris and 50,000 with atheris, at every size.
 
     bench/engine_ops.py [--seconds 3] [--sizes 64,256,1024,4096] [--word-bits 64] [--impl LIB]
@@ -109,7 +111,7 @@ def child(nbits: int, bits: int, seconds: float, stats: str) -> None:
 
     atheris.Setup(
         [
-            sys.argv[0],
+            *sys.argv,  # the script, an empty corpus folder and the seed inputs
             f"-max_total_time={max(1, int(seconds))}",
             "-len_control=0",
             "-max_len=800",
@@ -128,8 +130,9 @@ def with_atheris(nbits: int, bits: int, seconds: float) -> dict[str, float] | No
         return None
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats.json"
-        seeds = Path(tmp) / "seeds"
+        seeds, corpus = Path(tmp) / "seeds", Path(tmp) / "corpus"
         seeds.mkdir()
+        corpus.mkdir()
         rng = random.Random(nbits)
         for i in range(16):
             (seeds / str(i)).write_bytes(rng.randbytes(rng.randrange(200, 800)))
@@ -142,6 +145,7 @@ def with_atheris(nbits: int, bits: int, seconds: float) -> dict[str, float] | No
                 str(bits),
                 str(seconds),
                 str(stats),
+                str(corpus),
                 str(seeds),
             ],
             stdout=subprocess.DEVNULL,
@@ -186,8 +190,8 @@ def verdict(rows: list[dict[str, Any]]) -> tuple[bool, str]:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        nbits, bits, seconds, stats, seeds = sys.argv[2:7]
-        sys.argv = [sys.argv[0], seeds]
+        nbits, bits, seconds, stats, corpus, seeds = sys.argv[2:8]
+        sys.argv = [sys.argv[0], corpus, seeds]
         child(int(nbits), int(bits), float(seconds), stats)
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -127,7 +127,9 @@ def small_nbits(nbits: int, bpl: int) -> bool:
 
 _CHUNK = 1 << 16  # bytes per chunk of the large-range loops
 _CHUNK_BITS = _CHUNK * 8
-_SMALL_BITS = 512  # ranges up to this many bits are handled as one int
+# Ranges up to this many bits (1 KiB) are handled as one int: one from_bytes costs less
+# than the chunk loops (built for 2^28-bit maps) below that; every fuzzed array is smaller.
+_SMALL_BITS = 1 << 13
 _ZEROS = [bytearray(1 << k) for k in range(17)]  # zero chunks of every power-of-two size
 _ONES = [bytearray(b"\xff") * (1 << k) for k in range(17)]
 _ZEROS_MV = memoryview(_ZEROS[12])  # 4 KiB patterns: _fill copies the rest from the range itself
@@ -155,7 +157,9 @@ def _extract(data: bytearray, lo: int, hi: int) -> int:
     if hi <= lo:
         return 0
     v = int.from_bytes(memoryview(data)[lo >> 3 : (hi + 7) >> 3], "little")
-    return (v >> (lo & 7)) & ((1 << (hi - lo)) - 1)
+    if (lo | hi) & 7:
+        return (v >> (lo & 7)) & ((1 << (hi - lo)) - 1)
+    return v  # whole bytes: nothing to shift or mask
 
 
 def _insert(data: bytearray, lo: int, hi: int, value: int) -> None:
@@ -163,15 +167,16 @@ def _insert(data: bytearray, lo: int, hi: int, value: int) -> None:
     n = hi - lo
     if n <= 0:
         return
-    value &= (1 << n) - 1
+    if value < 0 or value.bit_length() > n:  # (no mask to build when value fits)
+        value &= (1 << n) - 1
     b0, b1 = lo >> 3, (hi + 7) >> 3
     shift = lo & 7
-    with memoryview(data) as mv:
-        if shift or hi & 7:
+    if shift or hi & 7:
+        with memoryview(data) as mv:
             old = int.from_bytes(mv[b0:b1], "little")
-            keep = ((1 << ((b1 - b0) * 8)) - 1) ^ (((1 << n) - 1) << shift)
-            value = (old & keep) | (value << shift)
-        mv[b0:b1] = value.to_bytes(b1 - b0, "little")
+        keep = ((1 << ((b1 - b0) * 8)) - 1) ^ (((1 << n) - 1) << shift)
+        value = (old & keep) | (value << shift)
+    data[b0:b1] = value.to_bytes(b1 - b0, "little")  # same length: an in-place copy
 
 
 def _fill(data: bytearray, b0: int, b1: int, chunk: memoryview) -> None:
@@ -507,7 +512,9 @@ def apply(op: Callable[..., int], dst: Words, srcs: Sequence[Words], lo: int, hi
     for s in srcs:
         s._range(lo, hi)
     if hi - lo <= _CHUNK_BITS:  # one piece: what the fuzzer's arrays always are
-        value = op(*[_extract(s.data, lo, hi) for s in srcs]) & ((1 << (hi - lo)) - 1)
+        value = op(*[_extract(s.data, lo, hi) for s in srcs])
+        if value < 0 or value.bit_length() > hi - lo:  # ~a: cut to the range's width
+            value &= (1 << (hi - lo)) - 1
         _insert(dst.data, lo, hi, value)
         return value != 0
     nonzero = False
@@ -525,7 +532,10 @@ def test(op: Callable[..., int], srcs: Sequence[Words], lo: int, hi: int) -> boo
     for s in srcs:
         s._range(lo, hi)
     if hi - lo <= _CHUNK_BITS:  # one piece
-        return op(*[_extract(s.data, lo, hi) for s in srcs]) & ((1 << (hi - lo)) - 1) != 0
+        value = op(*[_extract(s.data, lo, hi) for s in srcs])
+        if value < 0 or value.bit_length() > hi - lo:  # ~a: cut to the range's width
+            value &= (1 << (hi - lo)) - 1
+        return value != 0
     for a, b in _chunks(lo, hi):
         if op(*(_extract(s.data, a, b) for s in srcs)) & ((1 << (b - a)) - 1):
             return True

@@ -85,6 +85,8 @@ class BatchRunner:
                 fns[index] = ctypes.cast(fn, _VP).value
                 self.functions[name] = (index, kind, args)
         self._fns = fns
+        #: function number of each function the library has
+        self.numbers = {name: index for name, (index, _, _) in self.functions.items()}
         #: result kind of each function the library has: v void, b bool, s signed, u unsigned
         self.kinds = {name: kind for name, (_, kind, _) in self.functions.items()}
         self._results = (ctypes.c_uint64 * 0)()
@@ -99,11 +101,10 @@ class BatchRunner:
         ``ops`` have a ``name`` and ``args`` (ints, and array references with an ``index``).
         """
         code: list[int] = []
-        functions = self.functions
+        numbers = self.numbers
         for op in ops:
-            code.append(functions[op.name][0])
-            for a in op.args:
-                code.append(a if type(a) is int else a.index)
+            code.append(numbers[op.name])
+            code += [a if type(a) is int else a.index for a in op.args]
         try:
             return array("q", code)
         except OverflowError:  # unsigned longs of 2^63 and more: their two's complement bits

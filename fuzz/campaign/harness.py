@@ -182,11 +182,10 @@ class Harness:
         if self.layer == "bitmap":
             if layout not in self._bitmap:
                 impl = self.subject.bitmap(layout)
-                self._bitmap[layout] = (
-                    ModelImpl(layout, self.release),
-                    impl,
-                    self.subject.bitmap_functions(layout),
-                )
+                model = ModelImpl(layout, self.release)
+                # not a function the release lacks: the model would reject every call
+                names = [n for n in self.subject.bitmap_functions(layout) if model.has(n)]
+                self._bitmap[layout] = (model, impl, names)
             model, impl, names = self._bitmap[layout]
             program, next_op = decode_bitmap_program(
                 data, layout, self.max_ops, self.max_words, names

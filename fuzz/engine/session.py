@@ -8,7 +8,9 @@ to the implementation; it is recorded as ``INVALID`` with the model's reason.
 
 from __future__ import annotations
 
+import functools
 import sys
+import weakref
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -99,11 +101,14 @@ def initial_image(program: Program, index: int) -> bytes:
     words = spec.words
     if not words:
         return bytes(spec.nwords * size)
-    if min(words) >= 0 and max(words) < spec.nwords and min(words.values()) >= 0:
-        values = [0] * spec.nwords
-        for i, value in words.items():
-            values[i] = value
-        try:  # one C loop; a value too large for the word raises
+    if min(words) >= 0 and max(words) < spec.nwords:
+        if len(words) == spec.nwords and list(words) == list(range(spec.nwords)):
+            values = list(words.values())  # every word, in order: a decoded fill
+        else:
+            values = [0] * spec.nwords
+            for i, value in words.items():
+                values[i] = value
+        try:  # one C loop; a value negative or too large for the word raises
             image = array(_TYPECODE[size], values)
         except OverflowError:
             pass
@@ -148,7 +153,10 @@ class Session:
     """
 
     def __init__(self, program: Program, model: Implementation, impl: Implementation) -> None:
-        if model.layout != impl.layout or program.layout != impl.layout:
+        layout = impl.layout
+        if (model.layout is not layout and model.layout != layout) or (
+            program.layout is not layout and program.layout != layout
+        ):
             raise ValueError(
                 f"layouts differ: program {program.layout}, model {model.layout}, "
                 f"implementation {impl.layout}"
@@ -161,6 +169,7 @@ class Session:
             if spec.words or type(mh) is not Words:  # a new Words is all zero
                 model.load(mh, image)
         self._model_call, self._impl_call = model.call, impl.call
+        self._model_functions = _functions_of(model)
         self._impl_handles: list[Any] | None = None
         self._streamed = False  # run_stream ran the program in one batch
         self.live: list[tuple[Any, Any]] = []
@@ -277,27 +286,31 @@ def _run_stream_batch(
     result or any array's image differs is the divergence, its result checked before its
     memory, the program cut after it, exactly as ``step`` would have found it."""
     mh = session._model_handles
-    call = session._model_call
+    functions = session._model_functions
     kept: list[Op] = []
     expected: list[Any] = []
     raws: list[Any] = []
+    keep, expect, record = kept.append, expected.append, raws.append
     trace = bytearray()
     stride = sum(len(b) for b in model_live)
     while (op := next_op()) is not None:
-        args = op.args
+        name = op.name
+        fn = functions.get(name)
+        if fn is None:
+            fn = functions[name] = model_function(session.model, name)
         try:
-            result = call(op.name, *[mh[a.index] if type(a) is Ref else a for a in args])
+            result = fn(*[mh[a.index] if type(a) is Ref else a for a in op.args])
         except PreconditionError:
             continue
-        kind = kinds[op.name]
-        kept.append(op)
-        expected.append(result)
+        kind = kinds[name]
+        keep(op)
+        expect(result)
         if kind == "v" and result is None:
-            raws.append(0)
+            record(0)
         elif kind == "u" and type(result) is int:
-            raws.append(result)
+            record(result)
         else:
-            raws.append(_raw(kind, result))
+            record(_raw(kind, result))
         for buf in model_live:
             trace += buf
         if len(trace) > BATCH_TRACE_LIMIT:
@@ -331,6 +344,37 @@ def _run_stream_batch(
         )
         divergence = Divergence(index, op, "memory", trace[off], images[off], k, at, words=words)
     return program.with_ops(kept[: index + 1]), divergence
+
+
+_FUNCTIONS: weakref.WeakKeyDictionary[Any, dict[str, Callable[..., Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _functions_of(model: Implementation) -> dict[str, Callable[..., Any]]:
+    """The callables of ``model`` found so far by ``model_function``, kept while it lives."""
+    try:
+        table = _FUNCTIONS.get(model)
+    except TypeError:  # not weakly referenceable: a table for this session only
+        return {}
+    if table is None:
+        table = _FUNCTIONS[model] = {}
+    return table
+
+
+def model_function(model: Implementation, fname: str) -> Callable[..., Any]:
+    """The callable behind ``model.call(fname, ...)``, looked up once per model and name.
+
+    Implementations may offer ``function(fname)`` (the model does); otherwise, and when the
+    lookup itself fails (a function the model's release lacks), ``call`` is used as is, so
+    every call still raises exactly what ``call`` would."""
+    get = getattr(model, "function", None)
+    if get is not None:
+        try:
+            return get(fname)  # type: ignore[no-any-return]
+        except (PreconditionError, KeyError):
+            pass
+    return functools.partial(model.call, fname)
 
 
 def live_image(impl: Implementation, handle: Any) -> Any:

@@ -9,8 +9,10 @@ domain is decided by the model alone, when the engine runs the operation.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-import random
+import sys
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -95,48 +97,84 @@ def bitmap_signatures(names: Sequence[str] | None = None) -> dict[str, tuple[str
     return sigs
 
 
-def boundary_number(src: Source, bpl: int, limit: int) -> int:
-    """A bit number or count near word boundaries and near ``limit`` (the array's bits)."""
-    kind = src.below(16)
-    if kind < 6:
-        base = src.below(limit // bpl + 1) * bpl
-        return max(0, base + src.choice((-1, 0, 0, 1)))
-    if kind < 9:
-        return max(0, limit + src.choice((-bpl, -1, 0, 0, 1)))
-    if kind < 14:
-        return src.below(limit + 2)
-    if kind == 14:
-        return src.choice((0, 1, 2, bpl - 1, bpl, bpl + 1, 2 * bpl))
-    return src.choice((-1, 1 << (bpl - 1), (1 << bpl) - 1, limit * 2))  # mostly out of domain
+def boundary_number(src: Source, bpl: int, limit: int, top: int | None = None) -> int:
+    """A bit number or count near word boundaries and near ``limit`` (the arrays' bits).
+
+    ``top`` is the largest value the argument can take inside QEMU's domain (``limit`` for a
+    count or a start, ``limit - 1`` for a bit number; ``limit`` when not given). 31 kinds
+    in 32 give a value in [0, top], so that most operations are inside the domain by
+    construction and reach the implementation: a word boundary +-1 (12 in 32), near
+    ``limit`` (6), uniform (11), a small constant (2); a value past ``top`` is folded back
+    below it (top + 1 -> top, top + 2 -> top - 1: a boundary stays a boundary). The last
+    kind is outside the domain on purpose (a negative number, a value not representable as
+    a long, just past ``top``, far past the arrays), so that the model's preconditions stay
+    exercised and the engine's handling of rejected operations too.
+    """
+    if top is None:
+        top = limit
+    kind = src.below(32)
+    if kind == 31:
+        return src.choice((-1, 1 << (bpl - 1), (1 << bpl) - 1, top + 1, 2 * limit + 1))
+    if kind < 12:
+        value = src.below(limit // bpl + 1) * bpl + src.choice(_NEAR)
+    elif kind < 18:
+        value = limit + src.choice((-bpl, -1, 0, 0, 1))
+    elif kind < 29:
+        return src.below(top + 1)
+    else:
+        value = src.choice((0, 1, 2, bpl - 1, bpl, bpl + 1, 2 * bpl))
+    return fold(value, top)
 
 
 _NEAR = (-1, 0, 0, 1)
 
 
-def _boundary(src: Source, bpl: int, limit: int) -> int:
+def fold(value: int, top: int) -> int:
+    """``value`` brought into [0, top] by reflection at both ends: -1 -> 1 (so that 0 and
+    its neighbour -1 give 0 and 1, not mostly 0), top + 1 -> top, top + 2 -> top - 1, ...
+    Unchanged when top < 0 (nothing is inside the domain)."""
+    if value < 0:
+        value = -value
+    if value > top >= 0:
+        return top - (value - top - 1) % (top + 1)
+    return value
+
+
+def _boundary(src: Source, bpl: int, limit: int, top: int) -> int:
     """boundary_number() with the one-byte reads inlined: the same bytes give the same
     number (tests/test_decode_fast.py holds the two together); decoding is a third of an
     operation's cost in the engine loop, and this is most of decoding."""
     data, size, pos = src.data, src.size, src.pos
-    kind = data[pos] & 15 if pos < size else 0  # below(16)
+    kind = data[pos] & 31 if pos < size else 0  # below(32)
     pos += 1
-    if kind < 6:
+    if kind < 12:
         src.pos = pos
-        base = src.below(limit // bpl + 1) * bpl
+        value = src.below(limit // bpl + 1) * bpl
         pos = src.pos
         src.pos = pos + 1
-        return max(0, base + (_NEAR[data[pos] & 3] if pos < size else -1))
-    if kind < 9:
+        value += _NEAR[data[pos] & 3] if pos < size else -1
+    elif kind < 18:
         src.pos = pos + 1
-        near = data[pos] % 5 if pos < size else 0
-        return max(0, limit + (-bpl, -1, 0, 0, 1)[near])
-    if kind < 14:
+        value = limit + (-bpl, -1, 0, 0, 1)[data[pos] % 5 if pos < size else 0]
+    elif kind < 29:
         src.pos = pos
-        return src.below(limit + 2)
-    src.pos = pos + 1
-    if kind == 14:
-        return (0, 1, 2, bpl - 1, bpl, bpl + 1, 2 * bpl)[data[pos] % 7 if pos < size else 0]
-    return (-1, 1 << (bpl - 1), (1 << bpl) - 1, limit * 2)[data[pos] & 3 if pos < size else 0]
+        return src.below(top + 1)
+    elif kind < 31:
+        src.pos = pos + 1
+        value = (0, 1, 2, bpl - 1, bpl, bpl + 1, 2 * bpl)[data[pos] % 7 if pos < size else 0]
+    else:
+        src.pos = pos + 1
+        return (-1, 1 << (bpl - 1), (1 << bpl) - 1, top + 1, 2 * limit + 1)[
+            data[pos] % 5 if pos < size else 0
+        ]
+    if value < 0:
+        value = -value
+    if value > top >= 0:
+        return top - (value - top - 1) % (top + 1)
+    return value
+
+
+_WORD_TYPECODE = {array(c).itemsize * 8: c for c in "QLI"}  # word bits -> array typecode
 
 
 def initial_word(src: Source, bpl: int) -> int:
@@ -163,9 +201,13 @@ def decode_words(src: Source, bpl: int, n: int) -> dict[int, int]:
         return {}
     if kind == 1:
         return dict.fromkeys(range(n), full)
-    if kind == 2:
-        rng = random.Random(src.uint(4))
-        return {i: rng.getrandbits(bpl) for i in range(n)}
+    if kind == 2:  # n pseudo-random words from a 4-byte seed (SHAKE-128: seeding a
+        # Mersenne Twister costs 10 us, more than the rest of a program's arrays)
+        fill = hashlib.shake_128(src.uint(4).to_bytes(4, "little")).digest(n * bpl // 8)
+        words = array(_WORD_TYPECODE[bpl], fill)  # little-endian, whatever the host's order
+        if sys.byteorder == "big":
+            words.byteswap()
+        return dict(enumerate(words))
     if kind == 3:
         lo = src.below(n * bpl)
         hi = lo + 1 + src.below(n * bpl - lo)
@@ -195,27 +237,33 @@ COUNTS = frozenset({"nr", "nbits"})
 
 
 _PLANS: dict[str, tuple[tuple[str, ...], tuple[tuple[int, ...], bool]]] = {}
-_ARRAY, _ALIGN, _COUNT, _START, _NUMBER = range(5)
+_ARRAY, _ALIGN, _COUNT, _START, _NUMBER, _INDEX = range(6)
 
 
 def _plan(name: str, params: tuple[str, ...]) -> tuple[tuple[int, ...], bool]:
-    """The argument kinds of ``name`` as small ints, and whether its arrays must differ."""
+    """The argument kinds of ``name`` as small ints, and whether its arrays must differ.
+
+    A ``nr`` before any array is a bit number (bitops.h: ``set_bit(nr, addr)``), inside
+    the domain up to the arrays' bits - 1; a count (``nr`` or ``nbits`` after the arrays)
+    and every other number up to the arrays' bits."""
     cached = _PLANS.get(name)
     if cached is not None and (cached[0] is params or cached[0] == params):
         return cached[1]
-    kinds = tuple(
-        _ARRAY
-        if p == ARRAY
-        else _ALIGN
-        if p == "align_mask"
-        else _COUNT
-        if p in COUNTS
-        else _START
-        if p in STARTS
-        else _NUMBER
-        for p in params
-    )
-    plan = (kinds, name in DISTINCT_ARRAYS)
+    kinds = []
+    for i, p in enumerate(params):
+        if p == ARRAY:
+            kinds.append(_ARRAY)
+        elif p == "align_mask":
+            kinds.append(_ALIGN)
+        elif p == "nr" and ARRAY not in params[:i]:
+            kinds.append(_INDEX)
+        elif p in COUNTS:
+            kinds.append(_COUNT)
+        elif p in STARTS:
+            kinds.append(_START)
+        else:
+            kinds.append(_NUMBER)
+    plan = (tuple(kinds), name in DISTINCT_ARRAYS)
     _PLANS[name] = (params, plan)
     return plan
 
@@ -228,8 +276,10 @@ def decode_op(
     bpl: int,
 ) -> Op:
     """One operation: its arrays are chosen first, so that every bit number and count
-    (``set_bit``'s ``nr`` comes before its array) is biased to those arrays' size; a count
-    after a start, offset or shift is biased to fit in what is left of the array."""
+    (``set_bit``'s ``nr`` comes before its array) is biased to those arrays' size (the
+    smallest of them: what every array of the call holds); a count after a start, offset or
+    shift is biased to fit in what is left of the array. Most values are inside QEMU's
+    domain by construction, a few outside it (``boundary_number``)."""
     data, size, pos = src.data, src.size, src.pos
     count = len(names)
     if 1 < count < 256:  # src.below(count), inlined as in _boundary
@@ -238,10 +288,12 @@ def decode_op(
     else:
         name = names[src.below(count)]
         pos = src.pos
-    kinds, distinct = _plan(name, sigs[name])
+    params = sigs[name]
+    cached = _PLANS.get(name)  # _plan's cache, looked up here: a call less per operation
+    kinds, distinct = cached[1] if cached and cached[0] is params else _plan(name, params)
     narrays = len(arrays)
     refs: list[int] = []
-    limit = 0
+    limit = -1
     for kind in kinds:
         if kind == _ARRAY:
             if 1 < narrays < 256:
@@ -254,7 +306,7 @@ def decode_op(
                 k = next(i for i in range(narrays) if i not in refs)
             refs.append(k)
             n = arrays[k].nwords
-            if n > limit:
+            if n < limit or limit < 0:
                 limit = n
     limit = limit * bpl if refs else bpl
     args: list[int | Ref | str] = []
@@ -268,9 +320,13 @@ def decode_op(
         elif kind == _ALIGN:
             args.append((1 << src.below(bpl // 4)) - 1)
         elif kind == _COUNT and 0 < base <= limit:
-            args.append(_boundary(src, bpl, limit - base))
+            rest = limit - base
+            args.append(_boundary(src, bpl, rest, rest))
+        elif kind == _INDEX:
+            args.append(_boundary(src, bpl, limit, limit - 1))
+            base = 0
         else:
-            value = _boundary(src, bpl, limit)
+            value = _boundary(src, bpl, limit, limit)
             base = value if kind == _START else 0
             args.append(value)
     return Op(name, tuple(args))

@@ -80,10 +80,16 @@ class ModelImpl:
         return fname in self.functions
 
     def call(self, fname: str, *args: Any) -> Any:
+        return self.function(fname)(*args)
+
+    def function(self, fname: str) -> Callable[..., Any]:
+        """What ``call(fname, ...)`` calls: the engine looks it up once per name."""
         fn = self.functions.get(fname)
-        if fn is None and fname in ModelImpl.functions:
+        if fn is not None:
+            return fn
+        if fname in ModelImpl.functions:
             raise ReleaseError(fname, self.release)  # out of this release's domain
-        return self.functions[fname](*args)
+        raise KeyError(fname)
 
 
 class CImpl:
