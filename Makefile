@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml meson.build qemu_ref/meson.build
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check \
 	  meson-python meson ninja 'atheris==3.0.0' 'hypothesis>=6.100' 'pytest>=8' ruff mypy
-	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[test,fuzz,qemu-tree,mutation]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation -e '.[test,fuzz,qemu-tree,mutation,accel]'
 	@touch $@
 
 fuzz: $(STAMP)
