@@ -17,6 +17,7 @@ exactly the plain code's result (tests/test_accel.py checks both on the same dat
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import Any
@@ -25,22 +26,23 @@ Popcount = Callable[[bytearray, int, int], int]
 
 
 def _numpy_popcount() -> Popcount | None:
-    """``popcount`` on NumPy's bitwise_count, or None without NumPy 2."""
-    try:
-        np: Any = importlib.import_module("numpy")
-    except ImportError:
+    """``popcount`` on NumPy's bitwise_count, or None without NumPy. NumPy is imported at
+    the first large count, not with the model (it costs more than the model's own import)."""
+    if importlib.util.find_spec("numpy") is None:
         return None
-    if not hasattr(np, "bitwise_count"):
-        return None
-    u64 = np.uint64
+    np: Any = None
 
     def popcount(data: bytearray, b0: int, b1: int) -> int:
+        nonlocal np
+        if np is None:
+            np = importlib.import_module("numpy")
         a0, a1 = (b0 + 7) & ~7, b1 & ~7  # popcount does not care about byte order
-        if a1 <= a0:
+        if a1 <= a0 or not hasattr(np, "bitwise_count"):  # NumPy 1 has no bitwise_count
             return int.from_bytes(data[b0:b1], "little").bit_count()
-        words = np.frombuffer(data, dtype=u64, count=(a1 - a0) >> 3, offset=a0)
+        words = np.frombuffer(data, dtype=np.uint64, count=(a1 - a0) >> 3, offset=a0)
         edges = data[b0:a0] + data[a1:b1]
-        return int(np.bitwise_count(words).sum(dtype=u64)) + int.from_bytes(edges).bit_count()
+        ones = np.bitwise_count(words).sum(dtype=np.uint64)
+        return int(ones) + int.from_bytes(edges).bit_count()
 
     return popcount
 
