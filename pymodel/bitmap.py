@@ -11,7 +11,8 @@ covers both. nbits == 0 is outside their domain (except bitmap_count_one).
 Release rules (``pymodel.releases``; these functions are the newest release):
 bitmap_count_one(map, 0) counted word 0 before v4.0.0 (``bitmap_count_one_before_v4``,
 e7c91368d246); bitmap_count_one_with_offset exists from v4.0.0,
-bitmap_copy_with_src_offset / _dst_offset from v4.1.0, bitmap_test_and_clear from v7.2.0.
+bitmap_copy_with_src_offset / _dst_offset from v4.1.0, bitmap_test_and_clear from v7.2.0;
+bitmap_new(0) aborted before v9.1.0 (``bitmap_new_before_v9_1``, 5e9efe31f1).
 No other rule of these functions changed from v2.12.0 to v10.1.x.
 """
 
@@ -156,6 +157,24 @@ def bitmap_new(nbits: int, layout: Layout = LP64_LE) -> Words:
             "nbits >= 0 (bitmap.h bitmap_new: g_new0 of BITS_TO_LONGS(nbits))",
         )
     return Words(layout, BITS_TO_LONGS(nbits, layout.bits_per_long))
+
+
+@checked
+def bitmap_new_before_v9_1(nbits: int, layout: Layout = LP64_LE) -> Words:
+    """bitmap_new before QEMU v9.1.0 (commit 5e9efe31f1 moved bitmap.h to g_new0).
+
+    It took g_try_malloc0(BITS_TO_LONGS(nbits) * sizeof(long)) and aborted on NULL, and
+    g_try_malloc0(0) is NULL: bitmap_new(0) aborted. Any other nbits is as today.
+    """
+    check_long("bitmap_new", layout, "nbits", nbits)
+    if nbits == 0:
+        raise PreconditionError(
+            "bitmap_new",
+            "nbits",
+            "nbits != 0 before v9.1.0 (bitmap.h bitmap_new aborts when g_try_malloc0 of "
+            "0 bytes returns NULL)",
+        )
+    return bitmap_new(nbits, layout)
 
 
 @checked

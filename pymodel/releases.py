@@ -197,6 +197,7 @@ DISCARD_MAX_LENGTH = "discard_overrun_max_length"
 SEND_POSTCOPY_LENGTH = "send_postcopy_length"
 RELOAD_END_MARK_HEX = "reload_end_mark_hex"
 RELOAD_ERROR_OBJECT = "reload_bool_error"
+BITMAP_NEW_ZERO = "bitmap_new_zero"
 
 CHANGES: tuple[Change, ...] = (
     _c(
@@ -315,6 +316,17 @@ CHANGES: tuple[Change, ...] = (
         "ramblock_recv_bitmap_send",
         "nbits = postcopy_length >> target page bits",
         "nbits = used_length >> target page bits",
+    ),
+    _c(
+        BITMAP_NEW_ZERO,
+        "v9.1.0",
+        "5e9efe31f1",
+        "bitmap: Use g_try_new0/g_new0/g_renew",
+        "bitmap",
+        "bitmap_new",
+        "bitmap_new(0) returns g_new0's NULL for 0 elements: no words, no abort",
+        "g_try_malloc0(0) returned NULL and bitmap_new aborted on NULL: bitmap_new(0) "
+        "aborted (outside the model's domain)",
     ),
     _c(
         "test_and_clear",
@@ -447,7 +459,7 @@ _TABLES: dict[Release, dict[str, Callable[..., Any]]] = {}
 def _bitmap_functions(release: Release) -> dict[str, Callable[..., Any]]:
     table = _TABLES.get(release)
     if table is None:
-        from .bitmap import bitmap_count_one_before_v4
+        from .bitmap import bitmap_count_one_before_v4, bitmap_new_before_v9_1
         from .bitops import __all__ as bitops_names
 
         table = {}
@@ -460,6 +472,8 @@ def _bitmap_functions(release: Release) -> dict[str, Callable[..., Any]]:
         assert bitops_names  # both modules are loaded (imported above)
         if not release.has(COUNT_ONE_ZERO):
             table["bitmap_count_one"] = bitmap_count_one_before_v4
+        if not release.has(BITMAP_NEW_ZERO):
+            table["bitmap_new"] = bitmap_new_before_v9_1
         _TABLES[release] = table
     return table
 

@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from recvmap.fuzz.subjects.impls import ModelImpl, Subject
 from recvmap.fuzz.subjects.qemu_tree.build import BuildError, build_tree
 from recvmap.fuzz.subjects.qemu_tree.tree import QemuTree, release_tuple
 from recvmap.pymodel import at_release, bitmap_count_one, bitmap_new
+from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.words import LP64_LE
 from recvmap.qemu_ref.loader import abi
 
@@ -215,6 +217,27 @@ def test_old_count_one_of_zero_bits_counts_word_0(release: str) -> None:
     model.load_image(bytes([0xFF, 0x0F]) + bytes(14))
     assert at_release(release).bitmap_count_one(model, 0) == 12
     assert bitmap_count_one(model, 0) == 0  # the newest rule: nothing to count
+
+
+@pytest.mark.parametrize("release", sorted(TREES, key=release_tuple))
+def test_bitmap_new_of_zero_bits_at_the_trees_release(release: str) -> None:
+    """QEMU's bitmap_new(0) through our glib stand-in (0 bytes is NULL, as in glib): before
+    5e9efe31f1 (v9.1.0) it aborts on that NULL, after it returns it. The model at the
+    tree's release says the same: outside the domain, or no words."""
+    lib = build_tree(TREES[release])
+    code = (
+        "import ctypes, sys; lib = ctypes.CDLL(sys.argv[1]); lib.bitmap_new.restype = "
+        "ctypes.c_void_p; print(lib.bitmap_new(ctypes.c_long(0)))"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(lib)], capture_output=True, text=True)
+    model = at_release(release)
+    if model.release.has("bitmap_new_zero"):
+        assert r.returncode == 0 and r.stdout.strip() == "None", r.stderr
+        assert model.bitmap_new(0, LP64_LE).nwords == 0
+    else:
+        assert r.returncode < 0, (r.returncode, r.stdout)  # SIGABRT
+        with pytest.raises(PreconditionError, match="abort"):
+            model.bitmap_new(0, LP64_LE)
 
 
 def test_the_cache_rebuilds_only_when_a_file_changes(tmp_path: Path) -> None:

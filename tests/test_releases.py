@@ -299,6 +299,15 @@ def t_recv_bitmap_set_offset() -> None:
             assert rb.receivedmap is not None and rb.receivedmap.word(0) == 4
 
 
+def t_bitmap_new_zero() -> None:
+    """g_try_malloc0(0) is NULL, and bitmap_new aborted on NULL before 5e9efe31f1."""
+    with pytest.raises(PreconditionError, match=r"nbits != 0 before v9\.1\.0.*abort"):
+        at_release(before("bitmap_new_zero")).bitmap_new(0, LP64_LE)
+    assert at_release(before("bitmap_new_zero")).bitmap_new(1, LP64_LE).nwords == 1
+    assert at_release(after("bitmap_new_zero")).bitmap_new(0, LP64_LE).nwords == 0
+    assert at_release(after("bitmap_new_zero")).bitmap_new(65, LP64_LE).nwords == 2
+
+
 BOTH_SIDES: dict[str, Callable[[], None]] = {
     "recovery_stream": t_recovery_stream,
     "recv_map_migratable_only": t_recv_map_migratable_only,
@@ -315,6 +324,7 @@ BOTH_SIDES: dict[str, Callable[[], None]] = {
     "reload_bool_error": t_reload_bool_error,
     "clear_bit_atomic": t_clear_bit_atomic,
     "recv_bitmap_set_offset": t_recv_bitmap_set_offset,
+    "bitmap_new_zero": t_bitmap_new_zero,
 }
 
 
@@ -485,6 +495,9 @@ def test_the_trees_show_the_release_rules() -> None:
         rel = parse_release(release)
         count_one = _function(tree, "include/qemu/bitmap.h", "long bitmap_count_one(")
         assert ("!nbits" in count_one) == rel.has("count_one_zero"), release
+        new = _function(tree, "include/qemu/bitmap.h", "long *bitmap_new(")
+        assert ("g_new0" in new) == rel.has("bitmap_new_zero"), release
+        assert ("abort()" in new) == (not rel.has("bitmap_new_zero")), release
         init = _function(tree, "migration/ram.c", "ram_list_init_bitmaps(void)")
         assert "if (ram_bytes_total())" in init, release  # the no-RAM guard: every release
         discard = _function(tree, "migration/ram.c", "int ram_discard_range(")

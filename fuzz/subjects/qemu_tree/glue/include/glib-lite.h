@@ -34,13 +34,31 @@ static inline void *recvmap_g_check(void *p, size_t n)
 /* glib's "cannot happen" (bswap.h uses it for a long of an unknown size). */
 #define g_assert_not_reached() abort()
 
-#define g_try_malloc0(n) calloc(1, (n))
-#define g_malloc0(n) recvmap_g_check(calloc(1, (n)), (n))
-#define g_malloc(n) recvmap_g_check(malloc(n), (n))
+/* glib returns NULL for 0 bytes (the C library need not): bitmap_new(0) of QEMU before
+ * v9.1.0 aborts on that NULL, g_new0 of 0 elements (v9.1.0 on) returns it. */
+static inline void *recvmap_g_calloc(size_t n)
+{
+    return n ? calloc(1, n) : NULL;
+}
+
+static inline void *recvmap_g_malloc(size_t n)
+{
+    return n ? malloc(n) : NULL;
+}
+
+#define g_try_malloc0(n) recvmap_g_calloc(n)
+#define g_malloc0(n) recvmap_g_check(recvmap_g_calloc(n), (n))
+#define g_malloc(n) recvmap_g_check(recvmap_g_malloc(n), (n))
 static inline void *recvmap_g_realloc(void *p, size_t n)
 {
     size_t had = p ? malloc_usable_size(p) : 0;
-    unsigned char *q = recvmap_g_check(realloc(p, n), n);
+    unsigned char *q;
+
+    if (!n) { /* glib: g_realloc(p, 0) frees p and returns NULL */
+        free(p);
+        return NULL;
+    }
+    q = recvmap_g_check(realloc(p, n), n);
 
     if (q && n > had) {
         memset(q + had, 0, n - had);
