@@ -88,7 +88,7 @@ def measure(bits: int = 28, repeat: int = 5, word_bits: int = 64) -> dict[str, A
     tm = best(lambda: model.call("bitmap_count_one", m, nbits), repeat)
     tc = best(lambda: impl.call("bitmap_count_one", c, nbits), repeat)
     rows.append(("bitmap_count_one (random data)", tm, tc))
-    if accel.popcount is not None:  # the standard library alone, reported beside it
+    if accel.ACTIVE.popcount is not None:  # the standard library alone, reported beside it
         accel.use(False)
         try:
             tm = best(lambda: model.call("bitmap_count_one", m, nbits), repeat)

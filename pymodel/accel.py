@@ -11,7 +11,8 @@ exactly the plain code's result (tests/test_accel.py checks both on the same dat
   standard library's best (translate each byte to its popcount, add with adler32) runs at
   about 3x our C's popcount on a 2^28-bit map; NumPy runs below our C.
 
-``RECVMAP_NO_ACCEL=1`` in the environment, or ``use(False)``, runs the plain code.
+``RECVMAP_NO_ACCEL=1`` in the environment, or ``use(False)``, runs the plain code;
+``ACTIVE`` holds what is in use.
 """
 
 from __future__ import annotations
@@ -47,17 +48,25 @@ def _numpy_popcount() -> Popcount | None:
     return popcount
 
 
+class Accelerators:
+    """The accelerators in use (None: the plain code runs)."""
+
+    def __init__(self, popcount: Popcount | None) -> None:
+        self.popcount = popcount
+
+
 _AVAILABLE = _numpy_popcount()
-popcount: Popcount | None = None if os.environ.get("RECVMAP_NO_ACCEL") else _AVAILABLE
+ACTIVE = Accelerators(None if os.environ.get("RECVMAP_NO_ACCEL") else _AVAILABLE)
 
 
 def use(on: bool) -> bool:
     """Turn the accelerators on (when installed) or off; whether they are now in use."""
-    global popcount
-    popcount = _AVAILABLE if on else None
-    return popcount is not None
+    ACTIVE.popcount = _AVAILABLE if on else None
+    return ACTIVE.popcount is not None
 
 
 def in_use() -> str:
     """A line for reports: which accelerators run."""
-    return "numpy bitwise_count" if popcount is not None else "none (standard library only)"
+    if ACTIVE.popcount is None:
+        return "none (standard library only)"
+    return "numpy bitwise_count"

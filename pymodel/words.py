@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from . import accel
+from .accel import ACTIVE as _ACCEL
 
 try:
     from zlib import adler32 as _adler32
@@ -294,8 +294,8 @@ def _count(data: bytearray, lo: int, hi: int) -> int:
         return _extract(data, lo, hi).bit_count()
     b0, b1 = _split(lo, hi)
     total = _extract(data, lo, b0 << 3).bit_count() + _extract(data, b1 << 3, hi).bit_count()
-    if accel.popcount is not None:  # the same sum, by an installed package (pymodel/accel.py)
-        return total + accel.popcount(data, b0, b1)
+    if _ACCEL.popcount is not None:  # the same sum, by an installed package (pymodel/accel.py)
+        return total + _ACCEL.popcount(data, b0, b1)
     zeros, ones = _ZEROS[16], _ONES[16]
     with memoryview(data) as mv:
         for b in range(b0, b1, _CHUNK):
