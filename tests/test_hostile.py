@@ -643,7 +643,9 @@ def test_every_layer_and_width_fuzzed_from_the_start(tmp_path: Path) -> None:
     names = {(j["layer"], j["word_bits"]) for j in result["jobs"]}
     assert names == {(layer, b) for layer in ("bitmap", "ram", "recovery") for b in (64, 32)}
     for j in result["jobs"]:
-        assert j["seconds"] >= 0.75 * result["elapsed"], j
+        # in rounds a job had at most half the run; started together, each has most of it
+        # (the rest is six interpreters starting on two loaded cores)
+        assert j["seconds"] >= 0.6 * result["elapsed"], j
         assert j["programs"] > 0, j
 
 
