@@ -166,8 +166,7 @@ def bitmap_new_before_v9_1(nbits: int, layout: Layout = LP64_LE) -> Words:
     It took g_try_malloc0(BITS_TO_LONGS(nbits) * sizeof(long)) and aborted on NULL, and
     g_try_malloc0(0) is NULL: bitmap_new(0) aborted. Any other nbits is as today.
     """
-    check_long("bitmap_new", layout, "nbits", nbits)
-    if nbits == 0:
+    if nbits == 0:  # every other argument is checked by bitmap_new
         raise PreconditionError(
             "bitmap_new",
             "nbits",

@@ -164,13 +164,19 @@ def _extract(data: bytearray, lo: int, hi: int) -> int:
     return v  # whole bytes: nothing to shift or mask
 
 
+def _fit(value: int, n: int) -> int:
+    """``value`` cut to its low ``n`` bits (no mask is built when it already fits)."""
+    if value < 0 or value.bit_length() > n:
+        return value & ((1 << n) - 1)
+    return value
+
+
 def _insert(data: bytearray, lo: int, hi: int, value: int) -> None:
     """Store the low hi - lo bits of value into bits [lo, hi) of data."""
     n = hi - lo
     if n <= 0:
         return
-    if value < 0 or value.bit_length() > n:  # (no mask to build when value fits)
-        value &= (1 << n) - 1
+    value = _fit(value, n)
     b0, b1 = lo >> 3, (hi + 7) >> 3
     shift = lo & 7
     if shift or hi & 7:
@@ -516,9 +522,7 @@ def apply(op: Callable[..., int], dst: Words, srcs: Sequence[Words], lo: int, hi
     for s in srcs:
         s._range(lo, hi)
     if hi - lo <= _CHUNK_BITS:  # one piece: what the fuzzer's arrays always are
-        value = op(*[_extract(s.data, lo, hi) for s in srcs])
-        if value < 0 or value.bit_length() > hi - lo:  # ~a: cut to the range's width
-            value &= (1 << (hi - lo)) - 1
+        value = _fit(op(*[_extract(s.data, lo, hi) for s in srcs]), hi - lo)  # ~a: cut
         _insert(dst.data, lo, hi, value)
         return value != 0
     nonzero = False
@@ -536,10 +540,7 @@ def test(op: Callable[..., int], srcs: Sequence[Words], lo: int, hi: int) -> boo
     for s in srcs:
         s._range(lo, hi)
     if hi - lo <= _CHUNK_BITS:  # one piece
-        value = op(*[_extract(s.data, lo, hi) for s in srcs])
-        if value < 0 or value.bit_length() > hi - lo:  # ~a: cut to the range's width
-            value &= (1 << (hi - lo)) - 1
-        return value != 0
+        return _fit(op(*[_extract(s.data, lo, hi) for s in srcs]), hi - lo) != 0
     for a, b in _chunks(lo, hi):
         if op(*(_extract(s.data, a, b) for s in srcs)) & ((1 << (b - a)) - 1):
             return True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import sys
-import weakref
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.words import Words
 
 from ..program import Op, Program, Ref
-from ..subjects.impls import Implementation
+from ..subjects.impls import Implementation, ModelImpl
 
 INVALID = "invalid"
 
@@ -169,7 +168,8 @@ class Session:
             if spec.words or type(mh) is not Words:  # a new Words is all zero
                 model.load(mh, image)
         self._model_call, self._impl_call = model.call, impl.call
-        self._model_functions = _functions_of(model)
+        # The model's own table of its release's functions (read, never written here).
+        self._model_functions = model.functions if isinstance(model, ModelImpl) else {}
         self._impl_handles: list[Any] | None = None
         self._streamed = False  # run_stream ran the program in one batch
         self.live: list[tuple[Any, Any]] = []
@@ -295,9 +295,7 @@ def _run_stream_batch(
     stride = sum(len(b) for b in model_live)
     while (op := next_op()) is not None:
         name = op.name
-        fn = functions.get(name)
-        if fn is None:
-            fn = functions[name] = model_function(session.model, name)
+        fn = functions.get(name) or model_function(session.model, name)
         try:
             result = fn(*[mh[a.index] if type(a) is Ref else a for a in op.args])
         except PreconditionError:
@@ -344,22 +342,6 @@ def _run_stream_batch(
         )
         divergence = Divergence(index, op, "memory", trace[off], images[off], k, at, words=words)
     return program.with_ops(kept[: index + 1]), divergence
-
-
-_FUNCTIONS: weakref.WeakKeyDictionary[Any, dict[str, Callable[..., Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _functions_of(model: Implementation) -> dict[str, Callable[..., Any]]:
-    """The callables of ``model`` found so far by ``model_function``, kept while it lives."""
-    try:
-        table = _FUNCTIONS.get(model)
-    except TypeError:  # not weakly referenceable: a table for this session only
-        return {}
-    if table is None:
-        table = _FUNCTIONS[model] = {}
-    return table
 
 
 def model_function(model: Implementation, fname: str) -> Callable[..., Any]:
