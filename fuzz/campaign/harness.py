@@ -273,10 +273,9 @@ class Harness:
         if divergence is not None:
             self.divergences += 1
             if not self.keep_going:
-                current = self._current
-                if current is not None and self.deadline is not None:
+                current, until = self._current, self._until()
+                if current is not None and until is not None:
                     # minimizing is ours, bounded by the deadline: the watchdog waits for it
-                    until = time.monotonic() + (self.deadline - time.time())
                     self._current = (max(current[0], until), current[1])
                 self.report(kept, divergence)
 
@@ -293,9 +292,7 @@ class Harness:
 
         record = subject_record(self.subject)
         cut: list[str] = []
-        until = None  # the deadline on the monotonic clock write_divergence reads
-        if self.deadline is not None:
-            until = time.monotonic() + (self.deadline - time.time())
+        until = self._until()
 
         def fails(p: Program) -> bool:
             if until is not None and time.monotonic() > until:
@@ -352,6 +349,12 @@ class Harness:
         err.args = (f"{head}\nreplay it: {replay_command(path, record)}\nreproducer: {path}",)
         err.path = path  # type: ignore[attr-defined]
         raise_by_kind(err)
+
+    def _until(self) -> float | None:
+        """The deadline on the monotonic clock (what the watchdog and write_divergence read)."""
+        if self.deadline is None:
+            return None
+        return time.monotonic() + (self.deadline - time.time())
 
     def _report_stats(self, path: Path, divergence: Any, description: str, record: Any) -> None:
         from ..vectors.files import replay_command
