@@ -25,6 +25,7 @@ from ..program.format import Op
 # ram symbols a layer can do without (the generator leaves their operations out)
 OPTIONAL_RAM: dict[str, set[str]] = {
     "ram": {
+        "ramblock_recv_bitmap_test_byte_offset",
         "ramblock_recv_bitmap_set_offset",
         "ramblock_recv_bitmap_send",
         "ram_dirty_bitmap_reload",

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .diagnose import missing_call
 from .extract import RAM_FUNCTIONS, Definition, ExtractError, Extraction, extract
 from .tree import Origin, QemuTree
 
@@ -36,6 +37,7 @@ ABI_UNIT = GLUE_RAM / "ram_abi.c"
 
 # The first release with each ABI function (FUNCTIONS.md of the shared trees; QEMU history).
 FIRST_RELEASE: dict[str, tuple[int, int, int]] = {
+    "ramblock_recv_bitmap_test_byte_offset": (2, 12, 0),  # not in the seed nor v2.11.0
     "ramblock_recv_bitmap_set_offset": (9, 1, 0),
     "ramblock_recv_bitmap_send": (3, 0, 0),
     "ram_dirty_bitmap_reload": (3, 0, 0),
@@ -171,7 +173,11 @@ _DIAG = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error
 
 
 def explain_failure(ex: Extraction, stderr: str) -> RamBuildError:
-    """The first compile error, as one line naming the tree's function and file:line."""
+    """The first compile error, as one line naming the tree's function and file:line (a
+    call of a function nothing declares names the caller and the callee: ``diagnose``)."""
+    missing = missing_call(stderr)
+    if missing is not None:
+        return RamBuildError(missing.caller, missing.text())
     for raw in stderr.splitlines():
         m = _DIAG.match(raw.strip())
         if not m:
@@ -214,7 +220,9 @@ class BuildEnv:
 def _syntax_check(units: RamUnits, env: BuildEnv) -> None:
     """Compile the generated unit once per content (memo in the cache); RamBuildError."""
     cache = env.cache
-    ok = cache / "ram-ok" / units.digest[:24]
+    flags = repr((env.qemu_cflags, TREE_WARNINGS, env.config_host)).encode()
+    key = hashlib.sha256(units.digest.encode() + flags).hexdigest()
+    ok = cache / "ram-ok" / key[:24]
     if ok.exists():
         return
     if shutil.which("gcc") is None:
@@ -250,6 +258,8 @@ def origins_of(units: RamUnits) -> list[tuple[str, str, str, int, str]]:
     for w in RAM_FUNCTIONS:
         assert w.abi is not None
         d = present.get(w.abi)
+        if d is not None and w.abi == "postcopy_place_page":
+            d = units.extraction.get(w.abi) or d  # its own line, not its copy helper's
         if d is None:
             out.append((w.abi, "absent", "", 0, ""))
         else:

@@ -32,6 +32,12 @@
 #include <sys/mman.h>
 
 #include "qemu/bitmap.h"
+/* The tree's own libpmem stand-in (v3.1.0 on: ram_load_cleanup persists pmem blocks);
+ * without CONFIG_LIBPMEM its functions assert they are never reached, and they are not:
+ * no ABI block is pmem. */
+#if __has_include("qemu/pmem.h")
+#include "qemu/pmem.h"
+#endif
 #include "ram_bridge.h"
 
 /* glib's g_malloc0(0) returns NULL, and bitmap_new(0) with it: keep that. */
@@ -77,6 +83,8 @@ typedef uint64_t ram_addr_t;
 #define RAM_MIGRATABLE (1u << 4)
 #define RAM_NAMED_FILE (1u << 9)
 #define RAM_READONLY_FD (1u << 11)
+/* RAM_PMEM: an ABI block is never persistent memory (the ABI has no such field). */
+#define RAM_PMEM (1u << 5)
 
 typedef struct RAMBlock RAMBlock;
 typedef struct MemoryRegion MemoryRegion;
