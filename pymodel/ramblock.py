@@ -23,6 +23,9 @@ A context models one QEMU release (``release=``, default the newest; see
   (814bb08f177a added the guard): out of the model's domain there;
 - ram_block_discard_range checks the end address ("Unaligned end address") before v5.0.0
   (72821d93e0) and the range against used_length before v6.1.0 (dcdc460767);
+- ram_block_discard_range picks madvise by qemu_host_page_size, max(host page, target
+  page), before v9.0.0 (80c3aeef7f): a base-page block that is no file then gets neither
+  madvise nor fallocate and the discard returns -1 when the target page is the bigger;
 - ramblock_recv_bitmap_set_offset exists from v9.1.0 (5ef7e26bdb).
 Rules of every release: ram_list_init_bitmaps allocates nothing when ram_bytes_total()
 (used_length summed over the blocks that migrate) is 0.
@@ -44,6 +47,7 @@ from .ramtypes import c_long as c_long
 from .releases import (
     DISCARD_LENGTH_MSG,
     DISCARD_MAX_LENGTH,
+    DISCARD_REAL_HOST_PAGE,
     DISCARD_SOURCE,
     IGNORE_SHARED,
     RECV_MIGRATABLE,
@@ -607,8 +611,9 @@ class RamContext(RamConfig[RAMBlock]):
 
         rb->host + start must be aligned to rb->page_size ("Unaligned start address");
         start + length (uint64_t, wrapping) must not pass max_length ("Overrun block");
-        length must be a multiple of rb->page_size ("Unaligned length"). The discard
-        itself (madvise / fallocate) is not modelled. %p is printed as 0x%x.
+        length must be a multiple of rb->page_size ("Unaligned length"). Then the discard
+        itself (``_discard_call``: madvise or fallocate, which succeed on a checked range;
+        before v9.0.0 possibly neither). %p is printed as 0x%x.
         Before v6.1.0 (dcdc460767) the range had to fit used_length, and the message
         printed it; before v5.0.0 (72821d93e0) the end address host + start + length was
         checked instead of the length ("Unaligned end address: %p"): the same verdict,
@@ -632,7 +637,31 @@ class RamContext(RamConfig[RAMBlock]):
                 host_endaddr = (host_startaddr + length) % (1 << self.pointer_bits)
                 self.error_report(f"{fn}: Unaligned end address: 0x{host_endaddr:x}")
             return -1
-        return 0
+        return self._discard_call(rb)
+
+    def backed_by_file(self, rb: RAMBlock) -> bool:
+        """Whether a file backs ``rb`` (QEMU's rb->fd != -1): hugetlbfs when its page is not
+        the host's base page, and the shared named file of a block ignore-shared leaves out
+        (``ignored``); any other block is anonymous memory on the host's base pages."""
+        return rb.page_size != self.host_page_size or rb.ignored
+
+    def _discard_call(self, rb: RAMBlock) -> int:
+        """The system call of a checked discard: 0, or -1 when QEMU makes none.
+
+        QEMU (ram_block_discard_range): fallocate(PUNCH_HOLE) when a file backs the block,
+        madvise(DONTNEED) when rb->page_size equals the host page; both succeed on a range
+        that passed the checks, and a call that makes neither keeps its initial -1 without
+        a message. From v9.0.0 (80c3aeef7f, "softmmu/physmem: Remove qemu_host_page_size")
+        the host page is qemu_real_host_page_size(), so every block takes one of them.
+        Before, it was qemu_host_page_size, which page_size_init set to max(real host page,
+        TARGET_PAGE_SIZE): with a target page bigger than the host's, an anonymous block on
+        base pages took neither.
+        """
+        if self.release.has(DISCARD_REAL_HOST_PAGE):
+            return 0
+        qemu_host_page_size = max(self.host_page_size, self.qemu_target_page_size())
+        need_madvise = rb.page_size == qemu_host_page_size
+        return 0 if need_madvise or self.backed_by_file(rb) else -1
 
     def ram_discard_range(self, rbname: str, start: int, length: int) -> int:
         """Clear the received bits FIRST, then run ram_block_discard_range's checks.

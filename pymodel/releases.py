@@ -198,6 +198,7 @@ SEND_POSTCOPY_LENGTH = "send_postcopy_length"
 RELOAD_END_MARK_HEX = "reload_end_mark_hex"
 RELOAD_ERROR_OBJECT = "reload_bool_error"
 BITMAP_NEW_ZERO = "bitmap_new_zero"
+DISCARD_REAL_HOST_PAGE = "discard_real_host_page"
 
 CHANGES: tuple[Change, ...] = (
     _c(
@@ -359,6 +360,19 @@ CHANGES: tuple[Change, ...] = (
         "clear_bit_atomic",
         "clear_bit_atomic exists",
         "absent",
+    ),
+    _c(
+        DISCARD_REAL_HOST_PAGE,
+        "v9.0.0",
+        "80c3aeef7f",
+        "softmmu/physmem: Remove qemu_host_page_size",
+        "ram",
+        "ram_block_discard_range ram_discard_range",
+        "a block on the host's base page is discarded with madvise (rb->page_size == "
+        "qemu_real_host_page_size()), a file with fallocate: a checked range returns 0",
+        "madvise only when rb->page_size == qemu_host_page_size, which page_size_init made "
+        "max(host page, target page): with a target page bigger than the host page, a block "
+        "on base pages that is no file took neither call and returned -1, with no message",
     ),
     _c(
         "recv_bitmap_set_offset",

@@ -192,9 +192,10 @@ class CRamContext(RamFace[CRAMBlock]):
     # --- plumbing -----------------------------------------------------------------------
 
     def _call(self, name: str, *args: Any) -> Any:
-        """Run one C function with the target page bits set; keep its error_report line."""
+        """Run one C function with the target and host pages set; keep its error_report line."""
         self.lib.qref_ram_clear_error()
         self.lib.qref_set_target_page_bits(self.qemu_target_page_bits())
+        self.lib.qref_set_host_page_size(self.host_page_size)
         result = self.lib.functions[name](*args)
         buf = (ctypes.c_uint8 * ERROR_BUF)()
         if self.lib.qref_ram_last_error(buf, ERROR_BUF):

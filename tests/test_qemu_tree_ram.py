@@ -386,6 +386,49 @@ def test_send_sizes_the_map_by_release(release: str, size: int) -> None:
     assert bytes(buf[:8]) == size.to_bytes(8, "big")
 
 
+def _discard_on(release: str, target_bits: int, host_page: int, **block: object) -> int:
+    """QEMU's ram_discard_range of one whole page of a block, target and host pages given
+    through the ABI (qref_set_target_page_bits, qref_set_host_page_size)."""
+    from recvmap.pymodel.ramblock import TargetPage
+    from recvmap.qemu_ref.ram import CRamContext
+
+    lib = load(build_tree(TREES[release]), bits=64, partial=True)
+    page = int(block.pop("page_size", host_page))  # type: ignore[call-overload]
+    dst = CRamContext(
+        TargetPage.fixed(target_bits), host_page_size=host_page, lib=lib, checked=False
+    )
+    dst.ram_block_add("pc.ram", 4 * MIB, page_size=page, **block)  # type: ignore[arg-type]
+    dst.ramblock_recv_map_init()
+    return int(dst.ram_discard_range("pc.ram", 0, max(page, 1 << target_bits)))
+
+
+@pytest.mark.parametrize(("release", "ret"), [("v2.12.0", -1), ("v8.2.0", -1), ("v10.1.0", 0)])
+def test_discard_by_qemu_host_page_size_before_v9(release: str, ret: int) -> None:
+    """need_madvise = rb->page_size == qemu_host_page_size, max(host page, TARGET_PAGE_SIZE)
+    (page_size_init), until 80c3aeef7f (v9.0.0) compares qemu_real_host_page_size(); a file
+    takes fallocate. Alpha's 8K pages on a 4K host: an anonymous 4K block takes neither
+    before v9.0.0 (-1); a 16K host makes qemu_host_page_size 16K, a 16K block madvises. The
+    two host pages on one library: the glue takes the host page from the ABI, not a
+    constant (with 4096 fixed, the first discard returned 0 at every release)."""
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    assert _discard_on(release, 13, 4096) == ret
+    assert _discard_on(release, 13, 16384) == 0
+    assert _discard_on(release, 12, 4096) == 0
+    assert _discard_on(release, 13, 4096, ignored=True) == 0  # a shared file: fallocate
+    assert _discard_on(release, 13, 4096, page_size=2 * MIB) == 0  # hugetlbfs: fallocate
+
+
+def test_fuzzer_reaches_the_qemu_host_page_size_rule(tmp_path: Path) -> None:
+    """The ram layer's generator draws targets whose page is bigger than the host's: the
+    v8.2.0 tree judged at v9.0.0's rules diverges on such a discard within seconds."""
+    if "v8.2.0" not in TREES:
+        pytest.skip("needs the v8.2.0 tree")
+    result = _fuzz(build_tree(TREES["v8.2.0"]), "ram", tmp_path, 20, "v9.0.0")
+    assert result["divergences"], "20 s of the ram layer never reached the rule"
+    assert "discard" in result["divergences"][0]["description"]
+
+
 def test_v2_12_source_side_discard_crashes(tmp_path: Path) -> None:
     """bitmap_clear on the source's NULL receivedmap: a crash until 814bb08f17 (v3.0.0)."""
     if "v2.12.0" not in TREES or "v3.0.0" not in TREES:

@@ -410,18 +410,19 @@ class DriverRamContext(RamFace[DriverRAMBlock]):
         self._snapshot_generation = self.driver.generation
 
     def _call(self, name: str, *args: Any) -> Any:
-        """One C call with the page bits set and its error_report line collected."""
+        """One C call with the target and host pages set and its error_report line collected."""
         bits = self.qemu_target_page_bits()
         a = self.driver.ask_many(
             [
                 "call qref_ram_clear_error",
                 f"call qref_set_target_page_bits {bits}",
+                f"call qref_set_host_page_size {self.host_page_size}",
                 f"call {name} {' '.join(arg_token(x) for x in args)}",
                 f"calld qref_ram_last_error @{self._errbuf} {ERROR_BUF}",
             ]
         )
-        kind, value = a[2].split(" ")
-        _, length, image = a[3].split(" ")
+        kind, value = a[-2].split(" ")
+        _, length, image = a[-1].split(" ")
         if int(length):
             raw = bytes.fromhex(image)
             self.error_report(raw[: raw.index(b"\0")].decode(errors="replace"))

@@ -275,6 +275,7 @@ def origins_of(units: RamUnits) -> list[tuple[str, str, str, int, str]]:
             out.append((abi, "glue", "", 0, "recvmap's rule: not migratable or ignored"))
     for name in (
         "qref_set_target_page_bits",
+        "qref_set_host_page_size",
         "qemu_target_page_bits",
         "qemu_target_page_size",
         "qref_ram_last_error",

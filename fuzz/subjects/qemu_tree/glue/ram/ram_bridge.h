@@ -39,8 +39,9 @@ void *qtram_abi_of(void *glue_block);
 /* The glue block of an ABI pointer after qtram_begin (NULL when unknown). */
 void *qtram_glue_of(void *abi_block);
 
-/* Target page bits, shared by both sides (set through the ABI). */
+/* Target page bits and the host's base page, shared by both sides (set through the ABI). */
 extern int qtram_target_page_bits;
+extern size_t qtram_host_page_size;
 
 /* The last error_report()/error_setg() text of the tree's code. */
 void qtram_set_error(const char *text);
