@@ -134,6 +134,8 @@ def ram_units(root: Path | str, ex: Extraction | None = None) -> RamUnits:
     reload = ex.get("ram_dirty_bitmap_reload")
     if reload is not None and any("Error" in p for p in reload.params):
         defines.append("QTRAM_RELOAD_ERRP")
+    if reload is not None and reload.return_type == "bool":
+        defines.append("QTRAM_RELOAD_BOOL")  # 88577f3242 (7aa6070d09 added Error ** to an int)
     text = "\n".join(d.text for d in defs)
     traces = sorted(set(re.findall(r"\btrace_\w+", text)))
     lines = [

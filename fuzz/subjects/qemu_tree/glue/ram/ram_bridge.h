@@ -63,7 +63,7 @@ void qtram_ram_list_init_bitmaps(void);
 void qtram_ram_save_cleanup(void);
 /* Writes the stream into a malloc'ed buffer (*out, *outlen); returns QEMU's return value. */
 int64_t qtram_ramblock_recv_bitmap_send(const char *block_name, uint8_t **out, size_t *outlen);
-/* The ABI's int: QEMU's int, or 0 for true / -1 for false in Error** releases. */
+/* The ABI's int: QEMU's int, or 0 for true / -1 for false where it returns bool. */
 int qtram_ram_dirty_bitmap_reload(void *block, const uint8_t *buf, size_t len);
 void *qtram_qemu_ram_block_by_name(const char *name);
 bool qtram_ramblock_is_ignored(void *rb);
