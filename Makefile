@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.recvmap-installed
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: fuzz test bench lint clean
+.PHONY: fuzz test check bench lint clean
 
 $(STAMP): pyproject.toml meson.build qemu_ref/meson.build
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ fuzz: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
+
+# The longer job: the suite and the tests marked slow (every QEMU tag of the history).
+check: $(STAMP)
+	$(PY) -m pytest -q tests --run-slow $(ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/figures.py $(ARGS)

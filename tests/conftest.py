@@ -31,6 +31,23 @@ settings.register_profile(
 settings.load_profile("recvmap")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run the tests marked slow (every QEMU tag of the history: make check)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: pytest --run-slow (make check) runs it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_report_header() -> str:
     how = "a random seed" if RANDOM_EXAMPLES else "a fixed seed per test (derandomize)"
     return f"hypothesis: {how}; RECVMAP_HYPOTHESIS_RANDOM=1 for random seeds"
