@@ -102,6 +102,17 @@ def written(buf: bytes, ret: int) -> bytes:
     return buf[: max(end, len(buf.rstrip(bytes([CANARY]))))]
 
 
+def sender_room(face: RamFace[Any], block: Any) -> int:
+    """Bytes of a recovery sender's buffer for ``block`` (None: unknown, 0): room for the
+    map of postcopy_length, or of used_length before QEMU v6.1.0 (a QEMU tree's own
+    sender, on this machine or a host's driver), whichever is longer."""
+    buflen = face._send_length(block)
+    if block is not None:
+        nbits = max(block.used_length, block.postcopy_length) >> face.qemu_target_page_bits()
+        buflen = max(buflen, HEADER + recv_bitmap_size(nbits) + TRAILER)
+    return buflen
+
+
 def _field(name: str, convert: Callable[[Any], Any]) -> Any:
     """A read-only attribute: ``convert`` of the C struct's field ``name``."""
     return property(lambda self: convert(getattr(self.struct, name)), doc=f"RAMBlock.{name}")
@@ -320,11 +331,7 @@ class CRamContext(RamFace[CRAMBlock]):
         """
         self._check("ramblock_recv_bitmap_send", block_name, spare)
         block = next((b for b in self.blocks if b.idstr == block_name), None)
-        buflen = self._send_length(block)
-        if block is not None:
-            nbits = max(block.used_length, block.postcopy_length) >> self.qemu_target_page_bits()
-            buflen = max(buflen, HEADER + recv_bitmap_size(nbits) + TRAILER)
-        buflen += spare
+        buflen = sender_room(self, block) + spare
         buf = (ctypes.c_uint8 * buflen).from_buffer_copy(bytes([CANARY]) * buflen)
         ret = int(
             self._call(

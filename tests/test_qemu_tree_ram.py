@@ -489,6 +489,31 @@ def test_tree_ram_code_on_an_emulated_host(release: str, host: str) -> None:
     assert s["divergence"] is None and s["crashes"] == 0, s
 
 
+def test_a_hosts_driver_sends_the_map_of_used_length_before_v6_1() -> None:
+    """v3.0.0's sender sizes the map by used_length (898ba906cc moved it to postcopy_length
+    in v6.1.0): 5 pages used, 1 for postcopy, 4K target pages: 80 bits, 10 bytes rounded up
+    to 16, ret 16 + 8. The driver's face gives its sender room for that map (it gave the
+    newest rule's 8 bytes: -ENOSPC on i686, a false divergence of every pre-v6.1 tree)."""
+    from recvmap.fuzz.subjects.hosts import HostPool, host_status
+    from recvmap.fuzz.subjects.remote import DriverRamContext
+    from recvmap.pymodel.ramblock import TargetPage
+
+    if "v3.0.0" not in TREES:
+        pytest.skip("needs the v3.0.0 tree")
+    if reason := host_status("i686"):
+        pytest.skip(reason)
+    pool = HostPool({"i686": Path(build_tree(TREES["v3.0.0"], host="i686"))})
+    try:
+        dst = DriverRamContext(pool.driver("i686"), TargetPage.fixed(12), checked=False)
+        dst.ram_block_add("pc.ram", 5 * 65536, page_size=65536, postcopy_length=65536)
+        dst.ramblock_recv_map_init()
+        stream, ret = dst.ramblock_recv_bitmap_send("pc.ram")
+    finally:
+        pool.kill()
+    assert ret == 24
+    assert stream[:8] == (16).to_bytes(8, "big") and len(stream) == 32
+
+
 def test_without_the_parser_the_ram_part_is_left_out_with_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -24,7 +24,7 @@ from typing import IO, Any
 from recvmap.pymodel.arch import Host
 from recvmap.pymodel.ramblock import BlockSpec, FaceBlock, RAMBlock, RamFace, Side, TargetPage
 from recvmap.pymodel.words import Layout
-from recvmap.qemu_ref.ram import CANARY, written
+from recvmap.qemu_ref.ram import CANARY, sender_room, written
 
 from ..program import Program, Ref
 
@@ -511,8 +511,8 @@ class DriverRamContext(RamFace[DriverRAMBlock]):
         """The driver's sender writes into a buffer of size + 16 + ``spare`` bytes, filled
         with the canary first; (what it wrote, ret), as the C face."""
         self._check("ramblock_recv_bitmap_send", block_name, spare)
-        buflen = self._send_length(next((b for b in self.blocks if b.idstr == block_name), None))
-        buflen += spare
+        block = next((b for b in self.blocks if b.idstr == block_name), None)
+        buflen = sender_room(self, block) + spare  # a pre-v6.1 tree's map is used_length's
         buf = int(self.driver.ask(f"new {buflen}"))
         try:
             if buflen:
