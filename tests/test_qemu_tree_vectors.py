@@ -34,7 +34,8 @@ from recvmap.pymodel.releases import parse_release
 from recvmap.pymodel.words import ILP32_BE, Layout
 
 VECTORS = Path(__file__).parent / "vectors"
-pytestmark = pytest.mark.skipif(not TREES, reason=SKIP_REASON)
+# the ram and recovery vectors need the ram layer, which the qemu-tree extra builds
+pytestmark = [pytest.mark.extra("qemu-tree"), pytest.mark.skipif(not TREES, reason=SKIP_REASON)]
 
 # The hosts of the host run: one per word width, so every vector runs on one of them;
 # s390x also makes the run big-endian. (64-bit little-endian: the library run.)
@@ -104,6 +105,7 @@ def host_sections(stdout: str) -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("release", sorted(TREES))
 def test_every_vector_in_range_passes_on_the_trees_code_on_other_hosts(release: str) -> None:
     """32-bit words (i686) and big-endian ones (s390x): one process per tree, both hosts."""
@@ -139,6 +141,7 @@ def test_every_vector_in_range_passes_on_the_trees_code_on_other_hosts(release: 
         assert passed > 0
 
 
+@pytest.mark.slow
 def test_a_byte_order_bug_in_a_tree_fails_its_vectors_on_a_big_endian_host(
     tmp_path: Path,
 ) -> None:
