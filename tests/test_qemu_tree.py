@@ -299,6 +299,7 @@ def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stdout + good.stderr
 
 
+@pytest.mark.slow
 def test_two_trees_name_the_one_with_a_mutated_bitmap_h(tmp_path: Path) -> None:
     run = fuzz_bitmap_mutant(
         tmp_path,
@@ -375,6 +376,7 @@ def _host_or_skip(name: str) -> None:
         pytest.skip(f"host {name}: {why}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("host", ["s390x", "i686"])
 def test_a_tree_on_an_emulated_host(host: str) -> None:
     """QEMU's code cross-built into the replay driver: big-endian and 32-bit words."""
@@ -410,6 +412,7 @@ def test_an_old_tree_swaps_bytes_on_a_big_endian_host() -> None:
         pool.close()
 
 
+@pytest.mark.slow
 def test_an_old_tree_on_a_host_is_judged_at_its_release() -> None:
     """The host jobs follow the tree's release: v2.12.0's bitmap_count_one(map, 0) agrees
     with the model at v2.12.0 and is caught by the newest rules (a real QEMU change)."""
