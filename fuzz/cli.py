@@ -68,12 +68,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def _release(value: str) -> str:
-    """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
+    """A QEMU release tag ("v8.2.0" or "8.2.0") or a rule set ("v2.12.0+recovery_stream"),
+    checked against what the model knows; the rules' name."""
     from recvmap.pymodel.errors import PreconditionError
-    from recvmap.pymodel.releases import parse_release
+    from recvmap.pymodel.releases import parse_rules
 
     try:
-        return parse_release(value).name
+        return parse_rules(value).name
     except PreconditionError as err:
         raise argparse.ArgumentTypeError(err.rule) from None
 

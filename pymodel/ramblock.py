@@ -14,8 +14,9 @@ migration this process is) is an explicit ``RamContext`` here. Its methods keep 
 names and argument order, so ``ctx.ramblock_recv_bitmap_set(rb, host_addr)`` is QEMU's
 ``ramblock_recv_bitmap_set(rb, host_addr)``.
 
-A context models one QEMU release (``release=``, default the newest; see
-``pymodel.releases``). The release rules of this module:
+A context models the rules of one QEMU state (``release=``: a release, or a rule set such
+as a tree between releases has; default the newest; see ``pymodel.releases``). The
+release rules of this module:
 - which blocks get maps and count in ram_bytes_total: every block before v3.0.0
   (b895de5027 skips non-migratable ones), ignore-shared blocks too from v4.0.0
   (fbd162e629);
@@ -48,7 +49,9 @@ from .releases import (
     IGNORE_SHARED,
     RECV_MIGRATABLE,
     Release,
-    parse_release,
+    Rules,
+    parse_rules,
+    parse_version,
     require,
 )
 from .words import LP64_LE, Layout, Words
@@ -62,10 +65,6 @@ def check_unsigned(function: str, argument: str, value: int, bits: int, ctype: s
     """Precondition: ``value`` is representable in the unsigned C type ``ctype``."""
     if not 0 <= value < 1 << bits:
         raise PreconditionError(function, argument, f"0 <= {argument} < 2**{bits} ({ctype})")
-
-
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
 
 
 class TargetPage:
@@ -106,14 +105,14 @@ class TargetPage:
         """
         t = _arch_target(t) if isinstance(t, str) else t
         bits = t.page_bits
-        ver = _version(qemu_version) if qemu_version else None
-        for h in sorted(t.history, key=lambda h: _version(h.changed_in)):
-            if ver is not None and ver < _version(h.changed_in):
+        ver = parse_version(qemu_version) if qemu_version else None
+        for h in sorted(t.history, key=lambda h: parse_version(h.changed_in)):
+            if ver is not None and ver < parse_version(h.changed_in):
                 bits = h.bits
                 break
         for b in t.boards:
-            since_ok = b.since is None or ver is None or ver >= _version(b.since)
-            until_ok = b.until is None or (ver is not None and ver <= _version(b.until))
+            since_ok = b.since is None or ver is None or ver >= parse_version(b.since)
+            until_ok = b.until is None or (ver is not None and ver <= parse_version(b.until))
             if board in b.boards and since_ok and until_ok:
                 bits = b.bits
         return cls.finalized(bits, vary_min=t.page_bits if t.vary else None)
@@ -282,7 +281,7 @@ class RamConfig(Generic[BlockT]):
         pointer_bits: int | None = None,
         strict: bool = False,
         host: Host | None = None,
-        release: str | Release | None = None,
+        release: str | Release | Rules | None = None,
     ) -> None:
         if not _is_pow2(host_page_size):
             raise PreconditionError("RamContext", "host_page_size", "a power of two")
@@ -293,7 +292,7 @@ class RamConfig(Generic[BlockT]):
         self.pointer_bits = layout.bits_per_long if pointer_bits is None else pointer_bits
         self.strict = strict
         self.host = host
-        self.release = parse_release(release)
+        self.release = parse_rules(release)
         self.error_log: list[str] = []
         self._specs: list[BlockSpec] = []
         self._start()

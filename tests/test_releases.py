@@ -347,9 +347,12 @@ def test_releases_are_ordered_as_version_tuples() -> None:
     assert parse_release("3.0") == parse_release("v3.0.0")
     assert parse_release(None) == DEFAULT_RELEASE == RELEASES[-1]
     assert parse_release("v10.1.1").has("reload_bool_error")  # a stable release in between
-    for bad in ("v2.11.0", "v99.0.0", "latest", ""):
+    assert parse_release("v2.11.0") == RELEASES[0]  # the first release with the map
+    for bad in ("v2.10.0", "v99.0.0", "latest", "", "2.12.91", "v3.0.0-rc1", "2.12.50"):
         with pytest.raises(PreconditionError, match="release"):
             parse_release(bad)
+    with pytest.raises(PreconditionError, match="v3.0.0-rc1, a snapshot between releases"):
+        parse_release("2.12.91")
 
 
 def test_release_ranges() -> None:
@@ -520,3 +523,63 @@ def test_the_trees_show_the_release_rules() -> None:
         send = _function(tree, "migration/ram.c", "int64_t ramblock_recv_bitmap_send(")
         uses_postcopy = "nbits = block->postcopy_length" in send
         assert uses_postcopy == rel.has("send_postcopy_length"), release
+
+
+# --- rules by content: rule sets between releases, QEMU's version numbers ----------------
+
+
+def test_rules_of_a_release_and_between_releases() -> None:
+    from recvmap.pymodel.releases import parse_rules, rules_of
+
+    v3 = parse_rules("v3.0.0")
+    assert v3 == parse_release("v3.0.0").rules == parse_rules("v3.1.0")  # no change in v3.1
+    assert v3.name == "v3.0.0" and v3.release == parse_release("v3.0.0")
+    # the parent of 814bb08f177a: v3.0.0's changes but the discard guard
+    parent = parse_rules("v3.0.0-814bb08f177a")
+    assert parent == parse_rules("v2.12.0+recovery_stream+recv_map_migratable_only")
+    assert parent.release is None and not parent.has("discard_no_map_on_source")
+    assert parent.has("recv_map_migratable_only") and parent.has_function("ram_dirty_bitmap_reload")
+    assert parse_rules(parent.name) == parent  # the name reads back
+    assert rules_of(parent.applied) == parent and rules_of(v3.applied).name == "v3.0.0"
+    # a context, a view and an error work with any rule set
+    c = ctx(parent.name, Side.SOURCE)
+    c.ram_block_add("pc.ram", 4 * TPS)
+    with pytest.raises(PreconditionError, match="814bb08f177a"):
+        c.ram_discard_range("pc.ram", 0, TPS)
+    m = bitmap_new(64, LP64_LE)
+    bitmap_set(m, 0, 3)
+    assert at_release(parent).bitmap_count_one(m, 0) == 3  # before e7c91368d246 (v4.0.0)
+    err = ReleaseError("bitmap_test_and_clear", parent)
+    assert parent.name in str(err) and pickle.loads(pickle.dumps(err)).release == parent
+    for bad in ("v3.0.0+no_such_change", "v3.0.0-rc1", "2.12.91", "v3.0.0+0000000000"):
+        with pytest.raises(PreconditionError):
+            parse_rules(bad)
+
+
+def test_qemu_version_numbers() -> None:
+    from recvmap.pymodel.releases import parse_version, version_rules
+
+    rc1 = parse_version("2.12.91")
+    assert (rc1.tuple, rc1.candidate, rc1.is_release) == ((2, 12, 91), 1, False)
+    assert parse_version("v3.0.0-rc1").candidate == 1
+    assert parse_version("3.0") == parse_version("v3.0.0") and parse_version("3.0").is_release
+    assert parse_version("2.10.50").candidate is None
+    assert parse_version("2.10.50") < parse_version("2.10.90") < parse_version("2.11.0")
+    with pytest.raises(ValueError):
+        parse_version("3.0.0.1")
+    # QEMU's conventions: a snapshot says which releases it lies between, not its rules
+    seen = version_rules(rc1)
+    assert seen.rules == parse_rules_of("v3.0.0") and "v3.0.0-rc1: ambiguous" in seen.text
+    assert {c.commit for c in seen.unsure} == {"a335debb35", "b895de5027", "814bb08f177a"}
+    dev = version_rules(parse_version("2.10.50"))  # the seed's own VERSION
+    assert dev.rules is not None and dev.rules.applied == frozenset()
+    assert "development after v2.10" in dev.text
+    assert version_rules(parse_version("2.12.0")).unsure == ()
+    assert version_rules(parse_version("2.9.50")).rules is None  # before the bitmap
+    assert version_rules(parse_version("99.0.0")).rules == parse_rules_of(None)
+
+
+def parse_rules_of(name: str | None) -> object:
+    from recvmap.pymodel.releases import parse_rules
+
+    return parse_rules(name)

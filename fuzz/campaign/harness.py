@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import parse_rules
 from recvmap.pymodel.words import Layout
 from recvmap.qemu_ref.loader import guard_from_env, set_guard
 
@@ -124,7 +124,7 @@ class Harness:
         self.layer = layer
         self.subject = subject
         # The QEMU release the model runs at; programs and reproducers carry it.
-        self.release = None if release is None else parse_release(release).name
+        self.release = None if release is None else parse_rules(release).name
         self.targets = targets
         self.hosts = hosts
         self.out_dir = Path(out_dir)
@@ -375,7 +375,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
-            "release": self.release or parse_release(None).name,
+            "release": self.release or parse_rules(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),
