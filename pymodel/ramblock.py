@@ -20,8 +20,11 @@ release rules of this module:
 - which blocks get maps and count in ram_bytes_total: every block before v3.0.0
   (b895de5027 skips non-migratable ones), ignore-shared blocks too from v4.0.0
   (fbd162e629);
+- ramblock_recv_bitmap_test_byte_offset exists from v2.12.0 (1cba9f6e662d);
 - ram_discard_range on a block without a receivedmap dereferences NULL before v3.0.0
   (814bb08f177a added the guard): out of the model's domain there;
+- ram_list_init_bitmaps leaves the bmaps blank between 03158519384f and 40c4d4a83545
+  (inside v4.1.0's development, no release);
 - ram_block_discard_range checks the end address ("Unaligned end address") before v5.0.0
   (72821d93e0) and the range against used_length before v6.1.0 (dcdc460767);
 - ramblock_recv_bitmap_set_offset exists from v9.1.0 (5ef7e26bdb).
@@ -43,6 +46,8 @@ from .errors import PreconditionError, RecoveryError, check_buffer
 from .ramtypes import Side as Side
 from .ramtypes import c_long as c_long
 from .releases import (
+    BMAP_BLANK,
+    BMAP_DIRTY_AGAIN,
     DISCARD_LENGTH_MSG,
     DISCARD_MAX_LENGTH,
     DISCARD_SOURCE,
@@ -563,6 +568,7 @@ class RamContext(RamConfig[RAMBlock]):
     def ramblock_recv_bitmap_test_byte_offset(self, rb: RAMBlock, byte_offset: int) -> bool:
         """test_bit(byte_offset >> TARGET_PAGE_BITS, rb->receivedmap) (migration/ram.c)."""
         fn = "ramblock_recv_bitmap_test_byte_offset"
+        require(fn, self.release)  # from 1cba9f6e662d (v2.12.0)
         check_unsigned(fn, "byte_offset", byte_offset, UINT64_BITS, "uint64_t")
         m = self._recvmap(fn, rb)
         nr = self._index(byte_offset >> self.qemu_target_page_bits())
@@ -640,6 +646,11 @@ class RamContext(RamConfig[RAMBlock]):
         bitmap_clear(map, start >> bits, length >> bits) (both shifts truncate), then
         return ram_block_discard_range(rb, start, length): a discard that fails its checks
         has already cleared the bits. The source has no map and clears nothing.
+
+        Before 814bb08f177a (v3.0.0) the clear was unconditional: on a block without a map
+        (the source's; from b895de5027 a non-migratable block's too) a discard of at least
+        one target page dereferences NULL, outside the model's domain; with a shorter one
+        bitmap_clear touches nothing and the discard goes on.
         """
         fn = "ram_discard_range"
         check_unsigned(fn, "start", start, UINT64_BITS, "uint64_t")
@@ -648,15 +659,17 @@ class RamContext(RamConfig[RAMBlock]):
         if rb is None:
             self.error_report(f"{fn}: Failed to find block '{rbname}'")
             return -1
-        if rb.receivedmap is None and not self.release.has(DISCARD_SOURCE):
+        bits = self.qemu_target_page_bits()
+        unguarded = not self.release.has(DISCARD_SOURCE)  # before 814bb08f177a
+        if rb.receivedmap is None and unguarded and c_long(length >> bits, self.bits_per_long):
             raise PreconditionError(
                 fn,
                 "rb->receivedmap",
                 f"allocated: QEMU {self.release} clears the received bits unconditionally "
-                "and dereferences NULL on the source (fixed in v3.0.0 by 814bb08f177a)",
+                "and dereferences NULL on a block without a map, the source's (fixed in "
+                "v3.0.0 by 814bb08f177a; less than one target page touches nothing)",
             )
         if rb.receivedmap is not None:
-            bits = self.qemu_target_page_bits()
             bitmap_clear(
                 rb.receivedmap,
                 c_long(start >> bits, self.bits_per_long),
@@ -709,6 +722,9 @@ class RamContext(RamConfig[RAMBlock]):
     def ram_list_init_bitmaps(self) -> None:
         """Source: each migrated block's bmap, max_length >> bits bits, all dirty (ram.c).
 
+        Between 03158519384f and 40c4d4a83545 (no release: v4.1.0-rc0 and the commits
+        around it) the new bmaps stay all clear.
+
         QEMU skips the whole allocation when ram_bytes_total() is 0 (used_length summed
         over the blocks the migration walks; "Skip setting bitmap if there is no RAM"):
         then every bmap stays NULL, even of a block whose max_length is not 0.
@@ -722,10 +738,13 @@ class RamContext(RamConfig[RAMBlock]):
                 raise PreconditionError(fn, "rb->bmap", "NULL before ram_save_setup")
         if self.ram_bytes_total() == 0:
             return
+        # 03158519384f left the bmap blank, 40c4d4a83545 (both v4.1.0) made it dirty again
+        blank = self.release.has(BMAP_BLANK) and not self.release.has(BMAP_DIRTY_AGAIN)
         for rb in blocks:
             pages = rb.max_length >> bits
             rb.bmap = bitmap_new(pages, self.layout)
-            bitmap_set(rb.bmap, 0, pages)
+            if not blank:
+                bitmap_set(rb.bmap, 0, pages)
 
     def ram_save_cleanup(self) -> None:
         """Source: free each migrated block's bmap (migration/ram.c ram_save_cleanup)."""

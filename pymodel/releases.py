@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_RELEASE",
     "DEFAULT_RULES",
     "FIRST_RELEASE",
+    "FUNCTION_KEY",
     "FUNCTION_SINCE",
     "RELEASES",
     "SEED",
@@ -324,6 +325,10 @@ SEND_POSTCOPY_LENGTH = "send_postcopy_length"
 RELOAD_END_MARK_HEX = "reload_end_mark_hex"
 RELOAD_ERROR_OBJECT = "reload_bool_error"
 BITMAP_NEW_ZERO = "bitmap_new_zero"
+RECV_SIZE_ROUND_UP = "recv_bitmap_size_div_round_up"
+BMAP_BLANK = "bmap_blank"
+BMAP_DIRTY_AGAIN = "bmap_dirty_again"
+RELOAD_ERROR_SETG = "reload_error_setg"
 
 CHANGES: tuple[Change, ...] = (
     _c(
@@ -336,7 +341,8 @@ CHANGES: tuple[Change, ...] = (
         "ramblock_recv_bitmap_send ram_dirty_bitmap_reload",
         "postcopy recovery: the destination sends each block's receivedmap, the source "
         "reloads it as its dirty bitmap",
-        "no recovery stream: v2.12 has the receivedmap but neither function",
+        "no recovery stream before v3.0.0: v2.11 and v2.12 have the receivedmap but neither "
+        "function",
     ),
     _c(
         RECV_MIGRATABLE,
@@ -358,7 +364,8 @@ CHANGES: tuple[Change, ...] = (
         "ram_discard_range",
         "the received bits are cleared only when the block has a receivedmap",
         "bitmap_clear(rb->receivedmap, ...) unconditionally: on the source (no map) a discard "
-        "dereferences NULL, a crash (out of the model's domain)",
+        "of at least one target page dereferences NULL, a crash (out of the model's domain); "
+        "a shorter one clears nothing and goes on",
         bug=True,
     ),
     _c(
@@ -469,13 +476,13 @@ CHANGES: tuple[Change, ...] = (
         RELOAD_ERROR_OBJECT,
         "v8.2.0",
         "88577f3242",
-        "migration: Change ram_dirty_bitmap_reload() retval to bool (and 7aa6070d09)",
+        "migration: Change ram_dirty_bitmap_reload() retval to bool",
         "recovery",
         "ram_dirty_bitmap_reload",
-        "returns bool with an Error (ABI: 0 / -1); the error is the Error's message, "
-        "without a function prefix, and the read failure no longer prints an error code",
-        "returns int (-EINVAL for size/end mark, -EIO for a failed read) and error_report()s "
-        '"ram_dirty_bitmap_reload: ..." with "read bitmap failed for ramblock \'X\': -5 (...)"',
+        "returns bool (ABI: 0 / -1), and the read failure no longer prints the file's error "
+        "code: \"read bitmap failed for ramblock 'X': (size ...)\"",
+        "returns int (-EINVAL for size/end mark, -EIO for a failed read), and the read failure "
+        "prints the file's error: \"read bitmap failed for ramblock 'X': -5 (size ...)\"",
     ),
     _c(
         "clear_bit_atomic",
@@ -496,6 +503,62 @@ CHANGES: tuple[Change, ...] = (
         "ramblock_recv_bitmap_set_offset",
         "ramblock_recv_bitmap_set_offset exists",
         "absent",
+    ),
+)
+# The changes found by the audit of QEMU's history from the seed (issue 21), appended so that
+# the table of each branch merges by addition.
+CHANGES += (
+    _c(
+        "recv_bitmap_test_byte_offset",
+        "v2.12.0",
+        "1cba9f6e662d",
+        "migration/ram: ramblock_recv_bitmap_test_byte_offset",
+        "ram",
+        "ramblock_recv_bitmap_test_byte_offset",
+        "ramblock_recv_bitmap_test_byte_offset exists",
+        "absent: the seed and v2.11.0 test the received bits by host address only",
+    ),
+    _c(
+        RECV_SIZE_ROUND_UP,
+        "v3.0.0",
+        "a725ef9fe364",
+        "migration: fix incorrect bitmap size calculation",
+        "recovery",
+        "ramblock_recv_bitmap_send ram_dirty_bitmap_reload",
+        "the stream's map is DIV_ROUND_UP(nbits, 8) bytes rounded up to 8",
+        "nbits / 8 bytes (rounded DOWN) rounded up to 8: 0 bytes for fewer than 8 pages, and "
+        "the last partial byte of the map is lost (trees after a335debb35, before this)",
+    ),
+    _c(
+        BMAP_BLANK,
+        "v4.1.0",
+        "03158519384f",
+        "migratioin/ram: leave RAMBlock->bmap blank on allocating",
+        "ram",
+        "ram_list_init_bitmaps",
+        "ram_list_init_bitmaps leaves each bmap all clear (until bmap_dirty_again, 40c4d4a83545)",
+        "every page of a new bmap is dirty",
+    ),
+    _c(
+        BMAP_DIRTY_AGAIN,
+        "v4.1.0",
+        "40c4d4a83545",
+        "migration: always initial RAMBlock.bmap to 1 for new migration",
+        "ram",
+        "ram_list_init_bitmaps",
+        "every page of a new bmap is dirty again (no release had the blank bmap)",
+        "after 03158519384f: the bmap starts all clear (v4.1.0-rc0 and the commits around it)",
+    ),
+    _c(
+        RELOAD_ERROR_SETG,
+        "v8.2.0",
+        "7aa6070d09c5",
+        "migration: Refactor error handling in source return path",
+        "recovery",
+        "ram_dirty_bitmap_reload",
+        "failures go to an Error: its message has no function prefix (the int returns and the "
+        "read failure's error code stay until 88577f3242)",
+        '"ram_dirty_bitmap_reload: ..." through error_report()',
     ),
 )
 CHANGE_BY_KEY: dict[str, Change] = {c.key: c for c in CHANGES}

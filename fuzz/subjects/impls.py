@@ -26,10 +26,11 @@ from ..program.format import Op
 OPTIONAL_RAM: dict[str, set[str]] = {
     "ram": {
         "ramblock_recv_bitmap_set_offset",
+        "ramblock_recv_bitmap_test_byte_offset",
         "ramblock_recv_bitmap_send",
         "ram_dirty_bitmap_reload",
     },
-    "recovery": {"ramblock_recv_bitmap_set_offset"},
+    "recovery": {"ramblock_recv_bitmap_set_offset", "ramblock_recv_bitmap_test_byte_offset"},
 }
 
 
