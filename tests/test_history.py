@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import qemu_history
+from helpers import recvmap
 from qemu_history import git, upstream
 
 from recvmap.fuzz.subjects.qemu_tree.build import origins
@@ -43,18 +44,6 @@ def checkout(bundle: Path, rev: str, dest: Path) -> Path:
     """A separate checkout of ``rev`` (a worktree of the clone: its own HEAD)."""
     git(bundle, "worktree", "add", "-q", "--detach", str(dest), rev)
     return dest
-
-
-def recvmap(
-    *args: str, cwd: Path | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "recvmap.fuzz.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 def test_a_checkout_is_judged_by_its_history_a_copy_by_its_version(

@@ -39,6 +39,7 @@ from recvmap.qemu_ref.loader import abi
 def release_tuple(release: str) -> tuple[int, int, int]:
     return parse_version(release).tuple
 
+
 pytestmark = [
     pytest.mark.skipif(not TREES, reason=SKIP_REASON),
     pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the trees"),

@@ -71,11 +71,14 @@ def block(idstr: str = "pc.ram", used: int = 0x10000, **kw: Any) -> dict[str, An
 
 
 def ram(
-    ops: list[Op], blocks: list[dict[str, Any]] | None = None, side: str = "destination"
+    ops: list[Op],
+    blocks: list[dict[str, Any]] | None = None,
+    side: str = "destination",
+    target: tuple[str, int] = ("x86_64", 12),
 ) -> Program:
     setup = {
-        "target": "x86_64",
-        "target_page_bits": 12,
+        "target": target[0],
+        "target_page_bits": target[1],
         "host": "x86_64",
         "host_page_size": 4096,
         "side": side,
@@ -103,6 +106,16 @@ SEND = [
 ]
 RELOAD = Op("ram_dirty_bitmap_reload", (Ref(0),))
 INIT = [Op("ramblock_recv_map_init", ())]
+
+ALPHA_DISCARD = ram(
+    [
+        *INIT,
+        Op("ramblock_recv_bitmap_set_range", (Ref(0), HOST, 2)),
+        Op("ram_discard_range", ("pc.ram", 0, 0x2000)),
+    ],
+    [block(used=0x4000)],
+    target=("alpha", 13),
+)
 
 # The program that tells each change's old rule from its new one (audit, section 6).
 PROGRAMS: dict[str, Program] = {
@@ -140,6 +153,11 @@ PROGRAMS: dict[str, Program] = {
     "bmap_blank": ram([Op("ram_list_init_bitmaps", ())], side="source"),
     "bmap_dirty_again": ram([Op("ram_list_init_bitmaps", ())], side="source"),
     "reload_error_setg": recovery([*SEND, Op("stream_set_size", (0x10,)), RELOAD]),
+    # the host-page changes of the audit (section 4), added to the table with the glue's
+    # host page setting: an anonymous block of 4K pages under alpha's 8K target pages on a
+    # 4K host returns -9 with an error (seed), -1 silently (v2.12..v8.2), 0 (v9.0 on)
+    "discard_fallocate_by_fd": ALPHA_DISCARD,
+    "discard_real_host_page": ALPHA_DISCARD,
 }
 
 
