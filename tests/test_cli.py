@@ -300,3 +300,19 @@ def test_vectors_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert {"schema.json", "bitmap-rules.json", "recovery-stream.json"} <= names
     assert cli.main(["vectors", "list"]) == 0
     assert "recovery-stream.json:" in capsys.readouterr().out
+
+
+def test_history_bad_paths_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``recvmap history``: a missing folder or one that is not a git top level is one line,
+    exit 2; with --bisect exit 128, so that git bisect run stops instead of marking the
+    commit bad (any 1..127 but 125 would)."""
+    for argv, status, words in (
+        (["history", str(tmp_path / "nope")], 2, "no such folder"),
+        (["history", str(tmp_path)], 2, "not the top folder of a git repository"),
+        (["history", "--bisect", str(tmp_path)], 128, "not the top folder"),
+        (["history", "--bisect", str(tmp_path), "HEAD~2..HEAD"], 128, "judges HEAD only"),
+        (["history", str(tmp_path), "--per-commit-time", "0"], 2, "above 0"),
+    ):
+        assert cli.main(argv) == status, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, (argv, err)

@@ -28,11 +28,17 @@ from recvmap.fuzz.engine import Session, run_stream
 from recvmap.fuzz.program.decode_bitmap import decode_bitmap_program
 from recvmap.fuzz.subjects.impls import ModelImpl, Subject
 from recvmap.fuzz.subjects.qemu_tree.build import BuildError, build_tree
-from recvmap.fuzz.subjects.qemu_tree.tree import QemuTree, release_tuple
+from recvmap.fuzz.subjects.qemu_tree.tree import QemuTree
 from recvmap.pymodel import at_release, bitmap_count_one, bitmap_new
 from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import parse_version
 from recvmap.pymodel.words import LP64_LE
 from recvmap.qemu_ref.loader import abi
+
+
+def release_tuple(release: str) -> tuple[int, int, int]:
+    return parse_version(release).tuple
+
 
 pytestmark = [
     pytest.mark.skipif(not TREES, reason=SKIP_REASON),
@@ -158,7 +164,9 @@ def test_inventory_lists_every_bitmap_function(
     tree = TREES[release]
     out, rows = listing(tree, capsys)
     version = (tree / "VERSION").read_text().splitlines()[0].strip()
-    assert f"release v{version} (VERSION)" in out
+    assert f"version {version} (VERSION)" in out
+    # the first line says how the rules were chosen: a plain folder has only its VERSION
+    assert out.splitlines()[0] == f"rules: by VERSION {version} = {release}"
     have = release_tuple(release)
     for name in BITMAP_ABI:
         where = rows[name]

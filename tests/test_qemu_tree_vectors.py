@@ -220,22 +220,19 @@ def test_a_host_the_tree_cannot_use_is_one_line(
     assert "Traceback" not in captured.err + captured.out
 
 
-def test_fuzz_host_jobs_of_a_tree_take_other_senders_from_the_tree(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_fuzz_host_jobs_of_a_tree_take_other_senders_from_the_tree() -> None:
     """``fuzz --qemu-tree --host s390x``: the host job's recovery senders of another
     layout are the tree's drivers too (they were our C's)."""
     from recvmap.fuzz.subjects.qemu_tree import command
-    from recvmap.fuzz.subjects.qemu_tree.build import build_tree, cache_root
+    from recvmap.fuzz.subjects.qemu_tree.build import cache_root
 
     for host in HOST_RUN:
         if why := host_status(host):
             pytest.skip(f"host {host}: {why}")
     release = max(TREES, key=lambda r: parse_release(r).version)
-    exe = build_tree(TREES[release], host="s390x")
-    env = command.driver_env({"s390x": exe}, {"s390x": ["recovery"]}, release, TREES[release])
-    monkeypatch.setenv(command.DRIVERS_ENV, env)
-    kw = command.host_overrides("s390x")
+    plan = command.resolve([TREES[release]], ("s390x",), None, ("recovery",), False)
+    spec = plan.drivers["s390x"].to_json()  # what the campaign puts on the job's command line
+    kw = command.host_overrides(command.HostDriver.from_json(spec))
     assert kw["senders"][HOSTS["s390x"].layout] == "s390x"
     assert kw["senders"][HOSTS["i686"].layout] == "i686"
     try:
