@@ -14,18 +14,23 @@ migration this process is) is an explicit ``RamContext`` here. Its methods keep 
 names and argument order, so ``ctx.ramblock_recv_bitmap_set(rb, host_addr)`` is QEMU's
 ``ramblock_recv_bitmap_set(rb, host_addr)``.
 
-A context models one QEMU release (``release=``, default the newest; see
-``pymodel.releases``). The release rules of this module:
+A context models the rules of one QEMU state (``release=``: a release, or a rule set such
+as a tree between releases has; default the newest; see ``pymodel.releases``). The
+release rules of this module:
 - which blocks get maps and count in ram_bytes_total: every block before v3.0.0
   (b895de5027 skips non-migratable ones), ignore-shared blocks too from v4.0.0
   (fbd162e629);
+- ramblock_recv_bitmap_test_byte_offset exists from v2.12.0 (1cba9f6e662d);
 - ram_discard_range on a block without a receivedmap dereferences NULL before v3.0.0
   (814bb08f177a added the guard): out of the model's domain there;
+- ram_list_init_bitmaps leaves the bmaps blank between 03158519384f and 40c4d4a83545
+  (inside v4.1.0's development, no release);
 - ram_block_discard_range checks the end address ("Unaligned end address") before v5.0.0
   (72821d93e0) and the range against used_length before v6.1.0 (dcdc460767);
 - ram_block_discard_range picks madvise by qemu_host_page_size, max(host page, target
   page), before v9.0.0 (80c3aeef7f): a base-page block that is no file then gets neither
   madvise nor fallocate and the discard returns -1 when the target page is the bigger;
+  before v2.12.0 (db144f7000) such a block was fallocated on fd -1: EBADF, -9;
 - ramblock_recv_bitmap_set_offset exists from v9.1.0 (5ef7e26bdb).
 Rules of every release: ram_list_init_bitmaps allocates nothing when ram_bytes_total()
 (used_length summed over the blocks that migrate) is 0.
@@ -45,6 +50,9 @@ from .errors import PreconditionError, RecoveryError, check_buffer
 from .ramtypes import Side as Side
 from .ramtypes import c_long as c_long
 from .releases import (
+    BMAP_BLANK,
+    BMAP_DIRTY_AGAIN,
+    DISCARD_FALLOCATE_BY_FD,
     DISCARD_LENGTH_MSG,
     DISCARD_MAX_LENGTH,
     DISCARD_REAL_HOST_PAGE,
@@ -52,12 +60,15 @@ from .releases import (
     IGNORE_SHARED,
     RECV_MIGRATABLE,
     Release,
-    parse_release,
+    Rules,
+    parse_rules,
+    parse_version,
     require,
 )
 from .words import LP64_LE, Layout, Words
 
 UINT64_BITS = 64
+EBADF = 9  # Linux's errno of a system call on no file (fd -1)
 IDSTR_MAX = 255  # char idstr[256] in QEMU's RAMBlock
 MAX_SPARE = 4096  # bytes a recovery sender's buffer may have past its stream (faces' canary)
 
@@ -66,10 +77,6 @@ def check_unsigned(function: str, argument: str, value: int, bits: int, ctype: s
     """Precondition: ``value`` is representable in the unsigned C type ``ctype``."""
     if not 0 <= value < 1 << bits:
         raise PreconditionError(function, argument, f"0 <= {argument} < 2**{bits} ({ctype})")
-
-
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
 
 
 class TargetPage:
@@ -110,14 +117,14 @@ class TargetPage:
         """
         t = _arch_target(t) if isinstance(t, str) else t
         bits = t.page_bits
-        ver = _version(qemu_version) if qemu_version else None
-        for h in sorted(t.history, key=lambda h: _version(h.changed_in)):
-            if ver is not None and ver < _version(h.changed_in):
+        ver = parse_version(qemu_version) if qemu_version else None
+        for h in sorted(t.history, key=lambda h: parse_version(h.changed_in)):
+            if ver is not None and ver < parse_version(h.changed_in):
                 bits = h.bits
                 break
         for b in t.boards:
-            since_ok = b.since is None or ver is None or ver >= _version(b.since)
-            until_ok = b.until is None or (ver is not None and ver <= _version(b.until))
+            since_ok = b.since is None or ver is None or ver >= parse_version(b.since)
+            until_ok = b.until is None or (ver is not None and ver <= parse_version(b.until))
             if board in b.boards and since_ok and until_ok:
                 bits = b.bits
         return cls.finalized(bits, vary_min=t.page_bits if t.vary else None)
@@ -286,7 +293,7 @@ class RamConfig(Generic[BlockT]):
         pointer_bits: int | None = None,
         strict: bool = False,
         host: Host | None = None,
-        release: str | Release | None = None,
+        release: str | Release | Rules | None = None,
     ) -> None:
         if not _is_pow2(host_page_size):
             raise PreconditionError("RamContext", "host_page_size", "a power of two")
@@ -297,7 +304,7 @@ class RamConfig(Generic[BlockT]):
         self.pointer_bits = layout.bits_per_long if pointer_bits is None else pointer_bits
         self.strict = strict
         self.host = host
-        self.release = parse_release(release)
+        self.release = parse_rules(release)
         self.error_log: list[str] = []
         self._specs: list[BlockSpec] = []
         self._start()
@@ -568,6 +575,7 @@ class RamContext(RamConfig[RAMBlock]):
     def ramblock_recv_bitmap_test_byte_offset(self, rb: RAMBlock, byte_offset: int) -> bool:
         """test_bit(byte_offset >> TARGET_PAGE_BITS, rb->receivedmap) (migration/ram.c)."""
         fn = "ramblock_recv_bitmap_test_byte_offset"
+        require(fn, self.release)  # from 1cba9f6e662d (v2.12.0)
         check_unsigned(fn, "byte_offset", byte_offset, UINT64_BITS, "uint64_t")
         m = self._recvmap(fn, rb)
         nr = self._index(byte_offset >> self.qemu_target_page_bits())
@@ -637,7 +645,7 @@ class RamContext(RamConfig[RAMBlock]):
                 host_endaddr = (host_startaddr + length) % (1 << self.pointer_bits)
                 self.error_report(f"{fn}: Unaligned end address: 0x{host_endaddr:x}")
             return -1
-        return self._discard_call(rb)
+        return self._discard_call(rb, start, length)
 
     def backed_by_file(self, rb: RAMBlock) -> bool:
         """Whether a file backs ``rb`` (QEMU's rb->fd != -1): hugetlbfs when its page is not
@@ -645,8 +653,8 @@ class RamContext(RamConfig[RAMBlock]):
         (``ignored``); any other block is anonymous memory on the host's base pages."""
         return rb.page_size != self.host_page_size or rb.ignored
 
-    def _discard_call(self, rb: RAMBlock) -> int:
-        """The system call of a checked discard: 0, or -1 when QEMU makes none.
+    def _discard_call(self, rb: RAMBlock, start: int, length: int) -> int:
+        """The system call of a checked discard: 0, or QEMU's failure when it has none.
 
         QEMU (ram_block_discard_range): fallocate(PUNCH_HOLE) when a file backs the block,
         madvise(DONTNEED) when rb->page_size equals the host page; both succeed on a range
@@ -655,13 +663,23 @@ class RamContext(RamConfig[RAMBlock]):
         the host page is qemu_real_host_page_size(), so every block takes one of them.
         Before, it was qemu_host_page_size, which page_size_init set to max(real host page,
         TARGET_PAGE_SIZE): with a target page bigger than the host's, an anonymous block on
-        base pages took neither.
+        base pages took neither. Before v2.12.0 (db144f7000, "migrate: Update
+        ram_block_discard_range for shared") a block that was not madvised was fallocated
+        on its fd even without a file: -1 fails with EBADF, -9 and "Failed to discard range".
         """
         if self.release.has(DISCARD_REAL_HOST_PAGE):
             return 0
         qemu_host_page_size = max(self.host_page_size, self.qemu_target_page_size())
-        need_madvise = rb.page_size == qemu_host_page_size
-        return 0 if need_madvise or self.backed_by_file(rb) else -1
+        if rb.page_size == qemu_host_page_size or self.backed_by_file(rb):
+            return 0
+        if self.release.has(DISCARD_FALLOCATE_BY_FD):
+            return -1
+        ret = -EBADF
+        self.error_report(
+            f"ram_block_discard_range: Failed to discard range {rb.idstr}:{start:x} "
+            f"+{length:x} ({ret})"
+        )
+        return ret
 
     def ram_discard_range(self, rbname: str, start: int, length: int) -> int:
         """Clear the received bits FIRST, then run ram_block_discard_range's checks.
@@ -670,6 +688,11 @@ class RamContext(RamConfig[RAMBlock]):
         bitmap_clear(map, start >> bits, length >> bits) (both shifts truncate), then
         return ram_block_discard_range(rb, start, length): a discard that fails its checks
         has already cleared the bits. The source has no map and clears nothing.
+
+        Before 814bb08f177a (v3.0.0) the clear was unconditional: on a block without a map
+        (the source's; from b895de5027 a non-migratable block's too) a discard of at least
+        one target page dereferences NULL, outside the model's domain; with a shorter one
+        bitmap_clear touches nothing and the discard goes on.
         """
         fn = "ram_discard_range"
         check_unsigned(fn, "start", start, UINT64_BITS, "uint64_t")
@@ -678,15 +701,17 @@ class RamContext(RamConfig[RAMBlock]):
         if rb is None:
             self.error_report(f"{fn}: Failed to find block '{rbname}'")
             return -1
-        if rb.receivedmap is None and not self.release.has(DISCARD_SOURCE):
+        bits = self.qemu_target_page_bits()
+        unguarded = not self.release.has(DISCARD_SOURCE)  # before 814bb08f177a
+        if rb.receivedmap is None and unguarded and c_long(length >> bits, self.bits_per_long):
             raise PreconditionError(
                 fn,
                 "rb->receivedmap",
                 f"allocated: QEMU {self.release} clears the received bits unconditionally "
-                "and dereferences NULL on the source (fixed in v3.0.0 by 814bb08f177a)",
+                "and dereferences NULL on a block without a map, the source's (fixed in "
+                "v3.0.0 by 814bb08f177a; less than one target page touches nothing)",
             )
         if rb.receivedmap is not None:
-            bits = self.qemu_target_page_bits()
             bitmap_clear(
                 rb.receivedmap,
                 c_long(start >> bits, self.bits_per_long),
@@ -739,6 +764,9 @@ class RamContext(RamConfig[RAMBlock]):
     def ram_list_init_bitmaps(self) -> None:
         """Source: each migrated block's bmap, max_length >> bits bits, all dirty (ram.c).
 
+        Between 03158519384f and 40c4d4a83545 (no release: v4.1.0-rc0 and the commits
+        around it) the new bmaps stay all clear.
+
         QEMU skips the whole allocation when ram_bytes_total() is 0 (used_length summed
         over the blocks the migration walks; "Skip setting bitmap if there is no RAM"):
         then every bmap stays NULL, even of a block whose max_length is not 0.
@@ -752,10 +780,13 @@ class RamContext(RamConfig[RAMBlock]):
                 raise PreconditionError(fn, "rb->bmap", "NULL before ram_save_setup")
         if self.ram_bytes_total() == 0:
             return
+        # 03158519384f left the bmap blank, 40c4d4a83545 (both v4.1.0) made it dirty again
+        blank = self.release.has(BMAP_BLANK) and not self.release.has(BMAP_DIRTY_AGAIN)
         for rb in blocks:
             pages = rb.max_length >> bits
             rb.bmap = bitmap_new(pages, self.layout)
-            bitmap_set(rb.bmap, 0, pages)
+            if not blank:
+                bitmap_set(rb.bmap, 0, pages)
 
     def ram_save_cleanup(self) -> None:
         """Source: free each migrated block's bmap (migration/ram.c ram_save_cleanup)."""

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import extras
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -31,21 +32,16 @@ settings.register_profile(
 settings.load_profile("recvmap")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--run-slow",
-        action="store_true",
-        help="also run the tests marked slow (every QEMU tag of the history: make check)",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: pytest --run-slow (make check) runs it")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``extra("NAME")`` is skipped, naming the extra, when it is missing."""
+    for mark in item.iter_markers("extra"):
+        for extra in mark.args:
+            gone = extras.missing(extra)
+            if gone:
+                pytest.skip(
+                    f"needs the {extra!r} extra ({', '.join(gone)} missing): "
+                    + extras.install_hint(extra)
+                )
 
 
 def pytest_report_header() -> str:

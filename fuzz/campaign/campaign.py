@@ -81,6 +81,9 @@ class Config:
     timeout: float = 5.0  # seconds one input may take: longer is a HANG
     workers: int = 1  # processes per job sharing its corpus (libFuzzer -fork; workers.py)
     release: str | None = None  # the QEMU release the model follows (None: the newest)
+    # host -> a QEMU tree's driver replacing ours there (subjects.qemu_tree.command.HostDriver
+    # as JSON), handed to the host job on its command line
+    host_drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -225,6 +228,8 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
                 str(stats),
                 str(cfg.out_dir),
             ]
+            if str(arg) in cfg.host_drivers:
+                argv.append(json.dumps(cfg.host_drivers[str(arg)]))
             jobs.append(
                 Job(
                     name,
@@ -1120,14 +1125,23 @@ def _reproducer_lines(h: dict[str, Any], what: str) -> list[str]:
 # --- an emulated host as a job (campaign.hosts) -----------------------------------------
 
 
-def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -> int:
-    """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
+def host_job(
+    name: str,
+    seconds: float,
+    seed: int,
+    stats: Path,
+    out_dir: Path,
+    driver: dict[str, Any] | None = None,
+) -> int:
+    """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats.
+    ``driver``: a QEMU tree's driver replacing ours (``HostDriver`` as JSON)."""
     from ..program import Program
-    from ..subjects.qemu_tree.command import host_overrides
+    from ..subjects.qemu_tree.command import HostDriver, host_overrides
     from ..vectors.files import make_test, vector_file, write_vector_file
     from .hosts import fuzz_host
 
-    s = fuzz_host(name, seconds, seed, **host_overrides(name))  # a QEMU tree's driver, if any
+    overrides = host_overrides(HostDriver.from_json(driver)) if driver else {}
+    s = fuzz_host(name, seconds, seed, **overrides)
     stats_obj: dict[str, Any] = {
         "layer": "host",
         "programs": s.get("programs", 0),
@@ -1150,10 +1164,12 @@ def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) == 6 and argv[0] == "host":
-        return host_job(argv[1], float(argv[2]), int(argv[3]), Path(argv[4]), Path(argv[5]))
+    if len(argv) in (6, 7) and argv[0] == "host":
+        driver = json.loads(argv[6]) if len(argv) == 7 else None
+        return host_job(argv[1], float(argv[2]), int(argv[3]), Path(argv[4]), Path(argv[5]), driver)
     print(
-        "usage: python -m recvmap.fuzz.campaign.campaign host NAME SECONDS SEED STATS OUTDIR",
+        "usage: python -m recvmap.fuzz.campaign.campaign host NAME SECONDS SEED STATS OUTDIR "
+        "[DRIVER-JSON]",
         file=sys.stderr,
     )
     return 2

@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import FUNCTION_KEY, parse_rules
 from recvmap.pymodel.words import Layout
 from recvmap.qemu_ref.loader import guard_from_env, set_guard
 
@@ -124,7 +124,12 @@ class Harness:
         self.layer = layer
         self.subject = subject
         # The QEMU release the model runs at; programs and reproducers carry it.
-        self.release = None if release is None else parse_release(release).name
+        self.release = None if release is None else parse_rules(release).name
+        # the ram functions the rules lack: the decoder leaves them out as it does those
+        # the library lacks (the model would reject every call)
+        self.lacking = frozenset(
+            f for f in FUNCTION_KEY if not parse_rules(release).has_function(f)
+        )
         self.targets = targets
         self.hosts = hosts
         self.out_dir = Path(out_dir)
@@ -201,7 +206,7 @@ class Harness:
             hosts=self.hosts,
             senders=senders,
             max_ops=self.max_ops,
-            absent=frozenset(self.subject.ram_missing(layout.bits_per_long)),
+            absent=frozenset(self.subject.ram_missing(layout.bits_per_long)) | self.lacking,
         )
         program = program.at(self.release)
         s = program.setup
@@ -375,7 +380,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
-            "release": self.release or parse_release(None).name,
+            "release": self.release or parse_rules(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),

@@ -75,10 +75,10 @@ def pytest_configure(config: pytest.Config) -> None:
         release = config.getoption("recvmap_release")
         if release is not None:
             from recvmap.pymodel.errors import PreconditionError
-            from recvmap.pymodel.releases import parse_release
+            from recvmap.pymodel.releases import parse_rules
 
             try:
-                parse_release(release)
+                parse_rules(release)
             except PreconditionError as err:
                 raise pytest.UsageError(f"--recvmap-release {release}: {err.rule}") from None
         config.stash[_SUBJECT] = _subject(config)

@@ -84,10 +84,10 @@ def engine_name(cfg: Config) -> str:
 def release_name(cfg: Config, result: Result | None = None) -> str:
     """The QEMU release the model stood for: the campaign's own (a QEMU tree's), else
     ``--release``, else the newest it knows."""
-    from recvmap.pymodel.releases import parse_release
+    from recvmap.pymodel.releases import parse_rules
 
     own = getattr(result, "release", None)
-    return parse_release(own or getattr(cfg, "release", None)).name
+    return parse_rules(own or getattr(cfg, "release", None)).name
 
 
 def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None) -> dict[str, Any]:
