@@ -671,8 +671,10 @@ def host_page_cases(layout: Layout) -> list[dict[str, Any]]:
     v9.0.0 madvise ran only when rb->page_size == qemu_host_page_size, which page_size_init
     made max(4K, 8K) = 8K, and fallocate only for a file (rb->fd != -1): neither ran and
     the call returned its initial -1, reporting nothing. 80c3aeef7f (v9.0.0) compares with
-    qemu_real_host_page_size(), 4K: madvise, 0. ram_discard_range has cleared the bits
-    of the range first in both (start >> 13 = 0, length >> 13 = 1: bit 0)."""
+    qemu_real_host_page_size(), 4K: madvise, 0. Before db144f700032 (v2.12.0) a block not
+    madvised was fallocate()d on rb->fd, -1: EBADF, -9 ("Failed to discard range"). The
+    bits of the range are cleared first in every release (start >> 13 = 0, length >> 13 =
+    1: bit 0)."""
     base = HOST64 if layout.bits_per_long == 64 else HOST32
     blocks = [block("pc.ram", base, 4 * 8192)]
     ops = [
@@ -685,14 +687,17 @@ def host_page_cases(layout: Layout) -> list[dict[str, Any]]:
         case(
             program,
             "alpha's 8K target pages on a 4K-page x86_64 host: the discard of an anonymous "
-            "4K-page block clears bit 0 and then "
-            + ("fails: neither madvise nor fallocate (-1)" if ret else "madvises (0)"),
+            "4K-page block clears bit 0 and then " + outcome,
             ["Release", "Discard", "HandDerived"],
             [None, None, ret],
             {"destination:pc.ram.receivedmap": (1, {0: 0b1110}), "destination:pc.ram.bmap": None},
             release=release,
         )
-        for release, ret in (("v8.2.0", -1), (None, 0))
+        for release, ret, outcome in (
+            ("v2.11.0", -9, "fallocates fd -1: EBADF (-9)"),
+            ("v8.2.0", -1, "fails: neither madvise nor fallocate (-1)"),
+            (None, 0, "madvises (0)"),
+        )
     ]
 
 
