@@ -615,7 +615,7 @@ class RamContext(RamConfig[RAMBlock]):
     # --- discard ----------------------------------------------------------------------
 
     def ram_block_discard_range(self, rb: RAMBlock, start: int, length: int) -> int:
-        """The checks of system/physmem.c ram_block_discard_range; 0 or -1.
+        """The checks of system/physmem.c ram_block_discard_range; 0, -1 (or -EBADF at v2.11).
 
         rb->host + start must be aligned to rb->page_size ("Unaligned start address");
         start + length (uint64_t, wrapping) must not pass max_length ("Overrun block");
