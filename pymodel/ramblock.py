@@ -39,8 +39,16 @@ from .arch import target as _arch_target
 from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
 from .bitops import set_bit_atomic, test_bit
 from .errors import PreconditionError, RecoveryError, check_buffer
+from .ramtypes import RAMBlock as RAMBlock
 from .ramtypes import Side as Side
 from .ramtypes import c_long as c_long
+from .recovery import (
+    HEADER,
+    TRAILER,
+    ram_dirty_bitmap_reload,
+    ramblock_recv_bitmap_send,
+    recv_bitmap_size,
+)
 from .releases import (
     DISCARD_LENGTH_MSG,
     DISCARD_MAX_LENGTH,
@@ -170,46 +178,6 @@ class TargetPage:
         state = "decided" if self.decided else "undecided"
         kind = f"vary, min {self.bits_min}" if self.vary else "fixed"
         return f"TargetPage(bits={self.bits}, {kind}, {state})"
-
-
-class RAMBlock:
-    """The fields of QEMU's RAMBlock (include/exec/ramblock.h) the received map uses.
-
-    ``host`` is the block's host base address (an int, never dereferenced); lengths are
-    ram_addr_t (uint64_t); ``page_size`` is the host page or hugepage backing the block.
-    ``receivedmap`` exists on the destination between ramblock_recv_map_init and
-    ram_load_cleanup; ``bmap`` is the source's dirty bitmap, reloaded on recovery.
-    Create blocks with ``RamContext.ram_block_add``, which checks QEMU's rules.
-    """
-
-    def __init__(
-        self,
-        idstr: str,
-        host: int,
-        used_length: int,
-        max_length: int,
-        page_size: int,
-        *,
-        postcopy_length: int | None = None,
-        migratable: bool = True,
-        ignored: bool = False,
-    ) -> None:
-        self.idstr = idstr
-        self.host = host
-        self.used_length = used_length
-        self.max_length = max_length
-        self.page_size = page_size
-        self.postcopy_length = used_length if postcopy_length is None else postcopy_length
-        self.migratable = migratable
-        self.ignored = ignored
-        self.receivedmap: Words | None = None
-        self.bmap: Words | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"RAMBlock({self.idstr!r}, host=0x{self.host:x}, used=0x{self.used_length:x}, "
-            f"max=0x{self.max_length:x}, page_size=0x{self.page_size:x})"
-        )
 
 
 class RAMList:
@@ -742,8 +710,6 @@ class RamContext(RamConfig[RAMBlock]):
         on them; an implementation's face gives its sender that much more room, filled
         with a canary, and a byte of it that changes is part of what the sender wrote.
         """
-        from .recovery import ramblock_recv_bitmap_send
-
         if not 0 <= spare <= MAX_SPARE:
             raise PreconditionError(
                 "ramblock_recv_bitmap_send",
@@ -755,8 +721,6 @@ class RamContext(RamConfig[RAMBlock]):
     def ram_dirty_bitmap_reload(self, block: RAMBlock, stream: bytes) -> int:
         """Source: load a recovery stream (any bytes-like object) into block->bmap as
         dirty pages; 0."""
-        from .recovery import ram_dirty_bitmap_reload
-
         stream = check_buffer("ram_dirty_bitmap_reload", "stream", stream)
         return ram_dirty_bitmap_reload(self, block, stream)
 
@@ -814,8 +778,6 @@ class RamFace(RamConfig[BlockT]):
         """
         if block is None:
             return 0
-        from .recovery import HEADER, TRAILER, recv_bitmap_size
-
         nbits = (block.postcopy_length >> self.qemu_target_page_bits()) % (1 << self.bits_per_long)
         return HEADER + recv_bitmap_size(nbits) + TRAILER
 
