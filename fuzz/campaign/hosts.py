@@ -37,7 +37,7 @@ from ..subjects.hosts import (
     sender_hosts,
 )
 from ..subjects.impls import ModelImpl
-from ..subjects.remote import Driver, DriverError, DriverRamContext, driver_factory
+from ..subjects.remote import Driver, DriverError, driver_context, driver_factory
 from ..vectors.files import model_run
 
 # --- differential fuzzing on a host ---------------------------------------------------------
@@ -260,7 +260,7 @@ def _map_image(m: Any) -> bytes | None:
 def _contexts(plan: RecoveryPlan, driver: Driver, side: Side) -> tuple[Any, Any, list[Any]]:
     """A driver context and a model context of the driver's layout, with the plan's blocks."""
     tp = TargetPage.fixed(plan.page_bits)
-    ctx = DriverRamContext(driver, tp, side=side, checked=False)
+    ctx = driver_context(driver, tp, side=side, checked=False)
     model = RamContext(tp, side=side, layout=ctx.layout, pointer_bits=ctx.pointer_bits)
     pairs = []
     for b in plan.blocks:

@@ -25,6 +25,7 @@ from recvmap.pymodel import arch
 from recvmap.pymodel.errors import PreconditionError, RecoveryError
 from recvmap.pymodel.ramblock import RamApi, model_context
 from recvmap.pymodel.words import Words
+from recvmap.qemu_ref.ram import CRamContext, check_spare
 
 from ..program import Op, Program, Ref
 from ..program.ram_setup import (
@@ -81,10 +82,11 @@ class RamWorld:
             args.append(self.stream)
         if op.name not in RAM_FUNCTIONS:
             raise PreconditionError(op.name, "name", "a function of the ram layer")
-        result = getattr(ctx, op.name)(*args)
         if op.name == "ramblock_recv_bitmap_send":
+            result = send(ctx, *args)
             self.stream = result[0]
-        return result
+            return result
+        return getattr(ctx, op.name)(*args)
 
     def errors(self) -> int:
         return sum(len(c.error_log) for c in self.contexts.values())
@@ -119,6 +121,16 @@ class RamWorld:
             view = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
             self._views[(address, size)] = view
         return view
+
+
+def send(ctx: RamApi, block_name: str, spare: int = 0) -> tuple[bytes, int]:
+    """``ramblock_recv_bitmap_send(name[, spare])`` of a program: a C face's sender gets a
+    buffer ``spare`` bytes larger (``qemu_ref.ram``); the model's sender has no buffer.
+    The spare is checked on either side, so the model rejects one out of range first."""
+    check_spare(spare)
+    if isinstance(ctx, CRamContext):
+        return ctx.ramblock_recv_bitmap_send(block_name, spare)
+    return ctx.ramblock_recv_bitmap_send(block_name)
 
 
 def damage(stream: bytes, op: Op) -> bytes:

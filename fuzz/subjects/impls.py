@@ -18,6 +18,7 @@ from recvmap.pymodel.releases import DEFAULT_RELEASE, Release, ReleaseError, at_
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.batch import BatchRunner, interpreter
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
+from recvmap.qemu_ref.ram import CRamContext, c_context
 
 from ..program.decode_bitmap import MODEL_FUNCTIONS
 from ..program.format import Op
@@ -244,12 +245,10 @@ class Subject:
         """A factory of C ram contexts for ``layout`` (None if ``layer`` cannot run on it)."""
         if not self.ram_runs(layout, layer):
             return None
-        from recvmap.qemu_ref.ram import CRamContext
-
         lib = self.library(layout.bits_per_long)
 
-        def make(target_page: Any, **kw: Any) -> Any:
-            kw["strict"] = False  # the model checks strict mode before C is called
-            return CRamContext(target_page, lib=lib, checked=False, **kw)
+        def make(*args: Any, **config: Any) -> CRamContext:
+            config["strict"] = False  # the model checks strict mode before C is called
+            return c_context(*args, lib=lib, checked=False, **config)
 
         return make

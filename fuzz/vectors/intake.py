@@ -122,6 +122,7 @@ def _bitmap_table() -> dict[str, list[tuple[str, str, bool]]]:
 
 def _ram_table() -> dict[str, list[tuple[str, str, bool]]]:
     from recvmap.pymodel.ramblock import RamContext
+    from recvmap.qemu_ref.ram import CRamContext
 
     from ..program.ram_setup import RAM_FUNCTIONS
 
@@ -131,6 +132,8 @@ def _ram_table() -> dict[str, list[tuple[str, str, bool]]]:
         if name == "ram_dirty_bitmap_reload":
             params = params[:-1]  # the stream register supplies the stream
         table[name] = [p for p in params if p[1] != "bool | None"]
+    # a program's sender may have a larger buffer: the C face's ``spare`` (qemu_ref.ram)
+    table["ramblock_recv_bitmap_send"] = _params(CRamContext.ramblock_recv_bitmap_send, skip=1)
     table["stream_truncate"] = [("n", "int", True)]
     table["stream_xor"] = [("pos", "int", True), ("mask", "int", True)]
     table["stream_append"] = [("n", "int", True), ("byte", "int", True)]
