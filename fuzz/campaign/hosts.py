@@ -36,7 +36,7 @@ from ..subjects.hosts import (
     host_status,
     sender_hosts,
 )
-from ..subjects.impls import ModelImpl
+from ..subjects.impls import ModelImpl, bitmap_functions
 from ..subjects.remote import Driver, DriverError, driver_context, driver_factory
 from ..vectors.files import model_run
 
@@ -126,7 +126,7 @@ def fuzz_host(
     summary["senders"] = sorted(set(senders.values()))
     pool = HostPool() if pool is None else pool
     try:
-        names = [n for n in sorted(ModelImpl.functions) if pool.impl(name).has(n)]
+        names = bitmap_functions(pool.impl(name))
         while time.monotonic() - start < seconds:
             if max_programs is not None and summary["programs"] >= max_programs:
                 break

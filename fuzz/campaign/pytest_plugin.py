@@ -155,9 +155,9 @@ def _not_applicable(subject: Any, program: Any) -> str | None:
         return f"vector for {layout}; the library runs {'/'.join(map(str, subject.widths))}-bit"
     if program.layer == "bitmap":
         have = set(subject.bitmap_functions(layout))
-        from ..subjects.impls import ModelImpl
+        from recvmap.pymodel.releases import at_release
 
-        lacks = sorted({op.name for op in program.ops if op.name in ModelImpl.functions} - have)
+        lacks = sorted({op.name for op in program.ops if at_release().has(op.name)} - have)
         if lacks:
             return f"the library lacks {', '.join(lacks)}"
         return None

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.errors import PreconditionError
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import at_release, parse_release
 
 
 class VectorError(ValueError):
@@ -108,10 +108,8 @@ def _params(fn: Callable[..., Any], skip: int = 0) -> list[tuple[str, str, bool]
 
 
 def _bitmap_table() -> dict[str, list[tuple[str, str, bool]]]:
-    from ..subjects.impls import ModelImpl
-
     table = {}
-    for name, fn in ModelImpl.functions.items():
+    for name, fn in at_release().functions().items():
         sig = inspect.signature(fn)
         params = _params(fn)
         if str(sig.return_annotation) == "Words" or any(a == "Layout" for _, a, _ in params):
