@@ -27,9 +27,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .campaign.harness_env import HarnessConfig
 from .vectors.intake import DEFAULT_LIMITS
 
-DEFAULT_TIMEOUT = 5.0  # seconds per input (libFuzzer -timeout); the harness's default too
+DEFAULT_TIMEOUT = HarnessConfig.timeout  # seconds per input (libFuzzer -timeout)
 
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
@@ -531,7 +532,8 @@ def build_parser() -> Parser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
+    from .campaign.campaign import CampaignError, Config, run, summary
+    from .campaign.launch import atheris_available, engine_of
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -574,7 +576,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         workers=args.workers,
         release=args.release,
     )
-    if args.workers > 1 and (args.engine == "random" or not atheris_available()):
+    if args.workers > 1 and engine_of(args.engine) == "random":
         raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
         if args.qemu_tree:
@@ -877,8 +879,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.impl is not None and not args.impl.is_file():
         raise UsageError(f"recvmap corpus merge: --impl {args.impl}: no such file")
     bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECVMAP_")}
-    env.update(Decoding(args.layer, bits, args.impl).env())
+    env = Decoding(args.layer, bits, args.impl).config().to_env(os.environ)
     try:
         r = merge(args.layer, args.out, args.inputs, env)
     except RuntimeError as err:

@@ -21,7 +21,7 @@ import pytest
 from helpers import MASK, MUTANT, recvmap
 
 from recvmap.fuzz import cli
-from recvmap.fuzz.campaign.campaign import atheris_available
+from recvmap.fuzz.campaign.launch import atheris_available
 from recvmap.fuzz.subjects.build import build_library
 from recvmap.fuzz.vectors.files import load_file
 

@@ -15,7 +15,7 @@ import helpers
 import pytest
 from helpers import MASK, MUTANT
 
-from recvmap.fuzz.campaign.campaign import atheris_available
+from recvmap.fuzz.campaign.launch import atheris_available
 from recvmap.fuzz.campaign.workers import read_stats
 from recvmap.fuzz.subjects.build import build_library
 from recvmap.fuzz.vectors.files import load_file

@@ -9,8 +9,12 @@ checks that the users of a fact read it from its home, or that a second statemen
 from __future__ import annotations
 
 import ast
+import dataclasses
+import re
 from pathlib import Path
 
+from recvmap.fuzz.campaign import launch
+from recvmap.fuzz.campaign.harness_env import HarnessConfig
 from recvmap.fuzz.program.decode_bitmap import MODEL_ONLY, bitmap_signatures
 from recvmap.fuzz.subjects.impls import ModelImpl
 from recvmap.pymodel import LP64_LE, at_release
@@ -41,3 +45,52 @@ def test_the_model_function_table_is_pymodels() -> None:
         or '"__all__"' in p.read_text()
     ]
     assert not walkers, f"a second table of the model's functions: {walkers}"
+
+
+FULL = HarnessConfig(
+    word_bits=32,
+    impl=Path("/x/libmine.so"),
+    native=((64, Path("/a/lib64.so")), (32, Path("/a/lib32.so"))),
+    arches=("x86_64", "aarch64"),
+    hosts=("linux-x86_64",),
+    receiver_bits=64,
+    release="v8.2.0",
+    max_ops=7,
+    max_words=9,
+    out_dir=Path("/o"),
+    stats=Path("/s/stats.json"),
+    stats_per_process=True,
+    timeout=0.25,
+    deadline=1754035200.125,
+    skip=("ab", "cd"),
+    engine="random",
+)
+
+
+def test_the_harness_environment_contract_round_trips() -> None:
+    """``HarnessConfig`` is the harness's environment: what ``to_env`` writes ``from_env``
+    reads back, every field; a process's other variables pass, the contract's are the
+    configuration's only (a stale RECVMAP_IMPL of the parent does not leak)."""
+    changed = [f.name for f in dataclasses.fields(FULL) if getattr(FULL, f.name) == f.default]
+    assert not changed, f"FULL leaves {changed} at the default: the round trip misses them"
+    for config in (HarnessConfig(), FULL, FULL.replace(timeout=0.0, word_bits=None)):
+        assert HarnessConfig.from_env(config.to_env()) == config
+    env = HarnessConfig().to_env({"PATH": "/bin", "RECVMAP_IMPL": "/old.so", "RECVMAP_GUARD": "x"})
+    assert env["PATH"] == "/bin" and env["RECVMAP_GUARD"] == "x" and "RECVMAP_IMPL" not in env
+    assert len(HarnessConfig.variables()) == len(dataclasses.fields(HarnessConfig))
+
+
+def test_only_the_contract_names_the_harness_variables() -> None:
+    """Outside ``harness_env.py`` no module of the campaign room spells a RECVMAP_ variable
+    (they write and read a HarnessConfig), and the table of the harness scripts' manual
+    (``launch``) is the contract's own ``describe()``."""
+    spelled = {
+        str(p.relative_to(ROOT)): found
+        for p in sorted((ROOT / "fuzz" / "campaign").glob("*.py"))
+        if p.name != "harness_env.py"
+        and (found := re.findall(r"[\"'](RECVMAP_[A-Z_]+)[\"']", p.read_text()))
+    }
+    assert not spelled, spelled
+    assert HarnessConfig.describe() in "\n".join(
+        line.removeprefix("    ") for line in (launch.__doc__ or "").splitlines()
+    )

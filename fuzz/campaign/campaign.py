@@ -36,6 +36,10 @@ from recvmap.qemu_ref import LibraryError
 
 from ..program.decode_ram import migrating_targets
 from ..subjects.impls import Subject
+from ..subjects.native import sanitizer_env
+from .harness_env import HarnessConfig
+from .launch import engine_of, harness_path
+from .workers import worker_path
 
 LAYERS = ("bitmap", "ram", "recovery")
 _NOISE = re.compile(r"^(0x|\\|Base64:|stat::|MS: |INFO: |NOTE: |\s+Combine |#\d+\s)")
@@ -44,19 +48,6 @@ STARTUP = 1.5  # seconds a harness needs before fuzzing (imports, instrumentatio
 # "#N  NEW  cov: C ft: F" from a process; "#N: cov: C ft: F ..." from a fork-mode supervisor
 _COV = re.compile(r"^#(\d+):?\s+(\w+\s+)?cov: (\d+)(?: ft: (\d+))?")
 _DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
-
-
-def harness_path(layer: str) -> Path:
-    """The harness script of ``layer`` next to this module (source tree or installed)."""
-    return Path(__file__).resolve().parent / f"harness_{layer}.py"
-
-
-def atheris_available() -> bool:
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @dataclass
@@ -77,8 +68,8 @@ class Config:
     native_libs: dict[int, Path] = field(default_factory=dict)
     jobs: int = 0  # harness processes at once; 0: every job at once, time-sliced by the OS
     engine: str = "auto"  # "atheris", "random" or "auto"
-    max_ops: int = 24
-    timeout: float = 5.0  # seconds one input may take: longer is a HANG
+    max_ops: int = HarnessConfig.max_ops
+    timeout: float = HarnessConfig.timeout  # seconds one input may take: longer is a HANG
     workers: int = 1  # processes per job sharing its corpus (libFuzzer -fork; workers.py)
     release: str | None = None  # the QEMU release the model follows (None: the newest)
 
@@ -92,11 +83,12 @@ class Job:
     bits: int | None  # None: an emulated host job
     seed: int
     seconds: float
-    env: dict[str, str]
+    base_env: dict[str, str]  # the process's environment besides the harness contract
     argv: list[str]
     stats_path: Path
     log_path: Path
     host: str | None = None
+    config: HarnessConfig | None = None  # the harness's (None: an emulated host job)
     out: IO[bytes] | None = None  # the harness's stdout: the library may print there
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
@@ -108,6 +100,11 @@ class Job:
     features: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
     _offset: int = 0
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment the job's process gets."""
+        return self.base_env if self.config is None else self.config.to_env(self.base_env)
 
     @property
     def running(self) -> bool:
@@ -240,39 +237,47 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
                 )
             )
             continue
-        env = job_env(cfg, layer, int(arg), stats)
+        config = job_config(cfg, layer, int(arg), stats)
         argv = harness_argv(cfg, layer, int(arg), seconds, seed, workdir)
-        jobs.append(Job(name, layer, int(arg), seed, seconds, env, argv, stats, log))
+        env = job_env(cfg)
+        jobs.append(Job(name, layer, int(arg), seed, seconds, env, argv, stats, log, None, config))
     return jobs, notes
 
 
-def job_env(cfg: Config, layer: str, bits: int, stats: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        RECVMAP_WORD_BITS=str(bits),
-        RECVMAP_STATS=str(stats),
-        RECVMAP_OUT=str(cfg.out_dir.resolve()),
-        RECVMAP_MAX_OPS=str(cfg.max_ops),
-        RECVMAP_TIMEOUT=str(cfg.timeout),
-    )
+def job_config(
+    cfg: Config, layer: str, bits: int, stats: Path | None, base: HarnessConfig | None = None
+) -> HarnessConfig:
+    """The harness configuration of a job of ``layer`` on ``bits``-bit words: ``base`` (by
+    default this process's environment, so RECVMAP_MAX_WORDS or RECVMAP_HOSTS set by the
+    user reach the harness) with what the campaign was asked."""
+    hc = HarnessConfig.from_env() if base is None else base
+    hc = hc.replace(
+        word_bits=bits, stats=stats, out_dir=cfg.out_dir.resolve(), max_ops=cfg.max_ops,
+        timeout=cfg.timeout, stats_per_process=hc.stats_per_process or cfg.workers > 1,
+    )  # fmt: skip
     if layer == "recovery" and cfg.impl is None:
         # the receiver has ``bits``-bit words; the sender may have either width
-        env.update(RECVMAP_WORD_BITS="both", RECVMAP_RECEIVER_BITS=str(bits))
+        hc = hc.replace(word_bits=None, receiver_bits=bits)
     if cfg.impl is not None:
-        env["RECVMAP_IMPL"] = str(cfg.impl.resolve())
+        hc = hc.replace(impl=cfg.impl.resolve())
     if cfg.arches:
-        env["RECVMAP_ARCH"] = ",".join(cfg.arches)
+        hc = hc.replace(arches=tuple(cfg.arches))
     if cfg.release:
-        env["RECVMAP_RELEASE"] = cfg.release
-    if cfg.engine == "random" or (cfg.engine == "auto" and not atheris_available()):
-        env["RECVMAP_ENGINE"] = "random"
+        hc = hc.replace(release=cfg.release)
+    if engine_of(cfg.engine) == "random":
+        hc = hc.replace(engine="random")
     if cfg.native:
-        from ..subjects.native import native_env
+        hc = hc.replace(native=tuple(sorted(cfg.native_libs.items())))
+    return hc
 
-        env.update(native_env(cfg.native_libs))
-    from .workers import worker_env
 
-    return worker_env(env, cfg.workers)
+def job_env(cfg: Config) -> dict[str, str]:
+    """A harness process's environment besides its configuration: this process's, with
+    the sanitizer runtime's in native mode and fork mode's PATH (``workers``)."""
+    env = dict(os.environ)
+    if cfg.native:
+        env.update(sanitizer_env())
+    return worker_path(env, cfg.workers)
 
 
 def harness_argv(
@@ -479,9 +484,9 @@ def _start(job: Job, seconds: float, stop_at: float | None = None) -> None:
     campaign stops it at ``stop_at`` (time.monotonic()), so a divergence it finds is
     minimized and written a second before (RECVMAP_DEADLINE, on the wall clock)."""
     job.seconds = seconds
-    if stop_at is not None:
+    if stop_at is not None and job.config is not None:
         wall = time.time() + (stop_at - time.monotonic()) - 1.0
-        job.env = {**job.env, "RECVMAP_DEADLINE": f"{wall:.3f}"}
+        job.config = job.config.replace(deadline=round(wall, 3))
     whole = str(max(1, int(seconds)))
     job.argv = [a.replace(SECONDS, whole) for a in job.argv]
     job.log = open(job.log_path, "wb")  # noqa: SIM115 - closed when the job ends
@@ -624,7 +629,8 @@ def _suspected_hang(job: Job, result: Result, running: _Running | None) -> None:
         _reproducer(job, entry, Path(entry["input"]), "hang", running)
         result.hangs.append(entry)
         return
-    env = {**job.env, "RECVMAP_TIMEOUT": f"{budget:g}"}
+    assert job.config is not None  # only a harness job suspects a hang
+    env = job.config.replace(timeout=budget).to_env(job.base_env)
     try:
         rerun = rerun_alone(input_argv(job.layer, job.stats["hang"]), budget + ALONE_STARTUP, env)
     except BaseException:  # a signal stops the campaign: say what was being checked
@@ -698,10 +704,11 @@ def _restart(job: Job, result: Result, running: _Running) -> None:
     seed = job.seed + 1000 * n
     stats = running.workdir / f"{slug}.stats.json"
     log = running.workdir / f"{slug}.log"
-    env = job_env(running.cfg, job.layer, job.bits, stats)
-    env["RECVMAP_SKIP"] = ",".join(sorted(running.slow_inputs))  # its corpus may hold them
+    config = job_config(running.cfg, job.layer, job.bits, stats)
+    config = config.replace(skip=tuple(sorted(running.slow_inputs)))  # its corpus may hold them
     argv = harness_argv(running.cfg, job.layer, job.bits, left, seed, running.workdir)
-    new = Job(name, job.layer, job.bits, seed, left, env, argv, stats, log)
+    env = job_env(running.cfg)
+    new = Job(name, job.layer, job.bits, seed, left, env, argv, stats, log, None, config)
     running.jobs.append(new)
     running.pending.insert(0, new)
     result.notes.append(f"{job.name} ended by a slow input: started again as {name}, seed {seed}")
@@ -713,7 +720,7 @@ def _reproducer(
     """Write the reproducer of a finding into ``entry`` (vector, replay), within the time
     --max-time leaves (at least a second): a forked child does the work and
     is killed when the time is up; what was cut short is said in ``entry``."""
-    if job.host is not None or "RECVMAP_NATIVE" in job.env:
+    if job.config is None or job.config.native:
         return
     from ..vectors.files import isolated
 
@@ -761,13 +768,8 @@ def crash_reproducer(
     from ..vectors.files import isolated, replay_command, subject_record, write_divergence
     from . import harness as hmod
 
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in job.env.items() if k.startswith("RECVMAP_")})
-    try:
-        h = hmod.harness_from_env(job.layer)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    assert job.config is not None  # a harness job
+    h = hmod.Harness.from_config(job.layer, job.config)
     data = artifact.read_bytes()
     from recvmap.qemu_ref.loader import guard_from_env, set_guard
 
@@ -818,7 +820,7 @@ def crash_reproducer(
         small,
         divergence,
         h.subject.name,
-        Path(job.env["RECVMAP_OUT"]),
+        job.config.out_dir,
         kind,
         record,
         comment=comment,

@@ -24,11 +24,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..engine import Divergence
-    from .campaign import Config, Result
+from .campaign import Config, Result
+from .launch import engine_of
 
 SCHEMA_NAME = "recvmap-fuzz-summary"
 SCHEMA_VERSION = 1
@@ -44,41 +43,8 @@ def tool_version() -> str:
         return "unknown"
 
 
-def value_json(value: Any) -> Any:
-    """A result or a memory byte in JSON: bytes as {"hex": ...}, tuples as lists."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"hex": bytes(value).hex()}
-    if isinstance(value, tuple | list):
-        return [value_json(v) for v in value]
-    return repr(value)
-
-
-def divergence_json(d: Divergence) -> dict[str, Any]:
-    """The first divergence as data: where, what, the model's and the implementation's value."""
-    from ..program import Ref
-
-    return {
-        "index": d.index,
-        "function": d.op.name,
-        "args": [str(a) if isinstance(a, Ref) else a for a in d.op.args],
-        "what": d.what,
-        "model": value_json(d.model),
-        "impl": value_json(d.impl),
-        "array": d.array,
-        "offset": d.offset,
-        "label": d.label,
-    }
-
-
 def engine_name(cfg: Config) -> str:
-    from importlib.util import find_spec
-
-    # campaign.atheris_available, without importing campaign (it imports the harness)
-    if cfg.engine == "random" or (cfg.engine == "auto" and find_spec("atheris") is None):
-        return "random"
-    return "atheris"
+    return engine_of(cfg.engine)
 
 
 def release_name(cfg: Config, result: Result | None = None) -> str:

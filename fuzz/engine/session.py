@@ -38,6 +38,21 @@ class Divergence:
     label: str | None = None  # the ram layer's name of the map, e.g. "destination:ram0.bmap"
     words: tuple[int, str, str] | None = None  # memory: (word, model bytes, impl bytes) in hex
 
+    def to_json(self) -> dict[str, Any]:
+        """The divergence as data: where, what, the model's and the implementation's value
+        (the ``first`` of a ``recvmap fuzz --json`` divergence)."""
+        return {
+            "index": self.index,
+            "function": self.op.name,
+            "args": [str(a) if isinstance(a, Ref) else a for a in self.op.args],
+            "what": self.what,
+            "model": value_json(self.model),
+            "impl": value_json(self.impl),
+            "array": self.array,
+            "offset": self.offset,
+            "label": self.label,
+        }
+
     def describe(self) -> str:
         head = f"op #{self.index} {self.op}: "
         where = self.label if self.label is not None else f"@{self.array}"
@@ -59,6 +74,17 @@ class Divergence:
             k, model, impl = self.words
             text += f"; word {k} in memory order: implementation {impl}, model {model}"
         return text
+
+
+def value_json(value: Any) -> Any:
+    """A result or a memory byte in JSON: bytes as {"hex": ...}, tuples as lists."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"hex": bytes(value).hex()}
+    if isinstance(value, tuple | list):
+        return [value_json(v) for v in value]
+    return repr(value)
 
 
 def _brief(value: Any) -> str:
