@@ -94,3 +94,39 @@ def test_only_the_contract_names_the_harness_variables() -> None:
     assert HarnessConfig.describe() in "\n".join(
         line.removeprefix("    ") for line in (launch.__doc__ or "").splitlines()
     )
+
+
+def _model_only_sessions(tree: ast.AST) -> int:
+    """Sessions built with the model on both sides (the model-alone runner, copied)."""
+    model_makers = {"ModelImpl", "model_factories"}
+
+    def name(node: ast.AST) -> str:
+        if isinstance(node, ast.Call):
+            node = node.func
+        return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+
+    return sum(
+        1
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and name(n.func) in ("Session", "RamSession")
+        and sum(1 for a in n.args if name(a) in model_makers) >= 2
+    )
+
+
+def test_one_model_runner() -> None:
+    """A program runs on the model alone through the engine's session without a subject
+    (``engine.model_session`` / ``model_run``): the vectors' runner is the engine's, and
+    nobody builds a session with the model on both sides to get one."""
+    from recvmap.fuzz import engine
+    from recvmap.fuzz.vectors import files
+
+    assert files.model_run is engine.model_run
+    copies = {
+        str(p.relative_to(ROOT)): n
+        for p in _sources("fuzz", "bench")
+        if (n := _model_only_sessions(ast.parse(p.read_text())))
+    }
+    assert not copies, copies
+    old = "Session(program, ModelImpl(program.layout), ModelImpl(program.layout))"
+    assert _model_only_sessions(ast.parse(old)) == 1  # the check sees the old copies

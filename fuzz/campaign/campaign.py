@@ -722,7 +722,7 @@ def _reproducer(
     is killed when the time is up; what was cut short is said in ``entry``."""
     if job.config is None or job.config.native:
         return
-    from ..vectors.files import isolated
+    from ..engine import isolated
 
     left = None
     if running is not None:
@@ -762,10 +762,8 @@ def crash_reproducer(
     so far and the vector's release range is not widened further. Returns the vector file,
     the command that replays it and what was cut short.
     """
-    from ..engine import Divergence, Session, minimize, run_stream
-    from ..engine.ram import RamSession, model_factories
-    from ..subjects.impls import ModelImpl
-    from ..vectors.files import isolated, replay_command, subject_record, write_divergence
+    from ..engine import Divergence, isolated, minimize, model_session, run_stream
+    from ..vectors.files import replay_command, subject_record, write_divergence
     from . import harness as hmod
 
     assert job.config is not None  # a harness job
@@ -776,18 +774,7 @@ def crash_reproducer(
     if not guard_from_env():  # the guard page the harness gave this input's arrays
         set_guard("before" if data[-1:] and data[-1] & 1 else "after")
     program, next_op, _ = h.decode(data)
-    model_only: Session | RamSession
-    if program.layer == "bitmap":
-        model_only = Session(
-            program,
-            ModelImpl(program.layout, program.release),
-            ModelImpl(program.layout, program.release),
-        )
-    else:
-        model_only = RamSession(
-            program, model_factories(program.release), model_factories(program.release)
-        )
-    kept, _ = run_stream(program, next_op, model_only)
+    kept, _ = run_stream(program, next_op, model_session(program))
     cut: list[str] = []
 
     def left() -> float:

@@ -46,19 +46,12 @@ class Decoding:
 
 def decode_input(data: bytes, how: Decoding) -> Program:
     """The program the harness ran for ``data``: only the operations the model accepts."""
-    from ..engine import Session, run_stream
-    from ..engine.ram import RamSession, model_factories
-    from ..subjects.impls import ModelImpl
+    from ..engine import model_session, run_stream
     from . import harness as hmod
 
     h = hmod.Harness.from_config(how.layer, how.config())
     program, next_op, _ = h.decode(data)
-    model_only: Session | RamSession
-    if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
-    else:
-        model_only = RamSession(program, model_factories(), model_factories())
-    kept, _ = run_stream(program, next_op, model_only)
+    kept, _ = run_stream(program, next_op, model_session(program, program.release))
     return kept
 
 

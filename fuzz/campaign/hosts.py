@@ -21,7 +21,7 @@ from recvmap.pymodel.errors import PreconditionError, RecoveryError
 from recvmap.pymodel.ramblock import RamContext, Side, TargetPage
 from recvmap.pymodel.words import Layout
 
-from ..engine import Session, minimize, run_stream
+from ..engine import Session, minimize, model_run, run_stream
 from ..engine.ram import RamSession, model_factories
 from ..program import Op, Program
 from ..program.decode_bitmap import decode_bitmap_program
@@ -38,7 +38,6 @@ from ..subjects.hosts import (
 )
 from ..subjects.impls import ModelImpl, bitmap_functions
 from ..subjects.remote import Driver, DriverError, driver_context, driver_factory
-from ..vectors.files import model_run
 
 # --- differential fuzzing on a host ---------------------------------------------------------
 

@@ -177,7 +177,7 @@ class FuzzItem(RecvmapItem):
         self.layer = layer
 
     def runtest(self) -> None:
-        from ..vectors.files import isolated
+        from ..engine import isolated
 
         subject = self.config.stash[_SUBJECT]
         seconds = float(self.config.getoption("recvmap_fuzz_seconds"))

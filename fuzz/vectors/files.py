@@ -42,11 +42,10 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.releases import (
     DEFAULT_RELEASE,
     RELEASES,
@@ -58,9 +57,10 @@ from recvmap.pymodel.releases import (
 )
 from recvmap.pymodel.words import Layout
 
-from ..engine.session import Divergence, initial_image
-from ..program import Program, Ref
-from ..subjects.impls import ModelImpl, Subject
+from ..engine import Divergence, ModelRun, isolated, model_run
+from ..engine.replay import replay_images
+from ..program import Program
+from ..subjects.impls import Subject
 from .intake import (
     DEFAULT_LIMITS,
     Limits,
@@ -108,63 +108,6 @@ NOTES = {
     "the lines), not from the model",
     "Release": "the expectation differs between QEMU releases: see the group's release range",
 }
-
-
-# --- running a program on the model alone ---------------------------------------------
-
-
-@dataclass
-class ModelRun:
-    """The model's results, the memory after the program, and the rejected op if any."""
-
-    results: list[Any] = field(default_factory=list)
-    images: dict[str, bytes | None] = field(default_factory=dict)
-    rejected: int | None = None
-    reason: str = ""
-
-
-def model_run(program: Program, release: str | Release | None = None) -> ModelRun:
-    """Run ``program`` on the model only, at ``release`` (default: the program's own,
-    else the newest); stop at the first operation it rejects."""
-    rel = parse_release(release or program.release).name
-    if program.layer == "bitmap":
-        return _model_run_bitmap(program, rel)
-    return _model_run_ram(program, rel)
-
-
-def _model_run_bitmap(program: Program, release: str) -> ModelRun:
-    model = ModelImpl(program.layout, release)
-    arrays = []
-    for i, spec in enumerate(program.arrays):
-        h = model.alloc(spec.nwords)
-        model.load(h, initial_image(program, i))
-        arrays.append(h)
-    out = ModelRun()
-    for i, op in enumerate(program.ops):
-        args = [arrays[a.index] if isinstance(a, Ref) else a for a in op.args]
-        try:
-            out.results.append(model.call(op.name, *args))
-        except PreconditionError as err:
-            out.rejected, out.reason = i, str(err)
-            break
-    out.images = {f"@{k}": h.image() for k, h in enumerate(arrays)}
-    return out
-
-
-def _model_run_ram(program: Program, release: str) -> ModelRun:
-    from ..engine.ram import RamWorld, model_factories, outcome_value
-    from ..program.ram_setup import RamSetup
-
-    world = RamWorld(program, RamSetup.of(program), model_factories(release))
-    out = ModelRun()
-    for i, op in enumerate(program.ops):
-        try:
-            out.results.append(outcome_value(world, op))
-        except PreconditionError as err:
-            out.rejected, out.reason = i, str(err)
-            break
-    out.images = dict(world.maps())
-    return out
 
 
 # --- JSON forms -------------------------------------------------------------------------
@@ -666,8 +609,6 @@ def check_impl(
     to its byte order (``adapt``: same words, the host's order; its images are read back
     in the vector's order) or refuse its layout (a ValueError naming it: skipped).
     """
-    from ..engine.replay import replay_images
-
     program = case.program.at(case.release_for(release).name)
     adapt = getattr(subject, "adapt", None)
     if adapt is not None:
@@ -769,69 +710,6 @@ def replay(
     else:
         status, message = check_impl(case, subject, rel)
     return Verdict(case, status, message)
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (no orphan replaying a hang)."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-GUARD_NOTE = "arrays handed to C sit against guard pages: an access past an array faults"
-
-
-def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
-    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies,
-    ("fail", "HANG ...") if it runs longer than ``timeout`` seconds (it is killed)."""
-    if not hasattr(os, "fork"):
-        return fn(*args)
-    import pickle
-    import select
-    import signal
-    import time
-
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        code = 0
-        try:
-            _die_with_parent()
-            os.close(rfd)
-            data = pickle.dumps(fn(*args))
-        except BaseException as err:  # noqa: BLE001 - reported to the parent
-            data = pickle.dumps(("fail", f"{type(err).__name__}: {err}"))
-            code = 1
-        with os.fdopen(wfd, "wb") as w:
-            w.write(data)
-        os._exit(code)
-    os.close(wfd)
-    chunks = []
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with os.fdopen(rfd, "rb", buffering=0) as r:
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([r], [], [], left)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return "fail", f"HANG: the implementation did not finish within {timeout} s"
-            chunk = r.read(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
-        what = f"the implementation crashed ({sig}) on this program"
-        if sig in ("SIGSEGV", "SIGBUS"):
-            what += f": a bad memory access, e.g. past an array ({GUARD_NOTE})"
-        return "fail", what
-    return pickle.loads(b"".join(chunks))
 
 
 # --- the schema and the packaged vectors ------------------------------------------------

@@ -33,8 +33,9 @@ from pathlib import Path
 from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.releases import Release, ReleaseError, parse_release, require
 
+from ..engine import model_run
 from ..program import Ref
-from .files import Case, check_model, iter_files, load_file, model_run, vectors_dir
+from .files import Case, check_model, iter_files, load_file, vectors_dir
 
 
 class ExportError(ValueError):
