@@ -130,3 +130,39 @@ def test_one_model_runner() -> None:
     assert not copies, copies
     old = "Session(program, ModelImpl(program.layout), ModelImpl(program.layout))"
     assert _model_only_sessions(ast.parse(old)) == 1  # the check sees the old copies
+
+
+def test_one_decoder_reads_an_inputs_bytes() -> None:
+    """``program.decode_input`` is the byte contract: the layout from the first byte, the
+    guard side from the last, the program from the rest. The harness decodes through it
+    (so the guard it sets and the layout it runs are the contract's), and no module of the
+    campaign or engine rooms indexes an input's bytes itself."""
+    import random
+
+    from recvmap.fuzz.campaign.harness import Harness
+    from recvmap.fuzz.program.decode_input import split_input
+    from recvmap.fuzz.subjects.impls import Subject
+    from recvmap.qemu_ref.loader import guard_from_env, guard_mode, set_guard
+
+    h = Harness("bitmap", Subject(None, None), out_dir=ROOT / "fuzz-out")
+    rng = random.Random(24)
+    try:
+        for data in [
+            b"",
+            b"\x01",
+            b"\x01\x02",
+            *(rng.randbytes(rng.randrange(3, 90)) for _ in range(40)),
+        ]:
+            program, _, _ = h.decode(data)
+            inp = split_input(data, h.layouts)
+            assert program.layout == inp.layout, data.hex()
+            assert guard_from_env() or guard_mode() == inp.guard, data.hex()
+    finally:
+        set_guard(None)
+    readers = {
+        str(p.relative_to(ROOT)): ast.unparse(n)
+        for p in _sources("fuzz/campaign", "fuzz/engine")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id == "data"
+    }
+    assert not readers, readers

@@ -768,12 +768,7 @@ def crash_reproducer(
 
     assert job.config is not None  # a harness job
     h = hmod.Harness.from_config(job.layer, job.config)
-    data = artifact.read_bytes()
-    from recvmap.qemu_ref.loader import guard_from_env, set_guard
-
-    if not guard_from_env():  # the guard page the harness gave this input's arrays
-        set_guard("before" if data[-1:] and data[-1] & 1 else "after")
-    program, next_op, _ = h.decode(data)
+    program, next_op, _ = h.decode(artifact.read_bytes())  # the guard page side too
     kept, _ = run_stream(program, next_op, model_session(program))
     cut: list[str] = []
 

@@ -2,8 +2,8 @@
 """What every harness does with one fuzzer input: decode, run on both sides, compare.
 
 ``Harness.one_input(data)`` is libFuzzer's TestOneInput for one layer: the bytes decode to a
-program (``program.decode_bitmap`` / ``program.decode_ram``), each operation runs on the model
-first (an operation outside QEMU's domain is dropped, never passed on) and then on the
+program (``program.decode_input`` states an input's byte contract), each operation runs on
+the model first (an operation outside QEMU's domain is dropped, never passed on) and then on the
 implementation under test, and return values and memory images are compared after every
 operation. On a divergence the program is minimized, written as a regression vector file, and
 ``DivergenceError`` is raised naming the first differing operation, both results and the first
@@ -51,9 +51,7 @@ from ..engine import (
 from ..engine.alloc import allocates, check_allocations
 from ..engine.ram import RamSession
 from ..program import Program
-from ..program.decode_alloc import decode_allocations
-from ..program.decode_bitmap import decode_bitmap_program
-from ..program.decode_ram import decode_ram_program
+from ..program.decode_input import decode_input
 from ..subjects.impls import ModelImpl, Subject
 from .harness_env import HarnessConfig
 
@@ -167,42 +165,47 @@ class Harness:
     # --- one input ----------------------------------------------------------------------
 
     def decode(self, data: bytes) -> tuple[Program, Callable[[], Any], Session | RamSession]:
-        layout = self.layouts[data[0] % len(self.layouts)] if data else self.layouts[0]
-        data = data[1:]
-        self.cells["widths"].add(str(layout.bits_per_long))
-        if self.layer == "bitmap":
-            if layout not in self._bitmap:
-                impl = self.subject.bitmap(layout)
-                model = ModelImpl(layout, self.release)
-                # not a function the release lacks: the model would reject every call
-                names = [n for n in self.subject.bitmap_functions(layout) if model.has(n)]
-                self._bitmap[layout] = (model, impl, names)
-            model, impl, names = self._bitmap[layout]
-            program, next_op = decode_bitmap_program(
-                data, layout, self.max_ops, self.max_words, names
-            )
-            program = decode_allocations(data, program, names).at(self.release)
-            return program, next_op, Session(program, model, impl)
-        senders = self.senders if self.layer == "recovery" else []
-        program, next_op = decode_ram_program(
+        """``data`` as the byte contract says (``program.decode_input``): its program, the
+        function yielding its operations, and the session they run in; the arrays handed
+        to C get the input's guard page side (unless RECVMAP_GUARD chose one)."""
+        inp, program, next_op = decode_input(
             data,
-            layout,
-            layer=self.layer,
+            self.layouts,
+            self.layer,
+            names=lambda layout: self._bitmap_of(layout)[2],
+            max_ops=self.max_ops,
+            max_words=self.max_words,
             targets=self.targets,
             hosts=self.hosts,
-            senders=senders,
-            max_ops=self.max_ops,
-            absent=frozenset(self.subject.ram_missing(layout.bits_per_long)),
+            senders=self.senders if self.layer == "recovery" else (),
+            absent=lambda layout: frozenset(self.subject.ram_missing(layout.bits_per_long)),
+            release=self.release,
         )
-        program = program.at(self.release)
+        if not guard_from_env():  # the guard page after the arrays, then before them
+            set_guard(inp.guard)
+        self.cells["widths"].add(str(inp.layout.bits_per_long))
+        if self.layer == "bitmap":
+            model, impl, _ = self._bitmap_of(inp.layout)
+            return program, next_op, Session(program, model, impl)
         s = program.setup
         if "sender" in s:
-            pair = f"{s['sender']['bits_per_long']}->{layout.bits_per_long}"
+            pair = f"{s['sender']['bits_per_long']}->{inp.layout.bits_per_long}"
             self.cells.setdefault("pairs", set()).add(pair)
         self.cells["targets"].add(f"{s['target']}:{s['target_page_bits']}")
         self.cells["hosts"].add(str(s["host"]))
         self.cells["page_sizes"].update(str(b["page_size"]) for b in s["blocks"])
         return program, next_op, open_session(program, self.subject)
+
+    def _bitmap_of(self, layout: Layout) -> tuple[ModelImpl, Any, list[str]]:
+        """The model, the implementation and the functions a bitmap program of ``layout``
+        may call (the library's, not those the release lacks: the model would reject
+        every call), made once per layout."""
+        if layout not in self._bitmap:
+            impl = self.subject.bitmap(layout)
+            model = ModelImpl(layout, self.release)
+            names = [n for n in self.subject.bitmap_functions(layout) if model.has(n)]
+            self._bitmap[layout] = (model, impl, names)
+        return self._bitmap[layout]
 
     def one_input(self, data: bytes) -> None:
         if self.skip and hashlib.sha256(data).hexdigest() in self.skip:
@@ -243,8 +246,6 @@ class Harness:
             os._exit(HANG_EXIT)
 
     def _one_input(self, data: bytes) -> None:
-        if not guard_from_env():  # the guard page after the arrays, then before them
-            set_guard("before" if data[-1:] and data[-1] & 1 else "after")
         program, next_op, session = self.decode(data)
         if self.layer == "bitmap" and allocates(program):
             assert isinstance(session, Session)
