@@ -66,7 +66,7 @@ def replay_arcs(corpus: Path, bits: int) -> int:
 
 def fuzz(seconds: float, seed: int, bits: int) -> dict[str, Any]:
     """One atheris run of the bitmap harness; its statistics and the arcs its corpus reaches."""
-    from recvmap.fuzz.campaign.campaign import seed_inputs
+    from recvmap.fuzz.campaign.jobs import seed_inputs
     from recvmap.fuzz.campaign.launch import harness_path
 
     with tempfile.TemporaryDirectory() as tmp:

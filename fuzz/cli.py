@@ -532,8 +532,10 @@ def build_parser() -> Parser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .campaign.campaign import CampaignError, Config, run, summary
+    from .campaign.campaign import run
+    from .campaign.jobs import CampaignError, Config
     from .campaign.launch import atheris_available, engine_of
+    from .campaign.result import summary
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")

@@ -621,7 +621,8 @@ def test_nondeterministic_divergence_is_reported_not_asserted(
 
 
 def test_job_that_ran_nothing_is_not_clean(tmp_path: Path) -> None:
-    from recvmap.fuzz.campaign.campaign import Job, Result, summary
+    from recvmap.fuzz.campaign.jobs import Job
+    from recvmap.fuzz.campaign.result import Result, summary
 
     job = Job("host/s390x", "host", None, 1, 5.0, {}, [], tmp_path / "s", tmp_path / "l")
     result = Result([job], [], 5.0, 1, "qemu_ref")

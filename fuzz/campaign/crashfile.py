@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..program import Program
-from .campaign import Config, job_config
 from .harness_env import HarnessConfig
+from .jobs import Config, job_config
 
 
 @dataclass

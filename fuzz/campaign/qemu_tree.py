@@ -21,7 +21,9 @@ from typing import Any, TextIO
 from ..subjects.qemu_tree.build import origins
 from ..subjects.qemu_tree.command import referee_release, referee_text
 from ..subjects.qemu_tree.tree import QemuTree
-from .campaign import Config, Result, run, summary
+from .campaign import run
+from .jobs import Config
+from .result import Result, summary
 
 
 def fuzz_trees(

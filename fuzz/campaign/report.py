@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .campaign import Config, Result
+from .jobs import Config
 from .launch import engine_of
+from .result import Result
 
 SCHEMA_NAME = "recvmap-fuzz-summary"
 SCHEMA_VERSION = 1
