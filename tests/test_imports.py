@@ -6,13 +6,14 @@ every ``import`` counts, also those inside functions (lazy imports), except thos
 ``if TYPE_CHECKING:``, which never run. Importing ``a.b.c`` runs the ``__init__`` of ``a.b``
 too, so that is an edge as well (unless the importer is inside ``a.b`` already).
 
-The rooms, lowest first (docs/internals.md, "Rooms"); a room may import only itself and
-lower rooms.
+The rooms, lowest first, are fuzz/rooms.txt (docs/internals.md, "Rooms", shows them and is
+held to the file here); a room may import only itself and lower rooms.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -20,16 +21,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"pymodel": "recvmap.pymodel", "qemu_ref": "recvmap.qemu_ref", "fuzz": "recvmap.fuzz"}
-ROOMS = (
-    "recvmap.pymodel",
-    "recvmap.qemu_ref",
-    "recvmap.fuzz.program",
-    "recvmap.fuzz.subjects",
-    "recvmap.fuzz.engine",
-    "recvmap.fuzz.vectors",
-    "recvmap.fuzz.campaign",
-    "recvmap.fuzz.mutation",
-    "recvmap.fuzz.cli",
+ROOMS_FILE = ROOT / "fuzz" / "rooms.txt"  # the one list of rooms, lowest first
+ROOMS = tuple(
+    line for line in ROOMS_FILE.read_text().splitlines() if line and not line.startswith("#")
 )
 
 
@@ -203,3 +197,22 @@ def test_every_room_says_what_it_holds() -> None:
         init = ROOT / "fuzz" / r.rpartition(".")[2] / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and "import" in doc, f"{init.relative_to(ROOT)}: no docstring naming its imports"
+
+
+def test_the_rooms_are_one_list() -> None:
+    """fuzz/rooms.txt is the list: the docs' table shows it in its order, the harness
+    launcher guides atheris by its lowest room, and meson installs the sub-packages of
+    fuzz/ that are rooms of it (each folder of fuzz/ with modules is one)."""
+    from recvmap.fuzz.campaign import launch
+
+    docs = (ROOT / "docs" / "internals.md").read_text()
+    table = docs[docs.index("\n## Rooms") :].split("\n## ", 2)[1]
+    shown = tuple(re.findall(r"^\| `(recvmap[.\w]*)` \|", table, re.MULTILINE))
+    assert shown == ROOMS, f"docs/internals.md's table {shown} is not fuzz/rooms.txt {ROOMS}"
+    assert launch.ROOMS == ROOMS and launch.MODEL == ROOMS[0] == "recvmap.pymodel"
+    meson = (ROOT / "meson.build").read_text()
+    assert "fs.read('fuzz/rooms.txt')" in meson and "fuzz_rooms = [" in meson
+    packages = {p.parent.name for p in (ROOT / "fuzz").glob("*/__init__.py")}
+    assert packages == {r.rpartition(".")[2] for r in ROOMS if r.startswith("recvmap.fuzz.")} - {
+        "cli"
+    }

@@ -56,7 +56,12 @@ try:  # optional (the fuzz extra): without it the harnesses run the random loop
 except ImportError:
     atheris = None
 
-MODEL = "recvmap.pymodel"
+ROOMS = tuple(
+    line
+    for line in (Path(__file__).resolve().parents[1] / "rooms.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)  # the one list of rooms, lowest first
+MODEL = ROOMS[0]  # the lowest room, QEMU's rules: the only code whose branches guide atheris
 MODEL_UNGUIDED = ("recvmap.pymodel.words",)
 # Comparison tracing (libFuzzer's value profile of every == and <) on the model: measured
 # in bench/engine_ops.py and by coverage reached in 60 s (docs/internals.md, "Atheris").
