@@ -27,8 +27,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from recvmap.pymodel import arch
+from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import parse_release, render_table
+from recvmap.qemu_ref import LibraryError
+
 from .campaign.harness_env import HarnessConfig
-from .vectors.intake import DEFAULT_LIMITS
+from .campaign.launch import atheris_available, engine_of
+from .mutation.options import add_parser as add_mutants_parser
+
+# The commands import the rooms that do their work when they run (each ``# lazy: command``
+# below): `recvmap --help`, `arches` and `releases` import the model, the library loader
+# and the parsing above only, and start in COMMAND_FAST s instead of COMMAND_ALL s with
+# every room (python -X importtime, least of 15 runs).
 
 DEFAULT_TIMEOUT = HarnessConfig.timeout  # seconds per input (libFuzzer -timeout)
 
@@ -70,9 +81,6 @@ class Parser(argparse.ArgumentParser):
 
 def _release(value: str) -> str:
     """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
-    from recvmap.pymodel.errors import PreconditionError
-    from recvmap.pymodel.releases import parse_release
-
     try:
         return parse_release(value).name
     except PreconditionError as err:
@@ -213,8 +221,6 @@ def _word_bits(value: str) -> tuple[int, ...]:
 
 
 def _arches() -> list[str]:
-    from recvmap.pymodel import arch
-
     return [t.name for t in arch.TARGETS]
 
 
@@ -434,12 +440,10 @@ def build_parser() -> Parser:
         action="store_true",
         help="a replay that ran no test exits 1 (default: a warning line)",
     )
-    d = DEFAULT_LIMITS
-    r.add_argument(
-        "--max-file-bytes", type=_positive(int, "--max-file-bytes"), default=d.file_bytes
-    )
-    r.add_argument("--max-words", type=_positive(int, "--max-words"), default=d.words)
-    r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=d.ops)
+    # caps on each input file (default: vectors.intake.DEFAULT_LIMITS)
+    r.add_argument("--max-file-bytes", type=_positive(int, "--max-file-bytes"), default=None)
+    r.add_argument("--max-words", type=_positive(int, "--max-words"), default=None)
+    r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=None)
     r.add_argument(
         "--layer",
         choices=LAYERS,
@@ -522,9 +526,7 @@ def build_parser() -> Parser:
         description="The semantic changelog of QEMU's bitmap helpers and received-page "
         "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
     )
-    from .mutation import mutants
-
-    mutants.add_parser(sub)
+    add_mutants_parser(sub)
     return p
 
 
@@ -532,10 +534,8 @@ def build_parser() -> Parser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .campaign.campaign import run
-    from .campaign.jobs import CampaignError, Config
-    from .campaign.launch import atheris_available, engine_of
-    from .campaign.result import summary
+    from .campaign.campaign import CampaignError, Config, run  # lazy: command
+    from .campaign.result import summary  # lazy: command
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -554,7 +554,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if hosts:
         hosts = _resolve_hosts(hosts, "recvmap fuzz")
     if args.qemu_tree:
-        from .subjects.qemu_tree.command import TreeUsageError, prepare
+        from .subjects.qemu_tree.command import TreeUsageError, prepare  # lazy: command
 
         try:
             trees = prepare(args, hosts)
@@ -582,7 +582,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
         if args.qemu_tree:
-            from .campaign.qemu_tree import fuzz
+            from .campaign.qemu_tree import fuzz  # lazy: command
 
             results = fuzz(cfg, trees, args.tree_libs, args)
         else:
@@ -591,7 +591,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     except CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
-    from .campaign.report import write_reports
+    from .campaign.report import write_reports  # lazy: command
 
     try:
         write_reports(results, cfg, args.json, args.junit, getattr(args, "argv", None))
@@ -619,8 +619,8 @@ def _resolve_hosts(names: tuple[str, ...], command: str, tree: bool = False) -> 
     unknown or unavailable host is a usage error. ``tree``: hosts a QEMU tree's code can be
     built for (not our C's emulated word widths)."""
     try:
-        from .subjects import hosts as hostmod
-        from .subjects.qemu_tree.command import host_problem, tree_hosts
+        from .subjects import hosts as hostmod  # lazy: command
+        from .subjects.qemu_tree.command import host_problem, tree_hosts  # lazy: command
     except ImportError as err:
         raise UsageError(f"{command}: --host: emulated hosts are unavailable ({err})") from None
     if names == ("all",):
@@ -641,9 +641,7 @@ def _resolve_hosts(names: tuple[str, ...], command: str, tree: bool = False) -> 
 
 def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
     """The implementation to compare against the model (loaded now: errors are usage errors)."""
-    from recvmap.qemu_ref import LibraryError
-
-    from .subjects.impls import Subject
+    from .subjects.impls import Subject  # lazy: command
 
     if impl is not None and not impl.is_file():
         raise UsageError(f"--impl {impl}: no such file")
@@ -658,9 +656,10 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors.intake import Limits
+    from .vectors.intake import Limits  # lazy: command
 
-    limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
+    caps = {"file_bytes": args.max_file_bytes, "words": args.max_words, "ops": args.max_ops}
+    limits = Limits(**{k: v for k, v in caps.items() if v is not None})
     for path in args.files:
         if not path.exists():
             raise UsageError(f"recvmap replay: {path}: no such file")
@@ -676,7 +675,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.qemu_tree is not None:
         if args.impl is not None:
             raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
-        from .subjects.qemu_tree.command import TreeUsageError, tree_library
+        from .subjects.qemu_tree.command import TreeUsageError, tree_library  # lazy: command
 
         if not args.host:
             try:
@@ -706,7 +705,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def _host_subjects(args: argparse.Namespace) -> list[object]:
     """``replay --host``: one subject per host, each driver built and started now (a
     problem is a usage error): our C, or the ``--qemu-tree``'s own code."""
-    from .subjects.hosts import HostError, HostSubject
+    from .subjects.hosts import HostError, HostSubject  # lazy: command
 
     hosts = _resolve_hosts(tuple(args.host), "recvmap replay", args.qemu_tree is not None)
     subjects: list[HostSubject] = []
@@ -714,7 +713,7 @@ def _host_subjects(args: argparse.Namespace) -> list[object]:
         if args.qemu_tree is None:
             subjects = [HostSubject(h) for h in hosts]
         else:
-            from .subjects.qemu_tree.command import (
+            from .subjects.qemu_tree.command import (  # lazy: command
                 TreeUsageError,
                 open_tree,
                 referee_release,
@@ -744,8 +743,7 @@ def _replay_files(
     paths: list[Path], subject: object, args: argparse.Namespace, limits: object
 ) -> int:
     """Replay every vector of ``paths`` on ``subject``; the summary line; the exit status."""
-    from .vectors.files import load_file, replay
-    from .vectors.intake import NotVectorsError, VectorError
+    from .vectors.files import NotVectorsError, VectorError, load_file, replay  # lazy: command
 
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in paths:
@@ -793,7 +791,7 @@ def _check_recorded_subject(
     path: Path, recorded: dict[str, object] | None, impl: Path | None
 ) -> None:
     """Warn when a reproducer was found on another library than the one replaying it."""
-    from .vectors.files import file_sha256
+    from .vectors.files import file_sha256  # lazy: command
 
     if not recorded or not recorded.get("library"):
         return
@@ -813,8 +811,8 @@ def _check_recorded_subject(
 
 def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
     """The files to replay: raw libFuzzer inputs (with --layer) become vector files."""
-    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input
-    from .vectors.files import iter_files
+    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input  # lazy: command
+    from .vectors.files import iter_files  # lazy: command
 
     paths = list(iter_files(args.files))
     if args.layer is None:
@@ -842,7 +840,7 @@ def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    from .vectors.files import export, iter_files, load_file, vectors_dir
+    from .vectors.files import export, iter_files, load_file, vectors_dir  # lazy: command
 
     if args.vectors_command == "export":
         if args.qemu_unit_test is None and args.dir is None:
@@ -870,8 +868,8 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from .campaign.crashfile import Decoding
-    from .campaign.workers import merge
+    from .campaign.crashfile import Decoding  # lazy: command
+    from .campaign.workers import merge  # lazy: command
 
     if args.corpus_command != "merge":
         raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
@@ -892,7 +890,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _export_qemu_unit_test(path: Path, release: str | None) -> None:
-    from .vectors import qemu_unit
+    from .vectors import qemu_unit  # lazy: command
 
     check_file_option("recvmap vectors export --qemu-unit-test", path)
     try:
@@ -904,15 +902,11 @@ def _export_qemu_unit_test(path: Path, release: str | None) -> None:
 
 
 def cmd_arches(args: argparse.Namespace) -> int:
-    from recvmap.pymodel.arch import render_tables
-
-    sys.stdout.write(render_tables())
+    sys.stdout.write(arch.render_tables())
     return 0
 
 
 def cmd_releases(args: argparse.Namespace) -> int:
-    from recvmap.pymodel.releases import render_table
-
     sys.stdout.write(render_table())
     return 0
 
@@ -928,7 +922,7 @@ COMMANDS = {
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from .mutation import mutants
+    from .mutation import mutants  # lazy: command
 
     return mutants.run(args)
 
@@ -937,7 +931,7 @@ COMMANDS["mutants"] = cmd_mutants
 
 
 def cmd_qemu_tree(args: argparse.Namespace) -> int:
-    from .subjects.qemu_tree.command import TreeUsageError, show
+    from .subjects.qemu_tree.command import TreeUsageError, show  # lazy: command
 
     try:
         return show(args.dir)

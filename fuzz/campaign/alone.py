@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .harness import Harness
 from .harness_env import HarnessConfig
 
 CONFIRM_FACTOR = 4.0  # the re-run gets this many times --timeout ...
@@ -130,7 +131,6 @@ def _main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m recvmap.fuzz.campaign.alone LAYER INPUT", file=sys.stderr)
         return 2
-    from .harness import Harness
 
     # the job's statistics are not ours to write
     harness = Harness.from_config(argv[0], HarnessConfig.from_env().replace(stats=None))

@@ -13,11 +13,15 @@ dropped exactly as the harness drops them, and the result is a one-test
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine import model_session, run_stream
 from ..program import Program
+from ..vectors.files import make_test, vector_file, write_vector_file
+from . import harness as hmod
 from .harness_env import HarnessConfig
 from .jobs import Config, job_config
 
@@ -46,9 +50,6 @@ class Decoding:
 
 def decode_input(data: bytes, how: Decoding) -> Program:
     """The program the harness ran for ``data``: only the operations the model accepts."""
-    from ..engine import model_session, run_stream
-    from . import harness as hmod
-
     h = hmod.Harness.from_config(how.layer, how.config())
     program, next_op, _ = h.decode(data)
     kept, _ = run_stream(program, next_op, model_session(program, program.release))
@@ -57,8 +58,6 @@ def decode_input(data: bytes, how: Decoding) -> Program:
 
 def input_to_vector(path: Path, how: Decoding, out_dir: Path) -> Path:
     """Decode the raw input at ``path`` and write it as a vector file in ``out_dir``."""
-    from ..vectors.files import make_test, vector_file, write_vector_file
-
     data = path.read_bytes()
     program = decode_input(data, how)
     width = f"{how.bits}-bit words" if how.bits else "the library's word widths"
@@ -74,8 +73,6 @@ def input_to_vector(path: Path, how: Decoding, out_dir: Path) -> Path:
 def is_raw_input(path: Path) -> bool:
     """Raw fuzzer bytes: anything but a JSON object (a vector file, reproducer or program);
     a fuzzer input may happen to be valid JSON, such as ``7`` or ``[]``."""
-    import json
-
     try:
         obj = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError):

@@ -53,6 +53,7 @@ from ..engine.ram import RamSession
 from ..program import Program
 from ..program.decode_input import decode_input
 from ..subjects.impls import ModelImpl, Subject
+from ..vectors.files import replay_command, subject_record, write_divergence
 from .harness_env import HarnessConfig
 
 LAYERS = ("bitmap", "ram", "recovery")
@@ -280,8 +281,6 @@ class Harness:
         something outside the program: uninitialized memory, a race) is reported as
         non-deterministic with the original program kept, never minimized.
         """
-        from ..vectors.files import replay_command, subject_record, write_divergence
-
         record = subject_record(self.subject)
         cut: list[str] = []
         until = self._until()
@@ -349,8 +348,6 @@ class Harness:
         return time.monotonic() + (self.deadline - time.time())
 
     def _report_stats(self, path: Path, divergence: Any, description: str, record: Any) -> None:
-        from ..vectors.files import replay_command
-
         self.write_stats(
             time.monotonic(),
             divergence=str(path),

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import sys
 import time
@@ -399,9 +401,6 @@ def recovery_matrix(names: Sequence[str], samples: int = 4, seed: int = 0) -> di
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m recvmap.fuzz.campaign.hosts [HOST...]``: build, fuzz briefly, cross-check
     recovery."""
-    import argparse
-    import json
-
     ap = argparse.ArgumentParser(
         prog="python -m recvmap.fuzz.campaign.hosts", description=main.__doc__
     )

@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..subjects.impls import Subject
 from ..subjects.qemu_tree.build import origins
 from ..subjects.qemu_tree.command import referee_release, referee_text
 from ..subjects.qemu_tree.tree import QemuTree
+from ..vectors.files import load_file, replay
 from .campaign import run
 from .jobs import Config
 from .result import Result, summary
@@ -50,9 +52,6 @@ def judge(
 ) -> list[tuple[str, str]]:
     """(status, message) of a reproducer on each tree at its release: pass = agrees with
     the spec, fail = disagrees, skip = cannot run it (a function or release it lacks)."""
-    from ..subjects.impls import Subject
-    from ..vectors.files import load_file, replay
-
     out = []
     for tree, lib in zip(trees, libs, strict=True):
         subject = Subject(lib)

@@ -23,9 +23,13 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.releases import parse_release
+
+from ..vectors.files import QEMU_COMMIT
 from .jobs import Config
 from .launch import engine_of
 from .result import Result
@@ -37,8 +41,6 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "summary.schema.json"
 
 def tool_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("recvmap")
     except Exception:  # noqa: BLE001 - a source checkout without metadata
         return "unknown"
@@ -51,16 +53,12 @@ def engine_name(cfg: Config) -> str:
 def release_name(cfg: Config, result: Result | None = None) -> str:
     """The QEMU release the model stood for: the campaign's own (a QEMU tree's), else
     ``--release``, else the newest it knows."""
-    from recvmap.pymodel.releases import parse_release
-
     own = getattr(result, "release", None)
     return parse_release(own or getattr(cfg, "release", None)).name
 
 
 def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``--json`` summary: the campaign's own record plus the versioned envelope."""
-    from ..vectors.files import QEMU_COMMIT
-
     body = result.to_json()
     by_job = {j.name: j for j in result.jobs}
     divergences = []

@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..subjects.build import source_dir
 from .mutant import Mutant
 
 MUTABLE_FILES = ("bitops.c", "bitmap.c", "ram.c", "qemu_ref.h", "qemu_ref_ram.h")
@@ -114,6 +115,8 @@ class Shape:
 
 
 def _parser() -> Any:
+    # lazy: optional (the mutation extra), and `recvmap --help` imports this module for the
+    # mutants' options: tree-sitter would cost it TREE_SITTER_MS ms (python -X importtime)
     import tree_sitter_c
     from tree_sitter import Language, Parser
 
@@ -251,6 +254,8 @@ def _rules_file() -> str:
 
 def _proposals(text: str) -> list[tuple[int, str, str]]:
     """universalmutator's (1-based line, new line(s), rule text) for one source."""
+    # lazy: optional (the mutation extra), and `recvmap --help` imports this module for the
+    # mutants' options: universalmutator would cost it UM_MS ms (python -X importtime)
     from universalmutator import mutator
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -337,8 +342,6 @@ def file_mutants(file: str, text: str) -> list[Mutant]:
 
 def source_texts(src_dir: Path | None = None) -> dict[str, str]:
     """The C sources the mutants edit, as installed beside the libraries."""
-    from ..subjects.build import source_dir
-
     base = src_dir or source_dir()
     return {name: (base / name).read_text() for name in MUTABLE_FILES}
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.words import ILP32_BE, ILP32_LE, LP64_BE, LP64_LE, Layout
+from recvmap.qemu_ref.loader import package_file
 
 from ..program import Program
 from ..program.ram_setup import ContextFactory
@@ -124,8 +125,6 @@ def source_dir() -> Path:
         candidates.append(Path(env))
     candidates.append(Path(__file__).resolve().parent.parent.parent / "qemu_ref")
     try:
-        from recvmap.qemu_ref.loader import package_file
-
         candidates.append(package_file("qemu_ref.h").parent)
     except Exception:  # noqa: BLE001 - no installed package: the checkout must do
         pass

@@ -31,6 +31,11 @@ from pathlib import Path
 
 from .build import build_library
 
+try:  # optional (the fuzz extra): it carries the sanitizer runtime
+    import atheris
+except ImportError:
+    atheris = None
+
 SANITIZE = (
     "-O1",
     "-g",
@@ -55,10 +60,8 @@ def clang() -> str | None:
 
 def sanitizer_runtime() -> Path:
     """atheris' AddressSanitizer runtime with libFuzzer linked in."""
-    try:
-        import atheris
-    except ImportError:
-        raise NativeError("native coverage needs atheris (pip install atheris)") from None
+    if atheris is None:
+        raise NativeError("native coverage needs atheris (pip install atheris)")
     path = Path(atheris.path()) / "asan_with_fuzzer.so"
     if not path.is_file():
         raise NativeError(f"{path} is missing: this atheris wheel has no sanitizer runtime")

@@ -40,22 +40,27 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel import arch
 from recvmap.pymodel.releases import (
     DEFAULT_RELEASE,
     RELEASES,
     Release,
+    boundaries,
     changes_between,
     parse_release,
     range_of,
     release_range,
 )
 from recvmap.pymodel.words import Layout
+from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
 
 from ..engine import Divergence, ModelRun, isolated, model_run
 from ..engine.replay import replay_images
@@ -213,8 +218,6 @@ def group_params(program: Program) -> dict[str, Any]:
 
 
 def _base_page(host: str) -> int:
-    from recvmap.pymodel import arch
-
     return arch.host(host).base_page
 
 
@@ -233,10 +236,6 @@ def test_range(
     same as at ``release`` (a range such as ">=v4.0.0,<v8.2.0"). Past ``deadline``
     (time.monotonic()) no more releases are tried: the range is what was shown by then,
     at least the releases no rule change separates from ``release``."""
-    import time
-
-    from recvmap.pymodel.releases import boundaries
-
     rel = parse_release(release or program.release)
     own = max(r for r in boundaries() if r <= rel)  # no rule changes between own and rel
     if want is None:
@@ -373,8 +372,6 @@ def replay_command(
 ) -> str:
     """The command line that replays ``path`` on the implementation it was found on
     (with ``--timeout`` for a program known to be slow)."""
-    import shlex
-
     words = ["recvmap", "replay"]
     if subject and subject.get("library"):
         words += ["--impl", str(subject["library"])]
@@ -403,8 +400,6 @@ def write_divergence(
     divergence; past ``deadline`` the release range is not widened further, and what was
     cut short (``cut``, appended to) is said in the comment.
     """
-    import time
-
     assert kind in KINDS, kind
     what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
     if comment is None:
@@ -624,7 +619,6 @@ def check_impl(
                 f"({case.test.get('reason', 'the model rejects it')}); nothing reached "
                 f"{subject.name}"
             )
-    from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
 
     # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
     # a read before the start of an array each fault under one of them. A subject whose
