@@ -534,8 +534,7 @@ def build_parser() -> Parser:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .campaign.campaign import CampaignError, Config, run  # lazy: command
-    from .campaign.result import summary  # lazy: command
+    from .campaign import campaign, jobs, report, result  # lazy: command
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -560,7 +559,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             trees = prepare(args, hosts)
         except TreeUsageError as err:
             raise UsageError(str(err)) from None
-    cfg = Config(
+    cfg = jobs.Config(
         targets=tuple(args.target),
         arches=args.arch,
         word_bits=args.word_bits,
@@ -586,15 +585,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
 
             results = fuzz(cfg, trees, args.tree_libs, args)
         else:
-            results = [run(cfg, sys.stderr, quiet=args.quiet)]
-            print(summary(results[0]), flush=True)
-    except CampaignError as err:
+            results = [campaign.run(cfg, sys.stderr, quiet=args.quiet)]
+            print(result.summary(results[0]), flush=True)
+    except jobs.CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
-    from .campaign.report import write_reports  # lazy: command
-
     try:
-        write_reports(results, cfg, args.json, args.junit, getattr(args, "argv", None))
+        report.write_reports(results, cfg, args.json, args.junit, getattr(args, "argv", None))
     except OSError as err:
         print(f"recvmap fuzz: --json/--junit: {err.strerror or err}", file=sys.stderr)
         return 2
@@ -868,8 +865,7 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from .campaign.crashfile import Decoding  # lazy: command
-    from .campaign.workers import merge  # lazy: command
+    from .campaign import crashfile, workers  # lazy: command
 
     if args.corpus_command != "merge":
         raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
@@ -879,9 +875,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.impl is not None and not args.impl.is_file():
         raise UsageError(f"recvmap corpus merge: --impl {args.impl}: no such file")
     bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
-    env = Decoding(args.layer, bits, args.impl).config().to_env(os.environ)
+    env = crashfile.Decoding(args.layer, bits, args.impl).config().to_env(os.environ)
     try:
-        r = merge(args.layer, args.out, args.inputs, env)
+        r = workers.merge(args.layer, args.out, args.inputs, env)
     except RuntimeError as err:
         print(f"recvmap corpus merge: {err}", file=sys.stderr)
         return 1
