@@ -19,10 +19,26 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import parse_release
+from recvmap.qemu_ref.loader import abi
+
+from ..hosts import (
+    HOSTS,
+    HostError,
+    HostPool,
+    HostSubject,
+    available_hosts,
+    host_status,
+    sender_hosts,
+)
+from ..impls import OPTIONAL_RAM
 from .build import BuildError, build_tree, origins
+from .ram import ram_problem
 from .tree import QemuTree, TreeError
 
 DRIVERS_ENV = "RECVMAP_QEMU_TREE_DRIVERS"
@@ -61,9 +77,6 @@ def referee_release(tree: QemuTree) -> str | None:
     received-page bitmap): then the model's default, newest, rules judge, and the report
     says so.
     """
-    from recvmap.pymodel.errors import PreconditionError
-    from recvmap.pymodel.releases import parse_release
-
     try:
         return str(parse_release(tree.release).name)
     except PreconditionError:
@@ -80,8 +93,6 @@ def referee_text(tree: QemuTree) -> str:
 
 def ram_part_problem(tree: QemuTree) -> str | None:
     """Why the tree's ram functions were left out of its build (one line), if they were."""
-    from .ram import ram_problem
-
     problem = ram_problem(tree.root)
     return None if problem is None else str(problem)
 
@@ -109,15 +120,11 @@ def render(tree: QemuTree) -> str:
 def tree_hosts() -> list[str]:
     """The hosts a tree's driver can be built for here: available, with their own
     ``unsigned long`` (not our C's emulated word widths)."""
-    from ..hosts import HOSTS, available_hosts
-
     return [n for n in available_hosts() if not HOSTS[n].cflags]
 
 
 def host_problem(name: str) -> str | None:
     """Why a tree's code cannot run on host ``name`` here (None: it can)."""
-    from ..hosts import HOSTS, host_status
-
     if name not in HOSTS:
         return f"unknown host; choose from {', '.join(HOSTS)}"
     if HOSTS[name].cflags:
@@ -131,7 +138,6 @@ def host_problem(name: str) -> str | None:
 def tree_pool(tree: QemuTree, executables: dict[str, Path] | None = None) -> Any:
     """A ``hosts.HostPool`` whose every driver is the TREE's, built for its host on first
     use (cached), so a recovery stream's sender of another layout is the tree's code too."""
-    from ..hosts import HostError, HostPool
 
     def build(host: str) -> Path:
         try:
@@ -145,8 +151,6 @@ def tree_pool(tree: QemuTree, executables: dict[str, Path] | None = None) -> Any
 def tree_senders() -> dict[Any, str]:
     """The host of each word layout a tree's recovery stream sender can run on here (no
     32-bit big-endian one: QEMU's code has no emulated word width)."""
-    from ..hosts import sender_hosts
-
     return sender_hosts(tree_hosts())
 
 
@@ -158,8 +162,6 @@ def tree_host_subject(tree: QemuTree, name: str) -> Any:
     C. A layout no host here can build (32-bit big-endian) has no sender: its programs are
     skipped with the layout named.
     """
-    from ..hosts import HostSubject
-
     label = f"qemu-{tree.release}"
     return HostSubject(name, tree_pool(tree), senders=tree_senders(), label=label, path=tree.root)
 
@@ -186,7 +188,6 @@ def host_overrides(name: str) -> dict[str, Any]:
     spec = json.loads(os.environ.get(DRIVERS_ENV, "{}")).get(name)
     if not spec:
         return {}
-    from ..hosts import HOSTS, HostPool
 
     out: dict[str, Any] = {
         "pool": HostPool({name: Path(spec["exe"])}),
@@ -207,9 +208,6 @@ def driver_layers(tree: QemuTree) -> list[str]:
     (``OPTIONAL_RAM``), and the model at the tree's release never calls the others.
     """
     names = {o.function for o in origins(tree) if o.kind != "absent"}
-    from recvmap.qemu_ref.loader import abi
-
-    from ..impls import OPTIONAL_RAM
 
     ram = {d.name for d in abi() if d.header == "qemu_ref_ram.h"}
     missing = ram - names
@@ -233,8 +231,6 @@ def tree_library(path: Path, command: str) -> tuple[Path, str | None]:
 
 def show(path: Path) -> int:
     """``recvmap qemu-tree DIR``."""
-    import sys
-
     try:
         tree = open_tree(path)
         text = render(tree)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recvmap.qemu_ref.loader import package_file
+
 from .extract import RAM_FUNCTIONS, Definition, ExtractError, Extraction, extract
 from .tree import Origin, QemuTree
 
@@ -293,8 +295,6 @@ def extra_units(tree: QemuTree, env: BuildEnv) -> list[dict[str, Any]]:
     line saying why, for the command to report (exit 2 when a ram layer was asked for,
     an explicit skip otherwise).
     """
-    from recvmap.qemu_ref.loader import package_file
-
     root = tree.root.resolve()
     _PROBLEMS.pop(root, None)
     try:

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from recvmap.qemu_ref.loader import abi
+
 BITMAP_HEADER = "qemu_ref.h"  # the ABI header of the bitmap layer
 IDENTITY = "qref_bits_per_long"  # our library marker: not a QEMU function
 FREE = "qref_bitmap_free"  # ours: frees a map of bitmap_new (QEMU calls g_free)
@@ -127,8 +129,6 @@ def find_definition(text: str, name: str) -> tuple[int, bool] | None:
 
 def inventory(tree: QemuTree, header: str = BITMAP_HEADER) -> list[Origin]:
     """Where each function of ``header``'s ABI comes from in ``tree`` (ABI order)."""
-    from recvmap.qemu_ref.loader import abi
-
     texts = {rel: blank_comments(tree.text(rel)) for rel in (*SOURCES, *HEADERS)}
     out = []
     for decl in abi():
