@@ -166,3 +166,28 @@ def test_one_decoder_reads_an_inputs_bytes() -> None:
         if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id == "data"
     }
     assert not readers, readers
+
+
+def test_one_face_of_the_c_ram_layer() -> None:
+    """QEMU's ram functions have two implementations in Python, the model's RamContext and
+    the C face CRamContext (over ctypes or a replay driver), and ``ram_block_add``'s
+    arguments are written once, in the model: the face and the factories pass them on."""
+    defining: dict[str, list[str]] = {}
+    keywords = []
+    for p in _sources("pymodel", "qemu_ref", "fuzz"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            protocol = isinstance(node, ast.ClassDef) and any(
+                getattr(b, "id", "") == "Protocol" for b in node.bases
+            )
+            if isinstance(node, ast.ClassDef) and not protocol:  # RamApi states the API
+                names = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+                if "ramblock_recv_bitmap_set" in names:
+                    defining.setdefault(node.name, []).append(str(p.relative_to(ROOT)))
+            if isinstance(node, ast.FunctionDef) and node.name == "ram_block_add":
+                keywords.append([a.arg for a in node.args.kwonlyargs])
+    assert defining == {
+        "RamContext": ["pymodel/ramblock.py"],
+        "CRamContext": ["qemu_ref/ram.py"],
+    }, defining
+    written = [k for k in keywords if k]  # the others take *args and **kwargs, or nothing
+    assert written == [["page_size", "host", "postcopy_length", "migratable", "ignored"]]
