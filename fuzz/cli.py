@@ -38,8 +38,8 @@ from .mutation.options import add_parser as add_mutants_parser
 
 # The commands import the rooms that do their work when they run (each ``# lazy: command``
 # below): `recvmap --help`, `arches` and `releases` import the model, the library loader
-# and the parsing above only, and start in COMMAND_FAST s instead of COMMAND_ALL s with
-# every room (python -X importtime, least of 15 runs).
+# and the parsing above only. Measured as whole `python -c "import ..."` processes, least
+# of 15 runs: 0.14 s with this module, 0.38 s with every room the commands import.
 
 DEFAULT_TIMEOUT = HarnessConfig.timeout  # seconds per input (libFuzzer -timeout)
 

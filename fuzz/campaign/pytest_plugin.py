@@ -32,8 +32,8 @@ _ITEMS = pytest.StashKey[ModuleType]()
 def _items() -> ModuleType:
     """The plugin's working part (``pytest_items``), imported when a session asks for it."""
     # lazy: pytest loads this plugin in every session of an environment with recvmap;
-    # importing the model, the library loader and the engine there cost every session
-    # ~ITEMS_MS ms (python -X importtime), inert as the plugin is without --recvmap-impl
+    # importing the model, the loader and the engine there would cost every session 0.14 s
+    # (pytest with the plugin 0.17 s, with its items 0.31 s: least of 15 processes)
     from . import pytest_items
 
     return pytest_items

@@ -27,6 +27,13 @@ from typing import Any
 from ..subjects.build import source_dir
 from .mutant import Mutant
 
+try:  # optional (the mutation extra): the systematic mutants need them, the hand-written not
+    import tree_sitter_c
+    from tree_sitter import Language, Parser
+    from universalmutator import mutator
+except ImportError:
+    tree_sitter_c = mutator = None
+
 MUTABLE_FILES = ("bitops.c", "bitmap.c", "ram.c", "qemu_ref.h", "qemu_ref_ram.h")
 UM_RULES = ("universal.rules", "c.rules", "c_like.rules")
 
@@ -115,11 +122,8 @@ class Shape:
 
 
 def _parser() -> Any:
-    # lazy: optional (the mutation extra), and `recvmap --help` imports this module for the
-    # mutants' options: tree-sitter would cost it TREE_SITTER_MS ms (python -X importtime)
-    import tree_sitter_c
-    from tree_sitter import Language, Parser
-
+    if tree_sitter_c is None:
+        raise ImportError("systematic mutants need tree-sitter-c (the mutation extra)")
     return Parser(Language(tree_sitter_c.language()))
 
 
@@ -254,9 +258,8 @@ def _rules_file() -> str:
 
 def _proposals(text: str) -> list[tuple[int, str, str]]:
     """universalmutator's (1-based line, new line(s), rule text) for one source."""
-    # lazy: optional (the mutation extra), and `recvmap --help` imports this module for the
-    # mutants' options: universalmutator would cost it UM_MS ms (python -X importtime)
-    from universalmutator import mutator
+    if mutator is None:
+        raise ImportError("systematic mutants need universalmutator (the mutation extra)")
 
     with contextlib.redirect_stdout(io.StringIO()):
         found = mutator.mutants_regexp(
