@@ -10,7 +10,10 @@
     recvmap corpus merge OUT IN...  merge corpus folders (libFuzzer -merge=1)
     recvmap arches                the architecture and host tables
     recvmap releases              every rule that changed between QEMU releases, with commits
-    recvmap qemu-tree DIR         a QEMU tree's release and where each ABI function comes from
+    recvmap qemu-tree DIR         a QEMU tree's rules and where each ABI function comes from
+    recvmap history REPO [RANGE]  judge every commit of a QEMU git repository that changes the
+                                  bitmap, each by the rules its history contains (--bisect:
+                                  for git bisect run)
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
 Exit status: 0 clean, 1 divergence (or a crash, a HANG, or a failing vector), 2 bad arguments.
@@ -25,11 +28,11 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from recvmap.pymodel import arch
 from recvmap.pymodel.errors import PreconditionError
-from recvmap.pymodel.releases import parse_release, render_table
+from recvmap.pymodel.releases import parse_rules, render_table
 from recvmap.qemu_ref import LibraryError
 
 from .campaign.harness_env import HarnessConfig
@@ -80,9 +83,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def _release(value: str) -> str:
-    """A QEMU release tag ("v8.2.0" or "8.2.0"), checked against the releases the model knows."""
+    """A QEMU release tag ("v8.2.0" or "8.2.0") or a rule set ("v2.12.0+recovery_stream"),
+    checked against what the model knows; the rules' name."""
     try:
-        return parse_release(value).name
+        return parse_rules(value).name
     except PreconditionError as err:
         raise argparse.ArgumentTypeError(err.rule) from None
 
@@ -520,6 +524,7 @@ def build_parser() -> Parser:
         "static inline helper), or absent (the release lacks it: skipped, never passed).",
     )
     q.add_argument("dir", type=Path, metavar="DIR")
+    _add_history(sub)
     sub.add_parser(
         "releases",
         help="print every rule that changed between QEMU releases, with its commit",
@@ -528,6 +533,78 @@ def build_parser() -> Parser:
     )
     add_mutants_parser(sub)
     return p
+
+
+HISTORY_EPILOG = """\
+examples:
+  recvmap history ~/qemu origin/master..HEAD       a patch series, commit by commit
+  recvmap history ~/qemu v9.2.0..v10.0.0 --first-bad
+  recvmap history ~/qemu --list                    the commits that would be judged
+  git -C ~/qemu bisect start BAD GOOD && git -C ~/qemu bisect run recvmap history --bisect ~/qemu
+
+exit status: 0 every judged commit clean, 1 a finding (DIVERGES, CRASH, HANG), 2 bad
+arguments. With --bisect: 0 good, 1 bad, 125 cannot be judged (git bisect run skips it),
+128 bad arguments (git bisect run stops).
+"""
+
+
+def _add_history(sub: argparse._SubParsersAction[Parser]) -> None:
+    h = sub.add_parser(
+        "history",
+        help="judge the commits of a QEMU git repository, each by its own rules",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Walk the commits of a QEMU git repository (a clone, a patch series, a "
+        "backport branch, ../shared/qemu-history), skip those that change no in-scope "
+        "definition, and fuzz each other commit's own code against the model under the "
+        "rules its history contains: one line per commit (clean, DIVERGES, CRASH, HANG, "
+        "CANNOT BUILD), then a summary. docs/qemu-tree.md has the details.",
+        epilog=HISTORY_EPILOG,
+    )
+    h.add_argument("repo", type=Path, metavar="REPO", help="the top folder of a git checkout")
+    h.add_argument(
+        "range",
+        nargs="*",
+        metavar="REV-RANGE",
+        help="git revisions, as git rev-list takes them (default HEAD: every commit of its "
+        "history from the received-page bitmap on)",
+    )
+    h.add_argument(
+        "--per-commit-time",
+        type=_finite_positive("--per-commit-time"),
+        default=10.0,
+        help="seconds of fuzzing per commit, over every layer it has (default 10)",
+    )
+    h.add_argument("--first-bad", action="store_true", help="stop at the first finding")
+    h.add_argument(
+        "--bisect",
+        action="store_true",
+        help="judge HEAD only and exit with git bisect run's codes (0 good, 1 bad, 125 skip)",
+    )
+    h.add_argument(
+        "--list",
+        action="store_true",
+        help="list the commits that would be judged, with a time estimate; run nothing",
+    )
+    h.add_argument(
+        "--as-released",
+        action="store_true",
+        help="judge each commit by exactly its own rules: a crash a later QEMU commit fixed "
+        "(a change marked as a bug fix) is left outside the model's domain, not looked for",
+    )
+    h.add_argument(
+        "--out",
+        type=Path,
+        default=Path("history-out"),
+        help="folder for the reproducers, one sub-folder per commit (default history-out)",
+    )
+    h.add_argument("--seed", type=_seed, default=None, help="random seed of every campaign")
+    h.add_argument(
+        "--timeout",
+        type=_finite_positive("--timeout"),
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds one input may take: longer is a HANG (default {DEFAULT_TIMEOUT:g})",
+    )
+    h.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -552,13 +629,27 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     hosts = tuple(args.host)
     if hosts:
         hosts = _resolve_hosts(hosts, "recvmap fuzz")
+    plan = None
+    impl, release, host_drivers = args.impl, args.release, {}
     if args.qemu_tree:
-        from .subjects.qemu_tree.command import TreeUsageError, prepare  # lazy: command
+        from .subjects.qemu_tree.command import TreeUsageError, resolve  # lazy: command
 
+        if args.impl is not None or args.native:
+            raise UsageError(
+                "recvmap fuzz: --qemu-tree builds the library; it excludes --impl and --native"
+            )
+        if len(args.qemu_tree) > 2:
+            raise UsageError("recvmap fuzz: --qemu-tree: give one tree, or two to compare them")
+        if hosts and len(args.qemu_tree) > 1:
+            raise UsageError("recvmap fuzz: --host: with one --qemu-tree at a time")
         try:
-            trees = prepare(args, hosts)
+            plan = resolve(args.qemu_tree, hosts, args.release, tuple(args.target))
         except TreeUsageError as err:
-            raise UsageError(str(err)) from None
+            raise UsageError(f"recvmap fuzz: --qemu-tree: {err}") from None
+        impl = plan.trees[0].lib
+        if len(plan.trees) == 1:
+            release = plan.trees[0].judge  # the model judges the tree at its rules
+        host_drivers = {h: d.to_json() for h, d in plan.drivers.items()}
     cfg = jobs.Config(
         targets=tuple(args.target),
         arches=args.arch,
@@ -568,22 +659,23 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         seed=args.seed,
         corpus=args.corpus,
         out_dir=args.out,
-        impl=args.impl,
+        impl=impl,
         hosts=hosts,
         native=args.native,
         jobs=args.jobs or 0,
         engine=args.engine,
         timeout=args.timeout,
         workers=args.workers,
-        release=args.release,
+        release=release,
+        host_drivers=host_drivers,
     )
     if args.workers > 1 and engine_of(args.engine) == "random":
         raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
-        if args.qemu_tree:
+        if plan is not None:
             from .campaign.qemu_tree import fuzz  # lazy: command
 
-            results = fuzz(cfg, trees, args.tree_libs, args)
+            results = fuzz(cfg, plan, args.quiet)
         else:
             results = [campaign.run(cfg, sys.stderr, quiet=args.quiet)]
             print(result.summary(results[0]), flush=True)
@@ -669,28 +761,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if args.model_only or args.word_bits:
             option = "--model-only" if args.model_only else "--word-bits"
             raise UsageError(f"recvmap replay: --host chooses the word width; it excludes {option}")
+    impl, release, tree = args.impl, args.release, None
     if args.qemu_tree is not None:
         if args.impl is not None:
             raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
-        from .subjects.qemu_tree.command import TreeUsageError, tree_library  # lazy: command
+        from .subjects.qemu_tree.command import TreeUsageError, resolve  # lazy: command
 
-        if not args.host:
-            try:
-                args.impl, release = tree_library(args.qemu_tree, "recvmap replay")
-            except TreeUsageError as err:
-                raise UsageError(str(err)) from None
-            args.release = args.release or release  # the model judges the tree at its release
+        try:  # with --host the drivers are built per host, not a library for this machine
+            plan = resolve([args.qemu_tree], (), args.release, ("bitmap",), not args.host)
+        except TreeUsageError as err:
+            raise UsageError(f"recvmap replay: --qemu-tree: {err}") from None
+        tree = plan.trees[0]
+        print(tree.rules_line)
+        impl, release = tree.lib, tree.judge  # the model judges the tree at its rules
     if args.host:
-        subjects = _host_subjects(args)
+        subjects = _host_subjects(args, tree)
     else:
-        subjects = [None if args.model_only else _subject(args.impl, args.word_bits)]
-    paths = _raw_inputs_as_vectors(args)
+        subjects = [None if args.model_only else _subject(impl, args.word_bits)]
+    paths = _raw_inputs_as_vectors(args, impl, release)
     status = 0
     try:
         for subject in subjects:
             if len(subjects) > 1:
                 print(f"== {subject.name} ({subject.layout.text} words)")  # type: ignore[union-attr]
-            status = max(status, _replay_files(paths, subject, args, limits))
+            status = max(status, _replay_files(paths, subject, args, limits, impl, release))
     finally:
         for subject in subjects:
             close = getattr(subject, "close", None)
@@ -699,33 +793,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return status
 
 
-def _host_subjects(args: argparse.Namespace) -> list[object]:
+def _host_subjects(args: argparse.Namespace, planned: Any = None) -> list[object]:
     """``replay --host``: one subject per host, each driver built and started now (a
-    problem is a usage error): our C, or the ``--qemu-tree``'s own code."""
+    problem is a usage error): our C, or the ``--qemu-tree``'s own code (``planned``, the
+    tree ``resolve`` opened)."""
     from .subjects.hosts import HostError, HostSubject  # lazy: command
 
-    hosts = _resolve_hosts(tuple(args.host), "recvmap replay", args.qemu_tree is not None)
+    hosts = _resolve_hosts(tuple(args.host), "recvmap replay", planned is not None)
     subjects: list[HostSubject] = []
     try:
-        if args.qemu_tree is None:
+        if planned is None:
             subjects = [HostSubject(h) for h in hosts]
         else:
-            from .subjects.qemu_tree.command import (  # lazy: command
-                TreeUsageError,
-                open_tree,
-                referee_release,
-                tree_host_subject,
-            )
+            from .subjects.qemu_tree.command import tree_host_subject  # lazy: command
 
-            try:
-                tree = open_tree(args.qemu_tree)
-            except TreeUsageError as err:
-                raise UsageError(f"recvmap replay: --qemu-tree: {err}") from None
-            args.release = args.release or referee_release(tree)
+            tree = planned.tree
             subjects = [tree_host_subject(tree, h) for h in hosts]
             print(
                 f"QEMU tree {tree.root} ({tree.release}) on {', '.join(hosts)}, judged by "
-                f"the model at {args.release or 'its newest release'}"
+                f"the model at {planned.judge}"
             )
         for s in subjects:
             s.pool.driver(s.host)  # built (or found in the cache) and started
@@ -737,7 +823,12 @@ def _host_subjects(args: argparse.Namespace) -> list[object]:
 
 
 def _replay_files(
-    paths: list[Path], subject: object, args: argparse.Namespace, limits: object
+    paths: list[Path],
+    subject: object,
+    args: argparse.Namespace,
+    limits: object,
+    impl: Path | None,
+    release: str | None,
 ) -> int:
     """Replay every vector of ``paths`` on ``subject``; the summary line; the exit status."""
     from .vectors.files import NotVectorsError, VectorError, load_file, replay  # lazy: command
@@ -754,10 +845,10 @@ def _replay_files(
             counts["fail"] += 1
             continue
         if cases and subject is not None and not args.host:
-            _check_recorded_subject(path, cases[0].subject, args.impl)
+            _check_recorded_subject(path, cases[0].subject, impl)
         for case in cases:
             verdict = replay(  # type: ignore[arg-type]
-                case, subject, timeout=args.timeout, release=args.release
+                case, subject, timeout=args.timeout, release=release
             )
             counts[verdict.status] += 1
             if verdict.status == "fail":
@@ -769,8 +860,8 @@ def _replay_files(
             ):
                 print(f"{verdict.status.upper()} {case.name}: {verdict.message or 'ok'}")
     name = "model only" if subject is None else getattr(subject, "name", "")
-    if args.release:
-        name += f", QEMU {args.release}"
+    if release:
+        name += f", QEMU {release}"
     print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
     if counts["fail"]:
         return 1
@@ -806,7 +897,9 @@ def _check_recorded_subject(
         )
 
 
-def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
+def _raw_inputs_as_vectors(
+    args: argparse.Namespace, impl: Path | None, release: str | None
+) -> list[Path]:
     """The files to replay: raw libFuzzer inputs (with --layer) become vector files."""
     from .campaign.crashfile import Decoding, input_to_vector, is_raw_input  # lazy: command
     from .vectors.files import iter_files  # lazy: command
@@ -822,7 +915,7 @@ def _raw_inputs_as_vectors(args: argparse.Namespace) -> list[Path]:
         return paths
 
     bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
-    how = Decoding(args.layer, bits, args.impl, args.arch, getattr(args, "release", None))
+    how = Decoding(args.layer, bits, impl, args.arch, release)
     out = []
     for path in paths:
         if path.is_file() and is_raw_input(path):
@@ -936,6 +1029,51 @@ def cmd_qemu_tree(args: argparse.Namespace) -> int:
 
 
 COMMANDS["qemu-tree"] = cmd_qemu_tree
+
+
+BISECT_USAGE = 128  # git bisect run stops on 128 and above; 2 would mark the commit bad
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """``recvmap history``; with --bisect a usage error exits 128, so git bisect run stops."""
+    try:
+        return _history(args)
+    except UsageError as err:
+        if not args.bisect:
+            raise
+        print(str(err).replace("\n", " "), file=sys.stderr)
+        return BISECT_USAGE
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .campaign.history import HistoryError, Options, bisect, open_repo, walk  # lazy: command
+
+    if args.bisect and (args.range or args.first_bad or args.list):
+        raise UsageError(
+            "recvmap history: --bisect judges HEAD only; it excludes REV-RANGE, "
+            "--first-bad and --list"
+        )
+    check_dir_option("recvmap history: --out", args.out)
+    opts = Options(
+        per_commit_time=args.per_commit_time,
+        out_dir=args.out,
+        first_bad=args.first_bad,
+        as_released=args.as_released,
+        seed=args.seed,
+        timeout=args.timeout,
+        quiet=args.quiet,
+        list_only=args.list,
+    )
+    try:
+        repo = open_repo(args.repo)
+        if args.bisect:
+            return bisect(repo, opts, sys.stdout)
+        return walk(repo, args.range, opts, sys.stdout, sys.stderr)
+    except HistoryError as err:
+        raise UsageError(f"recvmap history: {err}") from None
+
+
+COMMANDS["history"] = cmd_history
 
 
 def main(argv: Sequence[str] | None = None) -> int:

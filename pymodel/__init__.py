@@ -7,8 +7,9 @@ and range helpers of include/qemu/bitmap.h and util/bitmap.c. A call outside QEM
 domain raises ``PreconditionError`` before it changes anything.
 
 The functions describe the newest QEMU release the model knows; ``releases`` holds every
-rule that changed since v2.12.0, and ``at_release("v3.0.0")`` is the bitmap layer of an
-older release (a function the release lacks raises ``ReleaseError``).
+rule that changed since the received-page bitmap was added (f9494614898f, first released
+in v2.11.0), and ``at_release("v3.0.0")`` is the bitmap layer of an older release or of
+any rule set (``parse_rules``; a function the rules lack raises ``ReleaseError``).
 """
 
 from . import bitmap, bitops, words
@@ -20,8 +21,10 @@ from .releases import (
     RELEASES,
     Release,
     ReleaseError,
+    Rules,
     at_release,
     parse_release,
+    parse_rules,
 )
 from .words import *  # noqa: F403
 
@@ -33,8 +36,10 @@ __all__ = [
     "RELEASES",
     "Release",
     "ReleaseError",
+    "Rules",
     "at_release",
     "parse_release",
+    "parse_rules",
 ]
 __all__ += words.__all__
 __all__ += bitmap.__all__

@@ -14,13 +14,17 @@ migration this process is) is an explicit ``RamContext`` here. Its methods keep 
 names and argument order, so ``ctx.ramblock_recv_bitmap_set(rb, host_addr)`` is QEMU's
 ``ramblock_recv_bitmap_set(rb, host_addr)``.
 
-A context models one QEMU release (``release=``, default the newest; see
-``pymodel.releases``). The release rules of this module:
+A context models the rules of one QEMU state (``release=``: a release, or a rule set such
+as a tree between releases has; default the newest; see ``pymodel.releases``). The
+release rules of this module:
 - which blocks get maps and count in ram_bytes_total: every block before v3.0.0
   (b895de5027 skips non-migratable ones), ignore-shared blocks too from v4.0.0
   (fbd162e629);
+- ramblock_recv_bitmap_test_byte_offset exists from v2.12.0 (1cba9f6e662d);
 - ram_discard_range on a block without a receivedmap dereferences NULL before v3.0.0
   (814bb08f177a added the guard): out of the model's domain there;
+- ram_list_init_bitmaps leaves the bmaps blank between 03158519384f and 40c4d4a83545
+  (inside v4.1.0's development, no release);
 - ram_block_discard_range checks the end address ("Unaligned end address") before v5.0.0
   (72821d93e0) and the range against used_length before v6.1.0 (dcdc460767);
 - ramblock_recv_bitmap_set_offset exists from v9.1.0 (5ef7e26bdb).
@@ -46,13 +50,17 @@ from .recovery import (
     ramblock_recv_bitmap_send,
 )
 from .releases import (
+    BMAP_BLANK,
+    BMAP_DIRTY_AGAIN,
     DISCARD_LENGTH_MSG,
     DISCARD_MAX_LENGTH,
     DISCARD_SOURCE,
     IGNORE_SHARED,
     RECV_MIGRATABLE,
     Release,
-    parse_release,
+    Rules,
+    parse_rules,
+    parse_version,
     require,
 )
 from .words import LP64_LE, Layout, Words
@@ -65,10 +73,6 @@ def check_unsigned(function: str, argument: str, value: int, bits: int, ctype: s
     """Precondition: ``value`` is representable in the unsigned C type ``ctype``."""
     if not 0 <= value < 1 << bits:
         raise PreconditionError(function, argument, f"0 <= {argument} < 2**{bits} ({ctype})")
-
-
-def _version(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split("."))
 
 
 class TargetPage:
@@ -109,14 +113,14 @@ class TargetPage:
         """
         t = _arch_target(t) if isinstance(t, str) else t
         bits = t.page_bits
-        ver = _version(qemu_version) if qemu_version else None
-        for h in sorted(t.history, key=lambda h: _version(h.changed_in)):
-            if ver is not None and ver < _version(h.changed_in):
+        ver = parse_version(qemu_version) if qemu_version else None
+        for h in sorted(t.history, key=lambda h: parse_version(h.changed_in)):
+            if ver is not None and ver < parse_version(h.changed_in):
                 bits = h.bits
                 break
         for b in t.boards:
-            since_ok = b.since is None or ver is None or ver >= _version(b.since)
-            until_ok = b.until is None or (ver is not None and ver <= _version(b.until))
+            since_ok = b.since is None or ver is None or ver >= parse_version(b.since)
+            until_ok = b.until is None or (ver is not None and ver <= parse_version(b.until))
             if board in b.boards and since_ok and until_ok:
                 bits = b.bits
         return cls.finalized(bits, vary_min=t.page_bits if t.vary else None)
@@ -233,7 +237,7 @@ class RamContext:
         pointer_bits: int | None = None,
         strict: bool = False,
         host: Host | None = None,
-        release: str | Release | None = None,
+        release: str | Release | Rules | None = None,
     ) -> None:
         if not _is_pow2(host_page_size):
             raise PreconditionError("RamContext", "host_page_size", "a power of two")
@@ -244,7 +248,7 @@ class RamContext:
         self.pointer_bits = layout.bits_per_long if pointer_bits is None else pointer_bits
         self.strict = strict
         self.host = host
-        self.release = parse_release(release)
+        self.release = parse_rules(release)
         self.error_log: list[str] = []
         self.ram_list = RAMList()
 
@@ -460,6 +464,7 @@ class RamContext:
     def ramblock_recv_bitmap_test_byte_offset(self, rb: RAMBlock, byte_offset: int) -> bool:
         """test_bit(byte_offset >> TARGET_PAGE_BITS, rb->receivedmap) (migration/ram.c)."""
         fn = "ramblock_recv_bitmap_test_byte_offset"
+        require(fn, self.release)  # from 1cba9f6e662d (v2.12.0)
         check_unsigned(fn, "byte_offset", byte_offset, UINT64_BITS, "uint64_t")
         m = self._recvmap(fn, rb)
         nr = self._index(byte_offset >> self.qemu_target_page_bits())
@@ -537,6 +542,11 @@ class RamContext:
         bitmap_clear(map, start >> bits, length >> bits) (both shifts truncate), then
         return ram_block_discard_range(rb, start, length): a discard that fails its checks
         has already cleared the bits. The source has no map and clears nothing.
+
+        Before 814bb08f177a (v3.0.0) the clear was unconditional: on a block without a map
+        (the source's; from b895de5027 a non-migratable block's too) a discard of at least
+        one target page dereferences NULL, outside the model's domain; with a shorter one
+        bitmap_clear touches nothing and the discard goes on.
         """
         fn = "ram_discard_range"
         check_unsigned(fn, "start", start, UINT64_BITS, "uint64_t")
@@ -545,15 +555,17 @@ class RamContext:
         if rb is None:
             self.error_report(f"{fn}: Failed to find block '{rbname}'")
             return -1
-        if rb.receivedmap is None and not self.release.has(DISCARD_SOURCE):
+        bits = self.qemu_target_page_bits()
+        unguarded = not self.release.has(DISCARD_SOURCE)  # before 814bb08f177a
+        if rb.receivedmap is None and unguarded and c_long(length >> bits, self.bits_per_long):
             raise PreconditionError(
                 fn,
                 "rb->receivedmap",
                 f"allocated: QEMU {self.release} clears the received bits unconditionally "
-                "and dereferences NULL on the source (fixed in v3.0.0 by 814bb08f177a)",
+                "and dereferences NULL on a block without a map, the source's (fixed in "
+                "v3.0.0 by 814bb08f177a; less than one target page touches nothing)",
             )
         if rb.receivedmap is not None:
-            bits = self.qemu_target_page_bits()
             bitmap_clear(
                 rb.receivedmap,
                 c_long(start >> bits, self.bits_per_long),
@@ -610,6 +622,9 @@ class RamContext:
     def ram_list_init_bitmaps(self) -> None:
         """Source: each migrated block's bmap, max_length >> bits bits, all dirty (ram.c).
 
+        Between 03158519384f and 40c4d4a83545 (no release: v4.1.0-rc0 and the commits
+        around it) the new bmaps stay all clear.
+
         QEMU skips the whole allocation when ram_bytes_total() is 0 (used_length summed
         over the blocks the migration walks; "Skip setting bitmap if there is no RAM"):
         then every bmap stays NULL, even of a block whose max_length is not 0.
@@ -623,10 +638,13 @@ class RamContext:
                 raise PreconditionError(fn, "rb->bmap", "NULL before ram_save_setup")
         if self.ram_bytes_total() == 0:
             return
+        # 03158519384f left the bmap blank, 40c4d4a83545 (both v4.1.0) made it dirty again
+        blank = self.release.has(BMAP_BLANK) and not self.release.has(BMAP_DIRTY_AGAIN)
         for rb in blocks:
             pages = rb.max_length >> bits
             rb.bmap = bitmap_new(pages, self.layout)
-            bitmap_set(rb.bmap, 0, pages)
+            if not blank:
+                bitmap_set(rb.bmap, 0, pages)
 
     def ram_save_cleanup(self) -> None:
         """Source: free each migrated block's bmap (migration/ram.c ram_save_cleanup)."""

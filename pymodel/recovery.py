@@ -13,9 +13,12 @@ with nbits = postcopy_length >> target_page_bits, size = round_up(ceil(nbits / 8
 end mark 0x0123456789abcdef. The padding to 8 bytes lets 32- and 64-bit, little- and
 big-endian hosts agree. The sender returns size + 8 (the end mark is not counted).
 
-Release rules (``pymodel.releases``): both functions from v3.0.0; the sender's nbits
-from used_length before v6.1.0; the reload's int returns and error_report() texts before
-v8.2.0, bool and Error since; its end-mark message in decimal before v5.2.0.
+Release rules (``pymodel.releases``): both functions from v3.0.0 (a335debb35), with
+size = round_up(nbits / 8, 8) (rounded down) until a725ef9fe364 (also v3.0.0); the
+sender's nbits from used_length before v6.1.0; the reload's error_report() texts with
+the function's name before 7aa6070d09 (Error messages since), its int returns and the
+read failure's error code before 88577f3242 (both v8.2.0); its end-mark message in
+decimal before v5.2.0.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from .bitmap import bitmap_complement, bitmap_from_le, bitmap_new, bitmap_to_le
 from .errors import PreconditionError, RecoveryError
 from .ramtypes import RAMBlock, Side, c_long
 from .releases import (
+    RECV_SIZE_ROUND_UP,
     RELOAD_END_MARK_HEX,
     RELOAD_ERROR_OBJECT,
+    RELOAD_ERROR_SETG,
     SEND_POSTCOPY_LENGTH,
-    Release,
+    Rules,
     require,
 )
 from .words import Layout
@@ -40,7 +45,7 @@ class RamGlobals(Protocol):
     """What recovery reads of QEMU's globals: ``ramblock.RamContext`` is one (ramblock
     imports this module, so the context is named by what it offers, not imported)."""
 
-    release: Release
+    release: Rules
     side: Side
     layout: Layout
 
@@ -63,6 +68,15 @@ def recv_bitmap_size(nbits: int) -> int:
     """Bytes of map on the wire: DIV_ROUND_UP(nbits, 8) rounded up to 8 (migration/ram.c)."""
     size = (nbits + 7) // 8  # DIV_ROUND_UP(nbits, 8)
     return (size + 7) // 8 * 8  # ROUND_UP(size, 8)
+
+
+def _recv_bitmap_size(ctx: RamGlobals, nbits: int) -> int:
+    """The size of ``ctx``'s rules: before a725ef9fe364 ("migration: fix incorrect bitmap
+    size calculation") both sides computed ROUND_UP(nbits / 8, 8), the division rounding
+    down (a map of fewer than 8 pages was 0 bytes, a partial last byte was dropped)."""
+    if ctx.release.has(RECV_SIZE_ROUND_UP):
+        return recv_bitmap_size(nbits)
+    return (nbits // 8 + 7) // 8 * 8
 
 
 def ramblock_recv_bitmap_send(ctx: RamGlobals, block_name: str) -> tuple[bytes, int]:
@@ -88,7 +102,7 @@ def ramblock_recv_bitmap_send(ctx: RamGlobals, block_name: str) -> tuple[bytes, 
     nbits = (length >> ctx.qemu_target_page_bits()) % (1 << bpl)
     le_bitmap = bitmap_new(nbits + bpl, ctx.layout)
     bitmap_to_le(le_bitmap, block.receivedmap, c_long(nbits, bpl))
-    size = recv_bitmap_size(nbits)
+    size = _recv_bitmap_size(ctx, nbits)
     stream = (
         size.to_bytes(HEADER, "big")
         + le_bitmap.image()[:size]
@@ -122,14 +136,14 @@ class QEMUFileReader:
 
 
 def _reject(ctx: RamGlobals, block: RAMBlock, reason: str, ret: int) -> RecoveryError:
-    """The release's way of failing: error_report("%s: ...", __func__) and an int before
-    v8.2.0; an Error (its message, no prefix) and false, -1 through the ABI, since."""
+    """The rules' way of failing: error_report("%s: ...", __func__) before 7aa6070d09, an
+    Error (its message, no prefix) since; an int (-EINVAL, -EIO) before 88577f3242, false
+    since (-1 through the ABI)."""
     fn = "ram_dirty_bitmap_reload"
     if ctx.release.has(RELOAD_ERROR_OBJECT):
-        ctx.error_report(reason)
-        return RecoveryError(fn, block.idstr, reason, -1)
+        ret = -1
     err = RecoveryError(fn, block.idstr, reason, ret)
-    ctx.error_report(str(err))
+    ctx.error_report(reason if ctx.release.has(RELOAD_ERROR_SETG) else str(err))
     return err
 
 
@@ -180,11 +194,12 @@ def ram_dirty_bitmap_reload(ctx: RamGlobals, block: RAMBlock, stream: bytes) -> 
     stream (wrong size, short, wrong end mark) raises RecoveryError and leaves bmap
     untouched; bytes after the end mark are not read (``_read_stream``).
 
-    Release rules: absent before v3.0.0; before v8.2.0 (88577f3242) QEMU returns -EINVAL
-    (size, end mark) or -EIO (failed read) and error_report()s with the function name
-    prefixed and the file error in the read failure; from v8.2.0 it returns false with an
-    Error (ABI: -1, the message without prefix). Before v5.2.0 (af3bbbe984) a wrong end
-    mark is printed in decimal after "0x".
+    Release rules: absent before v3.0.0; before 7aa6070d09 QEMU error_report()s with the
+    function name prefixed, since it sets an Error (the message without prefix); before
+    88577f3242 it returns -EINVAL (size, end mark) or -EIO (failed read) with the file
+    error in the read failure's text, since it returns false (ABI: -1) without it (both
+    v8.2.0). Before v5.2.0 (af3bbbe984) a wrong end mark is printed in decimal after
+    "0x"; before a725ef9fe364 the size rounds down (``_recv_bitmap_size``).
     """
     fn = "ram_dirty_bitmap_reload"
     require(fn, ctx.release)
@@ -198,7 +213,7 @@ def ram_dirty_bitmap_reload(ctx: RamGlobals, block: RAMBlock, stream: bytes) -> 
         raise PreconditionError(
             fn, "nbits", "used_length >> target_page_bits > 0 (bitmap_complement needs nbits > 0)"
         )
-    local_size = recv_bitmap_size(nbits)
+    local_size = _recv_bitmap_size(ctx, nbits)
     payload = _read_stream(ctx, block, stream, local_size)
     le_bitmap = bitmap_new(nbits + bpl, ctx.layout)
     le_bitmap.load_image(payload + bytes(len(le_bitmap.image()) - local_size))

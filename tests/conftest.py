@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import extras
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -29,6 +30,18 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("recvmap")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``extra("NAME")`` is skipped, naming the extra, when it is missing."""
+    for mark in item.iter_markers("extra"):
+        for extra in mark.args:
+            gone = extras.missing(extra)
+            if gone:
+                pytest.skip(
+                    f"needs the {extra!r} extra ({', '.join(gone)} missing): "
+                    + extras.install_hint(extra)
+                )
 
 
 def pytest_report_header() -> str:

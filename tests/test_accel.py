@@ -28,7 +28,7 @@ SEED = 1107
 @pytest.fixture
 def plain_and_fast() -> Iterator[None]:
     if not accel.use(True):
-        pytest.skip("NumPy 2 is not installed: the model runs its plain code only")
+        pytest.skip("needs the 'accel' extra (NumPy 2): pip install -e '.[accel]'")
     yield
     accel.use(True)
 

@@ -53,6 +53,7 @@ def test_reference_same_on_both_paths(bits: int) -> None:
     assert compare_paths(None, bits, 400, bits) == []
 
 
+@pytest.mark.extra("mutation")
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the mutants")
 @pytest.mark.parametrize(
     "key, bits",

@@ -114,7 +114,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     site = next((venv / "lib").glob("python3*/site-packages"))
     for name in BUILD_TOOLS:
         if not copy_distribution(name, site) and name == "atheris":
-            pytest.skip("atheris (part of the Python builder image) is not installed")
+            pytest.skip("needs the 'fuzz' extra (atheris, part of the builder image)")
     for exe in ("meson", "ninja"):  # the executables of the Dockerfile's pip line
         found = shutil.which(exe, path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
         assert found, exe
@@ -146,6 +146,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
     return out, env
 
 
+@pytest.mark.slow
 def test_build_sh_produces_a_fuzzer_per_harness(built: tuple[Path, dict[str, str]]) -> None:
     out, _ = built
     for layer in LAYERS:
@@ -164,6 +165,7 @@ def test_build_sh_produces_a_fuzzer_per_harness(built: tuple[Path, dict[str, str
         assert opts["libfuzzer"]["max_len"] == "1024"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", LAYERS)
 def test_each_fuzzer_runs_a_few_seconds(
     built: tuple[Path, dict[str, str]], layer: str, tmp_path: Path

@@ -21,7 +21,6 @@ import pytest
 from helpers import MASK, MUTANT, recvmap
 
 from recvmap.fuzz import cli
-from recvmap.fuzz.campaign.launch import atheris_available
 from recvmap.fuzz.subjects.build import build_library
 from recvmap.fuzz.vectors.files import load_file
 
@@ -65,7 +64,7 @@ def test_the_decoded_program_is_the_one_the_harness_ran(
     assert "timeout-0123" in case.test["comment"]
 
 
-@pytest.mark.skipif(not atheris_available(), reason="atheris writes the crash file")
+@pytest.mark.extra("fuzz")  # atheris writes the crash file
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the mutant")
 def test_a_libfuzzer_crash_file_replays_the_divergence(tmp_path: Path) -> None:
     lib = build_library(64, {"qemu_ref.h": [(MASK, MUTANT)]})

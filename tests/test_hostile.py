@@ -285,6 +285,7 @@ def test_replay_size_caps_are_configurable(tmp_path: Path) -> None:
 PARSER_FUZZ_SECONDS = float(os.environ.get("RECVMAP_PARSER_FUZZ_SECONDS", "60"))
 
 
+@pytest.mark.slow
 def test_parser_harness_random_json_no_unexpected_exception() -> None:
     """The replay/vector parser harness, random-JSON mode: fixed seed, bounded time."""
     from recvmap.fuzz.vectors.harness_parser import random_run
@@ -579,6 +580,7 @@ def test_replay_command_after_impl_divergence_reproduces_verbatim(tmp_path: Path
 
 
 @needs_gcc
+@pytest.mark.extra("fuzz")  # --engine atheris
 def test_library_stdout_cannot_fake_statistics(tmp_path: Path) -> None:
     lib = broken("chatty")
     proc = fuzz_library(

@@ -84,6 +84,7 @@ def seeds() -> list[int]:
     return [SEED, *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", seeds(), ids=lambda s: f"seed{s}")
 @pytest.mark.parametrize("name", FOREIGN + EXTRA)
 def test_fuzz_on_host_agrees_with_model(name: str, seed: int) -> None:
@@ -317,6 +318,7 @@ def test_batch_replay_prints_results_and_final_images() -> None:
     assert got.images == [bytes(model.image(h)) for h in handles]
 
 
+@pytest.mark.slow
 def test_replay_host_all_passes_every_vector_on_our_c() -> None:
     """``recvmap replay --host all``, one process: on each host every vector of its word
     width at the newest release passes (the other byte order retargeted), counted from the

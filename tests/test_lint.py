@@ -13,12 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PY_DIRS = ["pymodel", "qemu_ref", "fuzz", "tests", "bench"]
+pytestmark = pytest.mark.extra("dev")
 
 
 def tool(name: str) -> str:
     path = BIN / name
     if not path.exists() and shutil.which(name) is None:
-        pytest.skip(f"{name} is not installed")
+        pytest.skip(f"needs the 'dev' extra ({name} missing): pip install -e '.[dev]'")
     return str(path) if path.exists() else name
 
 

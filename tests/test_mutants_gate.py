@@ -20,7 +20,10 @@ import pytest
 
 from recvmap.fuzz.mutation import mutants
 
-pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the mutants")
+pytestmark = [
+    pytest.mark.extra("mutation"),
+    pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the mutants"),
+]
 
 BUDGET = 10.0  # seconds of fuzzing per mutant (they die in well under one second)
 SEED = 1

@@ -9,11 +9,14 @@ still compiled in.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
+import extras
 import pytest
 from helpers import venv_with_wheel
 
@@ -50,6 +53,7 @@ CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_works_outside_the_tree(tmp_path: Path, built_wheel: Path) -> None:
     wheel = built_wheel
     venv = tmp_path / "venv"
@@ -63,3 +67,39 @@ def test_wheel_installs_and_works_outside_the_tree(tmp_path: Path, built_wheel: 
         [str(venv / "bin" / "recvmap"), "vectors", "list"], capture_output=True, text=True
     )
     assert cli.returncode == 0 and cli.stdout.strip(), cli.stderr
+
+
+@pytest.mark.slow
+def test_suite_passes_with_only_the_test_extra(tmp_path: Path) -> None:
+    """``pip install -e '.[test]' && pytest`` in a new virtualenv, as a newcomer does: from
+    PyPI, wheels only, no pip cache; every test that needs another extra is skipped with a
+    reason naming it, and none fails. The editable build goes to its own folder, so the
+    checkout's own build (the suite's) is left alone."""
+    venv, build = tmp_path / "venv", tmp_path / "build"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RECVMAP_", "PYTHON"))},
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "PIP_NO_CACHE_DIR": "1",
+    }
+    pip = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--only-binary=:all:"]
+    for args in (
+        extras.build_requires(),
+        ["--no-build-isolation", f"-Cbuild-dir={build}", "-e", f"{ROOT}[test]"],
+    ):
+        proc = subprocess.run([*pip, *args], env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = subprocess.run(
+        [py, "-m", "pytest", "-q", "-n", "2", "-m", "not slow", "-p", "no:cacheprovider", "tests"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    tail = run.stdout[-6000:] + run.stderr[-2000:]
+    assert run.returncode == 0, tail
+    for extra in ("fuzz", "qemu-tree", "mutation", "accel", "dev"):
+        assert f"needs the '{extra}' extra" in run.stdout, (extra, tail)
+    assert "ModuleNotFoundError" not in run.stdout, tail

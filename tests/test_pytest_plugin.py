@@ -82,6 +82,7 @@ def outcomes(junit: Path) -> dict[str, tuple[str, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_plugin_from_a_fresh_venv_passes_ours_and_fails_a_planted_bug(
     fresh_venv: Path, tmp_path: Path
 ) -> None:

@@ -28,11 +28,17 @@ from recvmap.fuzz.engine import Session, run_stream
 from recvmap.fuzz.program.decode_bitmap import decode_bitmap_program
 from recvmap.fuzz.subjects.impls import ModelImpl, Subject
 from recvmap.fuzz.subjects.qemu_tree.build import BuildError, build_tree
-from recvmap.fuzz.subjects.qemu_tree.tree import QemuTree, release_tuple
+from recvmap.fuzz.subjects.qemu_tree.tree import QemuTree
 from recvmap.pymodel import at_release, bitmap_count_one, bitmap_new
 from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import parse_version
 from recvmap.pymodel.words import LP64_LE
 from recvmap.qemu_ref.loader import abi
+
+
+def release_tuple(release: str) -> tuple[int, int, int]:
+    return parse_version(release).tuple
+
 
 pytestmark = [
     pytest.mark.skipif(not TREES, reason=SKIP_REASON),
@@ -158,7 +164,9 @@ def test_inventory_lists_every_bitmap_function(
     tree = TREES[release]
     out, rows = listing(tree, capsys)
     version = (tree / "VERSION").read_text().splitlines()[0].strip()
-    assert f"release v{version} (VERSION)" in out
+    assert f"version {version} (VERSION)" in out
+    # the first line says how the rules were chosen: a plain folder has only its VERSION
+    assert out.splitlines()[0] == f"rules: by VERSION {version} = {release}"
     have = release_tuple(release)
     for name in BITMAP_ABI:
         where = rows[name]
@@ -299,6 +307,7 @@ def test_a_mutated_bitmap_c_is_caught_within_30_s(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stdout + good.stderr
 
 
+@pytest.mark.slow
 def test_two_trees_name_the_one_with_a_mutated_bitmap_h(tmp_path: Path) -> None:
     run = fuzz_bitmap_mutant(
         tmp_path,
@@ -375,6 +384,7 @@ def _host_or_skip(name: str) -> None:
         pytest.skip(f"host {name}: {why}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("host", ["s390x", "i686"])
 def test_a_tree_on_an_emulated_host(host: str) -> None:
     """QEMU's code cross-built into the replay driver: big-endian and 32-bit words."""
@@ -410,6 +420,7 @@ def test_an_old_tree_swaps_bytes_on_a_big_endian_host() -> None:
         pool.close()
 
 
+@pytest.mark.slow
 def test_an_old_tree_on_a_host_is_judged_at_its_release() -> None:
     """The host jobs follow the tree's release: v2.12.0's bitmap_count_one(map, 0) agrees
     with the model at v2.12.0 and is caught by the newest rules (a real QEMU change)."""

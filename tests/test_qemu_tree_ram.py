@@ -20,14 +20,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qemu_trees import SKIP_REASON, TREES  # noqa: E402
 
-pytest.importorskip("tree_sitter_c", reason="the qemu-tree extra (tree-sitter-c) is absent")
-
 from recvmap.fuzz.subjects.qemu_tree.build import build_tree  # noqa: E402
 from recvmap.fuzz.subjects.qemu_tree.extract import RAM_FUNCTIONS, extract  # noqa: E402
 from recvmap.fuzz.subjects.qemu_tree.ram import RamBuildError, ram_problem, ram_units  # noqa: E402
 from recvmap.qemu_ref.loader import load  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not TREES, reason=SKIP_REASON)
+pytestmark = [pytest.mark.extra("qemu-tree"), pytest.mark.skipif(not TREES, reason=SKIP_REASON)]
 
 RECVMAP = [sys.executable, "-c", "import sys; from recvmap.fuzz.cli import main; sys.exit(main())"]
 
@@ -420,13 +418,15 @@ def test_v2_12_source_side_discard_crashes(tmp_path: Path) -> None:
     ],
 )
 def test_host_driver_layers_follow_the_release(release: str, layers: list[str]) -> None:
+    from recvmap.fuzz.subjects.qemu_tree.build import origins
     from recvmap.fuzz.subjects.qemu_tree.command import driver_layers, open_tree
 
     if release not in TREES:
         pytest.skip(f"needs the {release} tree")
-    assert driver_layers(open_tree(TREES[release])) == layers
+    assert driver_layers(origins(open_tree(TREES[release]))) == layers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("release", "host"), [("v2.12.0", "i686"), ("v8.2.0", "s390x")])
 def test_tree_ram_code_on_an_emulated_host(release: str, host: str) -> None:
     """QEMU's own ram code cross-built into the replay driver, under qemu-user, at its

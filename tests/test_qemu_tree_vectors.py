@@ -34,7 +34,8 @@ from recvmap.pymodel.releases import parse_release
 from recvmap.pymodel.words import ILP32_BE, Layout
 
 VECTORS = Path(__file__).parent / "vectors"
-pytestmark = pytest.mark.skipif(not TREES, reason=SKIP_REASON)
+# the ram and recovery vectors need the ram layer, which the qemu-tree extra builds
+pytestmark = [pytest.mark.extra("qemu-tree"), pytest.mark.skipif(not TREES, reason=SKIP_REASON)]
 
 # The hosts of the host run: one per word width, so every vector runs on one of them;
 # s390x also makes the run big-endian. (64-bit little-endian: the library run.)
@@ -104,6 +105,7 @@ def host_sections(stdout: str) -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("release", sorted(TREES))
 def test_every_vector_in_range_passes_on_the_trees_code_on_other_hosts(release: str) -> None:
     """32-bit words (i686) and big-endian ones (s390x): one process per tree, both hosts."""
@@ -139,6 +141,7 @@ def test_every_vector_in_range_passes_on_the_trees_code_on_other_hosts(release: 
         assert passed > 0
 
 
+@pytest.mark.slow
 def test_a_byte_order_bug_in_a_tree_fails_its_vectors_on_a_big_endian_host(
     tmp_path: Path,
 ) -> None:
@@ -217,22 +220,19 @@ def test_a_host_the_tree_cannot_use_is_one_line(
     assert "Traceback" not in captured.err + captured.out
 
 
-def test_fuzz_host_jobs_of_a_tree_take_other_senders_from_the_tree(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_fuzz_host_jobs_of_a_tree_take_other_senders_from_the_tree() -> None:
     """``fuzz --qemu-tree --host s390x``: the host job's recovery senders of another
     layout are the tree's drivers too (they were our C's)."""
     from recvmap.fuzz.subjects.qemu_tree import command
-    from recvmap.fuzz.subjects.qemu_tree.build import build_tree, cache_root
+    from recvmap.fuzz.subjects.qemu_tree.build import cache_root
 
     for host in HOST_RUN:
         if why := host_status(host):
             pytest.skip(f"host {host}: {why}")
     release = max(TREES, key=lambda r: parse_release(r).version)
-    exe = build_tree(TREES[release], host="s390x")
-    env = command.driver_env({"s390x": exe}, {"s390x": ["recovery"]}, release, TREES[release])
-    monkeypatch.setenv(command.DRIVERS_ENV, env)
-    kw = command.host_overrides("s390x")
+    plan = command.resolve([TREES[release]], ("s390x",), None, ("recovery",), False)
+    spec = plan.drivers["s390x"].to_json()  # what the campaign puts on the job's command line
+    kw = command.host_overrides(command.HostDriver.from_json(spec))
     assert kw["senders"][HOSTS["s390x"].layout] == "s390x"
     assert kw["senders"][HOSTS["i686"].layout] == "i686"
     try:

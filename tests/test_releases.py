@@ -13,6 +13,7 @@ makes them fail.
 from __future__ import annotations
 
 import errno
+import functools
 import importlib.util
 import pickle
 import re
@@ -148,6 +149,18 @@ def t_discard_no_map_on_source() -> None:
     new = ctx(after(key), Side.SOURCE)
     new.ram_block_add("pc.ram", 4 * TPS)
     assert new.ram_discard_range("pc.ram", 0, TPS) == 0
+    # less than one target page: bitmap_clear(NULL, 0, 0) touches nothing, the discard goes
+    # on to ram_block_discard_range (whose length check fails the same at both releases)
+    assert old.ram_discard_range("pc.ram", 0, TPS // 2) == -1
+    assert old.error_log[-1].startswith("ram_block_discard_range: Unaligned end address")
+    # the window b895de5027..814bb08f177a: a non-migratable block of the destination has
+    # no map either, so its discard is out of the domain there too
+    window = ctx("v3.0.0-discard_no_map_on_source")
+    window.ram_block_add("pc.ram", 4 * TPS)
+    window.ram_block_add("vga", 4 * TPS, migratable=False)
+    window.ramblock_recv_map_init()
+    with pytest.raises(PreconditionError, match="814bb08f177a"):
+        window.ram_discard_range("vga", 0, TPS)
 
 
 def t_count_one_zero() -> None:
@@ -246,23 +259,100 @@ def _reload(release: str, stream: bytes) -> tuple[int, str]:
         return err.ret, src.error_log[-1]
 
 
+WINDOW_7AA6070D09 = "v8.1.0+reload_error_setg"  # 7aa6070d09 in, 88577f3242 not yet
+
+
 def t_reload_bool_error() -> None:
+    """88577f3242: bool returns, the read failure's error code dropped (its parent is the
+    7aa6070d09 window: Error messages without prefix, int returns, the code kept)."""
     key = "reload_bool_error"
     short = stream_of(9)[:12]
-    assert _reload(before(key), short) == (
+    assert _reload(WINDOW_7AA6070D09, short) == (
         -errno.EIO,
-        "ram_dirty_bitmap_reload: read bitmap failed for ramblock 'pc.ram': -5 "
-        "(size 0x8, got: 0x4)",
+        "read bitmap failed for ramblock 'pc.ram': -5 (size 0x8, got: 0x4)",
     )
     assert _reload(after(key), short) == (
         -1,
         "read bitmap failed for ramblock 'pc.ram': (size 0x8, got: 0x4)",
     )
-    assert _reload(before(key), b"") == (
+    assert _reload(WINDOW_7AA6070D09, b"") == (
         -errno.EINVAL,
-        "ram_dirty_bitmap_reload: ramblock 'pc.ram' bitmap size mismatch (0x0 != 0x8)",
+        "ramblock 'pc.ram' bitmap size mismatch (0x0 != 0x8)",
     )
     assert _reload(after(key), b"") == (-1, "ramblock 'pc.ram' bitmap size mismatch (0x0 != 0x8)")
+
+
+def t_reload_error_setg() -> None:
+    """7aa6070d09: the texts lose the "ram_dirty_bitmap_reload: " prefix; returns unchanged."""
+    bad_size = (0x10).to_bytes(8, "big") + bytes(16)
+    assert _reload(before("reload_error_setg"), bad_size) == (
+        -errno.EINVAL,
+        "ram_dirty_bitmap_reload: ramblock 'pc.ram' bitmap size mismatch (0x10 != 0x8)",
+    )
+    assert _reload(WINDOW_7AA6070D09, bad_size) == (
+        -errno.EINVAL,
+        "ramblock 'pc.ram' bitmap size mismatch (0x10 != 0x8)",
+    )
+    short = stream_of(9)[:12]
+    assert _reload(before("reload_error_setg"), short) == (
+        -errno.EIO,
+        "ram_dirty_bitmap_reload: read bitmap failed for ramblock 'pc.ram': -5 "
+        "(size 0x8, got: 0x4)",
+    )
+
+
+def t_recv_bitmap_test_byte_offset() -> None:
+    key = "recv_bitmap_test_byte_offset"
+
+    def call(release: Release) -> object:
+        c = ctx(release.name)
+        rb = c.ram_block_add("pc.ram", 4 * TPS)
+        c.ramblock_recv_map_init()
+        c.ramblock_recv_bitmap_set(rb, rb.host + 2 * TPS)
+        return c.ramblock_recv_bitmap_test_byte_offset(rb, 2 * TPS + 5)
+
+    absent_then_present(key, call)
+    assert before(key) == "v2.11.0" and call(parse_release(after(key))) is True
+
+
+def _send_one_page(release: str, pages: int = 1) -> tuple[bytes, int]:
+    c = ctx(release)
+    rb = c.ram_block_add("pc.ram", pages * TPS)
+    c.ramblock_recv_map_init()
+    c.ramblock_recv_bitmap_set(rb, rb.host)
+    return c.ramblock_recv_bitmap_send("pc.ram")
+
+
+def t_recv_bitmap_size_div_round_up() -> None:
+    """a725ef9fe364: ROUND_UP(nbits / 8, 8) rounded the division down (a335debb35's
+    rule, in no release: both commits are in v3.0.0-rc0)."""
+    old = "v3.0.0-recv_bitmap_size_div_round_up"
+    end = (0x0123456789ABCDEF).to_bytes(8, "big")
+    assert _send_one_page(old) == (bytes(8) + end, 8)  # 1 page: 0 map bytes
+    assert _send_one_page("v3.0.0") == ((8).to_bytes(8, "big") + b"\x01" + bytes(7) + end, 16)
+    assert _send_one_page(old, 65)[1] == 16 and _send_one_page("v3.0.0", 65)[1] == 24
+    # the source of the old rule refuses the new stream: its own size is 0
+    src, rb = source(old, 1)
+    with pytest.raises(RecoveryError, match=r"bitmap size mismatch \(0x8 != 0x0\)"):
+        src.ram_dirty_bitmap_reload(rb, _send_one_page("v3.0.0")[0])
+
+
+def _bmap(release: str) -> bytes:
+    src, rb = source(release, 16)
+    assert rb.bmap is not None
+    return rb.bmap.image()
+
+
+def t_bmap_blank() -> None:
+    """03158519384f left the new bmaps blank (v4.1.0-rc0 has it without the fix)."""
+    assert _bmap("v4.0.0")[:2] == b"\xff\xff"
+    assert _bmap("v4.0.0+bmap_blank")[:2] == b"\x00\x00"
+
+
+def t_bmap_dirty_again() -> None:
+    """40c4d4a83545 set every page dirty again: no release has the blank bmap."""
+    assert _bmap("v4.1.0-bmap_dirty_again")[:2] == b"\x00\x00"
+    assert _bmap("v4.1.0")[:2] == b"\xff\xff"
 
 
 def t_reload_end_mark_hex() -> None:
@@ -325,6 +415,11 @@ BOTH_SIDES: dict[str, Callable[[], None]] = {
     "clear_bit_atomic": t_clear_bit_atomic,
     "recv_bitmap_set_offset": t_recv_bitmap_set_offset,
     "bitmap_new_zero": t_bitmap_new_zero,
+    "recv_bitmap_test_byte_offset": t_recv_bitmap_test_byte_offset,
+    "recv_bitmap_size_div_round_up": t_recv_bitmap_size_div_round_up,
+    "bmap_blank": t_bmap_blank,
+    "bmap_dirty_again": t_bmap_dirty_again,
+    "reload_error_setg": t_reload_error_setg,
 }
 
 
@@ -347,9 +442,12 @@ def test_releases_are_ordered_as_version_tuples() -> None:
     assert parse_release("3.0") == parse_release("v3.0.0")
     assert parse_release(None) == DEFAULT_RELEASE == RELEASES[-1]
     assert parse_release("v10.1.1").has("reload_bool_error")  # a stable release in between
-    for bad in ("v2.11.0", "v99.0.0", "latest", ""):
+    assert parse_release("v2.11.0") == RELEASES[0]  # the first release with the map
+    for bad in ("v2.10.0", "v99.0.0", "latest", "", "2.12.91", "v3.0.0-rc1", "2.12.50"):
         with pytest.raises(PreconditionError, match="release"):
             parse_release(bad)
+    with pytest.raises(PreconditionError, match="v3.0.0-rc1, a snapshot between releases"):
+        parse_release("2.12.91")
 
 
 def test_release_ranges() -> None:
@@ -520,3 +618,143 @@ def test_the_trees_show_the_release_rules() -> None:
         send = _function(tree, "migration/ram.c", "int64_t ramblock_recv_bitmap_send(")
         uses_postcopy = "nbits = block->postcopy_length" in send
         assert uses_postcopy == rel.has("send_postcopy_length"), release
+
+
+# --- rules by content: rule sets between releases, QEMU's version numbers ----------------
+
+
+def test_rules_of_a_release_and_between_releases() -> None:
+    from recvmap.pymodel.releases import parse_rules, rules_of
+
+    v3 = parse_rules("v3.0.0")
+    assert v3 == parse_release("v3.0.0").rules == parse_rules("v3.1.0")  # no change in v3.1
+    assert v3.name == "v3.0.0" and v3.release == parse_release("v3.0.0")
+    # the parent of 814bb08f177a: v3.0.0's changes but the discard guard
+    parent = parse_rules("v3.0.0-814bb08f177a")
+    assert parent == parse_rules(
+        "v2.12.0+recovery_stream+recv_map_migratable_only+recv_bitmap_size_div_round_up"
+    )
+    assert parent.release is None and not parent.has("discard_no_map_on_source")
+    assert parent.has("recv_map_migratable_only") and parent.has_function("ram_dirty_bitmap_reload")
+    assert parse_rules(parent.name) == parent  # the name reads back
+    assert rules_of(parent.applied) == parent and rules_of(v3.applied).name == "v3.0.0"
+    # a context, a view and an error work with any rule set
+    c = ctx(parent.name, Side.SOURCE)
+    c.ram_block_add("pc.ram", 4 * TPS)
+    with pytest.raises(PreconditionError, match="814bb08f177a"):
+        c.ram_discard_range("pc.ram", 0, TPS)
+    m = bitmap_new(64, LP64_LE)
+    bitmap_set(m, 0, 3)
+    assert at_release(parent).bitmap_count_one(m, 0) == 3  # before e7c91368d246 (v4.0.0)
+    err = ReleaseError("bitmap_test_and_clear", parent)
+    assert parent.name in str(err) and pickle.loads(pickle.dumps(err)).release == parent
+    for bad in ("v3.0.0+no_such_change", "v3.0.0-rc1", "2.12.91", "v3.0.0+0000000000"):
+        with pytest.raises(PreconditionError):
+            parse_rules(bad)
+
+
+def test_qemu_version_numbers() -> None:
+    from recvmap.pymodel.releases import parse_version, version_rules
+
+    rc1 = parse_version("2.12.91")
+    assert (rc1.tuple, rc1.candidate, rc1.is_release) == ((2, 12, 91), 1, False)
+    assert parse_version("v3.0.0-rc1").candidate == 1
+    assert parse_version("3.0") == parse_version("v3.0.0") and parse_version("3.0").is_release
+    assert parse_version("2.10.50").candidate is None
+    assert parse_version("2.10.50") < parse_version("2.10.90") < parse_version("2.11.0")
+    with pytest.raises(ValueError):
+        parse_version("3.0.0.1")
+    # QEMU's conventions: a snapshot says which releases it lies between, not its rules
+    seen = version_rules(rc1)
+    assert seen.rules == parse_rules_of("v3.0.0") and "v3.0.0-rc1: ambiguous" in seen.text
+    assert {c.commit for c in seen.unsure} == {
+        "a335debb35",
+        "a725ef9fe364",
+        "b895de5027",
+        "814bb08f177a",
+    }
+    dev = version_rules(parse_version("2.10.50"))  # the seed's own VERSION
+    assert dev.rules is not None and dev.rules.applied == frozenset()
+    assert "development after v2.10" in dev.text
+    assert version_rules(parse_version("2.12.0")).unsure == ()
+    assert version_rules(parse_version("2.9.50")).rules is None  # before the bitmap
+    assert version_rules(parse_version("99.0.0")).rules == parse_rules_of(None)
+
+
+def parse_rules_of(name: str | None) -> object:
+    from recvmap.pymodel.releases import parse_rules
+
+    return parse_rules(name)
+
+
+# --- one home for release facts (issue 24) -------------------------------------------------
+
+SOURCE = Path(__file__).resolve().parents[1]
+PARSER = ("pymodel/releases.py", "parse_version")
+DIGITS_DOT = r"(\d+)\."  # the heart of a version regex: digits, then a dot
+
+
+@functools.cache
+def _sources() -> list[tuple[str, str, str]]:
+    """(file, function or "<module constant>", source) of pymodel/, qemu_ref/ and fuzz/:
+    every function, and every string constant outside functions."""
+    import ast
+
+    out = []
+    for folder in ("pymodel", "qemu_ref", "fuzz"):
+        for path in sorted((SOURCE / folder).rglob("*.py")):
+            text, rel = path.read_text(), str(path.relative_to(SOURCE))
+            tree = ast.parse(text)
+            inside = set()
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    out.append((rel, node.name, ast.get_source_segment(text, node) or ""))
+                    inside |= {id(n) for n in ast.walk(node)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    if id(node) not in inside:
+                        out.append((rel, "<module constant>", node.value))
+    return out
+
+
+def parses_versions(source: str) -> bool:
+    """Code that turns dotted numbers into ints: split(".") with int(), a digits findall
+    with int(), or a version regex."""
+    splits = re.search(r"""split\(\s*["']\.["']\s*\)""", source) and "int(" in source
+    digits = "int(" in source and re.search(r"""findall\(\s*r?["']\\d\+["']""", source)
+    return bool(splits or digits or DIGITS_DOT in source)
+
+
+def test_one_version_parser_exists_and_is_used() -> None:
+    """QEMU's version strings are parsed in one place, pymodel.releases.parse_version
+    (there were four: releases._tag, ramblock._version, tree.release_tuple and
+    ram.parse_version), and the tree, the model's page tables and the rules use it."""
+    found = sorted({(f, n) for f, n, src in _sources() if parses_versions(src)})
+    assert found == [("pymodel/releases.py", "<module constant>")], found  # the regex ...
+    readers = [n for f, n, src in _sources() if f == PARSER[0] and "_VERSION." in src]
+    assert readers == [PARSER[1]]  # ... read by the parser only
+    users = {f for f, n, src in _sources() if "parse_version(" in src and (f, n) != PARSER}
+    assert {"pymodel/releases.py", "pymodel/ramblock.py"} <= users, users
+    assert "fuzz/subjects/qemu_tree/tree.py" in users, users
+    # the test recognises the parsers it replaced
+    assert parses_versions('tuple(int(x) for x in v.split("."))')
+    assert parses_versions(r'parts = [int(p) for p in re.findall(r"\d+", text)[:3]]')
+    assert parses_versions(r'_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)\s*$")')
+
+
+def test_first_releases_live_in_the_model_only() -> None:
+    """'Since when does X exist' has one answer, pymodel.releases (FUNCTION_KEY/SINCE):
+    no other module keeps a table of first releases (qemu_tree/ram.py had FIRST_RELEASE
+    and OLDEST, whose comments disagreed with the model)."""
+    import ast
+
+    names = {"FIRST_RELEASE", "OLDEST", "FUNCTION_SINCE", "FUNCTION_KEY", "RELEASES"}
+    for path in sorted((SOURCE / "fuzz").rglob("*.py")) + sorted(
+        (SOURCE / "qemu_ref").rglob("*.py")
+    ):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            if isinstance(node, ast.AnnAssign):
+                targets = [node.target]
+            for t in targets:
+                assert not (isinstance(t, ast.Name) and t.id in names), f"{path}: {t.id}"

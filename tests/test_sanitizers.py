@@ -194,6 +194,7 @@ def campaign_problems(summary: dict[str, Any]) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
 def test_ctypes_campaign_under_asan_ubsan(builds: dict[str, Any], tmp_path: Path) -> None:
     proc, summary = ctypes_campaign(builds["asan"], builds["libs"], tmp_path, SECONDS)
     assert_clean(proc, "ctypes campaign")
@@ -205,6 +206,7 @@ def test_ctypes_campaign_under_asan_ubsan(builds: dict[str, Any], tmp_path: Path
 # --- through the sanitized replay driver ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_driver_campaign_under_asan_ubsan(builds: dict[str, Any]) -> None:
     """Vectors and every layer's random programs; a sanitizer report kills the driver,
     which fuzz_host turns into a "crash" divergence carrying the report."""

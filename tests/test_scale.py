@@ -15,12 +15,11 @@ import helpers
 import pytest
 from helpers import MASK, MUTANT
 
-from recvmap.fuzz.campaign.launch import atheris_available
 from recvmap.fuzz.campaign.workers import read_stats
 from recvmap.fuzz.subjects.build import build_library
 from recvmap.fuzz.vectors.files import load_file
 
-needs_atheris = pytest.mark.skipif(not atheris_available(), reason="fork mode is libFuzzer's")
+needs_atheris = pytest.mark.extra("fuzz")  # fork mode is libFuzzer's
 
 recvmap = functools.partial(helpers.recvmap, timeout=240)
 
@@ -40,6 +39,7 @@ def test_worker_statistics_add_up(tmp_path: Path) -> None:
     assert s["cells"] == {"widths": ["32", "64"]} and s["divergence"] == "v.json"
 
 
+@pytest.mark.slow
 @needs_atheris
 def test_workers_share_one_corpus(tmp_path: Path) -> None:
     argv = ["fuzz", "--target", "bitmap", "--word-bits", "64", "--workers", "2", "--jobs", "1"]
@@ -55,6 +55,7 @@ def test_workers_share_one_corpus(tmp_path: Path) -> None:
     assert len(corpus) > 5  # the workers handed their inputs back to the one folder
 
 
+@pytest.mark.slow
 @needs_atheris
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc builds the mutant")
 def test_a_worker_divergence_ends_the_job_with_a_reproducer(tmp_path: Path) -> None:
@@ -69,6 +70,7 @@ def test_a_worker_divergence_ends_the_job_with_a_reproducer(tmp_path: Path) -> N
     assert "Divergence" in case.test["flags"]
 
 
+@pytest.mark.slow
 @needs_atheris
 def test_corpus_merge_keeps_what_adds_coverage(tmp_path: Path) -> None:
     rng = random.Random(9)

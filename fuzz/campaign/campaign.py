@@ -36,7 +36,7 @@ from recvmap.qemu_ref import LibraryError
 from ..program import Program
 from ..subjects.impls import Subject
 from ..subjects.native import native_libraries
-from ..subjects.qemu_tree.command import host_overrides
+from ..subjects.qemu_tree.command import HostDriver, host_overrides
 from ..vectors.files import make_test, vector_file, write_vector_file
 from .findings import Running, finish
 from .hosts import fuzz_host
@@ -262,9 +262,18 @@ def _restore_signals(previous: dict[int, Any]) -> None:
             signal.signal(s, handler)
 
 
-def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -> int:
-    """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats."""
-    s = fuzz_host(name, seconds, seed, **host_overrides(name))  # a QEMU tree's driver, if any
+def host_job(
+    name: str,
+    seconds: float,
+    seed: int,
+    stats: Path,
+    out_dir: Path,
+    driver: dict[str, Any] | None = None,
+) -> int:
+    """Run ``campaign.hosts.fuzz_host`` and keep its summary where the campaign reads stats.
+    ``driver``: a QEMU tree's driver replacing ours (``HostDriver`` as JSON)."""
+    overrides = host_overrides(HostDriver.from_json(driver)) if driver else {}
+    s = fuzz_host(name, seconds, seed, **overrides)
     stats_obj: dict[str, Any] = {
         "layer": "host",
         "programs": s.get("programs", 0),
@@ -287,10 +296,12 @@ def host_job(name: str, seconds: float, seed: int, stats: Path, out_dir: Path) -
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) == 6 and argv[0] == "host":
-        return host_job(argv[1], float(argv[2]), int(argv[3]), Path(argv[4]), Path(argv[5]))
+    if len(argv) in (6, 7) and argv[0] == "host":
+        driver = json.loads(argv[6]) if len(argv) == 7 else None
+        return host_job(argv[1], float(argv[2]), int(argv[3]), Path(argv[4]), Path(argv[5]), driver)
     print(
-        "usage: python -m recvmap.fuzz.campaign.campaign host NAME SECONDS SEED STATS OUTDIR",
+        "usage: python -m recvmap.fuzz.campaign.campaign host NAME SECONDS SEED STATS OUTDIR "
+        "[DRIVER-JSON]",
         file=sys.stderr,
     )
     return 2

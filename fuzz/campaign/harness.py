@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import FUNCTION_KEY, parse_rules
 from recvmap.pymodel.words import Layout
 from recvmap.qemu_ref import load
 from recvmap.qemu_ref.loader import guard_from_env, set_guard
@@ -95,7 +95,12 @@ class Harness:
         self.layer = layer
         self.subject = subject
         # The QEMU release the model runs at; programs and reproducers carry it.
-        self.release = None if release is None else parse_release(release).name
+        self.release = None if release is None else parse_rules(release).name
+        # the ram functions the rules lack: the decoder leaves them out as it does those
+        # the library lacks (the model would reject every call)
+        self.lacking = frozenset(
+            f for f in FUNCTION_KEY if not parse_rules(release).has_function(f)
+        )
         self.targets = targets
         self.hosts = hosts
         self.out_dir = Path(out_dir)
@@ -179,7 +184,9 @@ class Harness:
             targets=self.targets,
             hosts=self.hosts,
             senders=self.senders if self.layer == "recovery" else (),
-            absent=lambda layout: frozenset(self.subject.ram_missing(layout.bits_per_long)),
+            absent=lambda layout: (
+                frozenset(self.subject.ram_missing(layout.bits_per_long)) | self.lacking
+            ),
             release=self.release,
         )
         if not guard_from_env():  # the guard page after the arrays, then before them
@@ -363,7 +370,7 @@ class Harness:
         return {
             "layer": self.layer,
             "impl": self.subject.name,
-            "release": self.release or parse_release(None).name,
+            "release": self.release or parse_rules(None).name,
             "programs": self.programs,
             "ops": self.ops,
             "elapsed": round(elapsed, 3),

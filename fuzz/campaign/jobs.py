@@ -7,6 +7,7 @@ rounds, each for its share of the time.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -54,6 +55,9 @@ class Config:
     timeout: float = HarnessConfig.timeout  # seconds one input may take: longer is a HANG
     workers: int = 1  # processes per job sharing its corpus (libFuzzer -fork; workers.py)
     release: str | None = None  # the QEMU release the model follows (None: the newest)
+    # host -> a QEMU tree's driver replacing ours there (subjects.qemu_tree.command.HostDriver
+    # as JSON), handed to the host job on its command line
+    host_drivers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -203,6 +207,8 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
                 str(stats),
                 str(cfg.out_dir),
             ]
+            if str(arg) in cfg.host_drivers:
+                argv.append(json.dumps(cfg.host_drivers[str(arg)]))
             jobs.append(
                 Job(
                     name,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from recvmap.pymodel.errors import PreconditionError
-from recvmap.pymodel.releases import at_release, parse_release
+from recvmap.pymodel.releases import at_release, parse_rules
 from recvmap.qemu_ref import LibraryError
 
 from ..engine import DivergenceError, isolated
@@ -31,7 +31,7 @@ def configure(config: pytest.Config) -> None:
     release = config.getoption("recvmap_release")
     if release is not None:
         try:
-            parse_release(release)
+            parse_rules(release)
         except PreconditionError as err:
             raise pytest.UsageError(f"--recvmap-release {release}: {err.rule}") from None
     config.stash[SUBJECT] = _subject(config)

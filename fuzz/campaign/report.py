@@ -27,7 +27,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import parse_rules
 
 from ..vectors.files import QEMU_COMMIT
 from .jobs import Config
@@ -54,7 +54,7 @@ def release_name(cfg: Config, result: Result | None = None) -> str:
     """The QEMU release the model stood for: the campaign's own (a QEMU tree's), else
     ``--release``, else the newest it knows."""
     own = getattr(result, "release", None)
-    return parse_release(own or getattr(cfg, "release", None)).name
+    return parse_rules(own or getattr(cfg, "release", None)).name
 
 
 def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None) -> dict[str, Any]:

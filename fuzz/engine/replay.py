@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from recvmap.pymodel.releases import Release, parse_release
+from recvmap.pymodel.releases import Release, Rules, parse_rules
 from recvmap.pymodel.words import Layout
 
 from ..program import Program
@@ -85,10 +85,12 @@ def replay_images(
     return results, None, images
 
 
-def model_session(program: Program, release: str | Release | None = None) -> Session | RamSession:
-    """A session running ``program`` on the model alone, at ``release`` (default: the
-    program's own, else the newest)."""
-    rel = parse_release(release or program.release).name
+def model_session(
+    program: Program, release: str | Release | Rules | None = None
+) -> Session | RamSession:
+    """A session running ``program`` on the model alone, at ``release`` (a release or
+    rules; default: the program's own, else the newest)."""
+    rel = parse_rules(release or program.release).name
     if program.layer == "bitmap":
         return Session(program, ModelImpl(program.layout, rel), None)
     return RamSession(program, model_factories(rel), None)
@@ -104,9 +106,9 @@ class ModelRun:
     reason: str = ""
 
 
-def model_run(program: Program, release: str | Release | None = None) -> ModelRun:
-    """Run ``program`` on the model only, at ``release`` (default: the program's own,
-    else the newest); stop at the first operation it rejects."""
+def model_run(program: Program, release: str | Release | Rules | None = None) -> ModelRun:
+    """Run ``program`` on the model only, at ``release`` (a release or rules; default: the
+    program's own, else the newest); stop at the first operation it rejects."""
     session = model_session(program, release)
     out = ModelRun()
     for i, op in enumerate(program.ops):

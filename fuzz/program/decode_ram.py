@@ -247,6 +247,8 @@ class OpDecoder:
             return Op("ramblock_recv_bitmap_set_range", (Ref(b.index), addr, self.count(b, page)))
         if kind == "set_offset" and "ramblock_recv_bitmap_set_offset" in self.absent:
             kind = "set"
+        if kind == "test_byte_offset" and "ramblock_recv_bitmap_test_byte_offset" in self.absent:
+            kind = "test"  # before 1cba9f6e662d (v2.12.0)
         if kind == "set":
             return Op("ramblock_recv_bitmap_set", (Ref(b.index), self.address(b)))
         if kind == "set_offset":

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from recvmap.pymodel.releases import DEFAULT_RELEASE, Release, ReleaseError, at_release
+from recvmap.pymodel.releases import DEFAULT_RULES, Release, ReleaseError, Rules, at_release
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.batch import BatchRunner, interpreter
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
@@ -26,10 +26,11 @@ from ..program.format import Op
 OPTIONAL_RAM: dict[str, set[str]] = {
     "ram": {
         "ramblock_recv_bitmap_set_offset",
+        "ramblock_recv_bitmap_test_byte_offset",
         "ramblock_recv_bitmap_send",
         "ram_dirty_bitmap_reload",
     },
-    "recovery": {"ramblock_recv_bitmap_set_offset"},
+    "recovery": {"ramblock_recv_bitmap_set_offset", "ramblock_recv_bitmap_test_byte_offset"},
 }
 
 
@@ -59,14 +60,14 @@ def bitmap_functions(impl: Implementation | None) -> list[str]:
 class ModelImpl:
     """The spec: recvmap.pymodel on a given word width and byte order, at a release."""
 
-    def __init__(self, layout: Layout, release: str | Release | None = None) -> None:
+    def __init__(self, layout: Layout, release: str | Release | Rules | None = None) -> None:
         self.layout = layout
         view = at_release(release)
-        self.release = view.release
+        self.release = view.release  # the rules it runs at (a release's, or any set)
         self.functions = view.functions()  # the model's table of the release's functions
         order = "be" if layout.big_endian else "le"
         self.name = f"model-{layout.bits_per_long}{order}"
-        if self.release != DEFAULT_RELEASE:
+        if self.release != DEFAULT_RULES:
             self.name += f"@{self.release}"
 
     def alloc(self, nwords: int) -> Words:

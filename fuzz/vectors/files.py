@@ -50,12 +50,12 @@ from typing import Any
 
 from recvmap.pymodel import arch
 from recvmap.pymodel.releases import (
-    DEFAULT_RELEASE,
+    DEFAULT_RULES,
     RELEASES,
     Release,
+    Rules,
     boundaries,
-    changes_between,
-    parse_release,
+    parse_rules,
     range_of,
     release_range,
 )
@@ -228,15 +228,19 @@ def _outcome(run: ModelRun) -> tuple[Any, ...]:
 
 def test_range(
     program: Program,
-    release: str | Release | None = None,
+    release: str | Release | Rules | None = None,
     deadline: float | None = None,
     want: tuple[Any, ...] | None = None,
 ) -> str:
     """The releases around ``release`` at which the model's outcome of ``program`` is the
     same as at ``release`` (a range such as ">=v4.0.0,<v8.2.0"). Past ``deadline``
     (time.monotonic()) no more releases are tried: the range is what was shown by then,
-    at least the releases no rule change separates from ``release``."""
-    rel = parse_release(release or program.release)
+    at least the releases no rule change separates from ``release``. Rules that are no
+    release's (a tree between releases) give their own name: exactly those rules."""
+    rules = parse_rules(release or program.release)
+    if rules.release is None:
+        return rules.name
+    rel = rules.release
     own = max(r for r in boundaries() if r <= rel)  # no rule changes between own and rel
     if want is None:
         want = _outcome(model_run(program, rel))
@@ -259,7 +263,7 @@ def make_test(
     comment: str,
     flags: list[str] | None = None,
     tc_id: int = 0,
-    release: str | Release | None = None,
+    release: str | Release | Rules | None = None,
     deadline: float | None = None,
 ) -> dict[str, Any]:
     """A test whose expectations are the model's at ``release`` (default the program's own,
@@ -440,13 +444,26 @@ class Case:
     def name(self) -> str:
         return f"{self.path.name}#{self.test['tcId']}"
 
-    def release_for(self, release: str | Release | None) -> Release:
-        """The release to replay at: the one asked for, else the program's, else the newest."""
-        return parse_release(release or self.test["program"].get("release"))
+    def release_for(self, release: str | Release | Rules | None) -> Rules:
+        """The rules to replay at: those asked for, else the program's, else the newest."""
+        return parse_rules(release or self.test["program"].get("release"))
 
-    def covers(self, release: Release) -> bool:
-        """Whether the group's release range holds ``release``."""
-        return release_range(str(self.group.get("release", "*")))(release)
+    def covers(self, rules: Release | Rules) -> bool:
+        """Whether the vector's expectations hold under ``rules``.
+
+        The rules of a release: the group's release range holds it. Rules between
+        releases (a tree that has some changes of the next release, not all): a range
+        names releases only, so it cannot say; but a range is, by construction, the
+        releases at which the model's outcome of the program equals the expectation, so
+        the same question is asked of these rules directly: the vector applies when the
+        model's outcome under them equals its expectations (or its range names exactly
+        these rules). The implementation is then compared with the model as always.
+        """
+        rules = parse_rules(rules)
+        holds = release_range(str(self.group.get("release", "*")))(rules)
+        if holds or rules.release is not None:
+            return holds
+        return check_model(self, rules) is None
 
 
 def load_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> list[Case]:
@@ -567,7 +584,7 @@ class Verdict:
     message: str = ""
 
 
-def check_model(case: Case, release: str | Release | None = None) -> str | None:
+def check_model(case: Case, release: str | Release | Rules | None = None) -> str | None:
     """Why the model at ``release`` disagrees with the vector's expectations (None: it
     agrees)."""
     program, test = case.program, case.test
@@ -594,7 +611,7 @@ def check_model(case: Case, release: str | Release | None = None) -> str | None:
 
 
 def check_impl(
-    case: Case, subject: Subject, release: str | Release | None = None
+    case: Case, subject: Subject, release: str | Release | Rules | None = None
 ) -> tuple[str, str]:
     """("pass"|"fail"|"skip", message) for the implementation on the vector's program.
 
@@ -674,7 +691,7 @@ def replay(
     case: Case,
     subject: Subject | None,
     isolate: bool = True,
-    release: str | Release | None = None,
+    release: str | Release | Rules | None = None,
     timeout: float | None = None,
 ) -> Verdict:
     """Check the model against the vector, then the implementation against the model, at
@@ -694,8 +711,8 @@ def replay(
         return Verdict(case, "fail", f"model at {rel}: {problem}")
     if subject is None:
         return Verdict(case, "pass", "model only")
-    if any(changes_between(rel, DEFAULT_RELEASE)) and getattr(subject, "path", None) is None:
-        return Verdict(case, "pass", f"model only (our C implements {DEFAULT_RELEASE})")
+    if rel != DEFAULT_RULES and getattr(subject, "path", None) is None:
+        return Verdict(case, "pass", f"model only (our C implements {DEFAULT_RULES})")
     runner = getattr(subject, "isolated", None)  # a subject whose C runs elsewhere
     if isolate and runner is not None:
         status, message = runner(check_impl, case, subject, rel, timeout=timeout)

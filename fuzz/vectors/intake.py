@@ -26,7 +26,7 @@ from typing import Any
 from recvmap.pymodel import arch
 from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.ramblock import RamContext
-from recvmap.pymodel.releases import at_release, parse_release
+from recvmap.pymodel.releases import at_release, parse_rules
 from recvmap.pymodel.words import BITS_TO_LONGS, Layout
 from recvmap.qemu_ref.ram import CRamContext
 
@@ -237,7 +237,7 @@ def _check_world(where: str, obj: dict[str, Any]) -> None:
 
 
 def check_release(value: Any, where: str, parse: Callable[[str], Any]) -> None:
-    """A release tag or range that the model knows (``parse``: parse_release or
+    """A release tag, rule set or range that the model knows (``parse``: parse_rules or
     release_range); anything else is a VectorError naming its place."""
     try:
         parse(value)
@@ -280,7 +280,7 @@ def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "progr
     if problems:
         raise VectorError(problems[0])
     if obj.get("release") is not None:
-        check_release(obj["release"], f"{where}.release", parse_release)
+        check_release(obj["release"], f"{where}.release", parse_rules)
     layer = obj.get("layer", "bitmap")
     bpl = obj["bits_per_long"]
     if len(obj["ops"]) > limits.ops:

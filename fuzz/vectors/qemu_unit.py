@@ -53,7 +53,7 @@ def parse(release: str | None) -> Release:
 
 def release_excludes(case: Case, release: Release) -> str | None:
     """Why ``case`` is not a test for ``release`` (None: it is)."""
-    if not case.covers(release):
+    if not case.covers(release.rules):
         return f"its group holds at {case.group.get('release')}, not at {release}"
     for op in case.program.ops:
         try:

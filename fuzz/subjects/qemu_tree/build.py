@@ -53,7 +53,7 @@ from .. import hosts
 from ..build import cache_dir
 from ..hosts import source_dir
 from . import ram
-from .tree import BITMAP_HEADER, FREE, IDENTITY, Origin, QemuTree, inventory, release_tuple
+from .tree import BITMAP_HEADER, FREE, IDENTITY, Origin, QemuTree, inventory
 
 FORMAT = "recvmap-qemu-tree-1"  # bump when the way a build is made changes
 GLUE = Path(__file__).resolve().parent / "glue"
@@ -418,7 +418,9 @@ def _build(
             where = _where(u, tree)
             raise BuildError(f"{where} does not compile: {first_error(stderr)}", stderr)
         deps = _deps(stdout)
-        digest.update(f"{u.name}\0{' '.join(flags).replace(str(tmp), BUILD_DIR)}\0".encode())
+        # the folders are placeholders: the same content built from elsewhere is the same key
+        text = " ".join(flags).replace(str(tmp), BUILD_DIR).replace(str(tree.root), TREE_DIR)
+        digest.update(f"{u.name}\0{text}\0".encode())
         for d in sorted(set(deps), key=str):
             digest.update(_label(d, tree, tmp).encode() + b"\0" + d.read_bytes() + b"\0")
     key = digest.hexdigest()[:24]
@@ -468,6 +470,5 @@ __all__ = [
     "extra_units",
     "origins",
     "release_of",
-    "release_tuple",
     "units",
 ]

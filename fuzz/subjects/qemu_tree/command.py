@@ -1,30 +1,30 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """``--qemu-tree`` on the subject side: open, build and describe trees for the command.
 
-- ``recvmap qemu-tree DIR``: ``show``/``render``, the release and where each ABI function
+- ``resolve(trees, hosts, release, layers) -> TreePlan``: every tree opened once (its
+  rules chosen once, ``QemuTree.open``), built once, the model's judge of each, and, with
+  hosts, each host's replay driver and the drivers of the recovery senders of other
+  layouts (``HostDriver``, plain data the campaign hands to its host jobs). A pure function
+  of its arguments: the command validates its options and hands plain values down.
+- ``recvmap qemu-tree DIR``: ``show``/``render``, the rules and where each ABI function
   comes from (``file:line``, ``glue (inline in ...)``, ``absent``).
-- ``recvmap fuzz --qemu-tree DIR``: ``prepare`` builds every tree (and, with ``--host``,
-  each host's replay driver from the first tree, and the drivers of the recovery senders
-  of other layouts, handed to the host jobs through ``RECVMAP_QEMU_TREE_DRIVERS`` and
-  ``host_overrides``); the campaign side is
-  ``recvmap.fuzz.campaign.qemu_tree`` (one tree as ``--impl``, or two trees judged).
 - ``recvmap replay --qemu-tree DIR --host NAME``: ``tree_host_subject``, the tree's
   drivers (``tree_pool``) as a replay subject.
-- ``referee_release(tree)``: the ONE place that chooses the model's release for a tree.
+- ``rules_line(tree, release)``: the first line a command prints, how the rules were
+  chosen ("rules: by history (git, 14 of 17 changes present) = v9.0.0").
 
 Problems are ``TreeUsageError`` (one line); the command turns them into exit status 2.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recvmap.pymodel.errors import PreconditionError
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import SEED, parse_rules
 from recvmap.qemu_ref.loader import abi
 
 from ..hosts import (
@@ -39,9 +39,9 @@ from ..hosts import (
 from ..impls import OPTIONAL_RAM
 from .build import BuildError, build_tree, origins
 from .ram import ram_problem
-from .tree import QemuTree, TreeError
+from .tree import Origin, QemuTree, TreeError
 
-DRIVERS_ENV = "RECVMAP_QEMU_TREE_DRIVERS"
+LAYERS = ("bitmap", "ram", "recovery")
 
 
 class TreeUsageError(Exception):
@@ -70,25 +70,22 @@ def host_driver(tree: QemuTree, host: str) -> Path:
         raise TreeUsageError(str(err)) from None
 
 
-def referee_release(tree: QemuTree) -> str | None:
-    """The release the model judges ``tree`` at: the tree's own (``"v" + VERSION``).
-
-    None when the model does not know it (newer than its newest release, or before the
-    received-page bitmap): then the model's default, newest, rules judge, and the report
-    says so.
-    """
-    try:
-        return str(parse_release(tree.release).name)
-    except PreconditionError:
-        return None
-
-
-def referee_text(tree: QemuTree) -> str:
-    """How the report names the judge of ``tree``."""
-    release = referee_release(tree)
+def judge_of(tree: QemuTree, release: str | None = None) -> str:
+    """The rules the model judges ``tree`` at (a name ``parse_rules`` reads): ``release``
+    when given (--release), else the tree's own; a tree that predates the received-page
+    bitmap is judged by the oldest rules the model has, the seed's."""
     if release is not None:
-        return f"the model at {release}"
-    return f"the model's newest rules ({tree.release} is outside the releases it knows)"
+        return parse_rules(release).name
+    return tree.rules.name if tree.rules is not None else SEED
+
+
+def rules_line(tree: QemuTree, release: str | None = None) -> str:
+    """How the rules were chosen, the first line of a command's output."""
+    if release is not None:
+        return f"rules: by --release {parse_rules(release).name} (the tree's own: {tree.how})"
+    if tree.rules is None:
+        return f"rules: {tree.how}; judged by the oldest the model has, the seed's ({SEED})"
+    return f"rules: {tree.how}"
 
 
 def ram_part_problem(tree: QemuTree) -> str | None:
@@ -98,10 +95,11 @@ def ram_part_problem(tree: QemuTree) -> str | None:
 
 
 def render(tree: QemuTree) -> str:
-    """``recvmap qemu-tree DIR``: the release and the origin of every ABI function."""
+    """``recvmap qemu-tree DIR``: the rules, the version and the origin of every ABI
+    function."""
     found = origins(tree)
     width = max(len(o.function) for o in found)
-    lines = [f"QEMU tree {tree.root}", f"release {tree.release} (VERSION)", ""]
+    lines = [rules_line(tree), f"QEMU tree {tree.root}", f"version {tree.version} (VERSION)", ""]
     lines += [f"  {o.function:<{width}}  {o.where}" for o in found]
     counts = {k: sum(1 for o in found if o.kind == k) for k in ("tree", "glue", "absent")}
     lines += [
@@ -166,49 +164,15 @@ def tree_host_subject(tree: QemuTree, name: str) -> Any:
     return HostSubject(name, tree_pool(tree), senders=tree_senders(), label=label, path=tree.root)
 
 
-def driver_env(
-    drivers: dict[str, Path],
-    layers: dict[str, list[str]],
-    release: str | None = None,
-    tree: Path | None = None,
-) -> str:
-    """The value of ``RECVMAP_QEMU_TREE_DRIVERS`` for host jobs."""
-    return json.dumps(
-        {
-            h: {"exe": str(p), "layers": layers[h], "release": release, "tree": str(tree or "")}
-            for h, p in drivers.items()
-        }
-    )
-
-
-def host_overrides(name: str) -> dict[str, Any]:
-    """fuzz_host keyword arguments for host ``name`` when a tree's driver replaces ours:
-    the tree's driver of ``name``, and the tree's drivers of other hosts as the recovery
-    stream senders of other layouts (``tree_pool``)."""
-    spec = json.loads(os.environ.get(DRIVERS_ENV, "{}")).get(name)
-    if not spec:
-        return {}
-
-    out: dict[str, Any] = {
-        "pool": HostPool({name: Path(spec["exe"])}),
-        "layers": tuple(spec["layers"]),
-        "release": spec.get("release"),
-    }
-    if spec.get("tree"):
-        out["pool"] = tree_pool(open_tree(spec["tree"]), {name: Path(spec["exe"])})
-        out["senders"] = {**tree_senders(), HOSTS[name].layout: name}
-    return out
-
-
-def driver_layers(tree: QemuTree) -> list[str]:
+def driver_layers(found: Sequence[Origin]) -> list[str]:
     """The layers a tree's driver can run: bitmap, and each ram layer it has the functions of.
 
-    A release lacks some ram functions (v2.12.0 the recovery stream, releases before v9.1.0
-    ramblock_recv_bitmap_set_offset); a layer runs when all it cannot do without are there
-    (``OPTIONAL_RAM``), and the model at the tree's release never calls the others.
+    A tree lacks some ram functions (the seed the byte-offset test, v2.12.0 the recovery
+    stream, releases before v9.1.0 ramblock_recv_bitmap_set_offset); a layer runs when all
+    it cannot do without are there (``OPTIONAL_RAM``), and the model under the tree's rules
+    never calls the others. ``found``: ``origins(tree)``.
     """
-    names = {o.function for o in origins(tree) if o.kind != "absent"}
-
+    names = {o.function for o in found if o.kind != "absent"}
     ram = {d.name for d in abi() if d.header == "qemu_ref_ram.h"}
     missing = ram - names
     layers = ["bitmap"]
@@ -217,16 +181,114 @@ def driver_layers(tree: QemuTree) -> list[str]:
     return layers
 
 
-# --- the recvmap command's entry points (fuzz/cli.py calls these) --------------------------
+# --- the plan of a --qemu-tree run ---------------------------------------------------------
 
 
-def tree_library(path: Path, command: str) -> tuple[Path, str | None]:
-    """The library built from the tree at ``path`` and the release to judge it at."""
-    try:
+@dataclass(frozen=True)
+class HostDriver:
+    """A tree's replay driver on an emulated host, as a campaign host job needs it: the
+    driver, the layers it runs, the rules the model judges it at, and the tree's drivers
+    on other hosts that send the recovery streams of other word layouts."""
+
+    host: str
+    exe: Path
+    layers: tuple[str, ...]
+    release: str
+    senders: dict[str, Path] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "exe": str(self.exe),
+            "layers": list(self.layers),
+            "release": self.release,
+            "senders": {h: str(p) for h, p in self.senders.items()},
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> HostDriver:
+        senders = {str(h): Path(p) for h, p in obj.get("senders", {}).items()}
+        return cls(
+            str(obj["host"]), Path(obj["exe"]), tuple(obj["layers"]), obj["release"], senders
+        )
+
+
+@dataclass(frozen=True)
+class PlannedTree:
+    """One tree of a run: opened, built, and the rules the model judges it at."""
+
+    tree: QemuTree
+    lib: Path | None  # None: not built for this machine (replay on emulated hosts only)
+    origins: tuple[Origin, ...]
+    judge: str  # the rules' name (parse_rules)
+    rules_line: str  # "rules: by ..."
+
+    def describe(self) -> str:
+        n = {k: sum(1 for o in self.origins if o.kind == k) for k in ("tree", "glue", "absent")}
+        built = f" built into {self.lib}" if self.lib is not None else ""
+        return (
+            f"QEMU tree {self.tree.root} ({self.tree.release}){built}: {n['tree']} functions "
+            f"from the tree, {n['glue']} glue, {n['absent']} absent (recvmap qemu-tree "
+            f"{self.tree.root} lists them); judged by the model at {self.judge}"
+        )
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """What ``resolve`` decided: the trees and, by host, the first tree's drivers."""
+
+    trees: tuple[PlannedTree, ...]
+    drivers: dict[str, HostDriver] = field(default_factory=dict)
+
+
+def resolve(
+    trees: Sequence[Path],
+    hosts: Sequence[str] = (),
+    release: str | None = None,
+    layers: Sequence[str] = LAYERS,
+    library_too: bool = True,
+) -> TreePlan:
+    """Open, check and build every tree once; with ``hosts``, the first tree's driver of
+    each host (and the drivers of the recovery senders of other layouts when the recovery
+    layer is asked for). ``release`` overrides the rules the model judges at; ``layers``
+    are the layers asked for (a tree whose ram part cannot be built is an error when a ram
+    layer is asked for). ``library_too`` False: no library for this machine (a replay on
+    emulated hosts only). Any problem is a TreeUsageError (one line)."""
+    planned = []
+    for path in trees:
         tree = open_tree(path)
-        return library(tree), referee_release(tree)
-    except TreeUsageError as err:
-        raise TreeUsageError(f"{command}: --qemu-tree: {err}") from None
+        lib = library(tree) if library_too else None
+        found = tuple(origins(tree))
+        problem = ram_part_problem(tree)
+        if problem is not None and any(layer != "bitmap" for layer in layers):
+            raise TreeUsageError(
+                f"{tree.root}: {problem} (--target bitmap runs the bitmap layer without it)"
+            )
+        judge = judge_of(tree, release)
+        planned.append(PlannedTree(tree, lib, found, judge, rules_line(tree, release)))
+    drivers: dict[str, HostDriver] = {}
+    if hosts:
+        first = planned[0]
+        runs = tuple(driver_layers(first.origins))
+        exes = {h: host_driver(first.tree, h) for h in hosts}
+        senders: dict[str, Path] = {}
+        if "recovery" in runs:  # built now, not in the timed jobs
+            senders = {h: host_driver(first.tree, h) for h in set(tree_senders().values())}
+        for h, exe in exes.items():
+            drivers[h] = HostDriver(h, exe, runs, first.judge, {**senders, h: exe})
+    return TreePlan(tuple(planned), drivers)
+
+
+def host_overrides(driver: HostDriver) -> dict[str, Any]:
+    """fuzz_host keyword arguments for a tree's driver on its host: that driver, and the
+    tree's drivers of other hosts as the recovery stream senders of other layouts."""
+    pool = HostPool(dict(driver.senders))
+    senders = {HOSTS[h].layout: h for h in driver.senders if h in HOSTS}
+    senders[HOSTS[driver.host].layout] = driver.host
+    return {"pool": pool, "layers": driver.layers, "release": driver.release, "senders": senders}
+
+
+# --- the recvmap command's entry points (fuzz/cli.py calls these) --------------------------
 
 
 def show(path: Path) -> int:
@@ -238,49 +300,3 @@ def show(path: Path) -> int:
         raise TreeUsageError(f"recvmap qemu-tree: {err}") from None
     sys.stdout.write(text)
     return 0
-
-
-def prepare(args: Any, hosts: tuple[str, ...]) -> list[QemuTree]:
-    """Check and build every ``--qemu-tree`` of ``recvmap fuzz`` before anything runs.
-
-    One tree becomes the campaign's ``--impl`` (and, with ``--host``, each host's driver);
-    two trees are fuzzed against each other. Any problem is a usage error (exit 2).
-    """
-    if args.impl is not None or args.native:
-        raise TreeUsageError(
-            "recvmap fuzz: --qemu-tree builds the library; it excludes --impl and --native"
-        )
-    if len(args.qemu_tree) > 2:
-        raise TreeUsageError("recvmap fuzz: --qemu-tree: give one tree, or two to compare them")
-    if hosts and len(args.qemu_tree) > 1:
-        raise TreeUsageError("recvmap fuzz: --host: with one --qemu-tree at a time")
-    try:
-        trees = [open_tree(p) for p in args.qemu_tree]
-        libs = [library(t) for t in trees]
-        drivers = {h: host_driver(trees[0], h) for h in hosts}
-    except TreeUsageError as err:
-        raise TreeUsageError(f"recvmap fuzz: --qemu-tree: {err}") from None
-    ram_layers = [t for t in getattr(args, "target", ()) if t != "bitmap"]
-    for t in trees:
-        problem = ram_part_problem(t)
-        if problem is not None and ram_layers:
-            raise TreeUsageError(
-                f"recvmap fuzz: --qemu-tree {t.root}: {problem} "
-                f"(--target bitmap runs the bitmap layer without it)"
-            )
-    args.tree_libs = libs
-    if args.release is None and len(trees) == 1:
-        args.release = referee_release(trees[0])  # the model judges the tree at its release
-    if drivers:
-        layers = driver_layers(trees[0])
-        if "recovery" in layers and "recovery" in getattr(args, "target", ()):
-            try:  # the senders of other layouts, built now rather than in the timed jobs
-                for h in set(tree_senders().values()) - set(drivers):
-                    host_driver(trees[0], h)
-            except TreeUsageError as err:
-                raise TreeUsageError(f"recvmap fuzz: --qemu-tree: {err}") from None
-        os.environ[DRIVERS_ENV] = driver_env(
-            drivers, {h: layers for h in drivers}, args.release, trees[0].root
-        )
-    args.impl = libs[0]
-    return trees

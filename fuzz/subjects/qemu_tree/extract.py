@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -180,11 +180,16 @@ def _params(decl: Any) -> tuple[str, ...]:
     )
 
 
-@cache
+@lru_cache(maxsize=64)  # bounded: ``recvmap history`` reads thousands of file versions
 def _index(path: Path, mtime_ns: int, size: int) -> dict[str, list[Definition]]:
     """Every definition of one file by name (first the ones outside ``#else`` branches)."""
     del mtime_ns, size  # cache key only
-    src = path.read_bytes()
+    return parse_definitions(path.read_bytes())
+
+
+def parse_definitions(src: bytes) -> dict[str, list[Definition]]:
+    """Every definition of the C text ``src`` by name (first those outside ``#else``
+    branches); paths are left empty."""
     tree = _parser().parse(src)
     out: dict[str, list[tuple[bool, Definition]]] = {}
     for node, in_else in _walk(tree.root_node):

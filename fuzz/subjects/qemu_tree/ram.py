@@ -11,8 +11,9 @@ so they cannot clash with the ABI names; ``glue/ram/ram_abi.c`` exports the ABI 
 by ``build.py``) this is one library loaded exactly like an ``--impl`` library.
 
 An ABI function whose QEMU function the tree lacks is not exported (``QTRAM_HAVE_*``), so it is
-reported absent and its layer skipped. A function the tree's release should have but the tree
-lacks, or one that does not compile, is a ``RamBuildError`` naming the function.
+reported absent and its layer skipped. A function the tree's rules should have (the model
+answers: ``Rules.has_function``) but the tree lacks, or one that does not compile, is a
+``RamBuildError`` naming the function.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.releases import Rules
 from recvmap.qemu_ref.loader import package_file
 
 from .extract import RAM_FUNCTIONS, Definition, ExtractError, Extraction, extract
@@ -35,14 +37,6 @@ from .tree import Origin, QemuTree
 GLUE_RAM = Path(__file__).parent / "glue" / "ram"
 UNIT_NAME = "qtram_unit.c"
 ABI_UNIT = GLUE_RAM / "ram_abi.c"
-
-# The first release with each ABI function (FUNCTIONS.md of the shared trees; QEMU history).
-FIRST_RELEASE: dict[str, tuple[int, int, int]] = {
-    "ramblock_recv_bitmap_set_offset": (9, 1, 0),
-    "ramblock_recv_bitmap_send": (3, 0, 0),
-    "ram_dirty_bitmap_reload": (3, 0, 0),
-}
-OLDEST = (2, 12, 0)  # the receivedmap itself (f9494614898f) is in v2.11; we start at v2.12
 
 # Our C is -Werror; the tree's code is QEMU's and is compiled with its warnings shown, not fatal.
 TREE_WARNINGS = ("-Wall", "-Wno-unused-parameter", "-Wno-unused-function", "-Wno-unused-variable")
@@ -72,27 +66,12 @@ class RamUnits:
         return hashlib.sha256(repr((self.unit, self.defines, glue)).encode()).hexdigest()
 
 
-def parse_version(text: str) -> tuple[int, int, int]:
-    """ "10.1.0" or "v10.1.0" -> (10, 1, 0); a missing part counts as 0."""
-    parts = [int(p) for p in re.findall(r"\d+", text)[:3]]
-    while len(parts) < 3:
-        parts.append(0)
-    return (parts[0], parts[1], parts[2])
-
-
-def tree_version(root: Path) -> tuple[int, int, int] | None:
-    try:
-        first = (root / "VERSION").read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    return parse_version(first)
-
-
-def expected_absent(version: tuple[int, int, int] | None) -> set[str]:
-    """The ABI functions a release does not have."""
-    if version is None:
-        return set()
-    return {name for name, first in FIRST_RELEASE.items() if version < first}
+def expected_absent(rules: Rules | None) -> set[str]:
+    """The ABI functions of the ram layer the rules lack (the model says which)."""
+    names = {w.abi for w in RAM_FUNCTIONS if w.abi is not None}
+    if rules is None:
+        return names
+    return {name for name in names if not rules.has_function(name)}
 
 
 def _abi_present(ex: Extraction) -> dict[str, Definition]:
@@ -109,26 +88,27 @@ def _abi_present(ex: Extraction) -> dict[str, Definition]:
     return out
 
 
-def check_complete(ex: Extraction, version: tuple[int, int, int] | None) -> list[str]:
-    """The ABI functions absent from the tree as its release expects; else RamBuildError."""
+def check_complete(ex: Extraction, rules: Rules | None) -> list[str]:
+    """The ABI functions absent from the tree as its rules expect; else RamBuildError."""
     present = _abi_present(ex)
     absent = [w.abi for w in RAM_FUNCTIONS if w.abi is not None and w.abi not in present]
-    allowed = expected_absent(version)
+    allowed = expected_absent(rules)
     for name in absent:
         if name not in allowed:
             where = " or ".join(next(w.files for w in RAM_FUNCTIONS if w.abi == name))
-            rel = "v" + ".".join(map(str, version)) if version else "its release"
             raise RamBuildError(
-                name, f"the tree lacks {name} (looked in {where}); {rel} should have it"
+                name, f"the tree lacks {name} (looked in {where}); {rules} should have it"
             )
     return absent
 
 
-def ram_units(root: Path | str, ex: Extraction | None = None) -> RamUnits:
+def ram_units(tree: QemuTree | Path | str, ex: Extraction | None = None) -> RamUnits:
     """Extract the tree's functions and write the unit that compiles them in our glue."""
-    root = Path(root).resolve()
+    if not isinstance(tree, QemuTree):
+        tree = QemuTree.open(tree)
+    root = tree.root
     ex = ex or extract(root)
-    absent = check_complete(ex, tree_version(root))
+    absent = check_complete(ex, tree.rules)
     defs = ex.ordered()
     defines = [f"QTRAM_HAVE_{d.name}" for d in defs]
     reload = ex.get("ram_dirty_bitmap_reload")
@@ -298,7 +278,7 @@ def extra_units(tree: QemuTree, env: BuildEnv) -> list[dict[str, Any]]:
     root = tree.root.resolve()
     _PROBLEMS.pop(root, None)
     try:
-        units = ram_units(root)
+        units = ram_units(tree)
         _syntax_check(units, env)
     except RamBuildError as err:
         _PROBLEMS[root] = err

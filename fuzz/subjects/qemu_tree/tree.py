@@ -1,10 +1,16 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""A QEMU source tree: is it one, which release, and where each ABI function lives in it.
+"""A QEMU source tree: is it one, which rules judge it, and where each ABI function lives.
 
 ``QemuTree.open(DIR)`` checks that DIR looks like QEMU (a VERSION file and QEMU's bitmap
 headers) and has the files the bitmap layer is built from; a folder that does not raises
 ``TreeError`` with one line saying what is missing. A full checkout and a partial tree with
 QEMU's paths are the same to it.
+
+The tree's rules are chosen once, when it is opened (``choose_rules``): by its history when
+DIR is the top of a git checkout (the release changes whose commits are ancestors of HEAD,
+``repo.py``), else by VERSION with QEMU's conventions (``pymodel.releases.version_rules``:
+a snapshot between releases is judged as one of them, and the phrase says it is ambiguous).
+``QemuTree.how`` is that phrase, for the first line a command prints.
 
 ``inventory(tree)`` says, for each function of the bitmap ABI (``qemu_ref.h``), where it
 comes from: ``file:line`` of a definition in util/bitmap.c or util/bitops.c (exported as
@@ -21,7 +27,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from recvmap.pymodel.releases import Rules, Version, parse_version, rules_of, version_rules
 from recvmap.qemu_ref.loader import abi
+
+from .repo import GitError, Repo
 
 BITMAP_HEADER = "qemu_ref.h"  # the ABI header of the bitmap layer
 IDENTITY = "qref_bits_per_long"  # our library marker: not a QEMU function
@@ -29,27 +38,29 @@ FREE = "qref_bitmap_free"  # ours: frees a map of bitmap_new (QEMU calls g_free)
 # Where the bitmap layer's functions are looked for, in this order.
 SOURCES = ("util/bitmap.c", "util/bitops.c")
 HEADERS = ("include/qemu/bitops.h", "include/qemu/bitmap.h")
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)\s*$")
 
 
 class TreeError(ValueError):
     """DIR is not a usable QEMU tree; the message is one line naming DIR and the reason."""
 
 
-def release_tuple(release: str) -> tuple[int, ...]:
-    """``"v10.1.0"`` -> ``(10, 1, 0)`` (releases compare as version tuples)."""
-    return tuple(int(x) for x in release.lstrip("v").split("."))
-
-
 @dataclass(frozen=True)
 class QemuTree:
-    """A checked QEMU tree: its root folder and release (``"v" + VERSION``)."""
+    """A checked QEMU tree: its root folder, VERSION, and the rules that judge it.
+
+    ``rules`` is None when the tree predates the received-page bitmap; ``how`` says how
+    the rules were chosen ("by history (git, ...)", "by VERSION 2.12.91 = ...").
+    """
 
     root: Path
-    release: str
+    version: Version
+    rules: Rules | None
+    how: str
 
     @classmethod
-    def open(cls, path: str | Path) -> QemuTree:
+    def open(cls, path: str | Path, rules: Rules | None = None, how: str = "") -> QemuTree:
+        """Check the tree at ``path``; its rules are ``rules`` when given (the caller knows
+        its history, e.g. ``recvmap history``), else chosen here (``choose_rules``)."""
         root = Path(path)
         if not root.is_dir():
             raise TreeError(f"{path}: no such folder")
@@ -59,20 +70,50 @@ class QemuTree:
             what = "VERSION" if not version.is_file() else HEADERS[0]
             raise TreeError(f"{path}: not a QEMU source tree (no {what})")
         lines = version.read_text(errors="replace").splitlines()
-        m = _VERSION.match(lines[0] if lines else "")
-        if m is None:
-            raise TreeError(f"{path}: not a QEMU source tree (VERSION is not N.N.N)")
+        try:
+            v = parse_version(lines[0] if lines else "")
+        except ValueError:
+            raise TreeError(f"{path}: not a QEMU source tree (VERSION is not N.N.N)") from None
         for rel in (*HEADERS, *SOURCES):
             if not (root / rel).is_file():
                 raise TreeError(f"{path}: {rel} missing: the bitmap layer cannot be built")
-        return cls(root, "v" + ".".join(m.groups()))
+        if rules is None and not how:
+            rules, how = choose_rules(root, v)
+        return cls(root, v, rules, how)
 
     @property
-    def release_tuple(self) -> tuple[int, ...]:
-        return release_tuple(self.release)
+    def release(self) -> str:
+        """The tree's version as a tag-like label ("v" + VERSION): for names, not rules."""
+        return "v" + self.version.text
+
+    @property
+    def release_tuple(self) -> tuple[int, int, int]:
+        return self.version.tuple
 
     def text(self, rel: str) -> str:
         return (self.root / rel).read_text(errors="replace")
+
+
+def choose_rules(root: Path, version: Version) -> tuple[Rules | None, str]:
+    """The rules of the tree at ``root`` and how they were chosen (one phrase).
+
+    By history when ``root`` is the top of a git checkout; a change the repository does
+    not know (a shallow clone) is taken from VERSION. Otherwise by VERSION alone.
+    """
+    by_version = version_rules(version)
+    repo = Repo.at(root)
+    if repo is not None:
+        try:
+            seen = repo.rules_at("HEAD")
+        except GitError:
+            seen = None
+        if seen is not None:
+            if seen.rules is None or not seen.unknown:
+                return seen.rules, seen.text
+            guessed = {k for k in seen.unknown if by_version.rules and by_version.rules.has(k)}
+            rules = rules_of(seen.present | guessed)
+            return rules, f"{seen.text}; the unknown ones by VERSION {by_version.text}"
+    return by_version.rules, f"by VERSION {by_version.text}"
 
 
 @dataclass(frozen=True)
