@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from recvmap.fuzz.subjects.qemu_tree.build import build_tree
+
 COLD_TARGET = 10.0
 CACHED_TARGET = 1.0
 
@@ -40,8 +42,6 @@ def default_trees() -> list[Path]:
 
 def timed(tree: Path, host: str | None, repeat: int) -> tuple[float, float]:
     """(best cold seconds, best cached seconds) of building ``tree``."""
-    from recvmap.fuzz.subjects.qemu_tree.build import build_tree
-
     cold, cached = [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="recvmap-bench-cache-") as cache:

@@ -240,10 +240,10 @@ MIB = 1 << 20
 
 def _tree_ctx(release: str, **kw: object) -> object:
     from recvmap.pymodel.ramblock import TargetPage
-    from recvmap.qemu_ref.ram import CRamContext
+    from recvmap.qemu_ref.ram import c_context
 
     lib = load(build_tree(TREES[release]), bits=64, partial=True)
-    return CRamContext(TargetPage.for_target("x86_64"), lib=lib, checked=False, **kw)
+    return c_context(TargetPage.for_target("x86_64"), lib=lib, checked=False, **kw)
 
 
 def _reload(release: str, stream: bytes) -> tuple[int, str]:
@@ -373,9 +373,9 @@ def test_send_sizes_the_map_by_release(release: str, size: int) -> None:
     dst.ram_block_add("pc.ram", 8 * MIB, page_size=4096, postcopy_length=4 * MIB)  # type: ignore[attr-defined]
     dst.ramblock_recv_map_init()  # type: ignore[attr-defined]
     buf = (ctypes.c_uint8 * 0x200)()
-    lib = dst.lib  # type: ignore[attr-defined]
+    lib = dst.transport.lib  # type: ignore[attr-defined]
     ret = lib.ramblock_recv_bitmap_send(
-        ctypes.addressof(dst._list),
+        dst.transport.ram_list,  # type: ignore[attr-defined]
         b"pc.ram",
         buf,
         len(buf),  # type: ignore[attr-defined]
@@ -392,9 +392,9 @@ def test_v2_12_source_side_discard_crashes(tmp_path: Path) -> None:
         "import sys\n"
         "from recvmap.pymodel.ramblock import Side, TargetPage\n"
         "from recvmap.qemu_ref.loader import load\n"
-        "from recvmap.qemu_ref.ram import CRamContext\n"
+        "from recvmap.qemu_ref.ram import c_context\n"
         "lib = load(sys.argv[1], bits=64, partial=True)\n"
-        "src = CRamContext(TargetPage.for_target('x86_64'), lib=lib, checked=False,"
+        "src = c_context(TargetPage.for_target('x86_64'), lib=lib, checked=False,"
         " side=Side.SOURCE)\n"
         "src.ram_block_add('pc.ram', 1 << 20, page_size=4096)\n"
         "print(src.ram_discard_range('pc.ram', 0, 4096))\n"
