@@ -20,6 +20,7 @@ Targets: at least 100,000 operations/s without atheris and 50,000 with atheris, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -30,18 +31,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-TARGET = 100_000  # compared operations per CPU second without atheris (issue 11)
-ATHERIS_TARGET = 50_000  # with atheris
+from recvmap.fuzz.campaign.launch import atheris, atheris_available, instrumentation
 
-
-def make_runner(nbits: int, bits: int) -> Any:
-    """One fuzzer input -> one program on model and C; returns the operations compared."""
+CHILD = sys.argv[1:2] == ["--child"]  # the atheris run: the model instrumented as it loads
+with instrumentation() if CHILD else contextlib.nullcontext():  # what the harnesses instrument
     from recvmap.fuzz.engine import Session, run_stream
     from recvmap.fuzz.program import ArraySpec, Program
     from recvmap.fuzz.program.decode_bitmap import Source, _signatures, decode_op, decode_words
     from recvmap.fuzz.subjects.impls import ModelImpl, Subject
     from recvmap.pymodel.words import Layout
 
+TARGET = 100_000  # compared operations per CPU second without atheris (issue 11)
+ATHERIS_TARGET = 50_000  # with atheris
+
+
+def make_runner(nbits: int, bits: int) -> Any:
+    """One fuzzer input -> one program on model and C; returns the operations compared."""
     layout = Layout(bits, False)
     subject = Subject(os.environ.get("RECVMAP_IMPL") or None, bits)
     impl, model = subject.bitmap(layout), ModelImpl(layout)
@@ -88,14 +93,8 @@ def without_atheris(nbits: int, bits: int, seconds: float, seed: int) -> dict[st
 
 
 def child(nbits: int, bits: int, seconds: float, stats: str) -> None:
-    """Under atheris: instrument like the harnesses, then fuzz for ``seconds``."""
-    import atheris
-
-    from recvmap.fuzz.campaign.launch import instrumentation
-
-    with instrumentation():  # what the harnesses instrument
-        import recvmap.fuzz.program.decode_bitmap  # noqa: F401
-        import recvmap.pymodel.bitmap  # noqa: F401
+    """Under atheris (the model instrumented as the module loaded: CHILD), fuzz for
+    ``seconds``."""
     one = make_runner(nbits, bits)
     state = {"ops": 0, "programs": 0, "start": 0.0, "last": 0.0}
 
@@ -124,9 +123,7 @@ def child(nbits: int, bits: int, seconds: float, stats: str) -> None:
 
 
 def with_atheris(nbits: int, bits: int, seconds: float) -> dict[str, float] | None:
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
+    if not atheris_available():
         return None
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats.json"

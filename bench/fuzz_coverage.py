@@ -25,14 +25,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from recvmap.fuzz.campaign.harness import Harness
+from recvmap.fuzz.campaign.harness_env import HarnessConfig
+from recvmap.fuzz.campaign.jobs import seed_inputs
+from recvmap.fuzz.campaign.launch import harness_path
+from recvmap.fuzz.engine import DivergenceError
+from recvmap.fuzz.subjects.impls import Subject
+from recvmap.pymodel import bitmap, bitops
+
 
 def replay_arcs(corpus: Path, bits: int) -> int:
     """Arcs of pymodel/bitops.py and pymodel/bitmap.py executed by the corpus's inputs."""
-    from recvmap.fuzz.campaign.harness import Harness
-    from recvmap.fuzz.engine import DivergenceError
-    from recvmap.fuzz.subjects.impls import Subject
-    from recvmap.pymodel import bitmap, bitops
-
     files = {bitmap.__file__, bitops.__file__}
     arcs: set[tuple[str, int, int]] = set()
 
@@ -66,16 +69,14 @@ def replay_arcs(corpus: Path, bits: int) -> int:
 
 def fuzz(seconds: float, seed: int, bits: int) -> dict[str, Any]:
     """One atheris run of the bitmap harness; its statistics and the arcs its corpus reaches."""
-    from recvmap.fuzz.campaign.campaign import harness_path, seed_inputs
-
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = work / "corpus"
         corpus.mkdir()
         seeds = seed_inputs(work / "seeds", seed)
         stats = work / "stats.json"
-        env = dict(os.environ, RECVMAP_WORD_BITS=str(bits), RECVMAP_STATS=str(stats))
-        env["RECVMAP_OUT"] = str(work / "out")
+        config = HarnessConfig(word_bits=bits, stats=stats, out_dir=work / "out")
+        env = config.to_env(os.environ)
         argv = [sys.executable, str(harness_path("bitmap")), str(corpus), str(seeds)]
         argv += ["-len_control=0", f"-max_total_time={int(seconds)}", f"-seed={seed}"]
         argv += ["-max_len=1024", f"-artifact_prefix={work}/", "-print_final_stats=1"]

@@ -29,6 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from recvmap.fuzz.subjects.qemu_tree.build import BuildError, build_tree
+from recvmap.fuzz.subjects.qemu_tree.ram import ram_problem
+from recvmap.qemu_ref.loader import LibraryError, load
+
 COLD_TARGET = 10.0
 CACHED_TARGET = 1.0
 
@@ -45,9 +49,6 @@ def default_trees() -> list[Path]:
 def problem_of(tree: Path, built: Path, host: str | None) -> str | None:
     """Why the build of ``tree`` is not whole (None: it is): its ram part was left out, or
     the library does not load."""
-    from recvmap.fuzz.subjects.qemu_tree.ram import ram_problem
-    from recvmap.qemu_ref.loader import LibraryError, load
-
     problem = ram_problem(tree)
     if problem is not None:
         return f"ram part left out: {problem}"
@@ -61,8 +62,6 @@ def problem_of(tree: Path, built: Path, host: str | None) -> str | None:
 
 def timed(tree: Path, host: str | None, repeat: int) -> tuple[float, float, str | None]:
     """(best cold seconds, best cached seconds, what failed) of building ``tree``."""
-    from recvmap.fuzz.subjects.qemu_tree.build import BuildError, build_tree
-
     cold, cached = [], []
     for _ in range(repeat):
         with tempfile.TemporaryDirectory(prefix="recvmap-bench-cache-") as cache:

@@ -30,9 +30,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .vectors.intake import DEFAULT_LIMITS
+from recvmap.pymodel import arch
+from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel.releases import parse_rules, render_table
+from recvmap.qemu_ref import LibraryError
 
-DEFAULT_TIMEOUT = 5.0  # seconds per input (libFuzzer -timeout); the harness's default too
+from .campaign.harness_env import HarnessConfig
+from .campaign.launch import atheris_available, engine_of
+from .mutation.options import add_parser as add_mutants_parser
+
+# The commands import the rooms that do their work when they run (each ``# lazy: command``
+# below): `recvmap --help`, `arches` and `releases` import the model, the library loader
+# and the parsing above only. Measured as whole `python -c "import ..."` processes, least
+# of 15 runs: 0.14 s with this module, 0.38 s with every room the commands import.
+
+DEFAULT_TIMEOUT = HarnessConfig.timeout  # seconds per input (libFuzzer -timeout)
 
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
@@ -73,9 +85,6 @@ class Parser(argparse.ArgumentParser):
 def _release(value: str) -> str:
     """A QEMU release tag ("v8.2.0" or "8.2.0") or a rule set ("v2.12.0+recovery_stream"),
     checked against what the model knows; the rules' name."""
-    from recvmap.pymodel.errors import PreconditionError
-    from recvmap.pymodel.releases import parse_rules
-
     try:
         return parse_rules(value).name
     except PreconditionError as err:
@@ -216,8 +225,6 @@ def _word_bits(value: str) -> tuple[int, ...]:
 
 
 def _arches() -> list[str]:
-    from recvmap.pymodel import arch
-
     return [t.name for t in arch.TARGETS]
 
 
@@ -437,12 +444,10 @@ def build_parser() -> Parser:
         action="store_true",
         help="a replay that ran no test exits 1 (default: a warning line)",
     )
-    d = DEFAULT_LIMITS
-    r.add_argument(
-        "--max-file-bytes", type=_positive(int, "--max-file-bytes"), default=d.file_bytes
-    )
-    r.add_argument("--max-words", type=_positive(int, "--max-words"), default=d.words)
-    r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=d.ops)
+    # caps on each input file (default: vectors.intake.DEFAULT_LIMITS)
+    r.add_argument("--max-file-bytes", type=_positive(int, "--max-file-bytes"), default=None)
+    r.add_argument("--max-words", type=_positive(int, "--max-words"), default=None)
+    r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=None)
     r.add_argument(
         "--layer",
         choices=LAYERS,
@@ -526,9 +531,7 @@ def build_parser() -> Parser:
         description="The semantic changelog of QEMU's bitmap helpers and received-page "
         "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
     )
-    from .mutation import mutants
-
-    mutants.add_parser(sub)
+    add_mutants_parser(sub)
     return p
 
 
@@ -608,7 +611,7 @@ def _add_history(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .campaign.campaign import CampaignError, Config, atheris_available, run, summary
+    from .campaign import campaign, jobs, report, result  # lazy: command
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -629,7 +632,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     plan = None
     impl, release, host_drivers = args.impl, args.release, {}
     if args.qemu_tree:
-        from .subjects.qemu_tree.command import TreeUsageError, resolve
+        from .subjects.qemu_tree.command import TreeUsageError, resolve  # lazy: command
 
         if args.impl is not None or args.native:
             raise UsageError(
@@ -647,7 +650,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         if len(plan.trees) == 1:
             release = plan.trees[0].judge  # the model judges the tree at its rules
         host_drivers = {h: d.to_json() for h, d in plan.drivers.items()}
-    cfg = Config(
+    cfg = jobs.Config(
         targets=tuple(args.target),
         arches=args.arch,
         word_bits=args.word_bits,
@@ -666,23 +669,21 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         release=release,
         host_drivers=host_drivers,
     )
-    if args.workers > 1 and (args.engine == "random" or not atheris_available()):
+    if args.workers > 1 and engine_of(args.engine) == "random":
         raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
     try:
         if plan is not None:
-            from .campaign.qemu_tree import fuzz
+            from .campaign.qemu_tree import fuzz  # lazy: command
 
             results = fuzz(cfg, plan, args.quiet)
         else:
-            results = [run(cfg, sys.stderr, quiet=args.quiet)]
-            print(summary(results[0]), flush=True)
-    except CampaignError as err:
+            results = [campaign.run(cfg, sys.stderr, quiet=args.quiet)]
+            print(result.summary(results[0]), flush=True)
+    except jobs.CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
         return 2
-    from .campaign.report import write_reports
-
     try:
-        write_reports(results, cfg, args.json, args.junit, getattr(args, "argv", None))
+        report.write_reports(results, cfg, args.json, args.junit, getattr(args, "argv", None))
     except OSError as err:
         print(f"recvmap fuzz: --json/--junit: {err.strerror or err}", file=sys.stderr)
         return 2
@@ -707,8 +708,8 @@ def _resolve_hosts(names: tuple[str, ...], command: str, tree: bool = False) -> 
     unknown or unavailable host is a usage error. ``tree``: hosts a QEMU tree's code can be
     built for (not our C's emulated word widths)."""
     try:
-        from .subjects import hosts as hostmod
-        from .subjects.qemu_tree.command import host_problem, tree_hosts
+        from .subjects import hosts as hostmod  # lazy: command
+        from .subjects.qemu_tree.command import host_problem, tree_hosts  # lazy: command
     except ImportError as err:
         raise UsageError(f"{command}: --host: emulated hosts are unavailable ({err})") from None
     if names == ("all",):
@@ -729,9 +730,7 @@ def _resolve_hosts(names: tuple[str, ...], command: str, tree: bool = False) -> 
 
 def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
     """The implementation to compare against the model (loaded now: errors are usage errors)."""
-    from recvmap.qemu_ref import LibraryError
-
-    from .subjects.impls import Subject
+    from .subjects.impls import Subject  # lazy: command
 
     if impl is not None and not impl.is_file():
         raise UsageError(f"--impl {impl}: no such file")
@@ -746,9 +745,10 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .vectors.intake import Limits
+    from .vectors.intake import Limits  # lazy: command
 
-    limits = Limits(file_bytes=args.max_file_bytes, words=args.max_words, ops=args.max_ops)
+    caps = {"file_bytes": args.max_file_bytes, "words": args.max_words, "ops": args.max_ops}
+    limits = Limits(**{k: v for k, v in caps.items() if v is not None})
     for path in args.files:
         if not path.exists():
             raise UsageError(f"recvmap replay: {path}: no such file")
@@ -765,7 +765,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.qemu_tree is not None:
         if args.impl is not None:
             raise UsageError("recvmap replay: --qemu-tree builds the library; it excludes --impl")
-        from .subjects.qemu_tree.command import TreeUsageError, resolve
+        from .subjects.qemu_tree.command import TreeUsageError, resolve  # lazy: command
 
         try:  # with --host the drivers are built per host, not a library for this machine
             plan = resolve([args.qemu_tree], (), args.release, ("bitmap",), not args.host)
@@ -797,7 +797,7 @@ def _host_subjects(args: argparse.Namespace, planned: Any = None) -> list[object
     """``replay --host``: one subject per host, each driver built and started now (a
     problem is a usage error): our C, or the ``--qemu-tree``'s own code (``planned``, the
     tree ``resolve`` opened)."""
-    from .subjects.hosts import HostError, HostSubject
+    from .subjects.hosts import HostError, HostSubject  # lazy: command
 
     hosts = _resolve_hosts(tuple(args.host), "recvmap replay", planned is not None)
     subjects: list[HostSubject] = []
@@ -805,7 +805,7 @@ def _host_subjects(args: argparse.Namespace, planned: Any = None) -> list[object
         if planned is None:
             subjects = [HostSubject(h) for h in hosts]
         else:
-            from .subjects.qemu_tree.command import tree_host_subject
+            from .subjects.qemu_tree.command import tree_host_subject  # lazy: command
 
             tree = planned.tree
             subjects = [tree_host_subject(tree, h) for h in hosts]
@@ -831,8 +831,7 @@ def _replay_files(
     release: str | None,
 ) -> int:
     """Replay every vector of ``paths`` on ``subject``; the summary line; the exit status."""
-    from .vectors.files import load_file, replay
-    from .vectors.intake import NotVectorsError, VectorError
+    from .vectors.files import NotVectorsError, VectorError, load_file, replay  # lazy: command
 
     counts = {"pass": 0, "fail": 0, "skip": 0}
     for path in paths:
@@ -880,7 +879,7 @@ def _check_recorded_subject(
     path: Path, recorded: dict[str, object] | None, impl: Path | None
 ) -> None:
     """Warn when a reproducer was found on another library than the one replaying it."""
-    from .vectors.files import file_sha256
+    from .vectors.files import file_sha256  # lazy: command
 
     if not recorded or not recorded.get("library"):
         return
@@ -902,8 +901,8 @@ def _raw_inputs_as_vectors(
     args: argparse.Namespace, impl: Path | None, release: str | None
 ) -> list[Path]:
     """The files to replay: raw libFuzzer inputs (with --layer) become vector files."""
-    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input
-    from .vectors.files import iter_files
+    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input  # lazy: command
+    from .vectors.files import iter_files  # lazy: command
 
     paths = list(iter_files(args.files))
     if args.layer is None:
@@ -931,7 +930,7 @@ def _raw_inputs_as_vectors(
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
-    from .vectors.files import export, iter_files, load_file, vectors_dir
+    from .vectors.files import export, iter_files, load_file, vectors_dir  # lazy: command
 
     if args.vectors_command == "export":
         if args.qemu_unit_test is None and args.dir is None:
@@ -959,8 +958,7 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
-    from .campaign.crashfile import Decoding
-    from .campaign.workers import merge
+    from .campaign import crashfile, workers  # lazy: command
 
     if args.corpus_command != "merge":
         raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
@@ -970,10 +968,9 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     if args.impl is not None and not args.impl.is_file():
         raise UsageError(f"recvmap corpus merge: --impl {args.impl}: no such file")
     bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECVMAP_")}
-    env.update(Decoding(args.layer, bits, args.impl).env())
+    env = crashfile.Decoding(args.layer, bits, args.impl).config().to_env(os.environ)
     try:
-        r = merge(args.layer, args.out, args.inputs, env)
+        r = workers.merge(args.layer, args.out, args.inputs, env)
     except RuntimeError as err:
         print(f"recvmap corpus merge: {err}", file=sys.stderr)
         return 1
@@ -982,7 +979,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _export_qemu_unit_test(path: Path, release: str | None) -> None:
-    from .vectors import qemu_unit
+    from .vectors import qemu_unit  # lazy: command
 
     check_file_option("recvmap vectors export --qemu-unit-test", path)
     try:
@@ -994,15 +991,11 @@ def _export_qemu_unit_test(path: Path, release: str | None) -> None:
 
 
 def cmd_arches(args: argparse.Namespace) -> int:
-    from recvmap.pymodel.arch import render_tables
-
-    sys.stdout.write(render_tables())
+    sys.stdout.write(arch.render_tables())
     return 0
 
 
 def cmd_releases(args: argparse.Namespace) -> int:
-    from recvmap.pymodel.releases import render_table
-
     sys.stdout.write(render_table())
     return 0
 
@@ -1018,7 +1011,7 @@ COMMANDS = {
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:
-    from .mutation import mutants
+    from .mutation import mutants  # lazy: command
 
     return mutants.run(args)
 
@@ -1027,7 +1020,7 @@ COMMANDS["mutants"] = cmd_mutants
 
 
 def cmd_qemu_tree(args: argparse.Namespace) -> int:
-    from .subjects.qemu_tree.command import TreeUsageError, show
+    from .subjects.qemu_tree.command import TreeUsageError, show  # lazy: command
 
     try:
         return show(args.dir)
@@ -1053,7 +1046,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from .campaign.history import HistoryError, Options, bisect, open_repo, walk
+    from .campaign.history import HistoryError, Options, bisect, open_repo, walk  # lazy: command
 
     if args.bisect and (args.range or args.first_bad or args.list):
         raise UsageError(

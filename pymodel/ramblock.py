@@ -39,16 +39,20 @@ Rules of every release: ram_list_init_bitmaps allocates nothing when ram_bytes_t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Protocol, Self
 
 from .arch import Host, Target
 from .arch import target as _arch_target
 from .bitmap import bitmap_clear, bitmap_new, bitmap_set, bitmap_set_atomic
 from .bitops import set_bit_atomic, test_bit
-from .errors import PreconditionError, RecoveryError, check_buffer
+from .errors import PreconditionError, check_buffer
+from .ramtypes import RAMBlock as RAMBlock
 from .ramtypes import Side as Side
 from .ramtypes import c_long as c_long
+from .recovery import (
+    ram_dirty_bitmap_reload,
+    ramblock_recv_bitmap_send,
+)
 from .releases import (
     BMAP_BLANK,
     BMAP_DIRTY_AGAIN,
@@ -70,7 +74,6 @@ from .words import LP64_LE, Layout, Words
 UINT64_BITS = 64
 EBADF = 9  # Linux's errno of a system call on no file (fd -1)
 IDSTR_MAX = 255  # char idstr[256] in QEMU's RAMBlock
-MAX_SPARE = 4096  # bytes a recovery sender's buffer may have past its stream (faces' canary)
 
 
 def check_unsigned(function: str, argument: str, value: int, bits: int, ctype: str) -> None:
@@ -183,46 +186,6 @@ class TargetPage:
         return f"TargetPage(bits={self.bits}, {kind}, {state})"
 
 
-class RAMBlock:
-    """The fields of QEMU's RAMBlock (include/exec/ramblock.h) the received map uses.
-
-    ``host`` is the block's host base address (an int, never dereferenced); lengths are
-    ram_addr_t (uint64_t); ``page_size`` is the host page or hugepage backing the block.
-    ``receivedmap`` exists on the destination between ramblock_recv_map_init and
-    ram_load_cleanup; ``bmap`` is the source's dirty bitmap, reloaded on recovery.
-    Create blocks with ``RamContext.ram_block_add``, which checks QEMU's rules.
-    """
-
-    def __init__(
-        self,
-        idstr: str,
-        host: int,
-        used_length: int,
-        max_length: int,
-        page_size: int,
-        *,
-        postcopy_length: int | None = None,
-        migratable: bool = True,
-        ignored: bool = False,
-    ) -> None:
-        self.idstr = idstr
-        self.host = host
-        self.used_length = used_length
-        self.max_length = max_length
-        self.page_size = page_size
-        self.postcopy_length = used_length if postcopy_length is None else postcopy_length
-        self.migratable = migratable
-        self.ignored = ignored
-        self.receivedmap: Words | None = None
-        self.bmap: Words | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"RAMBlock({self.idstr!r}, host=0x{self.host:x}, used=0x{self.used_length:x}, "
-            f"max=0x{self.max_length:x}, page_size=0x{self.page_size:x})"
-        )
-
-
 class RAMList:
     """QEMU's ram_list: the blocks in creation order."""
 
@@ -249,38 +212,26 @@ def ramblock_is_ignored(rb: RAMBlock) -> bool:
     return not rb.migratable or rb.ignored
 
 
-@dataclass(frozen=True)
-class BlockSpec:
-    """The checked parameters of a new block (shared by the model and the other faces).
-
-    The fields are named like ``ram_block_add``'s and ``RAMBlock``'s arguments.
-    """
-
-    idstr: str
-    host: int
-    used_length: int
-    max_length: int
-    page_size: int
-    postcopy_length: int
-    migratable: bool
-    ignored: bool
-
-
 def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
-BlockT = TypeVar("BlockT")
+def postcopy_host_problem(host: Host | None) -> str | None:
+    """The error_report() line of a host of the arch table that cannot postcopy (Windows:
+    no userfaultfd), or None (postcopy_ram_supported_by_host's last check)."""
+    if host is not None and not host.postcopy:
+        return "postcopy_ram_supported_by_host: userfaultfd not available"
+    return None
 
 
-class RamConfig(Generic[BlockT]):
-    """What QEMU keeps in globals: target page, host page, word layout, side, errors.
+class RamContext:
+    """The model: what QEMU keeps in globals, a RAM list, and the receivedmap functions.
 
+    The globals: target page, host page, word layout, side, release, errors.
     ``pointer_bits`` is the width of the host's pointers (default: the layout's long
     width; 64 for an LLP64 host). ``strict`` makes host addresses outside a block an
     error instead of QEMU's wrap-around. ``error_log`` collects error_report() lines.
-    Each face (the model ``RamContext``, the C library, a driver) checks a new block here
-    and builds its own kind of block in ``_new_block``.
+    The RAM list starts empty.
     """
 
     def __init__(
@@ -306,11 +257,7 @@ class RamConfig(Generic[BlockT]):
         self.host = host
         self.release = parse_rules(release)
         self.error_log: list[str] = []
-        self._specs: list[BlockSpec] = []
-        self._start()
-
-    def _start(self) -> None:
-        """A face's own empty state, once the configuration is set (none by default)."""
+        self.ram_list = RAMList()
 
     @classmethod
     def for_host(
@@ -341,13 +288,15 @@ class RamConfig(Generic[BlockT]):
         """QEMU's error_report(): the message is kept in ``error_log``."""
         self.error_log.append(message)
 
+    # --- the RAM list ---------------------------------------------------------------
+
     def _next_host(self, page_size: int) -> int:
         base = 0x7F00_0000_0000 if self.pointer_bits > 32 else 0x4000_0000
-        for s in self._specs:
-            base = max(base, s.host + s.max_length + self.host_page_size)
+        for rb in self.ram_list:
+            base = max(base, rb.host + rb.max_length + self.host_page_size)
         return -(-base // page_size) * page_size
 
-    def block_spec(
+    def ram_block_add(
         self,
         idstr: str,
         used_length: int,
@@ -358,8 +307,9 @@ class RamConfig(Generic[BlockT]):
         postcopy_length: int | None = None,
         migratable: bool = True,
         ignored: bool = False,
-    ) -> BlockSpec:
-        """Check a new block against QEMU's rules, placing it if ``host`` is None.
+    ) -> RAMBlock:
+        """QEMU's ram_block_add (system/physmem.c): a new block at the end of the RAM list,
+        placed after the others when ``host`` is None.
 
         Rules: idstr unique, 1..255 bytes; page_size a power of two, at least the host
         page (and one of the host's page sizes when the host is known); lengths multiples
@@ -375,7 +325,7 @@ class RamConfig(Generic[BlockT]):
         raw = idstr.encode()
         if not raw or len(raw) > IDSTR_MAX or b"\0" in raw:
             raise PreconditionError(fn, "idstr", "1 to 255 bytes, no NUL (char idstr[256])")
-        if any(s.idstr == idstr for s in self._specs):
+        if self.ram_list.qemu_ram_block_by_name(idstr) is not None:
             raise PreconditionError(fn, "idstr", f"unique in ram_list ({idstr!r} exists)")
         if not _is_pow2(page_size) or page_size < self.host_page_size:
             raise PreconditionError(
@@ -403,75 +353,21 @@ class RamConfig(Generic[BlockT]):
             raise PreconditionError(fn, "host", f"aligned to page_size 0x{page_size:x}")
         if host + max_length > 1 << self.pointer_bits:
             raise PreconditionError(fn, "host", f"block inside the {self.pointer_bits}-bit space")
-        for s in self._specs:
-            if host < s.host + s.max_length and s.host < host + max_length:
-                raise PreconditionError(fn, "host", f"no overlap with block {s.idstr!r}")
-        spec = BlockSpec(
-            idstr, host, used_length, max_length, page_size, postcopy_length, migratable, ignored
-        )
-        self._specs.append(spec)
-        return spec
-
-    def ram_block_add(
-        self,
-        idstr: str,
-        used_length: int,
-        max_length: int | None = None,
-        *,
-        page_size: int | None = None,
-        host: int | None = None,
-        postcopy_length: int | None = None,
-        migratable: bool = True,
-        ignored: bool = False,
-    ) -> BlockT:
-        """QEMU's ram_block_add (system/physmem.c): check a new block (``block_spec``),
-        then build the face's own block (``_new_block``) and append it to its list."""
-        spec = self.block_spec(
+        for rb in self.ram_list:
+            if host < rb.host + rb.max_length and rb.host < host + max_length:
+                raise PreconditionError(fn, "host", f"no overlap with block {rb.idstr!r}")
+        block = RAMBlock(
             idstr,
+            host,
             used_length,
             max_length,
-            page_size=page_size,
-            host=host,
+            page_size,
             postcopy_length=postcopy_length,
             migratable=migratable,
             ignored=ignored,
         )
-        return self._new_block(spec, self._shadow_block(spec))
-
-    def _shadow_block(self, spec: BlockSpec) -> RAMBlock | None:
-        """The block of ``spec`` on the face's shadow model; the model has none."""
-        return None
-
-    def _new_block(self, spec: BlockSpec, shadow: RAMBlock | None) -> BlockT:
-        """The face's own block for the checked ``spec``, appended to its list."""
-        raise NotImplementedError(f"{type(self).__name__} builds no blocks")
-
-    def _postcopy_host(self) -> bool:
-        """A host of the arch table without userfaultfd (Windows) cannot postcopy."""
-        if self.host is not None and not self.host.postcopy:
-            self.error_report("postcopy_ram_supported_by_host: userfaultfd not available")
-            return False
-        return True
-
-
-class RamContext(RamConfig[RAMBlock]):
-    """The model: a RAM list, the target page, and QEMU's receivedmap functions.
-
-    Its constructor is RamConfig's; the RAM list starts empty.
-    """
-
-    ram_list: RAMList
-
-    def _start(self) -> None:
-        self.ram_list = RAMList()
-
-    # --- the RAM list ---------------------------------------------------------------
-
-    def _new_block(self, spec: BlockSpec, shadow: RAMBlock | None) -> RAMBlock:
-        """A model RAMBlock (the model is its own check: ``shadow`` is None)."""
-        rb = RAMBlock(**asdict(spec))
-        self.ram_list.blocks.append(rb)
-        return rb
+        self.ram_list.blocks.append(block)
+        return block
 
     def qemu_ram_block_by_name(self, name: str) -> RAMBlock | None:
         return self.ram_list.qemu_ram_block_by_name(name)
@@ -731,7 +627,11 @@ class RamContext(RamConfig[RAMBlock]):
         if self.qemu_target_page_size() > self.host_page_size:
             self.error_report("Target page size bigger than host page size")
             return False
-        return self._postcopy_host()
+        problem = postcopy_host_problem(self.host)
+        if problem is not None:
+            self.error_report(problem)
+            return False
+        return True
 
     def postcopy_place_page(self, host: int, rb: RAMBlock) -> int:
         """Place one whole host page atomically: set page_size / target_page_size bits.
@@ -795,110 +695,18 @@ class RamContext(RamConfig[RAMBlock]):
 
     # --- postcopy recovery (pymodel.recovery) -----------------------------------------
 
-    def ramblock_recv_bitmap_send(self, block_name: str, spare: int = 0) -> tuple[bytes, int]:
-        """Destination: the recovery stream of one block and QEMU's return value.
-
-        ``spare``: bytes of the caller's buffer past the stream. The stream does not depend
-        on them; an implementation's face gives its sender that much more room, filled
-        with a canary, and a byte of it that changes is part of what the sender wrote.
-        """
-        from .recovery import ramblock_recv_bitmap_send
-
-        if not 0 <= spare <= MAX_SPARE:
-            raise PreconditionError(
-                "ramblock_recv_bitmap_send",
-                "spare",
-                f"0 <= spare <= {MAX_SPARE} (bytes of the caller's buffer past the stream)",
-            )
+    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]:
+        """Destination: the recovery stream of one block and QEMU's return value."""
         return ramblock_recv_bitmap_send(self, block_name)
 
     def ram_dirty_bitmap_reload(self, block: RAMBlock, stream: bytes) -> int:
         """Source: load a recovery stream (any bytes-like object) into block->bmap as
         dirty pages; 0."""
-        from .recovery import ram_dirty_bitmap_reload
-
         stream = check_buffer("ram_dirty_bitmap_reload", "stream", stream)
         return ram_dirty_bitmap_reload(self, block, stream)
 
 
-class FaceBlock:
-    """A block of a face other than the model: it carries its block on the shadow model."""
-
-    shadow: RAMBlock | None
-
-
-class RamFace(RamConfig[BlockT]):
-    """A face other than the model (the C library, a driver) and its shadow model.
-
-    With a shadow (``checked=True``), every call runs on the model first: a call outside
-    QEMU's domain raises the model's PreconditionError and never reaches the face; the
-    results returned are always the face's own.
-    """
-
-    shadow: RamContext | None = None
-
-    def _shadow_model(self, checked: bool) -> RamContext | None:
-        """A model context of this configuration, or None when not ``checked``.
-
-        Strict mode is the model's range check, so it needs the shadow.
-        """
-        if not checked:
-            if self.strict:
-                raise ValueError("strict mode needs checked=True (the model does the range check)")
-            return None
-        return RamContext(
-            self.target_page,
-            side=self.side,
-            layout=self.layout,
-            host_page_size=self.host_page_size,
-            pointer_bits=self.pointer_bits,
-            strict=self.strict,
-            host=self.host,
-        )
-
-    def _shadow_block(self, spec: BlockSpec) -> RAMBlock | None:
-        return None if self.shadow is None else self.shadow.ram_block_add(**asdict(spec))
-
-    def _check(self, name: str, *args: Any) -> Any:
-        """Run ``name`` on the shadow model first (it raises if out of QEMU's domain)."""
-        if self.shadow is None:
-            return None
-        fn: Callable[..., Any] = getattr(self.shadow, name)
-        return fn(*(a.shadow if isinstance(a, FaceBlock) else a for a in args))
-
-    def _send_length(self, block: Any) -> int:
-        """Bytes of ``block``'s recovery stream (0 for no block): the sender's buffer.
-
-        be64 size, the map's ``size`` bytes, be64 end mark (migration/ram.c
-        ramblock_recv_bitmap_send; ``pymodel.recovery``).
-        """
-        if block is None:
-            return 0
-        from .recovery import HEADER, TRAILER, recv_bitmap_size
-
-        nbits = (block.postcopy_length >> self.qemu_target_page_bits()) % (1 << self.bits_per_long)
-        return HEADER + recv_bitmap_size(nbits) + TRAILER
-
-    def _check_reload(self, block: Any, stream: bytes) -> None:
-        """The shadow's reload, for its domain checks: a stream it rejects with a
-        RecoveryError must be rejected by the face on its own."""
-        try:
-            self._check("ram_dirty_bitmap_reload", block, stream)
-        except RecoveryError:
-            pass
-
-    def _reload_result(self, block: Any, ret: int) -> int:
-        """0, or a RecoveryError of the face's negative ``ret`` and its last error text
-        (the Error's message at the newest release; "function: reason" before v8.2.0)."""
-        if ret < 0:
-            message = self.error_log[-1] if self.error_log else ""
-            fn = "ram_dirty_bitmap_reload"
-            reason = message.removeprefix(fn + ": ")
-            raise RecoveryError(fn, block.idstr, reason, ret)
-        return ret
-
-
-# The context factory of the model: the same constructor as every face's context.
+# The context factory of the model: the same arguments as every face's factory.
 model_context = RamContext
 
 
@@ -922,18 +730,9 @@ class RamApi(Protocol):
 
     def qemu_target_page_size(self) -> int: ...
 
-    def ram_block_add(
-        self,
-        idstr: str,
-        used_length: int,
-        max_length: int | None = None,
-        *,
-        page_size: int | None = None,
-        host: int | None = None,
-        postcopy_length: int | None = None,
-        migratable: bool = True,
-        ignored: bool = False,
-    ) -> Any: ...
+    @property
+    def ram_block_add(self) -> Callable[..., Any]:
+        """QEMU's ram_block_add with ``RamContext.ram_block_add``'s arguments."""
 
     def qemu_ram_block_by_name(self, name: str) -> Any: ...
 
@@ -967,6 +766,6 @@ class RamApi(Protocol):
 
     def ram_save_cleanup(self) -> None: ...
 
-    def ramblock_recv_bitmap_send(self, block_name: str, spare: int = 0) -> tuple[bytes, int]: ...
+    def ramblock_recv_bitmap_send(self, block_name: str) -> tuple[bytes, int]: ...
 
     def ram_dirty_bitmap_reload(self, block: Any, stream: bytes) -> int: ...

@@ -24,22 +24,40 @@ decimal before v5.2.0.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .bitmap import bitmap_complement, bitmap_from_le, bitmap_new, bitmap_to_le
 from .errors import PreconditionError, RecoveryError
-from .ramtypes import Side, c_long
+from .ramtypes import RAMBlock, Side, c_long
 from .releases import (
     RECV_SIZE_ROUND_UP,
     RELOAD_END_MARK_HEX,
     RELOAD_ERROR_OBJECT,
     RELOAD_ERROR_SETG,
     SEND_POSTCOPY_LENGTH,
+    Rules,
     require,
 )
+from .words import Layout
 
-if TYPE_CHECKING:  # annotations only: ramblock imports this module
-    from .ramblock import RAMBlock, RamContext
+
+class RamGlobals(Protocol):
+    """What recovery reads of QEMU's globals: ``ramblock.RamContext`` is one (ramblock
+    imports this module, so the context is named by what it offers, not imported)."""
+
+    release: Rules
+    side: Side
+    layout: Layout
+
+    @property
+    def bits_per_long(self) -> int: ...
+
+    def qemu_target_page_bits(self) -> int: ...
+
+    def qemu_ram_block_by_name(self, name: str) -> RAMBlock | None: ...
+
+    def error_report(self, message: str) -> None: ...
+
 
 RAMBLOCK_RECV_BITMAP_ENDING = 0x0123456789ABCDEF
 HEADER = 8  # be64 size
@@ -52,7 +70,7 @@ def recv_bitmap_size(nbits: int) -> int:
     return (size + 7) // 8 * 8  # ROUND_UP(size, 8)
 
 
-def _recv_bitmap_size(ctx: RamContext, nbits: int) -> int:
+def _recv_bitmap_size(ctx: RamGlobals, nbits: int) -> int:
     """The size of ``ctx``'s rules: before a725ef9fe364 ("migration: fix incorrect bitmap
     size calculation") both sides computed ROUND_UP(nbits / 8, 8), the division rounding
     down (a map of fewer than 8 pages was 0 bytes, a partial last byte was dropped)."""
@@ -61,7 +79,7 @@ def _recv_bitmap_size(ctx: RamContext, nbits: int) -> int:
     return (nbits // 8 + 7) // 8 * 8
 
 
-def ramblock_recv_bitmap_send(ctx: RamContext, block_name: str) -> tuple[bytes, int]:
+def ramblock_recv_bitmap_send(ctx: RamGlobals, block_name: str) -> tuple[bytes, int]:
     """The recovery stream of block ``block_name`` and QEMU's return value.
 
     QEMU (migration/ram.c): unknown block -> error_report, -1 (and no stream). Else
@@ -117,7 +135,7 @@ class QEMUFileReader:
         return int.from_bytes(self.get_buffer(8).ljust(8, b"\0"), "big")
 
 
-def _reject(ctx: RamContext, block: RAMBlock, reason: str, ret: int) -> RecoveryError:
+def _reject(ctx: RamGlobals, block: RAMBlock, reason: str, ret: int) -> RecoveryError:
     """The rules' way of failing: error_report("%s: ...", __func__) before 7aa6070d09, an
     Error (its message, no prefix) since; an int (-EINVAL, -EIO) before 88577f3242, false
     since (-1 through the ABI)."""
@@ -129,7 +147,7 @@ def _reject(ctx: RamContext, block: RAMBlock, reason: str, ret: int) -> Recovery
     return err
 
 
-def _read_stream(ctx: RamContext, block: RAMBlock, stream: bytes, local_size: int) -> bytes:
+def _read_stream(ctx: RamGlobals, block: RAMBlock, stream: bytes, local_size: int) -> bytes:
     """QEMU's reads and checks, in its order; the map's ``local_size`` bytes.
 
     size = qemu_get_be64: an empty or short stream gives a size of zeros (and the
@@ -166,7 +184,7 @@ def _read_stream(ctx: RamContext, block: RAMBlock, stream: bytes, local_size: in
     return payload
 
 
-def ram_dirty_bitmap_reload(ctx: RamContext, block: RAMBlock, stream: bytes) -> int:
+def ram_dirty_bitmap_reload(ctx: RamGlobals, block: RAMBlock, stream: bytes) -> int:
     """Source: read ``stream`` into block->bmap as the pages still to send; 0.
 
     QEMU (migration/ram.c): nbits = used_length >> bits; the size field must equal

@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bitmap import bitmap_count_one_before_v4, bitmap_new_before_v9_1
+from .bitops import __all__ as bitops_names
 from .errors import PreconditionError
 
 __all__ = [
@@ -910,9 +912,6 @@ _TABLES: dict[frozenset[str], dict[str, Callable[..., Any]]] = {}
 def _bitmap_functions(rules: Rules) -> dict[str, Callable[..., Any]]:
     table = _TABLES.get(rules.applied)
     if table is None:
-        from .bitmap import bitmap_count_one_before_v4, bitmap_new_before_v9_1
-        from .bitops import __all__ as bitops_names
-
         table = {}
         for module in (f"{__package__}.bitops", f"{__package__}.bitmap"):
             namespace = vars(sys.modules[module])

@@ -15,7 +15,6 @@ import pytest
 
 from recvmap.fuzz.program import ArraySpec, Ref
 from recvmap.fuzz.program.decode_bitmap import (
-    MODEL_FUNCTIONS,
     Source,
     _boundary,
     _signatures,
@@ -23,7 +22,9 @@ from recvmap.fuzz.program.decode_bitmap import (
     decode_op,
     fold,
 )
-from recvmap.pymodel import LP64_LE, PreconditionError, Words
+from recvmap.pymodel import LP64_LE, PreconditionError, Words, at_release
+
+MODEL_FUNCTIONS = at_release().functions()  # the model's table (pymodel.releases)
 
 
 @pytest.mark.parametrize("bpl", [32, 64])

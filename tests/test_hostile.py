@@ -623,7 +623,8 @@ def test_nondeterministic_divergence_is_reported_not_asserted(
 
 
 def test_job_that_ran_nothing_is_not_clean(tmp_path: Path) -> None:
-    from recvmap.fuzz.campaign.campaign import Job, Result, summary
+    from recvmap.fuzz.campaign.jobs import Job
+    from recvmap.fuzz.campaign.result import Result, summary
 
     job = Job("host/s390x", "host", None, 1, 5.0, {}, [], tmp_path / "s", tmp_path / "l")
     result = Result([job], [], 5.0, 1, "qemu_ref")
@@ -806,12 +807,13 @@ def test_a_job_started_again_skips_the_slow_inputs_its_corpus_may_hold(
     first thing again (measured: every restart of a campaign seeded with one)."""
     import hashlib
 
-    from recvmap.fuzz.campaign.harness import harness_from_env
+    from recvmap.fuzz.campaign.harness import Harness
+    from recvmap.fuzz.campaign.harness_env import HarnessConfig
 
     slow, other = b"\x01" * 300, b"\x02" * 300
     monkeypatch.setenv("RECVMAP_SKIP", hashlib.sha256(slow).hexdigest())
     monkeypatch.setenv("RECVMAP_OUT", str(tmp_path))
-    h = harness_from_env("bitmap")
+    h = Harness.from_config("bitmap", HarnessConfig.from_env())
     h.one_input(slow)
     assert h.programs == 0
     h.one_input(other)

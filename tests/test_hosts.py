@@ -28,7 +28,7 @@ from recvmap.fuzz.engine import first_divergence, initial_image
 from recvmap.fuzz.program import Program, Ref
 from recvmap.fuzz.subjects import hosts
 from recvmap.fuzz.subjects.impls import ModelImpl
-from recvmap.fuzz.subjects.remote import DriverRamContext, for_layout, replay
+from recvmap.fuzz.subjects.remote import driver_context, for_layout, replay
 from recvmap.fuzz.vectors.files import VectorError, iter_files, load_file
 from recvmap.pymodel.errors import RecoveryError
 from recvmap.pymodel.ramblock import RamContext, Side, TargetPage
@@ -134,7 +134,7 @@ def test_golden_recovery_streams_on_every_host() -> None:
             for v in golden["vectors"]:
                 d.ask("reset")
                 used, size = v["nbits"] * page, v["max_pages"] * page
-                dst = DriverRamContext(d, tp, checked=True)
+                dst = driver_context(d, tp, checked=True)
                 rb = dst.ram_block_add("pc.ram", used, size)
                 dst.ramblock_recv_map_init()
                 received = range(v["nbits"]) if v["set_bits"] == "all" else v["set_bits"]
@@ -146,7 +146,7 @@ def test_golden_recovery_streams_on_every_host() -> None:
                 checked += 1
                 if v["nbits"] == 0:
                     continue  # reloading no page is outside QEMU's domain
-                src = DriverRamContext(d, tp, side=Side.SOURCE)
+                src = driver_context(d, tp, side=Side.SOURCE)
                 model = RamContext(
                     tp, side=Side.SOURCE, layout=d.layout, pointer_bits=src.pointer_bits
                 )
@@ -160,7 +160,7 @@ def test_golden_recovery_streams_on_every_host() -> None:
                 assert crb.bmap.image() == mrb.bmap.image(), f"{name}: {v['name']}"
             for bad in golden["malformed"]:
                 d.ask("reset")
-                src = DriverRamContext(d, tp, side=Side.SOURCE)
+                src = driver_context(d, tp, side=Side.SOURCE)
                 b = src.ram_block_add("pc.ram", bad["nbits"] * page)
                 src.ram_list_init_bitmaps()
                 if bad["ret"] == 0:  # bytes after the end mark: QEMU does not read them

@@ -2,17 +2,24 @@
 """Imports point one way: no cycle between modules or rooms, no room imports a higher one.
 
 Every module of pymodel/, qemu_ref/ and fuzz/ is parsed with ``ast`` (nothing is imported);
-every ``import`` counts, also those inside functions (lazy imports), except those under
-``if TYPE_CHECKING:``, which never run. Importing ``a.b.c`` runs the ``__init__`` of ``a.b``
-too, so that is an edge as well (unless the importer is inside ``a.b`` already).
+every ``import`` counts, also those inside functions (lazy imports) and those under
+``if TYPE_CHECKING:`` (a cycle closed by annotations is a cycle of the design, only
+hidden from the interpreter). Importing ``a.b.c`` runs the ``__init__`` of ``a.b`` too, so
+that is an edge as well (unless the importer is inside ``a.b`` already).
 
-The rooms, lowest first (docs/internals.md, "Rooms"); a room may import only itself and
-lower rooms.
+The rooms, lowest first, are fuzz/rooms.txt (docs/internals.md, "Rooms", shows them and is
+held to the file here); a room may import only itself and lower rooms.
+
+Imports belong at the top of their module. A function-level import (outside tests) must
+say why on its line or in the comment right above it (``# lazy: ...``: a start-up cost
+measured, an import that must wait for instrumentation, an optional dependency), and
+there are at most MAX_LAZY of them.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -20,16 +27,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"pymodel": "recvmap.pymodel", "qemu_ref": "recvmap.qemu_ref", "fuzz": "recvmap.fuzz"}
-ROOMS = (
-    "recvmap.pymodel",
-    "recvmap.qemu_ref",
-    "recvmap.fuzz.program",
-    "recvmap.fuzz.subjects",
-    "recvmap.fuzz.engine",
-    "recvmap.fuzz.vectors",
-    "recvmap.fuzz.campaign",
-    "recvmap.fuzz.mutation",
-    "recvmap.fuzz.cli",
+ROOMS_FILE = ROOT / "fuzz" / "rooms.txt"  # the one list of rooms, lowest first
+ROOMS = tuple(
+    line for line in ROOMS_FILE.read_text().splitlines() if line and not line.startswith("#")
 )
 
 
@@ -47,28 +47,11 @@ def modules() -> dict[str, tuple[Path, bool]]:
     return out
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
-        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
-    )
-
-
 def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Every import statement that can run, at any depth."""
-    for node in ast.iter_child_nodes(tree):
+    """Every import statement, at any depth (type-only ones included)."""
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            yield from (n for child in node.orelse for n in _imports_in(child))
-            continue
-        yield from _imports(node)
-
-
-def _imports_in(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
-    if isinstance(node, ast.Import | ast.ImportFrom):
-        yield node
-    yield from _imports(node)
 
 
 def _known(name: str, known: Mapping[str, object]) -> str | None:
@@ -162,10 +145,28 @@ def test_the_cycle_finder_finds_cycles_and_only_cycles() -> None:
     assert find_cycle({"x": {"x"}}) == ["x", "x"]
 
 
-def test_lazy_and_relative_imports_are_edges() -> None:
-    known = dict.fromkeys(["recvmap.fuzz", "recvmap.fuzz.a", "recvmap.fuzz.r", "recvmap.fuzz.r.m"])
-    tree = ast.parse("def f():\n    from .r.m import g\nif TYPE_CHECKING:\n    from . import b\n")
-    assert imported("recvmap.fuzz.a", False, tree, known) == {"recvmap.fuzz.r", "recvmap.fuzz.r.m"}
+def test_lazy_type_only_and_relative_imports_are_edges() -> None:
+    names = [
+        "recvmap.fuzz",
+        "recvmap.fuzz.a",
+        "recvmap.fuzz.b",
+        "recvmap.fuzz.r",
+        "recvmap.fuzz.r.m",
+    ]
+    known = dict.fromkeys(names)
+    tree = ast.parse("def f():\n    from .r.m import g\nif TYPE_CHECKING:\n    from .b import T\n")
+    assert imported("recvmap.fuzz.a", False, tree, known) == {
+        "recvmap.fuzz.r",
+        "recvmap.fuzz.r.m",
+        "recvmap.fuzz.b",
+    }
+    # the campaign room's old cycle, closed by a type-only import of report.py
+    graph = {
+        "report": {"campaign"},
+        "campaign": {"harness"},
+        "harness": {"report"},
+    }
+    assert find_cycle(graph) == ["campaign", "harness", "report", "campaign"]
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +204,80 @@ def test_every_room_says_what_it_holds() -> None:
         init = ROOT / "fuzz" / r.rpartition(".")[2] / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and "import" in doc, f"{init.relative_to(ROOT)}: no docstring naming its imports"
+
+
+def test_the_rooms_are_one_list() -> None:
+    """fuzz/rooms.txt is the list: the docs' table shows it in its order, the harness
+    launcher guides atheris by its lowest room, and meson installs the sub-packages of
+    fuzz/ that are rooms of it (each folder of fuzz/ with modules is one)."""
+    from recvmap.fuzz.campaign import launch
+
+    docs = (ROOT / "docs" / "internals.md").read_text()
+    table = docs[docs.index("\n## Rooms") :].split("\n## ", 2)[1]
+    shown = tuple(re.findall(r"^\| `(recvmap[.\w]*)` \|", table, re.MULTILINE))
+    assert shown == ROOMS, f"docs/internals.md's table {shown} is not fuzz/rooms.txt {ROOMS}"
+    assert launch.ROOMS == ROOMS and launch.MODEL == ROOMS[0] == "recvmap.pymodel"
+    meson = (ROOT / "meson.build").read_text()
+    assert "fs.read('fuzz/rooms.txt')" in meson and "fuzz_rooms = [" in meson
+    packages = {p.parent.name for p in (ROOT / "fuzz").glob("*/__init__.py")}
+    assert packages == {r.rpartition(".")[2] for r in ROOMS if r.startswith("recvmap.fuzz.")} - {
+        "cli"
+    }
+
+
+LAZY_FOLDERS = ("pymodel", "qemu_ref", "fuzz", "bench")  # outside tests
+MAX_LAZY = 30
+
+
+def function_level_imports(source: str) -> list[tuple[int, bool]]:
+    """(line, has a reason) of every import inside a function of ``source``: the reason is
+    a ``# lazy:`` comment on the import's line or in the comment and import lines that
+    directly precede it."""
+    lines = source.splitlines()
+    found = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if in_function and isinstance(child, ast.Import | ast.ImportFrom):
+                k = child.lineno - 1
+                reason = "# lazy:" in lines[k]
+                while not reason and k > 0:
+                    k -= 1
+                    text = lines[k].strip()
+                    if not text.startswith(("#", "from ", "import ")):
+                        break
+                    reason = "# lazy:" in text
+                found.append((child.lineno, reason))
+            visit(child, in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef))
+
+    visit(ast.parse(source), False)
+    return found
+
+
+def test_the_lazy_import_counter_counts_and_reads_reasons() -> None:
+    source = (
+        "import os\n"
+        "def f():\n"
+        "    # lazy: measured, 100 ms\n"
+        "    import a\n"
+        "    from b import c\n"
+        "    x = 1\n"
+        "    import d\n"
+        "    import e  # lazy: optional\n"
+    )
+    assert function_level_imports(source) == [(4, True), (5, True), (7, False), (8, True)]
+
+
+def test_function_level_imports_are_few_and_say_why() -> None:
+    found = {
+        str(path.relative_to(ROOT)): function_level_imports(path.read_text())
+        for folder in LAZY_FOLDERS
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+    bare = [f"{name}:{line}" for name, imports in found.items() for line, ok in imports if not ok]
+    assert not bare, "function-level imports without a '# lazy:' reason: " + ", ".join(bare)
+    total = sum(len(imports) for imports in found.values())
+    assert total <= MAX_LAZY, f"{total} function-level imports, at most {MAX_LAZY}: " + ", ".join(
+        f"{name} {len(imports)}" for name, imports in found.items() if imports
+    )

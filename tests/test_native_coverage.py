@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from recvmap.fuzz.campaign.harness_env import HarnessConfig
 from recvmap.fuzz.subjects import native
 from recvmap.fuzz.subjects.build import build_library
 
@@ -47,13 +48,9 @@ def run_harness(
 ) -> subprocess.CompletedProcess[str]:
     """The ``layer`` harness in native mode on ``lib``: libFuzzer with a fixed seed, from
     ``seeds`` inputs of a fixed random generator (an empty corpus without them)."""
-    env = dict(
-        os.environ,
-        **native.native_env({64: lib}),
-        RECVMAP_WORD_BITS="64",
-        RECVMAP_OUT=str(tmp_path / "out"),
-        PYTHONHASHSEED="0",  # the model's Python coverage must not vary between runs
-    )
+    config = HarnessConfig(word_bits=64, native=((64, lib),), out_dir=tmp_path / "out")
+    env = config.to_env({**os.environ, **native.sanitizer_env()})
+    env["PYTHONHASHSEED"] = "0"  # the model's Python coverage must not vary between runs
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
     rng = random.Random(14)  # a fixed seed corpus: libFuzzer starts from real programs

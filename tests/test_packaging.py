@@ -44,6 +44,8 @@ CHECK = textwrap.dedent("""
     for name in ("qemu_ref.h", "qemu_ref_ram.h", "bitmap.c", "ram.c"):
         assert package_file(name).is_file(), name
     assert "site-packages" in str(vectors_dir()) and any(vectors_dir().glob("*.json"))
+    from recvmap.fuzz.campaign import launch  # reads the rooms' list, installed with fuzz/
+    assert launch.MODEL == "recvmap.pymodel", launch.ROOMS
     code = "from recvmap.qemu_ref import load; l = load(bits=64); l.bitmap_set(l.words(1), -1, 1)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True)
     assert proc.returncode == -signal.SIGABRT, "asserts compiled out of the installed build"

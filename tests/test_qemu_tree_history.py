@@ -177,7 +177,7 @@ def test_an_error_pointer_with_an_int_return_is_the_int(bundle: Path) -> None:
     int: a good stream is 0 there (it was -1), a short one QEMU's -EIO."""
     from recvmap.pymodel.errors import RecoveryError
     from recvmap.pymodel.ramblock import RamContext, Side, TargetPage
-    from recvmap.qemu_ref.ram import CRamContext
+    from recvmap.qemu_ref.ram import c_context
 
     lib = load(build_tree(tree_of(bundle, upstream(bundle, "7aa6070d09"))), bits=64, partial=True)
     dst = RamContext(TargetPage.fixed(12))
@@ -186,7 +186,7 @@ def test_an_error_pointer_with_an_int_return_is_the_int(bundle: Path) -> None:
     stream = dst.ramblock_recv_bitmap_send("pc.ram")[0]
     outcomes = []
     for data in (stream, stream[:8]):
-        src = CRamContext(TargetPage.fixed(12), lib=lib, checked=False, side=Side.SOURCE)
+        src = c_context(TargetPage.fixed(12), lib=lib, checked=False, side=Side.SOURCE)
         rb = src.ram_block_add("pc.ram", 16 * 4096)
         src.ram_list_init_bitmaps()
         try:

@@ -240,10 +240,10 @@ MIB = 1 << 20
 
 def _tree_ctx(release: str, **kw: object) -> object:
     from recvmap.pymodel.ramblock import TargetPage
-    from recvmap.qemu_ref.ram import CRamContext
+    from recvmap.qemu_ref.ram import c_context
 
     lib = load(build_tree(TREES[release]), bits=64, partial=True)
-    return CRamContext(TargetPage.for_target("x86_64"), lib=lib, checked=False, **kw)
+    return c_context(TargetPage.for_target("x86_64"), lib=lib, checked=False, **kw)
 
 
 def _reload(release: str, stream: bytes) -> tuple[int, str]:
@@ -373,9 +373,9 @@ def test_send_sizes_the_map_by_release(release: str, size: int) -> None:
     dst.ram_block_add("pc.ram", 8 * MIB, page_size=4096, postcopy_length=4 * MIB)  # type: ignore[attr-defined]
     dst.ramblock_recv_map_init()  # type: ignore[attr-defined]
     buf = (ctypes.c_uint8 * 0x200)()
-    lib = dst.lib  # type: ignore[attr-defined]
+    lib = dst.transport.lib  # type: ignore[attr-defined]
     ret = lib.ramblock_recv_bitmap_send(
-        ctypes.addressof(dst._list),
+        dst.transport.ram_list,  # type: ignore[attr-defined]
         b"pc.ram",
         buf,
         len(buf),  # type: ignore[attr-defined]
@@ -388,13 +388,11 @@ def _discard_on(release: str, target_bits: int, host_page: int, **block: object)
     """QEMU's ram_discard_range of one whole page of a block, target and host pages given
     through the ABI (qref_set_target_page_bits, qref_set_host_page_size)."""
     from recvmap.pymodel.ramblock import TargetPage
-    from recvmap.qemu_ref.ram import CRamContext
+    from recvmap.qemu_ref.ram import c_context
 
     lib = load(build_tree(TREES[release]), bits=64, partial=True)
     page = int(block.pop("page_size", host_page))  # type: ignore[call-overload]
-    dst = CRamContext(
-        TargetPage.fixed(target_bits), host_page_size=host_page, lib=lib, checked=False
-    )
+    dst = c_context(TargetPage.fixed(target_bits), host_page_size=host_page, lib=lib, checked=False)
     dst.ram_block_add("pc.ram", 4 * MIB, page_size=page, **block)  # type: ignore[arg-type]
     dst.ramblock_recv_map_init()
     return int(dst.ram_discard_range("pc.ram", 0, max(page, 1 << target_bits)))
@@ -435,9 +433,9 @@ def test_v2_12_source_side_discard_crashes(tmp_path: Path) -> None:
         "import sys\n"
         "from recvmap.pymodel.ramblock import Side, TargetPage\n"
         "from recvmap.qemu_ref.loader import load\n"
-        "from recvmap.qemu_ref.ram import CRamContext\n"
+        "from recvmap.qemu_ref.ram import c_context\n"
         "lib = load(sys.argv[1], bits=64, partial=True)\n"
-        "src = CRamContext(TargetPage.for_target('x86_64'), lib=lib, checked=False,"
+        "src = c_context(TargetPage.for_target('x86_64'), lib=lib, checked=False,"
         " side=Side.SOURCE)\n"
         "src.ram_block_add('pc.ram', 1 << 20, page_size=4096)\n"
         "print(src.ram_discard_range('pc.ram', 0, 4096))\n"
@@ -495,7 +493,7 @@ def test_a_hosts_driver_sends_the_map_of_used_length_before_v6_1() -> None:
     to 16, ret 16 + 8. The driver's face gives its sender room for that map (it gave the
     newest rule's 8 bytes: -ENOSPC on i686, a false divergence of every pre-v6.1 tree)."""
     from recvmap.fuzz.subjects.hosts import HostPool, host_status
-    from recvmap.fuzz.subjects.remote import DriverRamContext
+    from recvmap.fuzz.subjects.remote import driver_context
     from recvmap.pymodel.ramblock import TargetPage
 
     if "v3.0.0" not in TREES:
@@ -504,7 +502,7 @@ def test_a_hosts_driver_sends_the_map_of_used_length_before_v6_1() -> None:
         pytest.skip(reason)
     pool = HostPool({"i686": Path(build_tree(TREES["v3.0.0"], host="i686"))})
     try:
-        dst = DriverRamContext(pool.driver("i686"), TargetPage.fixed(12), checked=False)
+        dst = driver_context(pool.driver("i686"), TargetPage.fixed(12), checked=False)
         dst.ram_block_add("pc.ram", 5 * 65536, page_size=65536, postcopy_length=65536)
         dst.ramblock_recv_map_init()
         stream, ret = dst.ramblock_recv_bitmap_send("pc.ram")

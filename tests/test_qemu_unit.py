@@ -24,7 +24,7 @@ from recvmap.fuzz import cli
 from recvmap.fuzz.subjects.qemu_tree import QemuTree, inventory
 from recvmap.fuzz.subjects.qemu_tree.build import GLUE_INCLUDE, config_host
 from recvmap.fuzz.vectors import qemu_unit
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import at_release, parse_release
 
 GLUE = GLUE_INCLUDE
 MUTATION = ("const long size = start + nr;", "const long size = start + nr + 1;")  # bitmap_set
@@ -122,9 +122,7 @@ def test_the_functions_a_release_has_are_the_trees(release: str) -> None:
     tree = QemuTree.open(TREES[release])
     absent = {o.function for o in inventory(tree) if o.kind == "absent"}
     rel = parse_release(release)
-    from recvmap.fuzz.program.decode_bitmap import MODEL_FUNCTIONS
-
-    for fn in MODEL_FUNCTIONS:
+    for fn in at_release().functions():
         assert (fn in absent) == (not rel.has_function(fn)), (fn, release)
 
 

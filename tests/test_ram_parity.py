@@ -26,7 +26,7 @@ from recvmap.pymodel import arch
 from recvmap.pymodel.errors import PreconditionError, RecoveryError
 from recvmap.pymodel.ramblock import RamApi, RamContext, Side, TargetPage
 from recvmap.pymodel.words import Layout
-from recvmap.qemu_ref.ram import CRamContext, library
+from recvmap.qemu_ref.ram import CRamContext, c_context, library
 
 MIB = 1 << 20
 SAMPLE = int(os.environ.get("RECVMAP_RAM_SAMPLE", "900"))  # of ~2000; all if larger
@@ -119,7 +119,7 @@ def _contexts(c: Combo, side: Side) -> tuple[RamContext, CRamContext | None]:
     )
     if no_c_face(c) is not None:
         return m, None
-    cc = CRamContext(
+    cc = c_context(
         _target_page(c),
         side=side,
         layout=Layout(c.bpl, False),
@@ -320,14 +320,14 @@ def test_c_face_guards() -> None:
 
     tp = TargetPage.fixed(12)
     with pytest.raises(ValueError, match="little-endian"):
-        CRamContext(tp, layout=LP64_BE, lib=library(64))
+        c_context(tp, layout=LP64_BE, lib=library(64))
     with pytest.raises(ValueError, match="little-endian"):
-        CRamContext(tp, layout=Layout(32, False), pointer_bits=64, lib=library(32))
+        c_context(tp, layout=Layout(32, False), pointer_bits=64, lib=library(32))
     with pytest.raises(ValueError, match="checked"):
-        CRamContext(tp, strict=True, checked=False, lib=library(64))
+        c_context(tp, strict=True, checked=False, lib=library(64))
     with pytest.raises(ValueError, match="32-bit library"):
-        CRamContext(tp, layout=LP64_LE, lib=library(32))
-    ctx = CRamContext(tp, lib=library(64), strict=True)
+        c_context(tp, layout=LP64_LE, lib=library(32))
+    ctx = c_context(tp, lib=library(64), strict=True)
     rb = ctx.ram_block_add("a", 4 * 4096)
     assert ctx.qemu_ram_block_by_name("a") is rb and ctx.qemu_ram_block_by_name("b") is None
     assert not ctx.ramblock_is_ignored(rb) and repr(rb).startswith("CRAMBlock('a'")

@@ -16,13 +16,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from recvmap.fuzz.engine.ram import send
 from recvmap.pymodel.errors import PreconditionError, RecoveryError
 from recvmap.pymodel.ramblock import RamApi, RamContext, Side, TargetPage
 from recvmap.pymodel.recovery import RAMBLOCK_RECV_BITMAP_ENDING, recv_bitmap_size
 from recvmap.pymodel.scenarios import set_bits
 from recvmap.pymodel.words import ILP32_BE, ILP32_LE, LP64_BE, LP64_LE, Layout
 from recvmap.qemu_ref import CLibrary
-from recvmap.qemu_ref.ram import CRamContext
+from recvmap.qemu_ref.ram import c_context
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "recovery_stream_v1.json").read_text())
 LAYOUTS = (LP64_LE, ILP32_LE, LP64_BE, ILP32_BE)
@@ -35,7 +36,7 @@ def model(layout: Layout, side: Side = Side.DESTINATION) -> RamApi:
 
 def c_ctx(lib: CLibrary, side: Side = Side.DESTINATION) -> RamApi:
     tp = TargetPage.fixed(VECTORS["target_page_bits"])
-    return CRamContext(tp, side=side, layout=lib.layout, lib=lib)
+    return c_context(tp, side=side, layout=lib.layout, lib=lib)
 
 
 def set_list(v: dict[str, Any]) -> list[int]:
@@ -268,6 +269,6 @@ def test_spare_buffer_shows_what_the_sender_writes(
         assert got == (golden + (tail or b""), v["ret"])
     else:
         assert got == (b"", ret)
-    assert model(LP64_LE).ramblock_recv_bitmap_send("nope", spare) == (b"", -1)
+    assert send(model(LP64_LE), "nope", spare) == (b"", -1)  # the model's sender: no buffer
     with pytest.raises(PreconditionError, match="spare"):
         ctx.ramblock_recv_bitmap_send("pc.ram", -1)

@@ -11,7 +11,7 @@ import pytest
 from recvmap.pymodel import scenarios
 from recvmap.pymodel.words import ILP32_BE, ILP32_LE, LP64_BE, LP64_LE, Layout
 from recvmap.qemu_ref import CLibrary
-from recvmap.qemu_ref.ram import CRamContext
+from recvmap.qemu_ref.ram import c_context
 
 LAYOUTS = (LP64_LE, ILP32_LE, LP64_BE, ILP32_BE)
 
@@ -72,7 +72,7 @@ def test_recovery_stream_bytes() -> None:
 
 
 def c_make(lib: CLibrary):  # type: ignore[no-untyped-def]
-    return partial(CRamContext, lib=lib)
+    return partial(c_context, lib=lib)
 
 
 def test_c_runs_the_same_stories(lib: CLibrary) -> None:

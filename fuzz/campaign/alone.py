@@ -26,6 +26,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .harness import Harness
+from .harness_env import HarnessConfig
+
 CONFIRM_FACTOR = 4.0  # the re-run gets this many times --timeout ...
 CONFIRM_MIN = 30.0  # ... and never less than this many seconds (when time allows)
 STARTUP = 3.0  # seconds a fresh Python process may need before the input starts
@@ -128,10 +131,9 @@ def _main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m recvmap.fuzz.campaign.alone LAYER INPUT", file=sys.stderr)
         return 2
-    from .harness import harness_from_env
 
-    os.environ.pop("RECVMAP_STATS", None)  # the job's statistics are not ours to write
-    harness = harness_from_env(argv[0])
+    # the job's statistics are not ours to write
+    harness = Harness.from_config(argv[0], HarnessConfig.from_env().replace(stats=None))
     data = open(argv[1], "rb").read()  # noqa: SIM115 - read at once
     t0 = time.monotonic()
     print(f"alone: started {t0:.3f}", flush=True)

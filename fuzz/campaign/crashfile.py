@@ -4,8 +4,8 @@
 libFuzzer, OSS-Fuzz and ClusterFuzzLite keep the BYTES an input was, not our program. The
 bytes mean a program only through the harness's decoder and its configuration (layer, word
 widths, the library's functions, architectures), so this module decodes them with the very
-harness the fuzzer ran (``harness.harness_from_env``) under the environment a campaign job
-of that layer and width gets (``campaign.job_env``). The operations the model rejects are
+harness the fuzzer ran (``Harness.from_config``) under the configuration a campaign job
+of that layer and width gets (``campaign.job_config``). The operations the model rejects are
 dropped exactly as the harness drops them, and the result is a one-test
 ``recvmap-vectors-v1`` file that ``recvmap replay`` and every other implementation can use.
 """
@@ -13,12 +13,17 @@ dropped exactly as the harness drops them, and the result is a one-test
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engine import model_session, run_stream
 from ..program import Program
+from ..vectors.files import make_test, vector_file, write_vector_file
+from . import harness as hmod
+from .harness_env import HarnessConfig
+from .jobs import Config, job_config
 
 
 @dataclass
@@ -31,61 +36,28 @@ class Decoding:
     arches: Sequence[str] | None = None
     release: str | None = None  # the --release the fuzzing run had (None: the newest)
 
-    def env(self) -> dict[str, str]:
-        env = self._env()
-        if self.release:
-            env["RECVMAP_RELEASE"] = self.release
-        return env
-
-    def _env(self) -> dict[str, str]:
-        from .campaign import Config, job_env
-
+    def config(self) -> HarnessConfig:
+        """The harness configuration of such a job (no statistics, no output folder)."""
         if self.bits is None:
-            env = {"RECVMAP_WORD_BITS": "both"}
-            if self.impl is not None:
-                env["RECVMAP_IMPL"] = str(self.impl.resolve())
-            if self.arches:
-                env["RECVMAP_ARCH"] = ",".join(self.arches)
-            return env
-        cfg = Config(impl=self.impl, arches=tuple(self.arches) if self.arches else None)
-        full = job_env(cfg, self.layer, self.bits, Path(os.devnull))
-        return {
-            k: v
-            for k, v in full.items()
-            if k.startswith("RECVMAP_") and k not in ("RECVMAP_STATS", "RECVMAP_OUT")
-        }
+            hc = HarnessConfig(impl=None if self.impl is None else self.impl.resolve())
+            hc = hc.replace(arches=tuple(self.arches) if self.arches else None)
+        else:
+            cfg = Config(impl=self.impl, arches=tuple(self.arches) if self.arches else None)
+            hc = job_config(cfg, self.layer, self.bits, None, HarnessConfig())
+            hc = hc.replace(out_dir=HarnessConfig.out_dir, stats_per_process=False)
+        return hc.replace(release=self.release or None)
 
 
 def decode_input(data: bytes, how: Decoding) -> Program:
     """The program the harness ran for ``data``: only the operations the model accepts."""
-    from ..engine import Session, run_stream
-    from ..engine.ram import RamSession, model_factories
-    from ..subjects.impls import ModelImpl
-    from . import harness as hmod
-
-    saved = dict(os.environ)
-    for k in [k for k in os.environ if k.startswith("RECVMAP_")]:
-        del os.environ[k]
-    os.environ.update(how.env())
-    try:
-        h = hmod.harness_from_env(how.layer)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    h = hmod.Harness.from_config(how.layer, how.config())
     program, next_op, _ = h.decode(data)
-    model_only: Session | RamSession
-    if program.layer == "bitmap":
-        model_only = Session(program, ModelImpl(program.layout), ModelImpl(program.layout))
-    else:
-        model_only = RamSession(program, model_factories(), model_factories())
-    kept, _ = run_stream(program, next_op, model_only)
+    kept, _ = run_stream(program, next_op, model_session(program, program.release))
     return kept
 
 
 def input_to_vector(path: Path, how: Decoding, out_dir: Path) -> Path:
     """Decode the raw input at ``path`` and write it as a vector file in ``out_dir``."""
-    from ..vectors.files import make_test, vector_file, write_vector_file
-
     data = path.read_bytes()
     program = decode_input(data, how)
     width = f"{how.bits}-bit words" if how.bits else "the library's word widths"
@@ -101,8 +73,6 @@ def input_to_vector(path: Path, how: Decoding, out_dir: Path) -> Path:
 def is_raw_input(path: Path) -> bool:
     """Raw fuzzer bytes: anything but a JSON object (a vector file, reproducer or program);
     a fuzzer input may happen to be valid JSON, such as ``7`` or ``[]``."""
-    import json
-
     try:
         obj = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError):

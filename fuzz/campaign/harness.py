@@ -2,36 +2,18 @@
 """What every harness does with one fuzzer input: decode, run on both sides, compare.
 
 ``Harness.one_input(data)`` is libFuzzer's TestOneInput for one layer: the bytes decode to a
-program (``program.decode_bitmap`` / ``program.decode_ram``), each operation runs on the model
-first (an operation outside QEMU's domain is dropped, never passed on) and then on the
+program (``program.decode_input`` states an input's byte contract), each operation runs on
+the model first (an operation outside QEMU's domain is dropped, never passed on) and then on the
 implementation under test, and return values and memory images are compared after every
 operation. On a divergence the program is minimized, written as a regression vector file, and
 ``DivergenceError`` is raised naming the first differing operation, both results and the first
 differing byte.
 
 The atheris scripts (``harness_bitmap.py`` ...) and the in-process loop (``run_random``,
-used by the bench and where atheris is missing) share this class. Configuration comes
-from the environment, so libFuzzer's fork, merge and minimize modes see the same harness:
-
-===================== ===============================================================
-RECVMAP_WORD_BITS     ``64``, ``32`` or ``both`` (default: every width the library has)
-RECVMAP_IMPL          a user's shared library (QEMU's symbol names) instead of ours
-RECVMAP_NATIVE        ``64:PATH,32:PATH``: sanitizer-instrumented builds (``subjects.native``)
-RECVMAP_ARCH          comma-separated QEMU targets (ram, recovery; default: all)
-RECVMAP_HOSTS         comma-separated hosts of the arch table (default: all)
-RECVMAP_OUT           folder for minimized reproducers (default: ``fuzz-out``)
-RECVMAP_STATS         a JSON file the harness rewrites twice a second (the campaign's)
-RECVMAP_MAX_OPS       operations per program (default 24)
-RECVMAP_MAX_WORDS     words per bitmap array (bitmap layer; default 64)
-RECVMAP_RECEIVER_BITS recovery: the source's word width (the sender's may be either)
-RECVMAP_TIMEOUT       seconds one input may take before it is a HANG (default 5; 0: none)
-RECVMAP_DEADLINE      wall-clock time (seconds since the epoch) by which a divergence's
-                      reproducer is written: minimization and the release range stop
-                      there (the campaign's end; it stops the process soon after)
-RECVMAP_SKIP          comma-separated sha256 of inputs not to run (the campaign's known
-                      slow inputs: a job started again must not meet them in its corpus)
-RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
-===================== ===============================================================
+used by the bench and where atheris is missing) share this class. A harness process is
+configured by its environment, so libFuzzer's fork, merge and minimize modes see the same
+harness: ``Harness.from_config(layer, HarnessConfig.from_env())``, the contract being
+``harness_env.HarnessConfig``.
 
 A suspected hang: a watchdog thread (ctypes releases the GIL during a C call, so it
 runs while the library loops) saves the input as ``hang-<layer>-<sha>.input`` in the
@@ -55,6 +37,7 @@ from typing import Any
 
 from recvmap.pymodel.releases import FUNCTION_KEY, parse_rules
 from recvmap.pymodel.words import Layout
+from recvmap.qemu_ref import load
 from recvmap.qemu_ref.loader import guard_from_env, set_guard
 
 from ..engine import (
@@ -68,35 +51,22 @@ from ..engine import (
 from ..engine.alloc import allocates, check_allocations
 from ..engine.ram import RamSession
 from ..program import Program
-from ..program.decode_alloc import decode_allocations
-from ..program.decode_bitmap import decode_bitmap_program
-from ..program.decode_ram import decode_ram_program
+from ..program.decode_input import decode_input
 from ..subjects.impls import ModelImpl, Subject
+from ..vectors.files import replay_command, subject_record, write_divergence
+from .harness_env import HarnessConfig
 
 LAYERS = ("bitmap", "ram", "recovery")
 HANG_EXIT = 86  # the exit status of a harness whose input hung
-DEFAULT_TIMEOUT = 5.0
 
 
-def env_list(name: str) -> list[str] | None:
-    value = os.environ.get(name, "").strip()
-    return [v.strip() for v in value.split(",") if v.strip()] or None
-
-
-def subject_from_env() -> Subject:
-    """The implementation under test that the environment names (default: ours)."""
-    bits_env = os.environ.get("RECVMAP_WORD_BITS", "both")
-    bits = None if bits_env in ("", "both") else int(bits_env)
-    native = os.environ.get("RECVMAP_NATIVE")
-    if native:
-        from recvmap.qemu_ref import load
-
-        from ..subjects.native import parse_native
-
-        libs = {b: p for b, p in parse_native(native).items() if bits is None or b == bits}
+def subject_of(config: HarnessConfig) -> Subject:
+    """The implementation under test that the configuration names (default: ours)."""
+    bits = config.word_bits
+    if config.native:
+        libs = {b: p for b, p in config.native if bits is None or b == bits}
         return Subject(libraries={b: load(p, b) for b, p in libs.items()})
-    impl = os.environ.get("RECVMAP_IMPL") or None
-    return Subject(impl, bits)
+    return Subject(config.impl, bits)
 
 
 class Harness:
@@ -118,6 +88,7 @@ class Harness:
         timeout: float | None = None,
         release: str | None = None,
         deadline: float | None = None,
+        skip: Sequence[str] = (),
     ) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
@@ -153,7 +124,7 @@ class Harness:
         }
         self.started = time.monotonic()
         self.timeout = timeout or None
-        self.skip = frozenset(env_list("RECVMAP_SKIP") or ())
+        self.skip = frozenset(skip)  # sha256 of inputs not to run
         self.deadline = deadline  # time.time() by which report() has written its vector
         self._current: tuple[float, bytes] | None = None
         self._watchdog: threading.Thread | None = None
@@ -161,6 +132,25 @@ class Harness:
         self._bitmap: dict[Layout, tuple[ModelImpl, Any, list[str]]] = {}
         if not self.layouts:
             raise ValueError(f"{subject.name}: nothing of the {layer} layer to fuzz")
+
+    @classmethod
+    def from_config(cls, layer: str, config: HarnessConfig) -> Harness:
+        """The harness a process configured by ``config`` runs (the environment contract)."""
+        return cls(
+            layer,
+            subject_of(config),
+            targets=config.arches,
+            hosts=config.hosts,
+            out_dir=config.out_dir,
+            stats_path=config.stats_file,
+            max_ops=config.max_ops,
+            max_words=config.max_words,
+            receiver_bits=config.receiver_bits,
+            timeout=config.timeout,
+            release=config.release,
+            deadline=config.deadline,
+            skip=config.skip,
+        )
 
     def _runs(self, layout: Layout) -> bool:
         if self.layer == "bitmap":
@@ -181,42 +171,49 @@ class Harness:
     # --- one input ----------------------------------------------------------------------
 
     def decode(self, data: bytes) -> tuple[Program, Callable[[], Any], Session | RamSession]:
-        layout = self.layouts[data[0] % len(self.layouts)] if data else self.layouts[0]
-        data = data[1:]
-        self.cells["widths"].add(str(layout.bits_per_long))
-        if self.layer == "bitmap":
-            if layout not in self._bitmap:
-                impl = self.subject.bitmap(layout)
-                model = ModelImpl(layout, self.release)
-                # not a function the release lacks: the model would reject every call
-                names = [n for n in self.subject.bitmap_functions(layout) if model.has(n)]
-                self._bitmap[layout] = (model, impl, names)
-            model, impl, names = self._bitmap[layout]
-            program, next_op = decode_bitmap_program(
-                data, layout, self.max_ops, self.max_words, names
-            )
-            program = decode_allocations(data, program, names).at(self.release)
-            return program, next_op, Session(program, model, impl)
-        senders = self.senders if self.layer == "recovery" else []
-        program, next_op = decode_ram_program(
+        """``data`` as the byte contract says (``program.decode_input``): its program, the
+        function yielding its operations, and the session they run in; the arrays handed
+        to C get the input's guard page side (unless RECVMAP_GUARD chose one)."""
+        inp, program, next_op = decode_input(
             data,
-            layout,
-            layer=self.layer,
+            self.layouts,
+            self.layer,
+            names=lambda layout: self._bitmap_of(layout)[2],
+            max_ops=self.max_ops,
+            max_words=self.max_words,
             targets=self.targets,
             hosts=self.hosts,
-            senders=senders,
-            max_ops=self.max_ops,
-            absent=frozenset(self.subject.ram_missing(layout.bits_per_long)) | self.lacking,
+            senders=self.senders if self.layer == "recovery" else (),
+            absent=lambda layout: (
+                frozenset(self.subject.ram_missing(layout.bits_per_long)) | self.lacking
+            ),
+            release=self.release,
         )
-        program = program.at(self.release)
+        if not guard_from_env():  # the guard page after the arrays, then before them
+            set_guard(inp.guard)
+        self.cells["widths"].add(str(inp.layout.bits_per_long))
+        if self.layer == "bitmap":
+            model, impl, _ = self._bitmap_of(inp.layout)
+            return program, next_op, Session(program, model, impl)
         s = program.setup
         if "sender" in s:
-            pair = f"{s['sender']['bits_per_long']}->{layout.bits_per_long}"
+            pair = f"{s['sender']['bits_per_long']}->{inp.layout.bits_per_long}"
             self.cells.setdefault("pairs", set()).add(pair)
         self.cells["targets"].add(f"{s['target']}:{s['target_page_bits']}")
         self.cells["hosts"].add(str(s["host"]))
         self.cells["page_sizes"].update(str(b["page_size"]) for b in s["blocks"])
         return program, next_op, open_session(program, self.subject)
+
+    def _bitmap_of(self, layout: Layout) -> tuple[ModelImpl, Any, list[str]]:
+        """The model, the implementation and the functions a bitmap program of ``layout``
+        may call (the library's, not those the release lacks: the model would reject
+        every call), made once per layout."""
+        if layout not in self._bitmap:
+            impl = self.subject.bitmap(layout)
+            model = ModelImpl(layout, self.release)
+            names = [n for n in self.subject.bitmap_functions(layout) if model.has(n)]
+            self._bitmap[layout] = (model, impl, names)
+        return self._bitmap[layout]
 
     def one_input(self, data: bytes) -> None:
         if self.skip and hashlib.sha256(data).hexdigest() in self.skip:
@@ -257,8 +254,6 @@ class Harness:
             os._exit(HANG_EXIT)
 
     def _one_input(self, data: bytes) -> None:
-        if not guard_from_env():  # the guard page after the arrays, then before them
-            set_guard("before" if data[-1:] and data[-1] & 1 else "after")
         program, next_op, session = self.decode(data)
         if self.layer == "bitmap" and allocates(program):
             assert isinstance(session, Session)
@@ -293,8 +288,6 @@ class Harness:
         something outside the program: uninitialized memory, a race) is reported as
         non-deterministic with the original program kept, never minimized.
         """
-        from ..vectors.files import replay_command, subject_record, write_divergence
-
         record = subject_record(self.subject)
         cut: list[str] = []
         until = self._until()
@@ -362,15 +355,12 @@ class Harness:
         return time.monotonic() + (self.deadline - time.time())
 
     def _report_stats(self, path: Path, divergence: Any, description: str, record: Any) -> None:
-        from ..vectors.files import replay_command
-        from .report import divergence_json
-
         self.write_stats(
             time.monotonic(),
             divergence=str(path),
             description=description,
             replay=replay_command(path, record),
-            detail=divergence_json(divergence),
+            detail=divergence.to_json(),
         )
 
     # --- statistics ---------------------------------------------------------------------
@@ -412,34 +402,6 @@ def raise_by_kind(err: DivergenceError) -> None:
     scope[name](err)
 
 
-def _stats_path() -> str | None:
-    from .workers import stats_path_for_process
-
-    path = os.environ.get("RECVMAP_STATS")
-    return stats_path_for_process(path) if path else None
-
-
-def harness_from_env(layer: str) -> Harness:
-    return Harness(
-        layer,
-        subject_from_env(),
-        targets=env_list("RECVMAP_ARCH"),
-        hosts=env_list("RECVMAP_HOSTS"),
-        out_dir=os.environ.get("RECVMAP_OUT", "fuzz-out"),
-        stats_path=_stats_path(),
-        max_ops=int(os.environ.get("RECVMAP_MAX_OPS", "24")),
-        max_words=int(os.environ.get("RECVMAP_MAX_WORDS", "64")),
-        receiver_bits=int(os.environ["RECVMAP_RECEIVER_BITS"])
-        if os.environ.get("RECVMAP_RECEIVER_BITS")
-        else None,
-        timeout=float(os.environ.get("RECVMAP_TIMEOUT", DEFAULT_TIMEOUT)),
-        release=os.environ.get("RECVMAP_RELEASE") or None,
-        deadline=float(os.environ["RECVMAP_DEADLINE"])
-        if os.environ.get("RECVMAP_DEADLINE")
-        else None,
-    )
-
-
 def run_random(
     harness: Harness,
     seconds: float | None = None,
@@ -462,7 +424,7 @@ def run_random(
 def random_main(layer: str, argv: list[str]) -> int:
     """libFuzzer's -runs, -max_total_time and -seed, honoured without atheris."""
     flags = dict(a[1:].split("=", 1) for a in argv[1:] if a.startswith("-") and "=" in a)
-    harness = harness_from_env(layer)
+    harness = Harness.from_config(layer, HarnessConfig.from_env())
     seconds = float(flags["max_total_time"]) if "max_total_time" in flags else None
     runs = int(flags["runs"]) if "runs" in flags else None
     if seconds is None and runs is None:

@@ -45,7 +45,9 @@ from ..subjects.qemu_tree.command import driver_layers, ram_part_problem
 from ..subjects.qemu_tree.repo import GitError, HistoryRules, Repo
 from ..subjects.qemu_tree.tree import QemuTree, TreeError
 from ..subjects.qemu_tree.walk import PREDATES, CommitPlan, plan_walk
-from .campaign import CampaignError, Config, Result, run
+from .campaign import run
+from .jobs import CampaignError, Config
+from .result import Result
 
 BAD = ("DIVERGES", "CRASH", "HANG")  # findings: the commit is bad
 UNJUDGED = ("CANNOT BUILD", "NOT RUN")  # neither good nor bad (git bisect run: 125)

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import sys
 import time
@@ -21,7 +23,7 @@ from recvmap.pymodel.errors import PreconditionError, RecoveryError
 from recvmap.pymodel.ramblock import RamContext, Side, TargetPage
 from recvmap.pymodel.words import Layout
 
-from ..engine import Session, minimize, run_stream
+from ..engine import Session, minimize, model_run, run_stream
 from ..engine.ram import RamSession, model_factories
 from ..program import Op, Program
 from ..program.decode_bitmap import decode_bitmap_program
@@ -36,9 +38,8 @@ from ..subjects.hosts import (
     host_status,
     sender_hosts,
 )
-from ..subjects.impls import ModelImpl
-from ..subjects.remote import Driver, DriverError, DriverRamContext, driver_factory
-from ..vectors.files import model_run
+from ..subjects.impls import ModelImpl, bitmap_functions
+from ..subjects.remote import Driver, DriverError, driver_context, driver_factory
 
 # --- differential fuzzing on a host ---------------------------------------------------------
 
@@ -126,7 +127,7 @@ def fuzz_host(
     summary["senders"] = sorted(set(senders.values()))
     pool = HostPool() if pool is None else pool
     try:
-        names = [n for n in sorted(ModelImpl.functions) if pool.impl(name).has(n)]
+        names = bitmap_functions(pool.impl(name))
         # ram functions the driver lacks (a QEMU tree's release): never generated
         absent = frozenset(n for n in RAM_FUNCTIONS if not pool.impl(name).has(n))
         while time.monotonic() - start < seconds:
@@ -262,7 +263,7 @@ def _map_image(m: Any) -> bytes | None:
 def _contexts(plan: RecoveryPlan, driver: Driver, side: Side) -> tuple[Any, Any, list[Any]]:
     """A driver context and a model context of the driver's layout, with the plan's blocks."""
     tp = TargetPage.fixed(plan.page_bits)
-    ctx = DriverRamContext(driver, tp, side=side, checked=False)
+    ctx = driver_context(driver, tp, side=side, checked=False)
     model = RamContext(tp, side=side, layout=ctx.layout, pointer_bits=ctx.pointer_bits)
     pairs = []
     for b in plan.blocks:
@@ -402,9 +403,6 @@ def recovery_matrix(names: Sequence[str], samples: int = 4, seed: int = 0) -> di
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m recvmap.fuzz.campaign.hosts [HOST...]``: build, fuzz briefly, cross-check
     recovery."""
-    import argparse
-    import json
-
     ap = argparse.ArgumentParser(
         prog="python -m recvmap.fuzz.campaign.hosts", description=main.__doc__
     )

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Start a harness script: atheris with libFuzzer's flags, or the random loop without it.
 
-This module imports nothing of recvmap at load time: atheris must instrument the model as
+This module imports nothing of the model at load time (only the environment contract,
+``harness_env``, which imports nothing of recvmap): atheris must instrument the model as
 it is first imported, so that the model's branches -- QEMU's rules -- are the coverage
 libFuzzer follows. The decoders, the engine, the ctypes faces and the vector writer are
 left uninstrumented: their branches say nothing about QEMU's behaviour, and instrumenting
@@ -16,44 +17,51 @@ modes work):
     fuzz/campaign/harness_bitmap.py -runs=1000 corpus/
     RECVMAP_WORD_BITS=32 fuzz/campaign/harness_ram.py -max_total_time=30 -seed=1 corpus/
 
-Environment (see recvmap.fuzz.campaign.harness): RECVMAP_WORD_BITS, RECVMAP_IMPL,
-RECVMAP_NATIVE, RECVMAP_ARCH, RECVMAP_HOSTS, RECVMAP_OUT, RECVMAP_STATS,
-RECVMAP_MAX_OPS, RECVMAP_ENGINE=random (no atheris).
+The environment configures the harness (``harness_env.HarnessConfig``; this table is
+``HarnessConfig.describe()``, and tests/test_single_home.py holds the two together)::
+
+    RECVMAP_WORD_BITS          64, 32 or both (default: every width the library has)
+    RECVMAP_IMPL               a user's shared library (QEMU's names) instead of ours
+    RECVMAP_NATIVE             64:PATH,32:PATH: sanitizer builds of ours (subjects.native)
+    RECVMAP_ARCH               comma-separated QEMU targets (ram, recovery; default: all)
+    RECVMAP_HOSTS              comma-separated hosts of the arch table (default: all)
+    RECVMAP_RECEIVER_BITS      recovery: the source's word width (the sender's: either)
+    RECVMAP_RELEASE            the QEMU release the model follows (default: newest)
+    RECVMAP_MAX_OPS            operations per program
+    RECVMAP_MAX_WORDS          words per bitmap array (bitmap layer)
+    RECVMAP_OUT                folder for minimized reproducers
+    RECVMAP_STATS              a JSON file the harness rewrites twice a second (the campaign's)
+    RECVMAP_STATS_PER_PROCESS  set: statistics go to RECVMAP_STATS.<pid> (fork-mode workers)
+    RECVMAP_TIMEOUT            seconds one input may take before it is a HANG (0: none)
+    RECVMAP_DEADLINE           epoch seconds by which a divergence's vector is written (cut short)
+    RECVMAP_SKIP               comma-separated sha256 of inputs not to run (known slow inputs)
+    RECVMAP_ENGINE             random: the random loop instead of atheris
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import ctypes
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-INSTRUMENT_EXCLUDE = [
-    "recvmap.fuzz.campaign.harness",
-    "recvmap.fuzz.engine",
-    "recvmap.fuzz.engine.session",
-    "recvmap.fuzz.engine.ram",
-    "recvmap.fuzz.engine.replay",
-    "recvmap.fuzz.subjects.impls",
-    "recvmap.fuzz.vectors",
-    "recvmap.fuzz.vectors.files",
-    "recvmap.fuzz.program",
-    "recvmap.fuzz.program.format",
-    "recvmap.fuzz.campaign.launch",
-    "recvmap.fuzz.program.decode_bitmap",
-    "recvmap.fuzz.program.decode_ram",
-    "recvmap.fuzz.program.ram_setup",
-    "recvmap.qemu_ref",
-    "recvmap.qemu_ref.loader",
-    "recvmap.qemu_ref.ram",
-    "recvmap.qemu_ref.batch",
-    "recvmap.fuzz.subjects",
-    # The model's memory representation: its branches are about bytes and chunk sizes,
-    # not QEMU's rules, and it is the hottest code of the model.
-    "recvmap.pymodel.words",
-]
-MODEL = "recvmap.pymodel"
+from recvmap.fuzz.campaign.harness_env import HarnessConfig
+
+try:  # optional (the fuzz extra): without it the harnesses run the random loop
+    import atheris
+    from atheris.import_hook import HookManager
+except ImportError:
+    atheris = None
+
+ROOMS = tuple(
+    line
+    for line in (Path(__file__).resolve().parents[1] / "rooms.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)  # the one list of rooms, lowest first
+MODEL = ROOMS[0]  # the lowest room, QEMU's rules: the only code whose branches guide atheris
 MODEL_UNGUIDED = ("recvmap.pymodel.words",)
 # Comparison tracing (libFuzzer's value profile of every == and <) on the model: measured
 # in bench/engine_ops.py and by coverage reached in 60 s (docs/internals.md, "Atheris").
@@ -76,31 +84,39 @@ class _NotGuiding:
         return True
 
 
+def harness_path(layer: str) -> Path:
+    """The harness script of ``layer`` next to this module (source tree or installed)."""
+    return Path(__file__).resolve().parent / f"harness_{layer}.py"
+
+
+def atheris_available() -> bool:
+    return atheris is not None
+
+
+def engine_of(choice: str) -> str:
+    """The engine a job runs for ``--engine choice``: "atheris", or "random" when asked
+    or when atheris is not installed ("auto")."""
+    if choice == "random" or (choice == "auto" and not atheris_available()):
+        return "random"
+    return "atheris"
+
+
 def instrumentation() -> Any:
     """The context manager under which the harnesses import what atheris instruments."""
-    import atheris
-
-    try:
-        from atheris.import_hook import HookManager
-    except ImportError:  # pragma: no cover - another atheris: its public form
-        return atheris.instrument_imports(include=["recvmap"], exclude=INSTRUMENT_EXCLUDE)
     return HookManager({"recvmap"}, _NotGuiding(), True, trace_dataflow=TRACE_DATAFLOW)
 
 
 def script_main(layer: str, argv: list[str] | None = None) -> int:
     """The body of ``harness_<layer>.py``."""
     argv = list(sys.argv if argv is None else argv)
-    try:
-        import atheris
-    except ImportError:
-        atheris = None
-    if atheris is None or os.environ.get("RECVMAP_ENGINE") == "random":
-        from recvmap.fuzz.campaign.harness import random_main
-
-        return random_main(layer, argv)
-    with instrumentation():
+    config = HarnessConfig.from_env()
+    fuzzing = atheris is not None and config.engine != "random"
+    with instrumentation() if fuzzing else contextlib.nullcontext():
+        # lazy: atheris instruments the model as this import first loads it
         from recvmap.fuzz.campaign import harness
-    h = harness.harness_from_env(layer)
+    if not fuzzing:
+        return harness.random_main(layer, argv)
+    h = harness.Harness.from_config(layer, config)
     if h.stats_path is not None:
         at_exit(lambda: h.write_stats(time.monotonic()))
     atheris.Setup(argv, h.one_input)
@@ -117,8 +133,6 @@ def at_exit(fn: Callable[[], None]) -> bool:
     glibc's ``__cxa_atexit`` is the exported form of atexit(). Returns False where it is
     missing (the statistics then lag by up to half a second).
     """
-    import ctypes
-
     try:
         register = ctypes.CDLL(None).__cxa_atexit
     except (OSError, AttributeError):

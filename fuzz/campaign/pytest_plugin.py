@@ -22,13 +22,21 @@ divergences).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import pytest
 
-LAYERS = ("bitmap", "ram", "recovery")
+_ITEMS = pytest.StashKey[ModuleType]()
+
+
+def _items() -> ModuleType:
+    """The plugin's working part (``pytest_items``), imported when a session asks for it."""
+    # lazy: pytest loads this plugin in every session of an environment with recvmap;
+    # importing the model, the loader and the engine there would cost every session 0.14 s
+    # (pytest with the plugin 0.17 s, with its items 0.31 s: least of 15 processes)
+    from . import pytest_items
+
+    return pytest_items
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,165 +60,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--recvmap-out", metavar="DIR", default="recvmap-out")
 
 
-def _subject(config: pytest.Config) -> Any:
-    from recvmap.qemu_ref import LibraryError
-
-    from ..subjects.impls import Subject
-
-    given = str(config.getoption("recvmap_impl"))
-    path = Path(given)
-    if not path.is_file():
-        raise pytest.UsageError(f"--recvmap-impl {given}: no such file")
-    try:
-        subject = Subject(path.resolve(), config.getoption("recvmap_word_bits"))
-        for bits in subject.widths:
-            subject.library(bits)
-    except LibraryError as err:
-        raise pytest.UsageError(f"--recvmap-impl {given}: {err}") from None
-    return subject
-
-
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("recvmap_impl", None):
-        release = config.getoption("recvmap_release")
-        if release is not None:
-            from recvmap.pymodel.errors import PreconditionError
-            from recvmap.pymodel.releases import parse_rules
-
-            try:
-                parse_rules(release)
-            except PreconditionError as err:
-                raise pytest.UsageError(f"--recvmap-release {release}: {err.rule}") from None
-        config.stash[_SUBJECT] = _subject(config)
-
-
-_SUBJECT = pytest.StashKey[Any]()
+        items = config.stash[_ITEMS] = _items()
+        items.configure(config)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
-    subject = config.stash.get(_SUBJECT, None)
-    if subject is None:
+    items = config.stash.get(_ITEMS, None)
+    if items is None:
         return None
+    subject = config.stash[items.SUBJECT]
     widths = "/".join(str(b) for b in subject.widths)
     return f"recvmap: {subject.path} ({widths}-bit words) against the model, plugin {__file__}"
-
-
-class RecvmapFailure(AssertionError):
-    """A divergence or a failed vector: shown as its message alone."""
-
-
-class RecvmapCollector(pytest.Collector):
-    def collect(self) -> Iterator[pytest.Item]:
-        from ..vectors.files import iter_files, load_file, vectors_dir
-
-        folder = self.config.getoption("recvmap_vectors") or vectors_dir()
-        for path in iter_files([folder]):
-            for case in load_file(path):
-                yield VectorItem.from_parent(
-                    self, name=f"{path.name}[tc{case.test['tcId']}]", case=case
-                )
-        if self.config.getoption("recvmap_fuzz_seconds") > 0:
-            for layer in LAYERS:
-                yield FuzzItem.from_parent(self, name=f"fuzz[{layer}]", layer=layer)
-
-
-class RecvmapItem(pytest.Item):
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        if isinstance(excinfo.value, RecvmapFailure):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
-
-
-class VectorItem(RecvmapItem):
-    def __init__(self, *, case: Any, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.case = case
-
-    def runtest(self) -> None:
-        from ..vectors.files import replay
-
-        subject = self.config.stash[_SUBJECT]
-        program = self.case.program
-        why = _not_applicable(subject, program)
-        if why:
-            pytest.skip(why)
-        verdict = replay(self.case, subject, release=self.config.getoption("recvmap_release"))
-        if verdict.status == "skip":
-            pytest.skip(verdict.message)
-        if verdict.status == "fail":
-            raise RecvmapFailure(
-                f"{self.case.name}: {verdict.message}\n"
-                f"vector: {self.case.test['comment']}\n"
-                f"replay it: recvmap replay --impl {subject.path} {self.case.path}"
-            )
-
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return self.case.path, 0, f"recvmap vector {self.case.name}"
-
-
-def _not_applicable(subject: Any, program: Any) -> str | None:
-    """Why the library cannot run ``program`` here (None: it can)."""
-    layout = program.layout
-    if layout.big_endian or layout.bits_per_long not in subject.widths:
-        return f"vector for {layout}; the library runs {'/'.join(map(str, subject.widths))}-bit"
-    if program.layer == "bitmap":
-        have = set(subject.bitmap_functions(layout))
-        from ..subjects.impls import ModelImpl
-
-        lacks = sorted({op.name for op in program.ops if op.name in ModelImpl.functions} - have)
-        if lacks:
-            return f"the library lacks {', '.join(lacks)}"
-        return None
-    missing = subject.ram_missing(layout.bits_per_long)
-    if missing:
-        return f"the library lacks the ram layer ({', '.join(missing[:4])} ...)"
-    if program.layer == "recovery":
-        sender = program.setup["sender"]
-        if sender["big_endian"] or int(sender["bits_per_long"]) not in subject.widths:
-            return "the vector's sender has a word layout the library does not run"
-    return None
-
-
-class FuzzItem(RecvmapItem):
-    def __init__(self, *, layer: str, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.layer = layer
-
-    def runtest(self) -> None:
-        from ..vectors.files import isolated
-
-        subject = self.config.stash[_SUBJECT]
-        seconds = float(self.config.getoption("recvmap_fuzz_seconds"))
-        seed = int(self.config.getoption("recvmap_seed"))
-        out = Path(self.config.getoption("recvmap_out")).resolve()
-        release = self.config.getoption("recvmap_release")
-        status, message = isolated(_fuzz, self.layer, subject, seconds, seed, out, release)
-        if status == "skip":
-            pytest.skip(message)
-        if status == "fail":
-            raise RecvmapFailure(f"fuzz[{self.layer}] ({seconds:g} s, seed {seed}): {message}")
-
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return Path(__file__), 0, f"recvmap fuzz[{self.layer}]"
-
-
-def _fuzz(
-    layer: str, subject: Any, seconds: float, seed: int, out: Path, release: str | None
-) -> tuple[str, str]:
-    """A bounded random-input fuzz of one layer (in a forked child): (status, message)."""
-    from ..engine import DivergenceError
-    from .harness import Harness, run_random
-
-    try:
-        h = Harness(layer, subject, out_dir=out, release=release)
-    except ValueError as err:
-        missing = {str(b): subject.ram_missing(b) for b in subject.widths}
-        return "skip", f"{err} (lacks {missing})" if layer != "bitmap" else str(err)
-    try:
-        stats = run_random(h, seconds=seconds, seed=seed)
-    except DivergenceError as err:
-        return "fail", str(err)
-    return "pass", f"{stats['programs']} programs, {stats['ops']} operations"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -218,7 +80,8 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     """Add the recvmap items before the selection (-k, -m) and the reporting see the list."""
-    if _SUBJECT not in config.stash:
+    module = config.stash.get(_ITEMS, None)
+    if module is None:
         return
-    collector = RecvmapCollector.from_parent(session, name="recvmap")
+    collector = module.RecvmapCollector.from_parent(session, name="recvmap")
     items.extend(collector.collect())

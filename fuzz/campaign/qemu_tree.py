@@ -21,7 +21,9 @@ from typing import Any, TextIO
 from ..subjects.impls import Subject
 from ..subjects.qemu_tree.command import PlannedTree, TreePlan
 from ..vectors.files import load_file, replay
-from .campaign import Config, Result, run, summary
+from .campaign import run
+from .jobs import Config
+from .result import Result, summary
 
 
 def fuzz_trees(

@@ -23,12 +23,16 @@ import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..engine import Divergence
-    from .campaign import Config, Result
+from recvmap.pymodel.releases import parse_rules
+
+from ..vectors.files import QEMU_COMMIT
+from .jobs import Config
+from .launch import engine_of
+from .result import Result
 
 SCHEMA_NAME = "recvmap-fuzz-summary"
 SCHEMA_VERSION = 1
@@ -37,63 +41,24 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "summary.schema.json"
 
 def tool_version() -> str:
     try:
-        from importlib.metadata import version
-
         return version("recvmap")
     except Exception:  # noqa: BLE001 - a source checkout without metadata
         return "unknown"
 
 
-def value_json(value: Any) -> Any:
-    """A result or a memory byte in JSON: bytes as {"hex": ...}, tuples as lists."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"hex": bytes(value).hex()}
-    if isinstance(value, tuple | list):
-        return [value_json(v) for v in value]
-    return repr(value)
-
-
-def divergence_json(d: Divergence) -> dict[str, Any]:
-    """The first divergence as data: where, what, the model's and the implementation's value."""
-    from ..program import Ref
-
-    return {
-        "index": d.index,
-        "function": d.op.name,
-        "args": [str(a) if isinstance(a, Ref) else a for a in d.op.args],
-        "what": d.what,
-        "model": value_json(d.model),
-        "impl": value_json(d.impl),
-        "array": d.array,
-        "offset": d.offset,
-        "label": d.label,
-    }
-
-
 def engine_name(cfg: Config) -> str:
-    from importlib.util import find_spec
-
-    # campaign.atheris_available, without importing campaign (it imports the harness)
-    if cfg.engine == "random" or (cfg.engine == "auto" and find_spec("atheris") is None):
-        return "random"
-    return "atheris"
+    return engine_of(cfg.engine)
 
 
 def release_name(cfg: Config, result: Result | None = None) -> str:
     """The QEMU release the model stood for: the campaign's own (a QEMU tree's), else
     ``--release``, else the newest it knows."""
-    from recvmap.pymodel.releases import parse_rules
-
     own = getattr(result, "release", None)
     return parse_rules(own or getattr(cfg, "release", None)).name
 
 
 def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The ``--json`` summary: the campaign's own record plus the versioned envelope."""
-    from ..vectors.files import QEMU_COMMIT
-
     body = result.to_json()
     by_job = {j.name: j for j in result.jobs}
     divergences = []

@@ -8,9 +8,10 @@ slice of the job's corpus and handing its new inputs back to the one corpus fold
 worker that finds a divergence or crashes ends the job as a single process would.
 
 Each worker is a new harness process; it keeps its own statistics file (``STATS.<pid>``, the
-``RECVMAP_STATS_PER_PROCESS`` switch of the harness), and ``read_stats`` adds them up for
-the campaign. ``merge`` is ``recvmap corpus merge``: libFuzzer's ``-merge=1`` through the
-layer's harness, so the inputs kept are those that add coverage of the model.
+``RECVMAP_STATS_PER_PROCESS`` switch of the harness's ``HarnessConfig``), and ``read_stats``
+adds them up for the campaign. ``merge`` is ``recvmap corpus merge``: libFuzzer's
+``-merge=1`` through the layer's harness, so the inputs kept are those that add coverage
+of the model.
 """
 
 from __future__ import annotations
@@ -26,15 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PER_PROCESS = "RECVMAP_STATS_PER_PROCESS"
+from .harness_env import HarnessConfig
+from .launch import atheris_available, harness_path
+
 _SUMMED = ("programs", "ops", "dropped")
-
-
-def stats_path_for_process(path: str) -> str:
-    """The statistics file of this process: ``path`` itself, or ``path.<pid>`` for a worker."""
-    if os.environ.get(PER_PROCESS):
-        return f"{path}.{os.getpid()}"
-    return path
 
 
 def read_stats(path: Path) -> dict[str, Any]:
@@ -72,15 +68,13 @@ def fork_flags(workers: int) -> list[str]:
     return [f"-fork={workers}", "-ignore_crashes=0", "-ignore_timeouts=0", "-ignore_ooms=0"]
 
 
-def worker_env(env: dict[str, str], workers: int) -> dict[str, str]:
+def worker_path(env: dict[str, str], workers: int) -> dict[str, str]:
     """Fork mode starts workers by the harness script's own name: its ``#!`` python must be
-    this one, so this interpreter's folder leads PATH; each worker keeps its own stats."""
+    this one, so this interpreter's folder leads PATH (each worker keeps its own stats:
+    ``HarnessConfig.stats_per_process``)."""
     if workers <= 1:
         return env
-    out = dict(env)
-    out["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    out[PER_PROCESS] = "1"
-    return out
+    return {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])}
 
 
 # --- recvmap corpus merge ---------------------------------------------------------------
@@ -107,14 +101,11 @@ def merge(
     timeout: float = 600.0,
 ) -> MergeResult:
     """Merge the corpus folders ``inputs`` into ``out`` (created if missing)."""
-    from importlib.util import find_spec
-
-    # (campaign imports this module: its harness_path and atheris_available, spelled here)
-    harness = Path(__file__).resolve().parent / f"harness_{layer}.py"
+    harness = harness_path(layer)
     out.mkdir(parents=True, exist_ok=True)
     before_out = {f.name for f in out.iterdir() if f.is_file()}
     offered = count_files(inputs)
-    if find_spec("atheris") is None or env.get("RECVMAP_ENGINE") == "random":
+    if not atheris_available() or HarnessConfig.from_env(env).engine == "random":
         for d in inputs:
             for f in sorted(d.iterdir()) if d.is_dir() else []:
                 if f.is_file():

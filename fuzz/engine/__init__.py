@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Run a program on the model and an implementation, compare after every operation, find
-the first divergence, minimize.
+the first divergence, minimize; run one on the model alone; run a function in a forked
+child (``isolated``).
 
 May import ``recvmap.fuzz.subjects``, ``recvmap.fuzz.program`` and ``recvmap.pymodel``
 (and ``recvmap.qemu_ref``).
 """
 
-from .replay import first_divergence, open_session
+from .isolate import isolated
+from .replay import ModelRun, first_divergence, model_run, model_session, open_session
 from .session import (
     INVALID,
     Divergence,
@@ -25,13 +27,17 @@ __all__ = [
     "INVALID",
     "Divergence",
     "DivergenceError",
+    "ModelRun",
     "Outcome",
     "Session",
     "first_difference",
     "first_divergence",
     "initial_image",
+    "isolated",
     "live_image",
     "minimize",
+    "model_run",
+    "model_session",
     "open_session",
     "run",
     "run_stream",

@@ -25,6 +25,7 @@ from recvmap.pymodel import arch
 from recvmap.pymodel.errors import PreconditionError, RecoveryError
 from recvmap.pymodel.ramblock import RamApi, model_context
 from recvmap.pymodel.words import Words
+from recvmap.qemu_ref.ram import CRamContext, check_spare
 
 from ..program import Op, Program, Ref
 from ..program.ram_setup import (
@@ -81,10 +82,11 @@ class RamWorld:
             args.append(self.stream)
         if op.name not in RAM_FUNCTIONS:
             raise PreconditionError(op.name, "name", "a function of the ram layer")
-        result = getattr(ctx, op.name)(*args)
         if op.name == "ramblock_recv_bitmap_send":
+            result = send(ctx, *args)
             self.stream = result[0]
-        return result
+            return result
+        return getattr(ctx, op.name)(*args)
 
     def errors(self) -> int:
         return sum(len(c.error_log) for c in self.contexts.values())
@@ -121,6 +123,16 @@ class RamWorld:
         return view
 
 
+def send(ctx: RamApi, block_name: str, spare: int = 0) -> tuple[bytes, int]:
+    """``ramblock_recv_bitmap_send(name[, spare])`` of a program: a C face's sender gets a
+    buffer ``spare`` bytes larger (``qemu_ref.ram``); the model's sender has no buffer.
+    The spare is checked on either side, so the model rejects one out of range first."""
+    check_spare(spare)
+    if isinstance(ctx, CRamContext):
+        return ctx.ramblock_recv_bitmap_send(block_name, spare)
+    return ctx.ramblock_recv_bitmap_send(block_name)
+
+
 def damage(stream: bytes, op: Op) -> bytes:
     """The stream register after a ``stream_*`` operation (pure, the same on both sides).
 
@@ -153,10 +165,14 @@ def outcome_value(world: RamWorld, op: Op) -> Any:
 
 
 class RamSession:
-    """A ram or recovery program's worlds on both sides, ready for operations."""
+    """A ram or recovery program's worlds on both sides, ready for operations; without
+    implementation factories (``impl=None``), the model's world alone."""
 
     def __init__(
-        self, program: Program, model: dict[str, ContextFactory], impl: dict[str, ContextFactory]
+        self,
+        program: Program,
+        model: dict[str, ContextFactory],
+        impl: dict[str, ContextFactory] | None,
     ) -> None:
         self.program = program
         self.setup = RamSetup.of(program)
@@ -165,25 +181,30 @@ class RamSession:
 
     def reset(self) -> None:
         self.model = RamWorld(self.program, self.setup, self.factories[0])
-        self.impl = RamWorld(self.program, self.setup, self.factories[1])
+        impl = self.factories[1]
+        self.impl = None if impl is None else RamWorld(self.program, self.setup, impl)
 
     def step(self, index: int, op: Op) -> tuple[Any, Divergence | None]:
         """Run one operation on both sides; (model result, divergence or None)."""
-        before = self.model.errors(), self.impl.errors()
+        model_errors = self.model.errors()
         try:
             expected = outcome_value(self.model, op)
         except PreconditionError as err:
             return (INVALID, str(err)), None
+        if self.impl is None:
+            return expected, None
+        impl_errors = self.impl.errors()
         actual = outcome_value(self.impl, op)
         if not same(expected, actual):
             return expected, Divergence(index, op, "result", expected, actual)
-        merr = self.model.last_error() if self.model.errors() > before[0] else None
-        ierr = self.impl.last_error() if self.impl.errors() > before[1] else None
+        merr = self.model.last_error() if self.model.errors() > model_errors else None
+        ierr = self.impl.last_error() if self.impl.errors() > impl_errors else None
         if merr != ierr:
             return expected, Divergence(index, op, "error_report", merr, ierr)
         return expected, self.compare_memory(index, op)
 
     def compare_memory(self, index: int, op: Op) -> Divergence | None:
+        assert self.impl is not None
         pairs = zip(self.model.live_maps(), self.impl.live_maps(), strict=True)
         for (label, mimg), (_, iimg) in pairs:
             if (mimg is None) == (iimg is None) and (mimg is None or mimg == iimg):
@@ -195,9 +216,9 @@ class RamSession:
             return Divergence(index, op, "memory", mimg[off], iimg[off], None, off, label, words)
         return None
 
-    def images(self) -> list[tuple[str, bytes | None]]:
-        """The model's maps (for vector digests)."""
-        return self.model.maps()
+    def model_images(self) -> dict[str, bytes | None]:
+        """The model's maps, keyed as a vector's ``memory`` (``role:block.map``)."""
+        return dict(self.model.maps())
 
 
 def _shape(image: bytes | None) -> str:

@@ -1,18 +1,21 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Open the session that runs a program on the model and on a subject; replay it to its
-first divergence."""
+first divergence. A program on the model alone is a session without a subject
+(``model_session``, ``model_run``): the one model runner."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+from recvmap.pymodel.releases import Release, Rules, parse_rules
 from recvmap.pymodel.words import Layout
 
 from ..program import Program
 from ..subjects.impls import ModelImpl, Subject
 from .alloc import allocates, check_allocations
 from .ram import RamSession, model_factories
-from .session import Divergence, Session
+from .session import INVALID, Divergence, Session
 
 ROLES = {"destination": "stream's sender", "source": "source that reloads the stream"}
 
@@ -80,3 +83,39 @@ def replay_images(
     else:
         images = dict(session.impl.maps())
     return results, None, images
+
+
+def model_session(
+    program: Program, release: str | Release | Rules | None = None
+) -> Session | RamSession:
+    """A session running ``program`` on the model alone, at ``release`` (a release or
+    rules; default: the program's own, else the newest)."""
+    rel = parse_rules(release or program.release).name
+    if program.layer == "bitmap":
+        return Session(program, ModelImpl(program.layout, rel), None)
+    return RamSession(program, model_factories(rel), None)
+
+
+@dataclass
+class ModelRun:
+    """The model's results, the memory after the program, and the rejected op if any."""
+
+    results: list[Any] = field(default_factory=list)
+    images: dict[str, bytes | None] = field(default_factory=dict)
+    rejected: int | None = None
+    reason: str = ""
+
+
+def model_run(program: Program, release: str | Release | Rules | None = None) -> ModelRun:
+    """Run ``program`` on the model only, at ``release`` (a release or rules; default: the
+    program's own, else the newest); stop at the first operation it rejects."""
+    session = model_session(program, release)
+    out = ModelRun()
+    for i, op in enumerate(program.ops):
+        result, _ = session.step(i, op)
+        if isinstance(result, tuple) and result and result[0] == INVALID:
+            out.rejected, out.reason = i, result[1]
+            break
+        out.results.append(result)
+    out.images = dict(session.model_images())
+    return out

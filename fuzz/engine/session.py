@@ -38,6 +38,21 @@ class Divergence:
     label: str | None = None  # the ram layer's name of the map, e.g. "destination:ram0.bmap"
     words: tuple[int, str, str] | None = None  # memory: (word, model bytes, impl bytes) in hex
 
+    def to_json(self) -> dict[str, Any]:
+        """The divergence as data: where, what, the model's and the implementation's value
+        (the ``first`` of a ``recvmap fuzz --json`` divergence)."""
+        return {
+            "index": self.index,
+            "function": self.op.name,
+            "args": [str(a) if isinstance(a, Ref) else a for a in self.op.args],
+            "what": self.what,
+            "model": value_json(self.model),
+            "impl": value_json(self.impl),
+            "array": self.array,
+            "offset": self.offset,
+            "label": self.label,
+        }
+
     def describe(self) -> str:
         head = f"op #{self.index} {self.op}: "
         where = self.label if self.label is not None else f"@{self.array}"
@@ -59,6 +74,17 @@ class Divergence:
             k, model, impl = self.words
             text += f"; word {k} in memory order: implementation {impl}, model {model}"
         return text
+
+
+def value_json(value: Any) -> Any:
+    """A result or a memory byte in JSON: bytes as {"hex": ...}, tuples as lists."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"hex": bytes(value).hex()}
+    if isinstance(value, tuple | list):
+        return [value_json(v) for v in value]
+    return repr(value)
 
 
 def _brief(value: Any) -> str:
@@ -148,11 +174,15 @@ class Session:
 
     The implementation's arrays are allocated when first needed: an implementation that
     runs whole programs (``batch_kinds`` / ``run_batch``: our C through the batch
-    interpreter) never needs them in ``run_stream``.
+    interpreter) never needs them in ``run_stream``. Without an implementation
+    (``impl=None``) the session runs the model alone: each step is the model's result,
+    never a divergence (``replay.model_run``).
     """
 
-    def __init__(self, program: Program, model: Implementation, impl: Implementation) -> None:
-        layout = impl.layout
+    def __init__(
+        self, program: Program, model: Implementation, impl: Implementation | None
+    ) -> None:
+        layout = model.layout if impl is None else impl.layout
         if (model.layout is not layout and model.layout != layout) or (
             program.layout is not layout and program.layout != layout
         ):
@@ -167,14 +197,15 @@ class Session:
         for spec, image, mh in zip(program.arrays, self.images, self._model_handles, strict=True):
             if spec.words or type(mh) is not Words:  # a new Words is all zero
                 model.load(mh, image)
-        self._model_call, self._impl_call = model.call, impl.call
+        self._model_call = model.call
+        self._impl_call = None if impl is None else impl.call
         # The model's own table of its release's functions (read, never written here).
         self._model_functions = model.functions if isinstance(model, ModelImpl) else {}
         self._impl_handles: list[Any] | None = None
         self._streamed = False  # run_stream ran the program in one batch
         self.live: list[tuple[Any, Any]] = []
         self._kinds: dict[str, str] | None = getattr(impl, "batch_kinds", None)
-        if self._kinds is None:
+        if self._kinds is None and impl is not None:
             self._open_impl()
 
     def _open_impl(self) -> list[Any]:
@@ -188,6 +219,10 @@ class Session:
         live = [(live_image(self.model, mh), live_image(self.impl, ih)) for mh, ih in self.handles]
         self.live = live if all(m is not None and i is not None for m, i in live) else []
         return handles
+
+    def model_images(self) -> dict[str, bytes]:
+        """The model's memory images, keyed as a vector's ``memory`` (``@k``)."""
+        return {f"@{k}": bytes(self.model.image(h)) for k, h in enumerate(self._model_handles)}
 
     @property
     def handles(self) -> list[tuple[Any, Any]]:
@@ -209,6 +244,8 @@ class Session:
             expected = self._model_call(name, *[mh[a.index] if type(a) is Ref else a for a in args])
         except PreconditionError as err:
             return (INVALID, str(err)), None
+        if self.impl is None:
+            return expected, None
         ih = self._impl_handles or self._open_impl()
         actual = self._impl_call(name, *[ih[a.index] if type(a) is Ref else a for a in args])
         if expected != actual and not _same(expected, actual):  # True == 1: bool is an int

@@ -24,7 +24,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..subjects.build import source_dir
 from .mutant import Mutant
+
+try:  # optional (the mutation extra): the systematic mutants need them, the hand-written not
+    import tree_sitter_c
+    from tree_sitter import Language, Parser
+    from universalmutator import mutator
+except ImportError:
+    tree_sitter_c = mutator = None
 
 MUTABLE_FILES = ("bitops.c", "bitmap.c", "ram.c", "qemu_ref.h", "qemu_ref_ram.h")
 UM_RULES = ("universal.rules", "c.rules", "c_like.rules")
@@ -114,9 +122,8 @@ class Shape:
 
 
 def _parser() -> Any:
-    import tree_sitter_c
-    from tree_sitter import Language, Parser
-
+    if tree_sitter_c is None:
+        raise ImportError("systematic mutants need tree-sitter-c (the mutation extra)")
     return Parser(Language(tree_sitter_c.language()))
 
 
@@ -251,7 +258,8 @@ def _rules_file() -> str:
 
 def _proposals(text: str) -> list[tuple[int, str, str]]:
     """universalmutator's (1-based line, new line(s), rule text) for one source."""
-    from universalmutator import mutator
+    if mutator is None:
+        raise ImportError("systematic mutants need universalmutator (the mutation extra)")
 
     with contextlib.redirect_stdout(io.StringIO()):
         found = mutator.mutants_regexp(
@@ -337,8 +345,6 @@ def file_mutants(file: str, text: str) -> list[Mutant]:
 
 def source_texts(src_dir: Path | None = None) -> dict[str, str]:
     """The C sources the mutants edit, as installed beside the libraries."""
-    from ..subjects.build import source_dir
-
     base = src_dir or source_dir()
     return {name: (base / name).read_text() for name in MUTABLE_FILES}
 

@@ -31,12 +31,13 @@ the former rule (an error or unconfirmed hang counts as a kill, argued equivalen
 denominator). A mutant's time to kill is the median over its seeds (a seed without a kill
 counts as infinite). docs/mutants.md has the method and the figures.
 
-``recvmap mutants`` (``add_parser`` / ``run``) prints one line per mutant and the summary.
+``recvmap mutants`` (``options.add_parser`` / ``run``) prints one line per mutant and the summary.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import json
 import math
@@ -51,16 +52,33 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.recovery import RAMBLOCK_RECV_BITMAP_ENDING, recv_bitmap_size
+from recvmap.qemu_ref import load
+from recvmap.qemu_ref.ram import RAMBlockStruct, RAMListStruct
+
+from ..campaign.alone import rerun_alone
+from ..campaign.harness import Harness
+from ..engine import first_divergence
+from ..program import Program
+from ..subjects.build import WARNINGS, BuildError, build_library, source_dir
+from ..subjects.impls import Subject
 from .generate import MUTABLE_FILES, source_texts, syntax_error_of, systematic_mutants
 from .mutant import Mutant
+from .mutants_hand import SEQUENTIAL, equivalence, hand_mutants
+from .options import LAYERS, ORACLES, configure_parser
+
+try:  # optional (the mutation extra): equivalence is judged on machine code
+    from elftools.elf.elffile import ELFFile
+except ImportError:
+    ELFFile = None
 
 __all__ = ["MUTABLE_FILES", "Mutant", "source_texts", "systematic_mutants"]
 
-LAYERS = ("bitmap", "ram", "recovery")
 
 # Operators whose mutants only a concurrent oracle can tell from the reference.
 SEQUENTIAL_EQUIVALENT = {"atomic-plain"}
@@ -76,8 +94,6 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 
 def all_mutants(src_dir: Path | None = None) -> list[Mutant]:
     """The hand-written mutants, then the systematic ones."""
-    from .mutants_hand import hand_mutants
-
     return [*hand_mutants(source_texts(src_dir)), *systematic_mutants(src_dir=src_dir)]
 
 
@@ -109,8 +125,6 @@ SANITIZE_FLAGS = (
 
 def build(m: Mutant | None, bits: int, sanitize: bool = False) -> Path:
     """The library of ``m`` (None: the reference) for ``bits``; gcc's ASan+UBSan if asked."""
-    from ..subjects.build import BuildError, build_library
-
     edits = {f: list(e) for f, e in BASE_EDITS.items()}
     for f, e in (m.build_edits() if m else {}).items():
         edits.setdefault(f, []).extend(e)
@@ -207,11 +221,6 @@ RAM_ABORT_CASES: tuple[tuple[str, bool], ...] = (
 
 def _ram_abort_case(lib: Any, scenario: str) -> None:
     """Run one RAM_ABORT_CASES scenario on ``lib`` (in the forked child)."""
-    import ctypes
-
-    from recvmap.pymodel.recovery import RAMBLOCK_RECV_BITMAP_ENDING, recv_bitmap_size
-    from recvmap.qemu_ref.ram import RAMBlockStruct, RAMListStruct
-
     page_bits, length = 12, 64 << 10
     blocks = [RAMBlockStruct(0x10000000, length, length, length, 4096, None, None, None,
                              True, False, b"ram0")]  # fmt: skip
@@ -240,10 +249,6 @@ def _ram_abort_case(lib: Any, scenario: str) -> None:
 
 def _abort_child(config: dict[str, Any]) -> int:
     """Each case in a forked child: print which ones did not behave (abort or return)."""
-    import signal
-
-    from recvmap.qemu_ref import load
-
     libs = {int(b): load(Path(p), int(b)) for b, p in config["libs"].items()}
     wrong = []
     for bits, lib in libs.items():
@@ -322,8 +327,8 @@ def abort_oracle(libs: dict[int, Path]) -> SeedRun:
 def machine_code(lib: Path) -> bytes:
     """What a library computes: its .text, .rodata and .data (pyelftools), with its own
     build folder name blanked (a path string may sit in .rodata)."""
-    from elftools.elf.elffile import ELFFile
-
+    if ELFFile is None:
+        raise ImportError("comparing machine code needs pyelftools (the mutation extra)")
     blank = lib.parent.name.encode()
     with lib.open("rb") as f:
         elf = ELFFile(f)
@@ -494,8 +499,6 @@ int main(int argc, char **argv)
 
 def _stress_programs(lib: Path, bits: int) -> list[tuple[str, list[str]]]:
     """Build (once) the stress programs on the mutant's sources: (path, arguments)."""
-    from ..subjects.build import WARNINGS, source_dir
-
     work = lib.parent  # build_library leaves the edited sources beside the library
     clear_c = work / "clear_stress.c"
     if not clear_c.exists():
@@ -526,8 +529,6 @@ STRESS_TIMEOUT = 60.0  # seconds for one run of a stress program (the reference:
 
 
 def _stress_once(exe: str, argv: Sequence[str], timeout: float) -> tuple[int | None, str]:
-    from ..campaign.alone import rerun_alone
-
     proc = rerun_alone([exe, *argv], timeout)
     if not proc.finished:
         return None, "hang"
@@ -581,9 +582,6 @@ TRACE_BYTES = 1 << 16  # the input being run, for re-running it alone (hang or c
 
 
 def _detector(layer: str, subject: Any, max_ops: int) -> Any:
-    from ..campaign.harness import Harness
-    from ..program import Program
-
     class Detector(Harness):
         def report(self, program: Program, first: object = None) -> None:
             raise _Detected(program)
@@ -592,17 +590,11 @@ def _detector(layer: str, subject: Any, max_ops: int) -> Any:
 
 
 def _subject(libs: dict[int, Path]) -> Any:
-    from recvmap.qemu_ref import load
-
-    from ..subjects.impls import Subject
-
     return Subject(libraries={b: load(Path(p), b) for b, p in libs.items()})
 
 
 def _run_one(h: Any, subject: Any, data: bytes) -> dict[str, Any] | None:
     """One input through a harness: a divergence (a kill), an exception (an error), or None."""
-    from ..engine import first_divergence
-
     try:
         h.one_input(data)
     except _Detected as det:
@@ -770,7 +762,6 @@ def confirm(
     reports a sanitizer error, or diverges; "clean" when it passes; an error otherwise.
     """
     config = {"libs": {str(b): str(p) for b, p in libs.items()}, "layer": layer, "data": data.hex()}
-    from ..campaign.alone import rerun_alone
 
     argv = [sys.executable, "-m", "recvmap.fuzz.mutation.mutants", "--replay", json.dumps(config)]
     proc = rerun_alone(argv, timeout, env)
@@ -1052,9 +1043,6 @@ def median_ttk(runs: Sequence[SeedRun], lenient: bool = False) -> float | None:
     return None if math.isinf(value) else value
 
 
-ORACLES = ("fuzz", "abort", "stress", "asan")
-
-
 @dataclass
 class Options:
     seeds: tuple[int, ...] = (1, 2, 3)
@@ -1094,8 +1082,6 @@ def prepare(
 ) -> tuple[MutantResult, dict[int, Path]]:
     """Build ``m`` in every width: stillborn, identical machine code, or to be fuzzed (with
     the argument for its equivalence, when there is one)."""
-    from .mutants_hand import SEQUENTIAL, equivalence
-
     res = MutantResult(
         m.key,
         m.origin,
@@ -1399,123 +1385,8 @@ def _secs(x: float | None) -> str:
 # --- the command ------------------------------------------------------------------------
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """``recvmap mutants``: the mutation score of the fuzzer and its time to kill."""
-    p = subparsers.add_parser(
-        "mutants",
-        help="measure the fuzzer on mutants of the C reference (mutation score, time to kill)",
-        description="Build mutants of the C reference (hand-written and a fixed sample of "
-        "systematic ones), fuzz each against the model with several seeds, and print "
-        "per mutant killed/survived and time to kill, the mutation score, the median and "
-        "95th percentile time to kill, and the survivors.",
-    )
-    configure_parser(p)
-    return p  # type: ignore[no-any-return]
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=60.0,
-        help="seconds of fuzzing per mutant and seed (default 60)",
-    )
-    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
-    p.add_argument(
-        "--sample",
-        type=int,
-        default=200,
-        help="systematic mutants to run: the first N of a fixed shuffle that "
-        "compile (default 200; 0: none, -1: all)",
-    )
-    p.add_argument("--sample-seed", type=int, default=0, help="the shuffle's seed (default 0)")
-    p.add_argument("--no-hand", action="store_true", help="leave out the hand-written mutants")
-    p.add_argument("--only", nargs="+", metavar="KEY", help="just these mutants (keys)")
-    p.add_argument("--files", help=f"comma-separated subset of {','.join(MUTABLE_FILES)}")
-    p.add_argument("--operators", help="comma-separated operator classes")
-    p.add_argument("--layers", default=",".join(LAYERS), help="layers fuzzed (default all)")
-    p.add_argument(
-        "--backend",
-        choices=("inprocess", "cli"),
-        default="inprocess",
-        help="inprocess: the engine in a fresh process per seed (default); "
-        "cli: `recvmap fuzz --impl LIB --max-time BUDGET --seed N`",
-    )
-    p.add_argument(
-        "--hang-timeout",
-        type=float,
-        default=3.0,
-        help="seconds without a heartbeat that make a suspected hang; its input is then "
-        "re-run alone (--confirm-timeout) and only a hang there is a kill",
-    )
-    p.add_argument(
-        "--confirm-timeout",
-        type=float,
-        default=60.0,
-        help="seconds for re-running a suspected hang's or crash's input alone (default 60)",
-    )
-    p.add_argument("--jobs", type=int, default=1, help="mutants fuzzed at once (default 1)")
-    p.add_argument(
-        "--check-equivalent",
-        action="store_true",
-        help="kept for old command lines: mutants argued equivalent are always fuzzed now "
-        "(a kill refutes them)",
-    )
-    p.add_argument(
-        "--oracles",
-        default=",".join(ORACLES),
-        help="what may kill a mutant: fuzz (the differential engine), abort "
-        "(QEMU's asserts fire, for mutants of an assert), stress (threads through "
-        "the atomic helpers, qemu_ref/stress.c), asan (sanitized fuzzing); the "
-        "others run on fuzzing survivors; default all",
-    )
-    p.add_argument(
-        "--asan-budget",
-        type=float,
-        default=10.0,
-        help="seconds of sanitized fuzzing per fuzzing survivor (default 10)",
-    )
-    p.add_argument(
-        "--stress-budget",
-        type=float,
-        default=10.0,
-        help="seconds of the concurrency programs per fuzzing survivor (default 10)",
-    )
-    p.add_argument("--json", type=Path, help="write every result and the figures here")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="reuse the kills recorded in --json FILE (same mutant, seeds and budget); "
-        "everything else runs again",
-    )
-    p.add_argument(
-        "--patch",
-        type=Path,
-        help='JSON {"file": [["old", "new"], ...]} applied to the reference and '
-        "under every mutant (to measure on top of a pending fix)",
-    )
-    p.add_argument("--list", action="store_true", help="list the selected mutants and exit")
-    p.add_argument(
-        "--no-control", action="store_true", help="skip fuzzing the unmutated reference first"
-    )
-    p.add_argument(
-        "--min-score",
-        type=float,
-        default=0.95,
-        help="exit 1 below this strict score (default 0.95)",
-    )
-    p.add_argument(
-        "--max-median",
-        type=float,
-        default=5.0,
-        help="exit 1 above this median time to kill (default 5 s)",
-    )
-
-
 def select_mutants(args: argparse.Namespace) -> tuple[list[Mutant], list[Mutant]]:
     """(hand-written, systematic in sample order) mutants the arguments ask for."""
-    from .mutants_hand import hand_mutants
-
     texts = source_texts()
     files = tuple(args.files.split(",")) if args.files else MUTABLE_FILES
     bad = [f for f in files if f not in MUTABLE_FILES]
@@ -1678,8 +1549,6 @@ def run(args: argparse.Namespace) -> int:
             finish(r)
     deferred: list[tuple[MutantResult, dict[int, Path]]] = []
     if args.jobs > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
         with ThreadPoolExecutor(args.jobs) as pool:
             work = pool.map(lambda p: fuzz_mutant(p[1], p[2], opts, p[0], deferred), pending)
             for res in work:

@@ -10,8 +10,9 @@ result of the same allocation (``alloc_words``), which ``engine.alloc`` compares
 implementation's whole new array, tail bits and added words included, before the
 operations run on those words.
 
-The choices come from the input read backwards (its last byte but one first), so the
-program the bitmap decoder reads from the front stays the same bytes.
+The choices come from the input read backwards (the byte contract of ``decode_input``:
+the body's last byte but one decides, the bytes before it choose), so the program the
+bitmap decoder reads from the front stays the same bytes.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ import inspect
 import sys
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from recvmap.pymodel import bitmap, bitops
+from recvmap.pymodel.releases import at_release
 from recvmap.pymodel.words import Layout, Words
 
 from .format import ArraySpec, Op, Program, Ref
@@ -70,26 +70,14 @@ class Source:
         return seq[self.below(len(seq))]
 
 
-def model_functions() -> dict[str, Callable[..., Any]]:
-    """The model's functions of the bitmap layer (bitops, bitmap) by QEMU's name."""
-    table: dict[str, Callable[..., Any]] = {}
-    for module in (bitops, bitmap):
-        for name in getattr(module, "__all__", dir(module)):
-            obj = getattr(module, name)
-            if callable(obj) and not isinstance(obj, type) and not name.startswith("_"):
-                table[name] = obj
-    return table
-
-
-MODEL_FUNCTIONS = model_functions()
-
 ARRAY = "@array"  # parameter kind: a word array (annotated ``Words`` in the model)
 
 
 def bitmap_signatures(names: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
-    """Parameter kinds of each model function of the bitmap layer: ARRAY or the QEMU name."""
+    """Parameter kinds of each model function of the bitmap layer (the model's own table,
+    ``pymodel.releases``): ARRAY or the QEMU name."""
     sigs = {}
-    for name, fn in MODEL_FUNCTIONS.items():
+    for name, fn in at_release().functions().items():
         if name in MODEL_ONLY or (names is not None and name not in names):
             continue
         params = inspect.signature(fn).parameters.values()

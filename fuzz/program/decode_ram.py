@@ -5,7 +5,7 @@ Like ``gen.decode_bitmap_program``: any byte string decodes (missing bytes read 
 so atheris, Hypothesis and ``random`` drive the same decoder. The bytes choose a target and
 its page bits from the architecture table, a host whose page and hugepage sizes back the
 blocks, one to three RAM blocks that obey QEMU's alignment rules (checked by the model's
-``block_spec``, so the setup is always inside QEMU's domain), then operations biased to
+``ram_block_add``, so the setup is always inside QEMU's domain), then operations biased to
 page, host-page and word boundaries of the received map.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from recvmap.pymodel import arch
 from recvmap.pymodel.errors import PreconditionError
-from recvmap.pymodel.ramblock import RamConfig
+from recvmap.pymodel.ramblock import RAMBlock, RamContext
 from recvmap.pymodel.recovery import recv_bitmap_size
 from recvmap.pymodel.words import Layout
 
@@ -61,8 +61,22 @@ def _length(src: Source, align: int, cap: int) -> int:
     return align * (1 + src.below(cap))
 
 
+def _block_json(rb: RAMBlock) -> dict[str, Any]:
+    """A block of the setup: the parameters the model checked and placed."""
+    return {
+        "idstr": rb.idstr,
+        "host": rb.host,
+        "used_length": rb.used_length,
+        "max_length": rb.max_length,
+        "page_size": rb.page_size,
+        "postcopy_length": rb.postcopy_length,
+        "migratable": rb.migratable,
+        "ignored": rb.ignored,
+    }
+
+
 def decode_blocks(
-    src: Source, config: RamConfig, host: arch.Host, bits: int
+    src: Source, model: RamContext, host: arch.Host, bits: int
 ) -> list[dict[str, Any]]:
     """One to three blocks QEMU could have created; lengths multiples of their alignment.
 
@@ -92,35 +106,13 @@ def decode_blocks(
             "ignored": src.below(16) == 0,
         }
         try:
-            spec = config.block_spec(NAMES[i], **kw)
+            blocks.append(_block_json(model.ram_block_add(NAMES[i], **kw)))
         except PreconditionError:
             continue  # e.g. a 16G hugepage in a 32-bit address space
-        blocks.append(
-            {
-                "idstr": spec.idstr,
-                "host": spec.host,
-                "used_length": spec.used_length,
-                "max_length": spec.max_length,
-                "page_size": spec.page_size,
-                "postcopy_length": spec.postcopy_length,
-                "migratable": spec.migratable,
-                "ignored": spec.ignored,
-            }
-        )
     if not blocks:  # the base page always fits
         size = max(host.base_page, 1 << bits)
-        spec = config.block_spec(NAMES[5], size, size, page_size=host.base_page)
         blocks.append(
-            {
-                "idstr": spec.idstr,
-                "host": spec.host,
-                "used_length": size,
-                "max_length": size,
-                "page_size": spec.page_size,
-                "postcopy_length": size,
-                "migratable": True,
-                "ignored": False,
-            }
+            _block_json(model.ram_block_add(NAMES[5], size, size, page_size=host.base_page))
         )
     return blocks
 
@@ -366,7 +358,7 @@ def decode_ram_program(
     strict = layer == "ram" and src.below(8) == 0
     sender = src.choice(list(senders) or [layout]) if layer == "recovery" else None
     pointer_bits = min(layout.bits_per_long, sender.bits_per_long if sender else 64)
-    config = RamConfig(
+    model = RamContext(
         target_page(t.name, bits),
         layout=layout,
         host_page_size=h.base_page,
@@ -380,7 +372,7 @@ def decode_ram_program(
         h.base_page,
         side,
         strict,
-        tuple(decode_blocks(src, config, h, bits)),
+        tuple(decode_blocks(src, model, h, bits)),
         sender,
     )
     program = Program(layout, [], [], layer, setup.to_json())

@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.words import ILP32_BE, ILP32_LE, LP64_BE, LP64_LE, Layout
+from recvmap.qemu_ref.loader import package_file
 
 from ..program import Program
 from ..program.ram_setup import ContextFactory
-from .impls import ModelImpl
+from .impls import bitmap_functions
 from .remote import Driver, DriverError, DriverImpl, driver_factory, for_layout
 
 CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread")
@@ -124,8 +125,6 @@ def source_dir() -> Path:
         candidates.append(Path(env))
     candidates.append(Path(__file__).resolve().parent.parent.parent / "qemu_ref")
     try:
-        from recvmap.qemu_ref.loader import package_file
-
         candidates.append(package_file("qemu_ref.h").parent)
     except Exception:  # noqa: BLE001 - no installed package: the checkout must do
         pass
@@ -416,8 +415,7 @@ class HostSubject:
         return self.pool.impl(self.host) if layout == self.layout else None
 
     def bitmap_functions(self, layout: Layout) -> list[str]:
-        impl = self.bitmap(layout)
-        return [] if impl is None else [n for n in sorted(ModelImpl.functions) if impl.has(n)]
+        return bitmap_functions(self.bitmap(layout))
 
     def ram(self, layout: Layout) -> ContextFactory | None:
         host = self.senders.get(layout)

@@ -18,8 +18,8 @@ from recvmap.pymodel.releases import DEFAULT_RULES, Release, ReleaseError, Rules
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.batch import BatchRunner, interpreter
 from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
+from recvmap.qemu_ref.ram import CRamContext, c_context
 
-from ..program.decode_bitmap import MODEL_FUNCTIONS
 from ..program.format import Op
 
 # ram symbols a layer can do without (the generator leaves their operations out)
@@ -49,20 +49,26 @@ class Implementation(Protocol):
     def call(self, fname: str, *args: Any) -> Any: ...
 
 
-class ModelImpl:
-    """The spec: recvmap.pymodel on a given word width and byte order."""
+def bitmap_functions(impl: Implementation | None) -> list[str]:
+    """The model's bitmap functions (its table, ``pymodel.releases``) that ``impl`` has:
+    what the decoder may call."""
+    if impl is None:
+        return []
+    return [n for n in sorted(at_release().functions()) if impl.has(n)]
 
-    functions = MODEL_FUNCTIONS
+
+class ModelImpl:
+    """The spec: recvmap.pymodel on a given word width and byte order, at a release."""
 
     def __init__(self, layout: Layout, release: str | Release | Rules | None = None) -> None:
         self.layout = layout
         view = at_release(release)
         self.release = view.release  # the rules it runs at (a release's, or any set)
+        self.functions = view.functions()  # the model's table of the release's functions
         order = "be" if layout.big_endian else "le"
         self.name = f"model-{layout.bits_per_long}{order}"
         if self.release != DEFAULT_RULES:
             self.name += f"@{self.release}"
-            self.functions = view.functions()
 
     def alloc(self, nwords: int) -> Words:
         return Words(self.layout, nwords)
@@ -88,7 +94,7 @@ class ModelImpl:
         fn = self.functions.get(fname)
         if fn is not None:
             return fn
-        if fname in ModelImpl.functions:
+        if at_release().has(fname):
             raise ReleaseError(fname, self.release)  # out of this release's domain
         raise KeyError(fname)
 
@@ -218,8 +224,7 @@ class Subject:
 
     def bitmap_functions(self, layout: Layout) -> list[str]:
         """The model's bitmap functions the library has (what the decoder may call)."""
-        impl = self.bitmap(layout)
-        return [] if impl is None else [n for n in sorted(ModelImpl.functions) if impl.has(n)]
+        return bitmap_functions(self.bitmap(layout))
 
     def ram_missing(self, bits: int) -> list[str]:
         """The ram layer's symbols the library lacks (the header is parsed once)."""
@@ -245,12 +250,10 @@ class Subject:
         """A factory of C ram contexts for ``layout`` (None if ``layer`` cannot run on it)."""
         if not self.ram_runs(layout, layer):
             return None
-        from recvmap.qemu_ref.ram import CRamContext
-
         lib = self.library(layout.bits_per_long)
 
-        def make(target_page: Any, **kw: Any) -> Any:
-            kw["strict"] = False  # the model checks strict mode before C is called
-            return CRamContext(target_page, lib=lib, checked=False, **kw)
+        def make(*args: Any, **config: Any) -> CRamContext:
+            config["strict"] = False  # the model checks strict mode before C is called
+            return c_context(*args, lib=lib, checked=False, **config)
 
         return make

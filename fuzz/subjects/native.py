@@ -31,6 +31,11 @@ from pathlib import Path
 
 from .build import build_library
 
+try:  # optional (the fuzz extra): it carries the sanitizer runtime
+    import atheris
+except ImportError:
+    atheris = None
+
 SANITIZE = (
     "-O1",
     "-g",
@@ -55,10 +60,8 @@ def clang() -> str | None:
 
 def sanitizer_runtime() -> Path:
     """atheris' AddressSanitizer runtime with libFuzzer linked in."""
-    try:
-        import atheris
-    except ImportError:
-        raise NativeError("native coverage needs atheris (pip install atheris)") from None
+    if atheris is None:
+        raise NativeError("native coverage needs atheris (pip install atheris)")
     path = Path(atheris.path()) / "asan_with_fuzzer.so"
     if not path.is_file():
         raise NativeError(f"{path} is missing: this atheris wheel has no sanitizer runtime")
@@ -80,8 +83,9 @@ def native_libraries(widths: Iterable[int]) -> dict[int, Path]:
     return {b: build_native(b) for b in widths}
 
 
-def native_env(libraries: dict[int, Path]) -> dict[str, str]:
-    """The environment of a harness process in native mode."""
+def sanitizer_env() -> dict[str, str]:
+    """What a harness process needs besides its configuration (``RECVMAP_NATIVE``, the
+    campaign's ``HarnessConfig.native``) to run the instrumented library."""
     preload = str(sanitizer_runtime())
     old = os.environ.get("LD_PRELOAD")
     return {
@@ -94,14 +98,4 @@ def native_env(libraries: dict[int, Path]) -> dict[str, str]:
         # ASan watches the arrays itself (redzones around calloc'd blocks) and names the
         # access; a guard page would turn the same read into a bare SEGV.
         "RECVMAP_GUARD": "none",
-        "RECVMAP_NATIVE": ",".join(f"{b}:{p}" for b, p in sorted(libraries.items())),
     }
-
-
-def parse_native(value: str) -> dict[int, Path]:
-    """``RECVMAP_NATIVE``: ``64:/path/libqemuref64.so,32:/path/libqemuref32.so``."""
-    out = {}
-    for item in value.split(","):
-        bits, _, path = item.partition(":")
-        out[int(bits)] = Path(path)
-    return out

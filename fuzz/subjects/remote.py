@@ -4,7 +4,8 @@
 ``Driver`` runs one ``qref-replay`` process (qemu_ref/replay.c documents its line protocol).
 ``DriverImpl`` is an ``Implementation`` over it, so the engine runs unchanged on a driver
 built for s390x and started under qemu-user; its layout is the one the driver reports.
-``DriverRamContext`` is the ram layer's ``RamApi`` over the same process. ``replay`` runs a
+``DriverTransport`` carries the ram layer's face (``qemu_ref.ram.CRamContext``) to the same
+process (``driver_context``). ``replay`` runs a
 whole program in one batch and returns every result and the final memory images;
 ``recvmap.fuzz.campaign.driver`` is that batch mode as a command::
 
@@ -21,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from recvmap.pymodel.arch import Host
-from recvmap.pymodel.ramblock import BlockSpec, FaceBlock, RAMBlock, RamFace, Side, TargetPage
+from recvmap.pymodel.ramblock import RAMBlock, RamContext
 from recvmap.pymodel.words import Layout
-from recvmap.qemu_ref.ram import CANARY, sender_room, written
+from recvmap.qemu_ref.ram import CRamContext
 
 from ..program import Program, Ref
 
@@ -132,9 +132,9 @@ class DriverArray:
     cache: bytes | None = None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class DriverObject:
-    """A driver object ``#index`` (a RAMBlock or a RAMList)."""
+    """A driver object ``#index`` (a RAMBlock or a RAMList); equal when the index is."""
 
     index: int
 
@@ -302,291 +302,127 @@ class DriverMap:
         return self.data
 
 
-class DriverRAMBlock(FaceBlock):
-    """A driver RAMBlock with the model RAMBlock's attributes.
+WHICH = {"receivedmap": "recv", "bmap": "bmap"}  # a block's maps, by the driver's names
 
-    ``receivedmap`` and ``bmap`` read the map from the driver at each access (one exchange)
-    and return a snapshot, or None while the library has not allocated it.
+
+class DriverTransport:
+    """``qemu_ref.ram.RamTransport`` over a driver: the C ram layer of the driver's host.
+
+    Blocks are driver objects (``#k``); the target page bits are a global of the driver,
+    set before every call. Maps are read from the driver in one exchange for all blocks,
+    only when something ran since the last read (``snapshot``).
     """
 
-    def __init__(
-        self, ctx: DriverRamContext, obj: DriverObject, spec: BlockSpec, shadow: RAMBlock | None
-    ) -> None:
-        self._ctx, self.obj, self.shadow = ctx, obj, shadow
-        self.idstr: str = spec.idstr
-        self.host: int = spec.host
-        self.used_length: int = spec.used_length
-        self.max_length: int = spec.max_length
-        self.postcopy_length: int = spec.postcopy_length
-        self.page_size: int = spec.page_size
-        self.migratable: bool = spec.migratable
-        self.ignored: bool = spec.ignored
-        self._seen: dict[str, DriverMap] = {}
-
-    def _map(self, which: str) -> DriverMap | None:
-        self._ctx.snapshot()
-        return self._seen.get(which)
-
-    def _map_request(self, which: str) -> str:
-        """The ``map`` line; with ``same?`` the driver answers ``same`` if the map equals
-        the copy it sent last (which we hold)."""
-        bpl = self._ctx.bits_per_long
-        nbits = self.max_length >> self._ctx.qemu_target_page_bits()
-        nwords = max(1, -(-nbits // bpl))  # bitmap_new allocates one word for 0 bits
-        last = self._seen.get(which)
-        same = " same?" if last is not None and last.nwords == nwords else ""
-        return f"map #{self.obj.index} {which} {nwords}{same}"
-
-    def _map_answer(self, which: str, request: str, answer: str) -> None:
-        if answer == "null":
-            self._seen.pop(which, None)
-        elif answer != "same":
-            self._seen[which] = DriverMap(bytes.fromhex(answer), int(request.split()[3]))
-
-    @property
-    def receivedmap(self) -> DriverMap | None:
-        return self._map("recv")
-
-    @property
-    def bmap(self) -> DriverMap | None:
-        return self._map("bmap")
-
-    def __repr__(self) -> str:
-        return f"DriverRAMBlock({self.idstr!r}, host=0x{self.host:x}, max=0x{self.max_length:x})"
-
-
-class DriverRamContext(RamFace[DriverRAMBlock]):
-    """``RamApi`` over a driver: the C ram layer of the driver's host.
-
-    The layout and pointer width are the driver's. With ``checked=True`` every call first
-    runs on a shadow model context (a call the model rejects raises its PreconditionError
-    and never reaches the driver); the results returned are always the driver's.
-    The target page bits are a global of the driver: they are set before every call.
-    """
-
-    def __init__(
-        self,
-        driver: Driver,
-        target_page: TargetPage,
-        *,
-        side: Side = Side.DESTINATION,
-        host_page_size: int = 4096,
-        strict: bool = False,
-        host: Host | None = None,
-        checked: bool = True,
-    ) -> None:
+    def __init__(self, driver: Driver) -> None:
         if not driver.info.get("ram"):
             raise DriverError(f"{driver.name}: built without the ram layer")
-        super().__init__(
-            target_page,
-            side=side,
-            layout=driver.layout,
-            host_page_size=host_page_size,
-            pointer_bits=driver.info["pointer"],
-            strict=strict,
-            host=host,
-        )
-        self.shadow = self._shadow_model(checked)
         self.driver = driver
-        self.blocks: list[DriverRAMBlock] = []
-        self._snapshot_generation = -1
-        self._list = DriverObject(int(driver.ask("list")[1:]))
+        self.ram_list = DriverObject(int(driver.ask("list")[1:]))
         self._errbuf = int(driver.ask(f"new {ERROR_BUF}"))
+        self._nwords: dict[DriverObject, int] = {}  # every block, in list order
+        self._seen: dict[tuple[DriverObject, str], DriverMap] = {}
+        self._snapshot_generation = -1
+
+    @property
+    def alive(self) -> bool:
+        return self.driver.proc.poll() is None
+
+    def check(self, layout: Layout, pointer_bits: int) -> None:
+        if layout != self.driver.layout:
+            raise ValueError(f"{self.driver.name} runs {self.driver.layout}, not {layout}")
+        if pointer_bits != self.driver.info["pointer"]:
+            raise ValueError(f"{self.driver.name} has {self.driver.info['pointer']}-bit pointers")
+
+    def new_block(self, block: RAMBlock, nwords: int) -> DriverObject:
+        """A driver RAMBlock; the driver's list is rebuilt with it at the end."""
+        answer = self.driver.ask(
+            f"block {arg_token(block.idstr)} {block.host} {block.used_length} "
+            f"{block.max_length} {block.postcopy_length} {block.page_size} "
+            f"{int(block.migratable)} {int(block.ignored)}"
+        )
+        obj = DriverObject(int(answer[1:]))
+        self._nwords[obj] = nwords
+        objs = " ".join(f"#{o.index}" for o in self._nwords)
+        self.ram_list = DriverObject(int(self.driver.ask(f"list {objs}")[1:]))
+        return obj
 
     def snapshot(self) -> None:
         """Read every map of every block in one exchange, unless nothing ran since the last.
 
         The driver runs code only on commands, so the maps cannot change between two
-        exchanges that call nothing (``Driver.generation``).
+        exchanges that call nothing (``Driver.generation``). With ``same?`` the driver
+        answers ``same`` for a map equal to the copy it sent last (which we hold).
         """
         if self._snapshot_generation == self.driver.generation:
             return
-        wanted = [(b, w) for b in self.blocks for w in ("recv", "bmap")]
-        requests = [b._map_request(w) for b, w in wanted]
-        for (b, w), request, answer in zip(
-            wanted, requests, self.driver.ask_many(requests), strict=True
-        ):
-            b._map_answer(w, request, answer)
+        wanted = [(obj, w) for obj in self._nwords for w in WHICH.values()]
+        requests = []
+        for obj, w in wanted:
+            last = self._seen.get((obj, w))
+            same = " same?" if last is not None and last.nwords == self._nwords[obj] else ""
+            requests.append(f"map #{obj.index} {w} {self._nwords[obj]}{same}")
+        for key, answer in zip(wanted, self.driver.ask_many(requests), strict=True):
+            if answer == "null":
+                self._seen.pop(key, None)
+            elif answer != "same":
+                self._seen[key] = DriverMap(bytes.fromhex(answer), self._nwords[key[0]])
         self._snapshot_generation = self.driver.generation
 
-    def _call(self, name: str, *args: Any) -> Any:
-        """One C call with the target and host pages set and its error_report line collected."""
-        bits = self.qemu_target_page_bits()
-        a = self.driver.ask_many(
-            [
-                "call qref_ram_clear_error",
-                f"call qref_set_target_page_bits {bits}",
-                f"call qref_set_host_page_size {self.host_page_size}",
-                f"call {name} {' '.join(arg_token(x) for x in args)}",
-                f"calld qref_ram_last_error @{self._errbuf} {ERROR_BUF}",
-            ]
-        )
-        kind, value = a[-2].split(" ")
-        _, length, image = a[-1].split(" ")
+    def map(self, handle: DriverObject, which: str) -> DriverMap | None:
+        self.snapshot()
+        return self._seen.get((handle, WHICH[which]))
+
+    def call(self, config: RamContext, name: str, *args: Any) -> tuple[Any, str | None]:
+        """One C call with the page bits set, in one exchange, and its error_report line.
+
+        A ``bytearray`` argument is a driver buffer loaded with its bytes, read back into
+        it after the call and freed."""
+        buffers = [(a, int(self.driver.ask(f"new {len(a)}"))) for a in args if type(a) is bytearray]
+        try:
+            loads = [f"load {k} {bytes(a).hex()}" for a, k in buffers if a]
+            if loads:
+                self.driver.ask_many(loads)
+            tokens = iter(DriverArray(k, len(a), 0) for a, k in buffers)
+            argv = [next(tokens) if type(a) is bytearray else a for a in args]
+            answers = self.driver.ask_many(
+                [
+                    "call qref_ram_clear_error",
+                    f"call qref_set_target_page_bits {config.qemu_target_page_bits()}",
+                    f"call qref_set_host_page_size {config.host_page_size}",
+                    f"call {name} {' '.join(arg_token(x) for x in argv)}",
+                    f"calld qref_ram_last_error @{self._errbuf} {ERROR_BUF}",
+                    *(f"dump {k}" for _, k in buffers),
+                ]
+            )
+            for (a, _), image in zip(buffers, answers[5:], strict=True):
+                a[:] = bytes.fromhex(image)
+        finally:
+            if buffers:
+                self.driver.ask_many(f"free {k}" for _, k in buffers)
+        kind, value = answers[3].split(" ")
+        _, length, image = answers[4].split(" ")
+        error = None
         if int(length):
             raw = bytes.fromhex(image)
-            self.error_report(raw[: raw.index(b"\0")].decode(errors="replace"))
-        return parse_result(kind, value)
-
-    def _c(self, name: str, *args: Any) -> Any:
-        """Checked call: shadow model first, then the driver with blocks as objects."""
-        self._check(name, *args)
-        return self._call(name, *(a.obj if isinstance(a, DriverRAMBlock) else a for a in args))
-
-    def _new_block(self, spec: BlockSpec, shadow: RAMBlock | None) -> DriverRAMBlock:
-        """A driver RAMBlock of the checked ``spec``; the driver's list is rebuilt with it."""
-        answer = self.driver.ask(
-            f"block {arg_token(spec.idstr)} {spec.host} {spec.used_length} {spec.max_length} "
-            f"{spec.postcopy_length} {spec.page_size} {int(spec.migratable)} {int(spec.ignored)}"
-        )
-        block = DriverRAMBlock(self, DriverObject(int(answer[1:])), spec, shadow)
-        self.blocks.append(block)
-        objs = " ".join(f"#{b.obj.index}" for b in self.blocks)
-        self._list = DriverObject(int(self.driver.ask(f"list {objs}")[1:]))
-        return block
-
-    def qemu_ram_block_by_name(self, name: str) -> DriverRAMBlock | None:
-        obj = self._call("qemu_ram_block_by_name", self._list, name)
-        return next((b for b in self.blocks if b.obj == obj), None)
-
-    def ramblock_is_ignored(self, rb: DriverRAMBlock) -> bool:
-        return bool(self._c("ramblock_is_ignored", rb))
-
-    def ramblock_recv_map_init(self) -> None:
-        self._check("ramblock_recv_map_init")
-        self._call("ramblock_recv_map_init", self._list)
-
-    def ramblock_recv_bitmap_offset(
-        self, host_addr: int, rb: DriverRAMBlock, strict: bool | None = None
-    ) -> int:
-        self._check("ramblock_recv_bitmap_offset", host_addr, rb, strict)
-        return int(self._call("ramblock_recv_bitmap_offset", host_addr, rb.obj))
-
-    def ramblock_recv_bitmap_test(self, rb: DriverRAMBlock, host_addr: int) -> int:
-        return int(self._c("ramblock_recv_bitmap_test", rb, host_addr))
-
-    def ramblock_recv_bitmap_test_byte_offset(self, rb: DriverRAMBlock, byte_offset: int) -> bool:
-        return bool(self._c("ramblock_recv_bitmap_test_byte_offset", rb, byte_offset))
-
-    def ramblock_recv_bitmap_set(self, rb: DriverRAMBlock, host_addr: int) -> None:
-        self._c("ramblock_recv_bitmap_set", rb, host_addr)
-
-    def ramblock_recv_bitmap_set_range(self, rb: DriverRAMBlock, host_addr: int, nr: int) -> None:
-        self._c("ramblock_recv_bitmap_set_range", rb, host_addr, nr)
-
-    def ramblock_recv_bitmap_set_offset(self, rb: DriverRAMBlock, byte_offset: int) -> None:
-        self._c("ramblock_recv_bitmap_set_offset", rb, byte_offset)
-
-    def ram_load_cleanup(self) -> int:
-        self._check("ram_load_cleanup")
-        return int(self._call("ram_load_cleanup", self._list))
-
-    def ram_block_discard_range(self, rb: DriverRAMBlock, start: int, length: int) -> int:
-        return int(self._c("ram_block_discard_range", rb, start, length))
-
-    def ram_discard_range(self, rbname: str, start: int, length: int) -> int:
-        self._check("ram_discard_range", rbname, start, length)
-        return int(self._call("ram_discard_range", self._list, rbname, start, length))
-
-    def postcopy_ram_supported_by_host(self) -> bool:
-        """C checks the page sizes; a host without userfaultfd is the arch table's word."""
-        self._check("postcopy_ram_supported_by_host")
-        if not self._call("postcopy_ram_supported_by_host", self.host_page_size):
-            return False
-        return self._postcopy_host()
-
-    def postcopy_place_page(self, host: int, rb: DriverRAMBlock) -> int:
-        self._check("postcopy_place_page", host, rb)
-        return int(self._call("postcopy_place_page", host, rb.obj))
-
-    def ram_list_init_bitmaps(self) -> None:
-        self._check("ram_list_init_bitmaps")
-        self._call("ram_list_init_bitmaps", self._list)
-
-    def ram_save_cleanup(self) -> None:
-        self._check("ram_save_cleanup")
-        self._call("ram_save_cleanup", self._list)
-
-    def ramblock_recv_bitmap_send(self, block_name: str, spare: int = 0) -> tuple[bytes, int]:
-        """The driver's sender writes into a buffer of size + 16 + ``spare`` bytes, filled
-        with the canary first; (what it wrote, ret), as the C face."""
-        self._check("ramblock_recv_bitmap_send", block_name, spare)
-        block = next((b for b in self.blocks if b.idstr == block_name), None)
-        buflen = sender_room(self, block) + spare  # a pre-v6.1 tree's map is used_length's
-        buf = int(self.driver.ask(f"new {buflen}"))
-        try:
-            if buflen:
-                self.driver.ask(f"load {buf} {(bytes([CANARY]) * buflen).hex()}")
-            ret = int(
-                self._call(
-                    "ramblock_recv_bitmap_send",
-                    self._list,
-                    block_name,
-                    DriverArray(buf, buflen, 0),
-                    buflen,
-                )
-            )
-            image = bytes.fromhex(self.driver.ask(f"dump {buf}"))
-        finally:
-            self.driver.ask(f"free {buf}")
-        return written(image, ret), ret
-
-    def ram_dirty_bitmap_reload(self, block: DriverRAMBlock, stream: bytes) -> int:
-        """0, or RecoveryError carrying the driver's negative return value."""
-        self._check_reload(block, stream)
-        buf = int(self.driver.ask(f"new {len(stream)}"))
-        try:
-            if stream:
-                self.driver.ask(f"load {buf} {stream.hex()}")
-            ret = int(
-                self._call(
-                    "ram_dirty_bitmap_reload",
-                    block.obj,
-                    DriverArray(buf, len(stream), 0),
-                    len(stream),
-                )
-            )
-        finally:
-            self.driver.ask(f"free {buf}")
-        return self._reload_result(block, ret)
-
-    def close(self) -> None:
-        """Free the maps the library allocated (both cleanups are harmless twice)."""
-        if self.blocks and self.driver.proc.poll() is None:
-            self._call("ram_load_cleanup", self._list)
-            self._call("ram_save_cleanup", self._list)
+            error = raw[: raw.index(b"\0")].decode(errors="replace")
+        return parse_result(kind, value), error
 
 
-def driver_factory(driver: Driver) -> Callable[..., DriverRamContext]:
-    """A ram context factory (``model_context``'s keywords) for the C of ``driver``'s host.
+def driver_context(driver: Driver, *args: Any, checked: bool = True, **config: Any) -> CRamContext:
+    """The C ram layer of ``driver``'s host with ``RamContext``'s arguments; the layout and
+    pointer width are the driver's (others asked for are a ValueError)."""
+    config.setdefault("layout", driver.layout)
+    config.setdefault("pointer_bits", driver.info["pointer"])
+    return CRamContext(DriverTransport(driver), RamContext(*args, **config), checked)
 
-    Contexts are unchecked: the engine asks the model first. The layout and pointer width
-    asked for must be the driver's own.
-    """
 
-    def make(
-        target_page: TargetPage,
-        *,
-        side: Side = Side.DESTINATION,
-        layout: Layout | None = None,
-        host_page_size: int = 4096,
-        pointer_bits: int | None = None,
-        strict: bool = False,
-        host: Host | None = None,
-    ) -> DriverRamContext:
-        if layout is not None and layout != driver.layout:
-            raise ValueError(f"{driver.name} runs {driver.layout}, not {layout}")
-        if pointer_bits is not None and pointer_bits != driver.info["pointer"]:
-            raise ValueError(f"{driver.name} has {driver.info['pointer']}-bit pointers")
-        del strict  # the model checks strict mode before the driver is called
-        return DriverRamContext(
-            driver,
-            target_page,
-            side=side,
-            host_page_size=host_page_size,
-            host=host,
-            checked=False,
-        )
+def driver_factory(driver: Driver) -> Callable[..., CRamContext]:
+    """A ram context factory (``model_context``'s arguments) for the C of ``driver``'s
+    host. Contexts are unchecked: the engine asks the model first, strict mode too."""
+
+    def make(*args: Any, **config: Any) -> CRamContext:
+        config["strict"] = False  # the model checks strict mode before the driver is called
+        return driver_context(driver, *args, checked=False, **config)
 
     return make
 
@@ -612,8 +448,9 @@ __all__ = [
     "DriverError",
     "DriverImpl",
     "DriverObject",
-    "DriverRamContext",
+    "DriverTransport",
     "Replay",
+    "driver_context",
     "driver_factory",
     "for_layout",
     "program_script",

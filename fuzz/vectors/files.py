@@ -40,27 +40,32 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recvmap.pymodel.errors import PreconditionError
+from recvmap.pymodel import arch
 from recvmap.pymodel.releases import (
     DEFAULT_RULES,
     RELEASES,
     Release,
     Rules,
+    boundaries,
     parse_rules,
     range_of,
     release_range,
 )
 from recvmap.pymodel.words import Layout
+from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
 
-from ..engine.session import Divergence, initial_image
-from ..program import Program, Ref
-from ..subjects.impls import ModelImpl, Subject
+from ..engine import Divergence, ModelRun, isolated, model_run
+from ..engine.replay import replay_images
+from ..program import Program
+from ..subjects.impls import Subject
 from .intake import (
     DEFAULT_LIMITS,
     Limits,
@@ -108,63 +113,6 @@ NOTES = {
     "the lines), not from the model",
     "Release": "the expectation differs between QEMU releases: see the group's release range",
 }
-
-
-# --- running a program on the model alone ---------------------------------------------
-
-
-@dataclass
-class ModelRun:
-    """The model's results, the memory after the program, and the rejected op if any."""
-
-    results: list[Any] = field(default_factory=list)
-    images: dict[str, bytes | None] = field(default_factory=dict)
-    rejected: int | None = None
-    reason: str = ""
-
-
-def model_run(program: Program, release: str | Release | Rules | None = None) -> ModelRun:
-    """Run ``program`` on the model only, at ``release`` (a release or rules; default: the
-    program's own, else the newest); stop at the first operation it rejects."""
-    rel = parse_rules(release or program.release).name
-    if program.layer == "bitmap":
-        return _model_run_bitmap(program, rel)
-    return _model_run_ram(program, rel)
-
-
-def _model_run_bitmap(program: Program, release: str) -> ModelRun:
-    model = ModelImpl(program.layout, release)
-    arrays = []
-    for i, spec in enumerate(program.arrays):
-        h = model.alloc(spec.nwords)
-        model.load(h, initial_image(program, i))
-        arrays.append(h)
-    out = ModelRun()
-    for i, op in enumerate(program.ops):
-        args = [arrays[a.index] if isinstance(a, Ref) else a for a in op.args]
-        try:
-            out.results.append(model.call(op.name, *args))
-        except PreconditionError as err:
-            out.rejected, out.reason = i, str(err)
-            break
-    out.images = {f"@{k}": h.image() for k, h in enumerate(arrays)}
-    return out
-
-
-def _model_run_ram(program: Program, release: str) -> ModelRun:
-    from ..engine.ram import RamWorld, model_factories, outcome_value
-    from ..program.ram_setup import RamSetup
-
-    world = RamWorld(program, RamSetup.of(program), model_factories(release))
-    out = ModelRun()
-    for i, op in enumerate(program.ops):
-        try:
-            out.results.append(outcome_value(world, op))
-        except PreconditionError as err:
-            out.rejected, out.reason = i, str(err)
-            break
-    out.images = dict(world.maps())
-    return out
 
 
 # --- JSON forms -------------------------------------------------------------------------
@@ -270,8 +218,6 @@ def group_params(program: Program) -> dict[str, Any]:
 
 
 def _base_page(host: str) -> int:
-    from recvmap.pymodel import arch
-
     return arch.host(host).base_page
 
 
@@ -291,10 +237,6 @@ def test_range(
     (time.monotonic()) no more releases are tried: the range is what was shown by then,
     at least the releases no rule change separates from ``release``. Rules that are no
     release's (a tree between releases) give their own name: exactly those rules."""
-    import time
-
-    from recvmap.pymodel.releases import boundaries
-
     rules = parse_rules(release or program.release)
     if rules.release is None:
         return rules.name
@@ -434,8 +376,6 @@ def replay_command(
 ) -> str:
     """The command line that replays ``path`` on the implementation it was found on
     (with ``--timeout`` for a program known to be slow)."""
-    import shlex
-
     words = ["recvmap", "replay"]
     if subject and subject.get("library"):
         words += ["--impl", str(subject["library"])]
@@ -464,8 +404,6 @@ def write_divergence(
     divergence; past ``deadline`` the release range is not widened further, and what was
     cut short (``cut``, appended to) is said in the comment.
     """
-    import time
-
     assert kind in KINDS, kind
     what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
     if comment is None:
@@ -683,8 +621,6 @@ def check_impl(
     to its byte order (``adapt``: same words, the host's order; its images are read back
     in the vector's order) or refuse its layout (a ValueError naming it: skipped).
     """
-    from ..engine.replay import replay_images
-
     program = case.program.at(case.release_for(release).name)
     adapt = getattr(subject, "adapt", None)
     if adapt is not None:
@@ -700,7 +636,6 @@ def check_impl(
                 f"({case.test.get('reason', 'the model rejects it')}); nothing reached "
                 f"{subject.name}"
             )
-    from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
 
     # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
     # a read before the start of an array each fault under one of them. A subject whose
@@ -786,69 +721,6 @@ def replay(
     else:
         status, message = check_impl(case, subject, rel)
     return Verdict(case, status, message)
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (no orphan replaying a hang)."""
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-GUARD_NOTE = "arrays handed to C sit against guard pages: an access past an array faults"
-
-
-def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
-    """``fn(*args)`` in a forked child; ("fail", "... crashed ...") if the child dies,
-    ("fail", "HANG ...") if it runs longer than ``timeout`` seconds (it is killed)."""
-    if not hasattr(os, "fork"):
-        return fn(*args)
-    import pickle
-    import select
-    import signal
-    import time
-
-    rfd, wfd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        code = 0
-        try:
-            _die_with_parent()
-            os.close(rfd)
-            data = pickle.dumps(fn(*args))
-        except BaseException as err:  # noqa: BLE001 - reported to the parent
-            data = pickle.dumps(("fail", f"{type(err).__name__}: {err}"))
-            code = 1
-        with os.fdopen(wfd, "wb") as w:
-            w.write(data)
-        os._exit(code)
-    os.close(wfd)
-    chunks = []
-    deadline = None if timeout is None else time.monotonic() + timeout
-    with os.fdopen(rfd, "rb", buffering=0) as r:
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([r], [], [], left)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return "fail", f"HANG: the implementation did not finish within {timeout} s"
-            chunk = r.read(1 << 16)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        sig = signal.Signals(os.WTERMSIG(status)).name
-        what = f"the implementation crashed ({sig}) on this program"
-        if sig in ("SIGSEGV", "SIGBUS"):
-            what += f": a bad memory access, e.g. past an array ({GUARD_NOTE})"
-        return "fail", what
-    return pickle.loads(b"".join(chunks))
 
 
 # --- the schema and the packaged vectors ------------------------------------------------

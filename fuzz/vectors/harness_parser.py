@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from recvmap.fuzz.vectors.files import SCHEMA, iter_files, load_obj, replay, vectors_dir
 from recvmap.fuzz.vectors.intake import (
     DEFAULT_LIMITS,
     Limits,
@@ -34,6 +35,11 @@ from recvmap.fuzz.vectors.intake import (
     VectorError,
     parse_json,
 )
+
+try:  # optional (the fuzz extra): the random mode needs nothing but the standard library
+    import atheris  # type: ignore[import-not-found]
+except ImportError:
+    atheris = None
 
 # Small caps: a fuzzer input may ask for the largest legal program; keep each run short.
 HARNESS_LIMITS = Limits(
@@ -43,8 +49,6 @@ HARNESS_LIMITS = Limits(
 
 def check_text(text: str | bytes, limits: Limits = HARNESS_LIMITS) -> str:
     """'ok', 'rejected' or 'skipped'; any exception that escapes is a bug."""
-    from recvmap.fuzz.vectors.files import load_obj, replay
-
     try:
         obj = parse_json(text, limits)
         cases = load_obj(obj, Path("<input>"), limits)
@@ -67,8 +71,6 @@ def one_input(data: bytes) -> None:
 
 def seeds() -> list[dict[str, Any]]:
     """One-test vector files and bare programs cut from the packaged vector files."""
-    from recvmap.fuzz.vectors.files import SCHEMA, iter_files, vectors_dir
-
     out: list[dict[str, Any]] = []
     for path in iter_files([vectors_dir()]):
         obj = json.loads(path.read_text())
@@ -203,8 +205,9 @@ def main(argv: list[str]) -> int:
             print(site, "<-", text)
         print(f"{stats.runs} inputs: {stats.outcomes}")
         return 1 if stats.unexpected else 0
-    import atheris  # type: ignore[import-not-found]
-
+    if atheris is None:
+        print("atheris is not installed: --random SEED SECONDS runs without it", file=sys.stderr)
+        return 2
     atheris.instrument_all()
     atheris.Setup(argv, one_input)
     atheris.Fuzz()

@@ -23,8 +23,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel import arch
 from recvmap.pymodel.errors import PreconditionError
-from recvmap.pymodel.releases import parse_rules
+from recvmap.pymodel.ramblock import RamContext
+from recvmap.pymodel.releases import at_release, parse_rules
+from recvmap.pymodel.words import BITS_TO_LONGS, Layout
+from recvmap.qemu_ref.ram import CRamContext
+
+from ..engine.ram import RamWorld, model_factories
+from ..program import Program
+from ..program.decode_alloc import alloc_words
+from ..program.format import Alloc
+from ..program.ram_setup import RAM_FUNCTIONS, RamSetup
 
 
 class VectorError(ValueError):
@@ -108,10 +118,8 @@ def _params(fn: Callable[..., Any], skip: int = 0) -> list[tuple[str, str, bool]
 
 
 def _bitmap_table() -> dict[str, list[tuple[str, str, bool]]]:
-    from ..subjects.impls import ModelImpl
-
     table = {}
-    for name, fn in ModelImpl.functions.items():
+    for name, fn in at_release().functions().items():
         sig = inspect.signature(fn)
         params = _params(fn)
         if str(sig.return_annotation) == "Words" or any(a == "Layout" for _, a, _ in params):
@@ -121,16 +129,14 @@ def _bitmap_table() -> dict[str, list[tuple[str, str, bool]]]:
 
 
 def _ram_table() -> dict[str, list[tuple[str, str, bool]]]:
-    from recvmap.pymodel.ramblock import RamContext
-
-    from ..program.ram_setup import RAM_FUNCTIONS
-
     table = {}
     for name in RAM_FUNCTIONS:
         params = _params(getattr(RamContext, name), skip=1)
         if name == "ram_dirty_bitmap_reload":
             params = params[:-1]  # the stream register supplies the stream
         table[name] = [p for p in params if p[1] != "bool | None"]
+    # a program's sender may have a larger buffer: the C face's ``spare`` (qemu_ref.ram)
+    table["ramblock_recv_bitmap_send"] = _params(CRamContext.ramblock_recv_bitmap_send, skip=1)
     table["stream_truncate"] = [("n", "int", True)]
     table["stream_xor"] = [("pos", "int", True), ("mask", "int", True)]
     table["stream_append"] = [("n", "int", True), ("byte", "int", True)]
@@ -189,8 +195,6 @@ def _check_op(where: str, layer: str, op: Any, nrefs: int, limits: Limits) -> No
 
 def _check_setup(where: str, program: dict[str, Any], limits: Limits) -> int:
     """The ram setup of a program; the number of blocks."""
-    from recvmap.pymodel import arch
-
     setup = program.get("setup")
     if not isinstance(setup, dict):
         raise VectorError(f"{where}: a {program.get('layer')} program needs a setup")
@@ -225,12 +229,6 @@ def _check_setup(where: str, program: dict[str, Any], limits: Limits) -> int:
 
 def _check_world(where: str, obj: dict[str, Any]) -> None:
     """The model builds the program's RAM blocks: a setup outside QEMU's domain is refused."""
-    from recvmap.pymodel.errors import PreconditionError
-
-    from ..engine.ram import RamWorld, model_factories
-    from ..program import Program
-    from ..program.ram_setup import RamSetup
-
     program = Program.from_json(obj)
     try:
         RamWorld(program, RamSetup.of(program), model_factories())
@@ -251,11 +249,6 @@ def _check_alloc(where: str, obj: dict[str, Any], a: dict[str, Any]) -> None:
     """An array the implementation allocates (``program.decode_alloc``): its size is
     BITS_TO_LONGS(nbits), its old words fit its old array, and its words are the model's
     result of the allocation."""
-    from recvmap.pymodel.words import BITS_TO_LONGS, Layout
-
-    from ..program.decode_alloc import alloc_words
-    from ..program.format import Alloc
-
     bpl = obj["bits_per_long"]
     if obj.get("layer", "bitmap") != "bitmap":
         raise VectorError(f"{where}.alloc: arrays are allocated in the bitmap layer only")
@@ -365,8 +358,6 @@ def validate(
 ) -> list[str]:
     """Problems of ``obj`` against ``sch`` (type, const, enum, required, properties,
     additionalProperties, items, minimum, maximum, minItems, pattern, anyOf, $ref to $defs)."""
-    import re
-
     root = root or sch
     if "$ref" in sch:
         name = sch["$ref"].rsplit("/", 1)[-1]

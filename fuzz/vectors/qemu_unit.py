@@ -32,9 +32,11 @@ from pathlib import Path
 
 from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.releases import Release, ReleaseError, parse_release, require
+from recvmap.qemu_ref.loader import abi
 
+from ..engine import model_run
 from ..program import Ref
-from .files import Case, check_model, iter_files, load_file, model_run, vectors_dir
+from .files import Case, check_model, iter_files, load_file, vectors_dir
 
 
 class ExportError(ValueError):
@@ -85,8 +87,6 @@ def c_int(value: int, ctype: str) -> str:
 
 
 def _signatures() -> dict[str, tuple[str, tuple[str, ...]]]:
-    from recvmap.qemu_ref.loader import abi
-
     return {d.name: (d.restype, d.argtypes) for d in abi() if d.header == "qemu_ref.h"}
 
 

@@ -28,11 +28,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from recvmap.fuzz.engine import initial_image
+from recvmap.fuzz.engine import initial_image, model_run
 from recvmap.fuzz.program import ArraySpec, Op, Program, Ref
 from recvmap.fuzz.vectors.files import (
     make_test,
-    model_run,
     result_json,
     vector_file,
     write_vector_file,

@@ -35,16 +35,24 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recvmap.qemu_ref.loader import HEADERS, abi, package_file
+
+from .. import hosts
+from ..build import cache_dir
+from ..hosts import source_dir
+from . import ram
 from .diagnose import first_problem
 from .tree import BITMAP_HEADER, FREE, IDENTITY, Origin, QemuTree, inventory
 
@@ -146,8 +154,6 @@ def c_type(spelling: str) -> str:
 
 def wrappers(tree: QemuTree, origins: Sequence[Origin]) -> str:
     """The wrapper unit: QEMU's ``static inline`` helpers exported under QEMU's names."""
-    from recvmap.qemu_ref.loader import abi
-
     decls = {d.name: d for d in abi() if d.header == BITMAP_HEADER}
     inline = [o for o in origins if o.kind == "glue" and o.path]
     out = [
@@ -216,11 +222,7 @@ def bitmap_units(tree: QemuTree) -> list[Unit]:
 
 
 def extra_units(tree: QemuTree) -> list[Unit]:
-    """The units of part 2 (``ram.extra_units``) if that module exists, else none."""
-    try:
-        from . import ram
-    except ImportError:
-        return []
+    """The units of part 2 (``ram.extra_units``)."""
     env = ram.BuildEnv(config_host(tree), cache_root(), QEMU_CFLAGS, GLUE_INCLUDE)
     return [Unit(**u) for u in ram.extra_units(tree, env)]
 
@@ -231,8 +233,6 @@ def units(tree: QemuTree) -> list[Unit]:
 
 def origins(tree: QemuTree) -> list[Origin]:
     """Where every ABI function of a build of ``tree`` comes from (``recvmap qemu-tree``)."""
-    from recvmap.qemu_ref.loader import abi
-
     found: dict[str, Origin] = {}
     for u in units(tree):
         for o in u.origins:
@@ -245,8 +245,6 @@ def origins(tree: QemuTree) -> list[Origin]:
 
 def cache_root() -> Path:
     """Where built trees are kept: the build cache of subjects.build, ``qemu-tree/``."""
-    from ..build import cache_dir
-
     return cache_dir() / "qemu-tree"
 
 
@@ -262,7 +260,6 @@ def _host(host: str | None) -> tuple[str, tuple[str, ...]]:
     """(compiler, flags) for ``host`` (None: this machine, a shared library)."""
     if host is None:
         return os.environ.get("CC", "gcc"), ("-fPIC",)
-    from .. import hosts
 
     if host not in hosts.HOSTS:
         raise BuildError(f"unknown host {host}; choose from {', '.join(hosts.HOSTS)}")
@@ -319,8 +316,6 @@ def _deps(stdout: str) -> list[Path]:
 
 def _dispatch(ref: Path, out: Path, headers: list[Path], only: set[str]) -> None:
     """The replay driver's table (qemu_ref/gen_dispatch.py, run in this process)."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location("recvmap_gen_dispatch", ref / "gen_dispatch.py")
     if spec is None or spec.loader is None:
         raise BuildError(f"{ref / 'gen_dispatch.py'}: cannot be loaded")
@@ -363,8 +358,6 @@ def _where(unit: Unit, tree: QemuTree) -> str:
 
 def _dispatch_headers(provided: set[str]) -> list[Path]:
     """The ABI headers the driver's table is generated from: those a build provides."""
-    from recvmap.qemu_ref.loader import HEADERS, abi, package_file
-
     used = {d.header for d in abi() if d.name in provided}
     return [package_file(h) for h in HEADERS if h in used]
 
@@ -396,8 +389,6 @@ STALE = 3600.0  # seconds after which a temporary build folder is an abandoned o
 
 def sweep(root: Path) -> None:
     """Remove the temporary folders of builds that were killed (older than ``STALE``)."""
-    import time
-
     for tmp in root.glob(".building-*"):
         try:
             if time.time() - tmp.stat().st_mtime > STALE:
@@ -423,8 +414,6 @@ def _build(
     driver = host is not None
     extra: list[tuple[str, str]] = []
     if driver:
-        from ..hosts import source_dir
-
         ref = source_dir()
         headers = _dispatch_headers(provided)
         _dispatch(ref, tmp / "qref_dispatch.h", headers, provided)

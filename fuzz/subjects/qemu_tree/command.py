@@ -25,8 +25,20 @@ from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.releases import SEED, parse_rules
+from recvmap.qemu_ref.loader import abi
 
+from ..hosts import (
+    HOSTS,
+    HostError,
+    HostPool,
+    HostSubject,
+    available_hosts,
+    host_status,
+    sender_hosts,
+)
+from ..impls import OPTIONAL_RAM
 from .build import BuildError, build_tree, origins
+from .ram import ram_problem
 from .tree import Origin, QemuTree, TreeError
 
 LAYERS = ("bitmap", "ram", "recovery")
@@ -78,8 +90,6 @@ def rules_line(tree: QemuTree, release: str | None = None) -> str:
 
 def ram_part_problem(tree: QemuTree) -> str | None:
     """Why the tree's ram functions were left out of its build (one line), if they were."""
-    from .ram import ram_problem
-
     problem = ram_problem(tree.root)
     return None if problem is None else str(problem)
 
@@ -108,15 +118,11 @@ def render(tree: QemuTree) -> str:
 def tree_hosts() -> list[str]:
     """The hosts a tree's driver can be built for here: available, with their own
     ``unsigned long`` (not our C's emulated word widths)."""
-    from ..hosts import HOSTS, available_hosts
-
     return [n for n in available_hosts() if not HOSTS[n].cflags]
 
 
 def host_problem(name: str) -> str | None:
     """Why a tree's code cannot run on host ``name`` here (None: it can)."""
-    from ..hosts import HOSTS, host_status
-
     if name not in HOSTS:
         return f"unknown host; choose from {', '.join(HOSTS)}"
     if HOSTS[name].cflags:
@@ -130,7 +136,6 @@ def host_problem(name: str) -> str | None:
 def tree_pool(tree: QemuTree, executables: dict[str, Path] | None = None) -> Any:
     """A ``hosts.HostPool`` whose every driver is the TREE's, built for its host on first
     use (cached), so a recovery stream's sender of another layout is the tree's code too."""
-    from ..hosts import HostError, HostPool
 
     def build(host: str) -> Path:
         try:
@@ -144,8 +149,6 @@ def tree_pool(tree: QemuTree, executables: dict[str, Path] | None = None) -> Any
 def tree_senders() -> dict[Any, str]:
     """The host of each word layout a tree's recovery stream sender can run on here (no
     32-bit big-endian one: QEMU's code has no emulated word width)."""
-    from ..hosts import sender_hosts
-
     return sender_hosts(tree_hosts())
 
 
@@ -157,8 +160,6 @@ def tree_host_subject(tree: QemuTree, name: str) -> Any:
     C. A layout no host here can build (32-bit big-endian) has no sender: its programs are
     skipped with the layout named.
     """
-    from ..hosts import HostSubject
-
     label = f"qemu-{tree.release}"
     return HostSubject(name, tree_pool(tree), senders=tree_senders(), label=label, path=tree.root)
 
@@ -171,10 +172,6 @@ def driver_layers(found: Sequence[Origin]) -> list[str]:
     it cannot do without are there (``OPTIONAL_RAM``), and the model under the tree's rules
     never calls the others. ``found``: ``origins(tree)``.
     """
-    from recvmap.qemu_ref.loader import abi
-
-    from ..impls import OPTIONAL_RAM
-
     names = {o.function for o in found if o.kind != "absent"}
     ram = {d.name for d in abi() if d.header == "qemu_ref_ram.h"}
     missing = ram - names
@@ -285,8 +282,6 @@ def resolve(
 def host_overrides(driver: HostDriver) -> dict[str, Any]:
     """fuzz_host keyword arguments for a tree's driver on its host: that driver, and the
     tree's drivers of other hosts as the recovery stream senders of other layouts."""
-    from ..hosts import HOSTS, HostPool
-
     pool = HostPool(dict(driver.senders))
     senders = {HOSTS[h].layout: h for h in driver.senders if h in HOSTS}
     senders[HOSTS[driver.host].layout] = driver.host

@@ -136,6 +136,8 @@ class Extraction:
 @cache
 def _parser() -> Any:
     try:
+        # lazy: optional (the qemu-tree extra); its absence is a one-line error when a
+        # tree's ram functions are wanted, not when the campaign imports this module
         import tree_sitter_c
         from tree_sitter import Language, Parser
     except ImportError as err:  # pragma: no cover - depends on the installed extras

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from recvmap.pymodel.releases import Rules
+from recvmap.qemu_ref.loader import package_file
 
 from .diagnose import missing_call
 from .extract import RAM_FUNCTIONS, Definition, ExtractError, Extraction, extract
@@ -286,8 +287,6 @@ def extra_units(tree: QemuTree, env: BuildEnv) -> list[dict[str, Any]]:
     line saying why, for the command to report (exit 2 when a ram layer was asked for,
     an explicit skip otherwise).
     """
-    from recvmap.qemu_ref.loader import package_file
-
     root = tree.root.resolve()
     _PROBLEMS.pop(root, None)
     try:

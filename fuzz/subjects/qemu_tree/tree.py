@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recvmap.pymodel.releases import Rules, Version, parse_version, rules_of, version_rules
+from recvmap.qemu_ref.loader import abi
 
 from .repo import GitError, Repo
 
@@ -169,8 +170,6 @@ def find_definition(text: str, name: str) -> tuple[int, bool] | None:
 
 def inventory(tree: QemuTree, header: str = BITMAP_HEADER) -> list[Origin]:
     """Where each function of ``header``'s ABI comes from in ``tree`` (ABI order)."""
-    from recvmap.qemu_ref.loader import abi
-
     texts = {rel: blank_comments(tree.text(rel)) for rel in (*SOURCES, *HEADERS)}
     out = []
     for decl in abi():
