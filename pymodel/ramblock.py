@@ -27,6 +27,10 @@ release rules of this module:
   (inside v4.1.0's development, no release);
 - ram_block_discard_range checks the end address ("Unaligned end address") before v5.0.0
   (72821d93e0) and the range against used_length before v6.1.0 (dcdc460767);
+- ram_block_discard_range picks madvise by qemu_host_page_size, max(host page, target
+  page), before v9.0.0 (80c3aeef7f): a base-page block that is no file then gets neither
+  madvise nor fallocate and the discard returns -1 when the target page is the bigger;
+  before v2.12.0 (db144f7000) such a block was fallocated on fd -1: EBADF, -9;
 - ramblock_recv_bitmap_set_offset exists from v9.1.0 (5ef7e26bdb).
 Rules of every release: ram_list_init_bitmaps allocates nothing when ram_bytes_total()
 (used_length summed over the blocks that migrate) is 0.
@@ -52,8 +56,10 @@ from .recovery import (
 from .releases import (
     BMAP_BLANK,
     BMAP_DIRTY_AGAIN,
+    DISCARD_FALLOCATE_BY_FD,
     DISCARD_LENGTH_MSG,
     DISCARD_MAX_LENGTH,
+    DISCARD_REAL_HOST_PAGE,
     DISCARD_SOURCE,
     IGNORE_SHARED,
     RECV_MIGRATABLE,
@@ -66,6 +72,7 @@ from .releases import (
 from .words import LP64_LE, Layout, Words
 
 UINT64_BITS = 64
+EBADF = 9  # Linux's errno of a system call on no file (fd -1)
 IDSTR_MAX = 255  # char idstr[256] in QEMU's RAMBlock
 
 
@@ -504,12 +511,13 @@ class RamContext:
     # --- discard ----------------------------------------------------------------------
 
     def ram_block_discard_range(self, rb: RAMBlock, start: int, length: int) -> int:
-        """The checks of system/physmem.c ram_block_discard_range; 0 or -1.
+        """The checks of system/physmem.c ram_block_discard_range; 0, -1 (or -EBADF at v2.11).
 
         rb->host + start must be aligned to rb->page_size ("Unaligned start address");
         start + length (uint64_t, wrapping) must not pass max_length ("Overrun block");
-        length must be a multiple of rb->page_size ("Unaligned length"). The discard
-        itself (madvise / fallocate) is not modelled. %p is printed as 0x%x.
+        length must be a multiple of rb->page_size ("Unaligned length"). Then the discard
+        itself (``_discard_call``: madvise or fallocate, which succeed on a checked range;
+        before v9.0.0 possibly neither). %p is printed as 0x%x.
         Before v6.1.0 (dcdc460767) the range had to fit used_length, and the message
         printed it; before v5.0.0 (72821d93e0) the end address host + start + length was
         checked instead of the length ("Unaligned end address: %p"): the same verdict,
@@ -533,7 +541,41 @@ class RamContext:
                 host_endaddr = (host_startaddr + length) % (1 << self.pointer_bits)
                 self.error_report(f"{fn}: Unaligned end address: 0x{host_endaddr:x}")
             return -1
-        return 0
+        return self._discard_call(rb, start, length)
+
+    def backed_by_file(self, rb: RAMBlock) -> bool:
+        """Whether a file backs ``rb`` (QEMU's rb->fd != -1): hugetlbfs when its page is not
+        the host's base page, and the shared named file of a block ignore-shared leaves out
+        (``ignored``); any other block is anonymous memory on the host's base pages."""
+        return rb.page_size != self.host_page_size or rb.ignored
+
+    def _discard_call(self, rb: RAMBlock, start: int, length: int) -> int:
+        """The system call of a checked discard: 0, or QEMU's failure when it has none.
+
+        QEMU (ram_block_discard_range): fallocate(PUNCH_HOLE) when a file backs the block,
+        madvise(DONTNEED) when rb->page_size equals the host page; both succeed on a range
+        that passed the checks, and a call that makes neither keeps its initial -1 without
+        a message. From v9.0.0 (80c3aeef7f, "softmmu/physmem: Remove qemu_host_page_size")
+        the host page is qemu_real_host_page_size(), so every block takes one of them.
+        Before, it was qemu_host_page_size, which page_size_init set to max(real host page,
+        TARGET_PAGE_SIZE): with a target page bigger than the host's, an anonymous block on
+        base pages took neither. Before v2.12.0 (db144f7000, "migrate: Update
+        ram_block_discard_range for shared") a block that was not madvised was fallocated
+        on its fd even without a file: -1 fails with EBADF, -9 and "Failed to discard range".
+        """
+        if self.release.has(DISCARD_REAL_HOST_PAGE):
+            return 0
+        qemu_host_page_size = max(self.host_page_size, self.qemu_target_page_size())
+        if rb.page_size == qemu_host_page_size or self.backed_by_file(rb):
+            return 0
+        if self.release.has(DISCARD_FALLOCATE_BY_FD):
+            return -1
+        ret = -EBADF
+        self.error_report(
+            f"ram_block_discard_range: Failed to discard range {rb.idstr}:{start:x} "
+            f"+{length:x} ({ret})"
+        )
+        return ret
 
     def ram_discard_range(self, rbname: str, start: int, length: int) -> int:
         """Clear the received bits FIRST, then run ram_block_discard_range's checks.

@@ -331,6 +331,8 @@ RECV_SIZE_ROUND_UP = "recv_bitmap_size_div_round_up"
 BMAP_BLANK = "bmap_blank"
 BMAP_DIRTY_AGAIN = "bmap_dirty_again"
 RELOAD_ERROR_SETG = "reload_error_setg"
+DISCARD_REAL_HOST_PAGE = "discard_real_host_page"
+DISCARD_FALLOCATE_BY_FD = "discard_fallocate_by_fd"
 
 CHANGES: tuple[Change, ...] = (
     _c(
@@ -495,6 +497,32 @@ CHANGES: tuple[Change, ...] = (
         "clear_bit_atomic",
         "clear_bit_atomic exists",
         "absent",
+    ),
+    _c(
+        DISCARD_FALLOCATE_BY_FD,
+        "v2.12.0",
+        "db144f7000",
+        "migrate: Update ram_block_discard_range for shared",
+        "ram",
+        "ram_block_discard_range ram_discard_range",
+        "fallocate only when a file backs the block (rb->fd != -1), madvise when rb->page_size "
+        "== qemu_host_page_size; neither: -1 without a message",
+        "madvise when rb->page_size == qemu_host_page_size, else fallocate(rb->fd): an "
+        "anonymous block (fd -1) under a target page bigger than the host's failed with EBADF: "
+        '-9 and "ram_block_discard_range: Failed to discard range pc.ram:0 +2000 (-9)"',
+    ),
+    _c(
+        DISCARD_REAL_HOST_PAGE,
+        "v9.0.0",
+        "80c3aeef7f",
+        "softmmu/physmem: Remove qemu_host_page_size",
+        "ram",
+        "ram_block_discard_range ram_discard_range",
+        "a block on the host's base page is discarded with madvise (rb->page_size == "
+        "qemu_real_host_page_size()), a file with fallocate: a checked range returns 0",
+        "madvise only when rb->page_size == qemu_host_page_size, which page_size_init made "
+        "max(host page, target page): with a target page bigger than the host page, a block "
+        "on base pages that is no file took neither call and returned -1, with no message",
     ),
     _c(
         "recv_bitmap_set_offset",

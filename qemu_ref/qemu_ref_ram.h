@@ -11,6 +11,12 @@
  * - Target page bits live in one C global, set with
  *   qref_set_target_page_bits() before any other call (QEMU's run-time
  *   target_page.bits, already finalized); qemu_target_page_bits() reads it.
+ * - The host's base page (getpagesize(), QEMU's qemu_real_host_page_size)
+ *   likewise, with qref_set_host_page_size(): a block whose page_size is
+ *   another size is backed by a file (hugetlbfs), as is an ignored block (a
+ *   shared named file); QEMU derives from this page which system call
+ *   discards a block (ram_block_discard_range), and older releases derived
+ *   it from max(host page, target page) (see pymodel/releases.py).
  * - QEMU's global ram_list is a RAMList passed to the functions that walk it
  *   (ramblock_recv_map_init, ram_load_cleanup, ram_discard_range,
  *   ramblock_recv_bitmap_send, ...): a NULL-terminated chain of RAMBlocks
@@ -38,7 +44,8 @@
  *   Host addresses are stored in the native pointer type and never
  *   dereferenced.
  *
- * Domain (unchecked, as in QEMU): qref_set_target_page_bits called; maps
+ * Domain (unchecked, as in QEMU): qref_set_target_page_bits and
+ * qref_set_host_page_size called; maps
  * allocated where used; every bit index and word inside the allocation
  * (ramblock_recv_bitmap_offset does not range-check: an address below
  * rb->host wraps to a huge index); ram_dirty_bitmap_reload needs
@@ -83,6 +90,8 @@ typedef struct RAMList {
 
 /* Run-time target page bits (include/exec/target_page.h) */
 QREF_API void qref_set_target_page_bits(int bits);
+/* The host's base page size, a power of two (util/osdep: qemu_real_host_page_size) */
+QREF_API void qref_set_host_page_size(size_t size);
 QREF_API int qemu_target_page_bits(void);
 QREF_API size_t qemu_target_page_size(void);
 

@@ -30,12 +30,19 @@
 #define ROUND_UP(n, d)          (DIV_ROUND_UP(n, d) * (d))
 
 static int target_page_bits;
+static size_t host_page_size;
 static char last_error[512];
 
 void qref_set_target_page_bits(int bits)
 {
     assert(bits > 0 && bits < 32);
     target_page_bits = bits;
+}
+
+void qref_set_host_page_size(size_t size)
+{
+    assert(size && !(size & (size - 1)));
+    host_page_size = size;
 }
 
 int qemu_target_page_bits(void)
@@ -204,7 +211,17 @@ int ram_block_discard_range(RAMBlock *rb, uint64_t start, size_t length)
         error_report("ram_block_discard_range: Unaligned length: %zx", length);
         return -1;
     }
-    return 0;
+    /*
+     * Which system call discards: madvise for a block on the host's base page,
+     * fallocate for a file (hugetlbfs, or the shared file of an ignored block).
+     * From v9.0.0 every block is one or the other, and both succeed on a range
+     * that passed the checks; before, madvise was chosen by max(host page,
+     * target page) and a block that was neither failed (pymodel/releases.py).
+     */
+    bool need_madvise = rb->page_size == host_page_size;
+    bool need_fallocate = rb->page_size != host_page_size || rb->ignored;
+
+    return need_madvise || need_fallocate ? 0 : -1;
 }
 
 /* The received bits are cleared FIRST, before the checks can fail. */

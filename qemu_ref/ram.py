@@ -418,9 +418,10 @@ class LibraryTransport:
         return CMap(address, nwords, self.lib.bits) if address else None
 
     def call(self, config: RamContext, name: str, *args: Any) -> tuple[Any, str | None]:
-        """Run one C function with the target page bits set; its error_report line."""
+        """Run one C function with the target and host pages set; its error_report line."""
         self.lib.qref_ram_clear_error()
         self.lib.qref_set_target_page_bits(config.qemu_target_page_bits())
+        self.lib.qref_set_host_page_size(config.host_page_size)
         c_args = [
             a.encode()
             if isinstance(a, str)

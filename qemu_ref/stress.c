@@ -320,6 +320,7 @@ int main(int argc, char **argv)
     }
 #ifdef QREF_STRESS_RAM
     qref_set_target_page_bits(PAGE_BITS);
+    qref_set_host_page_size((size_t)1 << PAGE_BITS);
     block.host = (uint8_t *)(uintptr_t)RAM_HOST;
     block.used_length = block.max_length = block.postcopy_length =
         (uint64_t)nbits << PAGE_BITS;

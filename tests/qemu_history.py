@@ -43,3 +43,28 @@ def upstream(repo: Path, commit: str) -> str:
     lines = found.splitlines()
     assert len(lines) == 1, (commit, lines)
     return lines[0]
+
+
+def checkout(bundle: Path, rev: str, dest: Path) -> Path:
+    """A separate checkout of ``rev`` in a clone (a worktree of it: its own HEAD)."""
+    git(bundle, "worktree", "add", "-q", "--detach", str(dest), rev)
+    return dest
+
+
+def version_key(tag: str) -> tuple[int, ...]:
+    """``v3.1.0-rc2`` -> (3, 1, 0, 0, 2), ``v3.1.0`` -> (3, 1, 0, 1, 0): rcs before the release."""
+    base, _, rc = tag.lstrip("v").partition("-rc")
+    return (*(int(x) for x in base.split(".")), 0 if rc else 1, int(rc or 0))
+
+
+def tags(first: str = "v2.11.0-rc0", last: str = "v10.1.3") -> list[str]:
+    """The release and release-candidate tags of the bundle from ``first`` to ``last``, in
+    version order, read from the bundle's refs (no clone); none without the bundle."""
+    if not available():
+        return []
+    heads = subprocess.run(
+        ["git", "bundle", "list-heads", str(BUNDLE)], capture_output=True, text=True, check=True
+    ).stdout
+    found = [line.split("refs/tags/")[1] for line in heads.splitlines() if "refs/tags/v" in line]
+    lo, hi = version_key(first), version_key(last)
+    return sorted((t for t in found if lo <= version_key(t) <= hi), key=version_key)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import qemu_history
 from helpers import recvmap
-from qemu_history import git, upstream
+from qemu_history import checkout, git, upstream
 
 from recvmap.fuzz.subjects.qemu_tree.build import origins
 from recvmap.fuzz.subjects.qemu_tree.repo import Repo
@@ -38,12 +38,6 @@ FIX = "814bb08f177a"  # migration: update recv bitmap only on dest vm
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clone of the bundle, shared by the tests of this module (not checked out again)."""
     return qemu_history.clone(tmp_path_factory.mktemp("history") / "qemu")
-
-
-def checkout(bundle: Path, rev: str, dest: Path) -> Path:
-    """A separate checkout of ``rev`` (a worktree of the clone: its own HEAD)."""
-    git(bundle, "worktree", "add", "-q", "--detach", str(dest), rev)
-    return dest
 
 
 def test_a_checkout_is_judged_by_its_history_a_copy_by_its_version(

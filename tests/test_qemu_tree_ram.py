@@ -384,6 +384,47 @@ def test_send_sizes_the_map_by_release(release: str, size: int) -> None:
     assert bytes(buf[:8]) == size.to_bytes(8, "big")
 
 
+def _discard_on(release: str, target_bits: int, host_page: int, **block: object) -> int:
+    """QEMU's ram_discard_range of one whole page of a block, target and host pages given
+    through the ABI (qref_set_target_page_bits, qref_set_host_page_size)."""
+    from recvmap.pymodel.ramblock import TargetPage
+    from recvmap.qemu_ref.ram import c_context
+
+    lib = load(build_tree(TREES[release]), bits=64, partial=True)
+    page = int(block.pop("page_size", host_page))  # type: ignore[call-overload]
+    dst = c_context(TargetPage.fixed(target_bits), host_page_size=host_page, lib=lib, checked=False)
+    dst.ram_block_add("pc.ram", 4 * MIB, page_size=page, **block)  # type: ignore[arg-type]
+    dst.ramblock_recv_map_init()
+    return int(dst.ram_discard_range("pc.ram", 0, max(page, 1 << target_bits)))
+
+
+@pytest.mark.parametrize(("release", "ret"), [("v2.12.0", -1), ("v8.2.0", -1), ("v10.1.0", 0)])
+def test_discard_by_qemu_host_page_size_before_v9(release: str, ret: int) -> None:
+    """need_madvise = rb->page_size == qemu_host_page_size, max(host page, TARGET_PAGE_SIZE)
+    (page_size_init), until 80c3aeef7f (v9.0.0) compares qemu_real_host_page_size(); a file
+    takes fallocate. Alpha's 8K pages on a 4K host: an anonymous 4K block takes neither
+    before v9.0.0 (-1); a 16K host makes qemu_host_page_size 16K, a 16K block madvises. The
+    two host pages on one library: the glue takes the host page from the ABI, not a
+    constant (with 4096 fixed, the first discard returned 0 at every release)."""
+    if release not in TREES:
+        pytest.skip(f"needs the {release} tree")
+    assert _discard_on(release, 13, 4096) == ret
+    assert _discard_on(release, 13, 16384) == 0
+    assert _discard_on(release, 12, 4096) == 0
+    assert _discard_on(release, 13, 4096, ignored=True) == 0  # a shared file: fallocate
+    assert _discard_on(release, 13, 4096, page_size=2 * MIB) == 0  # hugetlbfs: fallocate
+
+
+def test_fuzzer_reaches_the_qemu_host_page_size_rule(tmp_path: Path) -> None:
+    """The ram layer's generator draws targets whose page is bigger than the host's: the
+    v8.2.0 tree judged at v9.0.0's rules diverges on such a discard within seconds."""
+    if "v8.2.0" not in TREES:
+        pytest.skip("needs the v8.2.0 tree")
+    result = _fuzz(build_tree(TREES["v8.2.0"]), "ram", tmp_path, 20, "v9.0.0")
+    assert result["divergences"], "20 s of the ram layer never reached the rule"
+    assert "discard" in result["divergences"][0]["description"]
+
+
 def test_v2_12_source_side_discard_crashes(tmp_path: Path) -> None:
     """bitmap_clear on the source's NULL receivedmap: a crash until 814bb08f17 (v3.0.0)."""
     if "v2.12.0" not in TREES or "v3.0.0" not in TREES:
@@ -444,6 +485,31 @@ def test_tree_ram_code_on_an_emulated_host(release: str, host: str) -> None:
     )
     assert s["layers"]["ram"]["programs"] > 0
     assert s["divergence"] is None and s["crashes"] == 0, s
+
+
+def test_a_hosts_driver_sends_the_map_of_used_length_before_v6_1() -> None:
+    """v3.0.0's sender sizes the map by used_length (898ba906cc moved it to postcopy_length
+    in v6.1.0): 5 pages used, 1 for postcopy, 4K target pages: 80 bits, 10 bytes rounded up
+    to 16, ret 16 + 8. The driver's face gives its sender room for that map (it gave the
+    newest rule's 8 bytes: -ENOSPC on i686, a false divergence of every pre-v6.1 tree)."""
+    from recvmap.fuzz.subjects.hosts import HostPool, host_status
+    from recvmap.fuzz.subjects.remote import driver_context
+    from recvmap.pymodel.ramblock import TargetPage
+
+    if "v3.0.0" not in TREES:
+        pytest.skip("needs the v3.0.0 tree")
+    if reason := host_status("i686"):
+        pytest.skip(reason)
+    pool = HostPool({"i686": Path(build_tree(TREES["v3.0.0"], host="i686"))})
+    try:
+        dst = driver_context(pool.driver("i686"), TargetPage.fixed(12), checked=False)
+        dst.ram_block_add("pc.ram", 5 * 65536, page_size=65536, postcopy_length=65536)
+        dst.ramblock_recv_map_init()
+        stream, ret = dst.ramblock_recv_bitmap_send("pc.ram")
+    finally:
+        pool.kill()
+    assert ret == 24
+    assert stream[:8] == (16).to_bytes(8, "big") and len(stream) == 32
 
 
 def test_without_the_parser_the_ram_part_is_left_out_with_one_line(

@@ -230,6 +230,47 @@ def t_discard_overrun_max_length() -> None:
     )
 
 
+def _base_page_discard(
+    release: str, target_bits: int, page_size: int = TPS, ignored: bool = False
+) -> tuple[int, list[str]]:
+    """A whole-page discard of a block on an x86_64 host (4K base page, 2M hugepages)."""
+    c = RamContext(TargetPage.fixed(target_bits), host_page_size=TPS, release=release)
+    c.ram_block_add("pc.ram", 4 << 20, page_size=page_size, ignored=ignored)
+    c.ramblock_recv_map_init()
+    return c.ram_discard_range("pc.ram", 0, max(page_size, 1 << target_bits)), c.error_log
+
+
+def t_discard_real_host_page() -> None:
+    """ram_block_discard_range: need_madvise = (rb->page_size == qemu_host_page_size), and
+    page_size_init made that max(getpagesize(), TARGET_PAGE_SIZE) (8K for alpha's 13 bits);
+    need_fallocate = (rb->fd != -1). An anonymous 4K block of an 8K target took neither and
+    returned its initial -1, no error_report. 80c3aeef7f compares qemu_real_host_page_size()."""
+    key = "discard_real_host_page"
+    assert _base_page_discard(before(key), 13) == (-1, [])
+    assert _base_page_discard(after(key), 13) == (0, [])
+    for release in (before(key), after(key)):
+        assert _base_page_discard(release, 12) == (0, [])  # 4K target: madvise
+        assert _base_page_discard(release, 13, ignored=True) == (0, [])  # a file: fallocate
+        assert _base_page_discard(release, 13, page_size=2 << 20) == (0, [])  # hugetlbfs
+
+
+def t_discard_fallocate_by_fd() -> None:
+    """Before db144f7000 a block not madvised (rb->page_size != qemu_host_page_size) was
+    fallocate()d on rb->fd, -1 for anonymous memory: EBADF, ret = -errno and the error
+    "Failed to discard range %s:%" PRIx64 " +%zx (%d)" (exec.c at the seed); from it,
+    fallocate only with a file, and neither call is -1 without a message."""
+    key = "discard_fallocate_by_fd"
+    assert _base_page_discard(before(key), 13) == (
+        -9,
+        ["ram_block_discard_range: Failed to discard range pc.ram:0 +2000 (-9)"],
+    )
+    assert _base_page_discard(after(key), 13) == (-1, [])
+    for release in (before(key), after(key)):
+        assert _base_page_discard(release, 12) == (0, [])  # madvise
+        assert _base_page_discard(release, 13, ignored=True) == (0, [])  # a file: fallocate
+        assert _base_page_discard(release, 13, page_size=2 << 20) == (0, [])  # hugetlbfs
+
+
 def t_send_postcopy_length() -> None:
     key = "send_postcopy_length"
     sizes = []
@@ -420,6 +461,8 @@ BOTH_SIDES: dict[str, Callable[[], None]] = {
     "bmap_blank": t_bmap_blank,
     "bmap_dirty_again": t_bmap_dirty_again,
     "reload_error_setg": t_reload_error_setg,
+    "discard_real_host_page": t_discard_real_host_page,
+    "discard_fallocate_by_fd": t_discard_fallocate_by_fd,
 }
 
 

@@ -388,18 +388,19 @@ class DriverTransport:
                 [
                     "call qref_ram_clear_error",
                     f"call qref_set_target_page_bits {config.qemu_target_page_bits()}",
+                    f"call qref_set_host_page_size {config.host_page_size}",
                     f"call {name} {' '.join(arg_token(x) for x in argv)}",
                     f"calld qref_ram_last_error @{self._errbuf} {ERROR_BUF}",
                     *(f"dump {k}" for _, k in buffers),
                 ]
             )
-            for (a, _), image in zip(buffers, answers[4:], strict=True):
+            for (a, _), image in zip(buffers, answers[5:], strict=True):
                 a[:] = bytes.fromhex(image)
         finally:
             if buffers:
                 self.driver.ask_many(f"free {k}" for _, k in buffers)
-        kind, value = answers[2].split(" ")
-        _, length, image = answers[3].split(" ")
+        kind, value = answers[3].split(" ")
+        _, length, image = answers[4].split(" ")
         error = None
         if int(length):
             raw = bytes.fromhex(image)

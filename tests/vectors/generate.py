@@ -663,6 +663,43 @@ def migratable_cases(layout: Layout, base: int) -> list[dict[str, Any]]:
     return out
 
 
+def host_page_cases(layout: Layout) -> list[dict[str, Any]]:
+    """A discard when the target page is bigger than the host's, per release, by hand from
+    ram_block_discard_range (exec.c, softmmu/ and system/physmem.c): an alpha guest (8K
+    target pages) on an x86_64 host (4K base page) has anonymous blocks on 4K pages. Before
+    v9.0.0 madvise ran only when rb->page_size == qemu_host_page_size, which page_size_init
+    made max(4K, 8K) = 8K, and fallocate only for a file (rb->fd != -1): neither ran and
+    the call returned its initial -1, reporting nothing. 80c3aeef7f (v9.0.0) compares with
+    qemu_real_host_page_size(), 4K: madvise, 0. Before db144f700032 (v2.12.0) a block not
+    madvised was fallocate()d on rb->fd, -1: EBADF, -9 ("Failed to discard range"). The
+    bits of the range are cleared first in every release (start >> 13 = 0, length >> 13 =
+    1: bit 0)."""
+    base = HOST64 if layout.bits_per_long == 64 else HOST32
+    blocks = [block("pc.ram", base, 4 * 8192)]
+    ops = [
+        Op("ramblock_recv_map_init", ()),
+        Op("ramblock_recv_bitmap_set_range", (Ref(0), base, 4)),
+        Op("ram_discard_range", ("pc.ram", 0, 8192)),
+    ]
+    program = ram_program(layout, blocks, ops, target="alpha", bits=13)
+    return [
+        case(
+            program,
+            "alpha's 8K target pages on a 4K-page x86_64 host: the discard of an anonymous "
+            "4K-page block clears bit 0 and then " + outcome,
+            ["Release", "Discard", "HandDerived"],
+            [None, None, ret],
+            {"destination:pc.ram.receivedmap": (1, {0: 0b1110}), "destination:pc.ram.bmap": None},
+            release=release,
+        )
+        for release, ret, outcome in (
+            ("v2.11.0", -9, "fallocates fd -1: EBADF (-9)"),
+            ("v8.2.0", -1, "fails: neither madvise nor fallocate (-1)"),
+            (None, 0, "madvises (0)"),
+        )
+    ]
+
+
 # --- the recovery stream (migration/ram.c: ramblock_recv_bitmap_send, reload) -----------
 
 GOLDEN = {  # nbits: (received pages, stream hex), written out by hand from the rules
@@ -927,7 +964,10 @@ def main(argv: list[str]) -> int:
     files = {
         "bitmap-rules.json": bitmap_cases(LP64_LE) + bitmap_cases(ILP32_LE),
         "bitmap-divergences.json": divergence_cases(LP64_LE) + divergence_cases(ILP32_LE),
-        "ram-rules.json": ram_cases(LP64_LE) + ram_cases(ILP32_LE),
+        "ram-rules.json": ram_cases(LP64_LE)
+        + ram_cases(ILP32_LE)
+        + host_page_cases(LP64_LE)
+        + host_page_cases(ILP32_LE),
         "recovery-stream.json": [
             t
             for r in (LP64_LE, ILP32_LE)

@@ -72,6 +72,7 @@ HELPERS: tuple[Wanted, ...] = (
     Wanted("qemu_ram_is_shared", PHYSMEM),
     Wanted("qemu_ram_is_named_file", PHYSMEM),
     Wanted("qemu_ram_pagesize", PHYSMEM),
+    Wanted("ramblock_is_pmem", PHYSMEM),  # ram_load_cleanup asks it (v3.1.0 on)
     Wanted("ramblock_is_ignored", RAM_C, abi="ramblock_is_ignored"),
     Wanted("migrate_ram_is_ignored", RAM_C, abi="ramblock_is_ignored"),
     Wanted("ram_bytes_total_common", RAM_C),

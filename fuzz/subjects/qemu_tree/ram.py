@@ -31,6 +31,7 @@ from typing import Any
 from recvmap.pymodel.releases import Rules
 from recvmap.qemu_ref.loader import package_file
 
+from .diagnose import missing_call
 from .extract import RAM_FUNCTIONS, Definition, ExtractError, Extraction, extract
 from .tree import Origin, QemuTree
 
@@ -114,6 +115,8 @@ def ram_units(tree: QemuTree | Path | str, ex: Extraction | None = None) -> RamU
     reload = ex.get("ram_dirty_bitmap_reload")
     if reload is not None and any("Error" in p for p in reload.params):
         defines.append("QTRAM_RELOAD_ERRP")
+    if reload is not None and reload.return_type == "bool":
+        defines.append("QTRAM_RELOAD_BOOL")  # 88577f3242 (7aa6070d09 added Error ** to an int)
     text = "\n".join(d.text for d in defs)
     traces = sorted(set(re.findall(r"\btrace_\w+", text)))
     lines = [
@@ -153,7 +156,11 @@ _DIAG = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error
 
 
 def explain_failure(ex: Extraction, stderr: str) -> RamBuildError:
-    """The first compile error, as one line naming the tree's function and file:line."""
+    """The first compile error, as one line naming the tree's function and file:line (a
+    call of a function nothing declares names the caller and the callee: ``diagnose``)."""
+    missing = missing_call(stderr)
+    if missing is not None:
+        return RamBuildError(missing.caller, missing.text())
     for raw in stderr.splitlines():
         m = _DIAG.match(raw.strip())
         if not m:
@@ -196,7 +203,9 @@ class BuildEnv:
 def _syntax_check(units: RamUnits, env: BuildEnv) -> None:
     """Compile the generated unit once per content (memo in the cache); RamBuildError."""
     cache = env.cache
-    ok = cache / "ram-ok" / units.digest[:24]
+    flags = repr((env.qemu_cflags, TREE_WARNINGS, env.config_host)).encode()
+    key = hashlib.sha256(units.digest.encode() + flags).hexdigest()
+    ok = cache / "ram-ok" / key[:24]
     if ok.exists():
         return
     if shutil.which("gcc") is None:
@@ -232,6 +241,8 @@ def origins_of(units: RamUnits) -> list[tuple[str, str, str, int, str]]:
     for w in RAM_FUNCTIONS:
         assert w.abi is not None
         d = present.get(w.abi)
+        if d is not None and w.abi == "postcopy_place_page":
+            d = units.extraction.get(w.abi) or d  # its own line, not its copy helper's
         if d is None:
             out.append((w.abi, "absent", "", 0, ""))
         else:
@@ -247,6 +258,7 @@ def origins_of(units: RamUnits) -> list[tuple[str, str, str, int, str]]:
             out.append((abi, "glue", "", 0, "recvmap's rule: not migratable or ignored"))
     for name in (
         "qref_set_target_page_bits",
+        "qref_set_host_page_size",
         "qemu_target_page_bits",
         "qemu_target_page_size",
         "qref_ram_last_error",

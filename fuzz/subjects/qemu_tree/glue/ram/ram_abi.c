@@ -25,6 +25,11 @@ QREF_API void qref_set_target_page_bits(int bits)
     qtram_target_page_bits = bits;
 }
 
+QREF_API void qref_set_host_page_size(size_t size)
+{
+    qtram_host_page_size = size;
+}
+
 QREF_API size_t qref_ram_last_error(uint8_t *buf, size_t len)
 {
     const char *text = qtram_last_error();

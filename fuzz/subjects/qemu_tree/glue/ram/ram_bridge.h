@@ -39,8 +39,9 @@ void *qtram_abi_of(void *glue_block);
 /* The glue block of an ABI pointer after qtram_begin (NULL when unknown). */
 void *qtram_glue_of(void *abi_block);
 
-/* Target page bits, shared by both sides (set through the ABI). */
+/* Target page bits and the host's base page, shared by both sides (set through the ABI). */
 extern int qtram_target_page_bits;
+extern size_t qtram_host_page_size;
 
 /* The last error_report()/error_setg() text of the tree's code. */
 void qtram_set_error(const char *text);
@@ -62,7 +63,7 @@ void qtram_ram_list_init_bitmaps(void);
 void qtram_ram_save_cleanup(void);
 /* Writes the stream into a malloc'ed buffer (*out, *outlen); returns QEMU's return value. */
 int64_t qtram_ramblock_recv_bitmap_send(const char *block_name, uint8_t **out, size_t *outlen);
-/* The ABI's int: QEMU's int, or 0 for true / -1 for false in Error** releases. */
+/* The ABI's int: QEMU's int, or 0 for true / -1 for false where it returns bool. */
 int qtram_ram_dirty_bitmap_reload(void *block, const uint8_t *buf, size_t len);
 void *qtram_qemu_ram_block_by_name(const char *name);
 bool qtram_ramblock_is_ignored(void *rb);

@@ -9,7 +9,9 @@
  * include/qemu/bitmap.h and links the tree's util/bitmap.c.  Provided:
  *  - the glue RAMBlock (every field any release's bodies touch), RAMList
  *    with its RCU list, the RAMBLOCK_FOREACH / QLIST_FOREACH_RCU walks;
- *  - TARGET_PAGE_BITS and qemu_target_page_bits/size from the ABI setting;
+ *  - TARGET_PAGE_BITS and qemu_target_page_bits/size, the host's base page
+ *    (qemu_real_host_page_size) and QEMU's derived qemu_host_page_size, from
+ *    the ABI settings;
  *  - error_report / error_setg captured as "the last error" text;
  *  - a QEMUFile over memory with QEMU's end-of-file behaviour (a read past
  *    the end yields zero bytes and records -EIO, which stays until the
@@ -18,7 +20,8 @@
  *  - MigrationState in the postcopy-recover state, MigrationIncomingState,
  *    RAMState, capabilities all off;
  *  - RCU, mutex, trace and notifier no-ops; madvise, fallocate and the
- *    userfaultfd copy as stand-ins that succeed.
+ *    userfaultfd copy as stand-ins that succeed (fallocate on no file fails
+ *    with EBADF, as the kernel's).
  */
 #ifndef RECVMAP_RAM_GLUE_H
 #define RECVMAP_RAM_GLUE_H
@@ -32,6 +35,12 @@
 #include <sys/mman.h>
 
 #include "qemu/bitmap.h"
+/* The tree's own libpmem stand-in (v3.1.0 on: ram_load_cleanup persists pmem blocks);
+ * without CONFIG_LIBPMEM its functions assert they are never reached, and they are not:
+ * no ABI block is pmem. */
+#if __has_include("qemu/pmem.h")
+#include "qemu/pmem.h"
+#endif
 #include "ram_bridge.h"
 
 /* glib's g_malloc0(0) returns NULL, and bitmap_new(0) with it: keep that. */
@@ -77,6 +86,8 @@ typedef uint64_t ram_addr_t;
 #define RAM_MIGRATABLE (1u << 4)
 #define RAM_NAMED_FILE (1u << 9)
 #define RAM_READONLY_FD (1u << 11)
+/* RAM_PMEM: an ABI block is never persistent memory (the ABI has no such field). */
+#define RAM_PMEM (1u << 5)
 
 typedef struct RAMBlock RAMBlock;
 typedef struct MemoryRegion MemoryRegion;
@@ -126,11 +137,16 @@ extern RAMList ram_list;
 int qemu_target_page_bits(void);
 size_t qemu_target_page_size(void);
 
-/* Host page size: the glue's blocks are backed by 4K base pages, or by a
- * file (hugetlbfs, fd >= 0) when their page size differs. */
-#define QTRAM_HOST_PAGE 4096
-static const uintptr_t qemu_host_page_size = QTRAM_HOST_PAGE;
-#define qemu_real_host_page_size() ((size_t)QTRAM_HOST_PAGE)
+/* Host pages: the host's base page (getpagesize()) is the configuration's, set
+ * through the ABI (qref_set_host_page_size), never a constant of ours.  QEMU
+ * derived qemu_host_page_size from it in page_size_init (exec.c, then cpu.c,
+ * cpu-target.c): the real host page, raised to TARGET_PAGE_SIZE when the
+ * target page is bigger.  v9.0.0 removed the variable (80c3aeef7f and the
+ * series around it) and compares with qemu_real_host_page_size() instead;
+ * a tree of that era never names qemu_host_page_size. */
+#define qemu_real_host_page_size() (qtram_host_page_size)
+#define qemu_host_page_size \
+    ((uintptr_t)MAX(qtram_host_page_size, (size_t)1 << TARGET_PAGE_BITS))
 
 /* Errors: the last message is kept for qref_ram_last_error(). */
 void qtram_error_report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -255,7 +271,9 @@ static inline ram_addr_t qemu_ram_block_host_offset(RAMBlock *rb, void *host)
     return (ram_addr_t)((uint8_t *)host - rb->host);
 }
 
-/* The leaf system calls: stand-ins that succeed. */
+/* The leaf system calls: stand-ins that succeed on what QEMU passes them,
+ * except fallocate on no file, which fails as the kernel's does (EBADF): the
+ * v2.11 discard punched a hole in rb->fd even when it was -1. */
 static inline int qtram_madvise(void *addr, size_t len, int advice)
 {
     (void)addr, (void)len, (void)advice;
@@ -263,7 +281,11 @@ static inline int qtram_madvise(void *addr, size_t len, int advice)
 }
 static inline int qtram_fallocate(int fd, int mode, uint64_t off, uint64_t len)
 {
-    (void)fd, (void)mode, (void)off, (void)len;
+    (void)mode, (void)off, (void)len;
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
     return 0;
 }
 static inline int qtram_ioctl(int fd, unsigned long req, void *arg)
