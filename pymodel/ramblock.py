@@ -217,10 +217,15 @@ def _is_pow2(n: int) -> bool:
 
 
 def postcopy_host_problem(host: Host | None) -> str | None:
-    """The error_report() line of a host of the arch table that cannot postcopy (Windows:
-    no userfaultfd), or None (postcopy_ram_supported_by_host's last check)."""
+    """The error_report() line of a host of the arch table that cannot postcopy, or None.
+
+    A host without userfaultfd (Windows) builds the stub of postcopy_ram_supported_by_host
+    (migration/postcopy-ram.c, the branch for builds without __linux__, __NR_userfaultfd and
+    CONFIG_EVENTFD), which reports "No OS support" with the function's name, in every
+    release from the seed on, and checks nothing else.
+    """
     if host is not None and not host.postcopy:
-        return "postcopy_ram_supported_by_host: userfaultfd not available"
+        return "postcopy_ram_supported_by_host: No OS support"
     return None
 
 
@@ -620,16 +625,18 @@ class RamContext:
     def postcopy_ram_supported_by_host(self) -> bool:
         """False, with QEMU's message, when the target page is bigger than the host page.
 
-        QEMU (migration/postcopy-ram.c postcopy_ram_supported_by_host) compares the target
-        page size with getpagesize(). A host of the arch table without userfaultfd
-        (Windows) cannot postcopy either.
+        QEMU (migration/postcopy-ram.c postcopy_ram_supported_by_host) first compares the
+        target page size with the real host page (getpagesize(), later
+        qemu_real_host_page_size()). A host of the arch table without userfaultfd (Windows)
+        has the stub instead, which says only that it has no OS support
+        (``postcopy_host_problem``), whatever the page sizes.
         """
-        if self.qemu_target_page_size() > self.host_page_size:
-            self.error_report("Target page size bigger than host page size")
-            return False
         problem = postcopy_host_problem(self.host)
         if problem is not None:
             self.error_report(problem)
+            return False
+        if self.qemu_target_page_size() > self.host_page_size:
+            self.error_report("Target page size bigger than host page size")
             return False
         return True
 
