@@ -1215,6 +1215,83 @@ def send_delta_vectors(layout: Layout) -> list[dict[str, Any]]:
     return out
 
 
+def between_vectors(layout: Layout, sender_too: bool) -> list[dict[str, Any]]:
+    """States of QEMU's history between releases, as rule sets (pymodel/releases.py):
+    each holds a side of a change that no release shows. ``recvmap history`` and
+    ``recvmap replay --release RULES`` replay them; no release range holds them."""
+    base = base_of(layout)
+    p4 = 4096
+    out = []
+    # 03158519384f left the source's bitmap blank; 40c4d4a83545 set it again, both before
+    # v4.1.0: between them ram_list_init_bitmaps allocates max_length >> bits clear bits.
+    out.append(
+        ram_vector(
+            layout,
+            "between 03158519384f and 40c4d4a83545 (both in v4.1.0) ram_list_init_bitmaps "
+            "left each bmap blank: 4 pages, no dirty bit (every release sets them all)",
+            [block("pc.ram", base, 4 * p4)],
+            [Op("ram_list_init_bitmaps", ())],
+            [None],
+            {"source:pc.ram.receivedmap": None, "source:pc.ram.bmap": (1, {})},
+            side="source",
+            release="v4.1.0-bmap_dirty_again",
+            flags=("HandDerived", "Release"),
+        )
+    )
+    if not sender_too:
+        return out
+    end = bytes.fromhex(ENDMARK)
+    # a335debb35 sent nbits / 8 bytes rounded up to 8 until a725ef9fe364 (both v3.0.0):
+    # 7 pages made 0 / 8 = 0 bytes of map, and the reload expected the same 0.
+    blocks = [block("pc.ram", base, 7 * p4)]
+    ops = [
+        Op("ramblock_recv_map_init", ()),
+        Op("ram_list_init_bitmaps", ()),
+        Op("ramblock_recv_bitmap_set", (Ref(0), base)),
+        Op("ramblock_recv_bitmap_set", (Ref(0), base + 6 * p4)),
+        Op("ramblock_recv_bitmap_send", ("pc.ram",)),
+        Op("ram_dirty_bitmap_reload", (Ref(0),)),
+    ]
+    stream = bytes(8) + end
+    out.append(
+        case(
+            recovery_program(layout, layout, blocks, ops),
+            "between a335debb35 and a725ef9fe364 (both in v3.0.0) the map was nbits / 8 "
+            "bytes rounded DOWN, then up to 8: 7 pages send 0 bytes (pages 0 and 6 lost), "
+            "and the reload, sized the same way, accepts it: all 7 pages dirty",
+            ["HandDerived", "Release", "RecoveryStream"],
+            [None, None, None, None, (stream, 8), 0],
+            {"source:pc.ram.bmap": (1, {0: 0x7F})},
+            release="v3.0.0-recv_bitmap_size_div_round_up",
+        )
+    )
+    # 7aa6070d09 (an Error, no function prefix) one commit before 88577f3242 (bool).
+    blocks = [block("pc.ram", base, 9 * p4, 16 * p4)]
+    ops = [
+        Op("ramblock_recv_map_init", ()),
+        Op("ram_list_init_bitmaps", ()),
+        Op("ramblock_recv_bitmap_set", (Ref(0), base + 3 * p4)),
+        Op("ramblock_recv_bitmap_send", ("pc.ram",)),
+        Op("stream_set_size", (16,)),
+        Op("ram_dirty_bitmap_reload", (Ref(0),)),
+    ]
+    good = (8).to_bytes(8, "big") + bytes([0x08]) + bytes(7) + end
+    error = ("RecoveryError", -22, "ramblock 'pc.ram' bitmap size mismatch (0x10 != 0x8)")
+    out.append(
+        case(
+            recovery_program(layout, layout, blocks, ops),
+            "between 7aa6070d09 and 88577f3242 (both in v8.2.0) the reload reported into an "
+            "Error (no 'ram_dirty_bitmap_reload: ' prefix) but still returned -EINVAL: a "
+            "size field of 16 is refused, the bitmap untouched",
+            ["HandDerived", "Release", "MalformedStream"],
+            [None, None, None, (good, 16), None, error],
+            {"source:pc.ram.bmap": (1, {0: 0xFFFF})},
+            release="v8.2.0-reload_bool_error",
+        )
+    )
+    return out
+
+
 def main(argv: list[str]) -> int:
     dest = Path(argv[1]) if len(argv) > 1 else HERE
     files = {
@@ -1223,6 +1300,7 @@ def main(argv: list[str]) -> int:
         "release-deltas.json": [
             *(t for lay in LAYOUTS for t in delta_vectors(lay)),
             *(t for lay in (LP64_LE, ILP32_LE) for t in send_delta_vectors(lay)),
+            *(t for lay in LAYOUTS for t in between_vectors(lay, lay in (LP64_LE, ILP32_LE))),
         ],
     }
     for name, tests in files.items():
