@@ -365,6 +365,8 @@ def _next_classes(zero: bool) -> tuple[tuple[str, str, Pred], ...]:
          lambda c: off(c) == size(c) and partial(c, size(c))),
         ("offset > size", "the early return answers size, not offset",
          lambda c: off(c) > size(c)),
+        ("offset > size, in a later word than size's", "nothing may be read from there",
+         lambda c: off(c) > size(c) and off(c) // c.bpl > size(c) // c.bpl),
         ("offset 0, found in word 0", "the plain first-word path",
          lambda c: off(c) == 0 and _found(c, size(c)) and int(c.result) < c.bpl),
         ("unaligned offset, found in its word", "the first word is masked below offset",

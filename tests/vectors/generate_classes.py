@@ -435,6 +435,8 @@ def find_vectors(layout: Layout) -> list[dict[str, Any]]:
             Item([(2, w({0: 1 << 9}))], name, (Ref(0), 9, 9),
                  "offset == size == 9 inside word 0; bit 9 is a target but past size"),
             Item([(2, w({0: 1}))], name, (Ref(0), 9, 20), "offset 20 > size 9: answers 9"),
+            Item([(2, w({1: 1 << 7}))], name, (Ref(0), 9, bpl + 6),
+                 "offset BPL+6 > size 9, in word 1 (a target at BPL+7): answers 9"),
             Item([(2, w({0: 1 << 6}))], name, (Ref(0), 2 * bpl, 0), "offset 0, found at 6"),
             Item([(2, w({0: 0b1001 << 4}))], name, (Ref(0), 2 * bpl, 5),
                  "unaligned offset 5: bit 4 below it skipped, bit 7 found"),
