@@ -4,18 +4,19 @@
 A *class* is an input region where an implementation can go wrong on its own: a range that
 starts inside a word and ends exactly on the next word boundary, ``find_next_bit`` asked
 at ``offset == size`` on a word boundary, a received-page offset at 13 target page bits.
-``CLASSES`` writes them down, function by function (the functions of qemu_ref/qemu_ref.h
-and the operations of qemu_ref_ram.h), each with the rule of QEMU's that makes it a class
-of its own and a predicate on one call. ``RELEASE_CLASSES`` adds the two sides of every
-release delta of ``pymodel/releases.py`` (a vector at a release on each side whose outcome
-differs across the change), ``page_bits_classes`` one class per target page bits value of
-the arch table for each received-bitmap offset function.
+The ``classes(...)`` calls below write them down, function by function (the functions of
+qemu_ref/qemu_ref.h and the operations of qemu_ref_ram.h), each with the rule of QEMU's
+that makes it a class of its own and a predicate on one call; one class per target page
+bits value of the arch table for each received-bitmap offset function. ``release_sides``
+adds the two sides of every release delta of ``pymodel/releases.py``: two rule sets that
+differ by that change alone (``side_rules``); a vector holds a side when the model agrees
+with it there and not on the other side.
 
 ``covered(case)`` analyses a vector: it runs the vector's program on the model step by
 step and hands every call, with its arguments, the words of its arrays before and after
 and its result, to the predicates; nothing is read from the vector's comment or flags. A
-class is wanted once per word layout of its layer (``LAYOUTS``), so the big-endian and
-32-bit groups are held to the same table. ``tests/test_vector_classes.py`` fails when a
+class is wanted once per word layout of its layer (``LAYOUTS``; allocations in
+``ALLOCATION_LAYOUTS``), so the big-endian and 32-bit groups are held to the same table. ``tests/test_vector_classes.py`` fails when a
 class has no vector.
 """
 
@@ -525,6 +526,9 @@ classes(
      lambda c: one_word(c, int(c.args[1]), int(c.args[2])) and not aligned(c, int(c.args[1]))),
     ("unaligned offset, spanning words", "the first word is masked below offset",
      lambda c: spans(c, int(c.args[1]), int(c.args[2])) and not aligned(c, int(c.args[1]))),
+    ("unaligned offset past word 0", "the bits below offset % BPL of offset's own word are "
+     "not counted (not word 0's)",
+     lambda c: int(c.args[1]) > c.bpl and not aligned(c, int(c.args[1]))),
     ("bits set outside the range", "they are not counted",
      lambda c: int(c.args[2]) > 0 and any(c.words(0))
      and int(c.result) < sum(bin(w).count("1") for w in c.words(0))),
@@ -741,6 +745,11 @@ classes(
     ("past max_length", "refused at every release",
      lambda c: bool(_discard(c)[0]) and _discard(c)[1] + _discard(c)[2]
      > _discard(c)[0]["max_length"]),
+    ("past max_length with an unaligned length", "the Overrun check comes first: its "
+     "message, not the length's",
+     lambda c: bool(_discard(c)[0]) and _discard(c)[1] + _discard(c)[2]
+     > _discard(c)[0]["max_length"] and not _aligned_to(_discard(c)[2],
+     int(_discard(c)[0]["page_size"]))),
     ("on the source: no receivedmap", "nothing to clear (814bb08f17)",
      lambda c: c.setup.get("side") == "source"),
     ("a hugepage block", "alignment to rb->page_size, not the target page",
@@ -1068,4 +1077,15 @@ def coverage(cases: Iterable[Case]) -> dict[str, list[str]]:
         for key in covered(case):
             if key in out:
                 out[key].append(case.name)
+    return out
+
+
+def summary() -> list[str]:
+    """One line per function: its classes, and how many (class, layout) pairs it wants."""
+    out = []
+    for f in functions():
+        names = [bc.name for bc in _TABLE if bc.function == f]
+        out.append(f"{f}: {len(names)} classes x {len(layouts_of(f))} layouts")
+    sides = release_sides()
+    out.append(f"release deltas: {len(sides)} sides of {len({c.key for c, _ in sides})} changes")
     return out

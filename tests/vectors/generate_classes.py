@@ -622,7 +622,13 @@ def misc_vectors(layout: Layout) -> list[dict[str, Any]]:
             (bpl, bpl + 4, f"offset BPL (aligned), {bpl + 4} bits"),
             (2, 5, "offset 2, 5 bits inside word 0"),
             (bpl - 3, 6, "offset BPL-3, 6 bits across the word boundary"),
-        )
+            (
+                bpl + 1,
+                bpl,
+                "offset BPL+1 in word 1 (its bit BPL is not counted; word 0's low "
+                "bits are not word 1's)",
+            ),
+        )  # fmt: skip
     ]
     out.append(
         bitmap_vector(
@@ -939,17 +945,21 @@ def discard_vectors(layout: Layout) -> list[dict[str, Any]]:
         Op("ram_block_discard_range", (Ref(0), 2 * p4 + 100, p4)),
         Op("ram_block_discard_range", (Ref(0), 6 * p4, 3 * p4)),
         Op("ram_block_discard_range", (Ref(1), m2, m2)),
+        Op("ram_block_discard_range", (Ref(0), 7 * p4, p4 + 100)),
         Op("ram_discard_range", ("pc.ram", 0, 2 * p4)),
         Op("ram_discard_range", ("pc.ram", 2 * p4 + 100, p4)),
         Op("ram_discard_range", ("pc.ram", 6 * p4, 3 * p4)),
         Op("ram_discard_range", ("huge", m2, m2)),
+        Op("ram_discard_range", ("pc.ram", 7 * p4, p4 + 100)),
     ]
     fn = "ram_block_discard_range"
     errors = {
         3: f"{fn}: Unaligned start address: 0x{base + 2 * p4 + 100:x}",
         4: f"{fn}: Overrun block 'pc.ram' ({6 * p4}/{3 * p4:x}/{8 * p4:x})",
-        7: f"{fn}: Unaligned start address: 0x{base + 2 * p4 + 100:x}",
-        8: f"{fn}: Overrun block 'pc.ram' ({6 * p4}/{3 * p4:x}/{8 * p4:x})",
+        6: f"{fn}: Overrun block 'pc.ram' ({7 * p4}/{p4 + 100:x}/{8 * p4:x})",
+        8: f"{fn}: Unaligned start address: 0x{base + 2 * p4 + 100:x}",
+        9: f"{fn}: Overrun block 'pc.ram' ({6 * p4}/{3 * p4:x}/{8 * p4:x})",
+        11: f"{fn}: Overrun block 'pc.ram' ({7 * p4}/{p4 + 100:x}/{8 * p4:x})",
     }
     # ram_block_discard_range clears nothing: the map stays 0xff until ram_discard_range
     # clears bits 0-1, 2 (then refuses) and 6-8 (bit 8 past the map's 8 bits, in its word;
@@ -959,12 +969,13 @@ def discard_vectors(layout: Layout) -> list[dict[str, Any]]:
         ram_vector(
             layout,
             "discards on an 8-page block (4K pages) and a 2M-hugepage block: aligned (0), "
-            "unaligned start (-1), past max_length (-1), a whole hugepage (0); "
+            "unaligned start (-1), past max_length (-1), a whole hugepage (0), past "
+            "max_length with an unaligned length (-1, the Overrun check comes first); "
             "ram_block_discard_range only checks, ram_discard_range clears the received "
             "bits first (also when the checks then fail)",
             blocks,
             ops,
-            [None, None, 0, -1, -1, 0, 0, -1, -1, 0],
+            [None, None, 0, -1, -1, 0, -1, 0, -1, -1, 0, -1],
             {
                 "destination:pc.ram.receivedmap": (1, {0: 0x38}),
                 "destination:pc.ram.bmap": None,
