@@ -1281,14 +1281,15 @@ def extra_oracles(
 
 def vectors_oracle(
     libs: dict[int, Path],
-    timeout: float = 180.0,
+    timeout: float = 30.0,
     confirm_timeout: float = 60.0,
     env: dict[str, str] | None = None,
     oracle: str = "vectors",
 ) -> SeedRun:
     """The shipped vectors replayed on the mutant in a fresh process (``vectors_oracle``):
-    the first failing vector is a kill (divergence); a crash or hang counts when the
-    vector that was running does it again alone."""
+    the first failing vector is a kill (divergence); a crash, or a replay still running
+    after ``timeout`` seconds (the reference's takes about 1 s), counts when the vector
+    that was running does it again alone (``confirm_timeout``)."""
     from ..campaign.alone import rerun_alone
     from .vectors_oracle import argv
 

@@ -16,8 +16,8 @@ with it there and not on the other side.
 step and hands every call, with its arguments, the words of its arrays before and after
 and its result, to the predicates; nothing is read from the vector's comment or flags. A
 class is wanted once per word layout of its layer (``LAYOUTS``; allocations in
-``ALLOCATION_LAYOUTS``), so the big-endian and 32-bit groups are held to the same table. ``tests/test_vector_classes.py`` fails when a
-class has no vector.
+``ALLOCATION_LAYOUTS``), so the big-endian and 32-bit groups are held to the same table.
+``tests/test_vector_classes.py`` fails when a class has no vector.
 """
 
 from __future__ import annotations
