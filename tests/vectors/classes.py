@@ -514,6 +514,64 @@ classes(
     ("true", "answers 1", lambda c: bool(c.result)),
     ("false", "answers 0", lambda c: not c.result),
 )
+
+
+def _deciding(c: Call) -> int:
+    """The bits that decide a whole-bitmap test, over the arrays' words: where the
+    arrays differ (equal), are both set (intersects), are set (empty) or clear (full)."""
+    words = len(c.words(0)) * c.bpl
+    a = sum(w << (k * c.bpl) for k, w in enumerate(c.words(0)))
+    if c.name in ("bitmap_equal", "bitmap_intersects"):
+        b = sum(w << (k * c.bpl) for k, w in enumerate(c.words(1)))
+        return a ^ b if c.name == "bitmap_equal" else a & b
+    return a if c.name == "bitmap_empty" else ~a & ((1 << words) - 1)
+
+
+def _where(lo: Callable[[Call], int], hi: Callable[[Call], int], only: bool) -> Pred:
+    """Some deciding bit lies in [lo, hi) (``only``: and none outside it)."""
+
+    def holds(c: Call) -> bool:
+        d = _deciding(c)
+        inside = d >> lo(c) & ((1 << max(0, hi(c) - lo(c))) - 1)
+        return inside != 0 and (not only or d == inside << lo(c))
+
+    return holds
+
+
+def _n2(c: Call) -> int:
+    return int(c.args[-1])
+
+
+# bitmap.h / util/bitmap.c: whole words first (lim = nbits / BPL), then the last partial
+# word masked with BITMAP_LAST_WORD_MASK(nbits); nothing past nbits is looked at.
+classes(
+    "bitmap_equal bitmap_intersects bitmap_empty bitmap_full",
+    ("decided in a whole word of several", "the word loop answers",
+     lambda c: large(c, _n2(c)) and _where(lambda c: 0, lambda c: _n2(c) // c.bpl * c.bpl,
+                                           False)(c)),
+    ("decided in the last partial word only", "the masked last word answers",
+     lambda c: large(c, _n2(c)) and partial(c, _n2(c)) and _where(
+         lambda c: _n2(c) // c.bpl * c.bpl, _n2, True)(c)),
+    ("decided only in the word after whole words", "past nbits: nothing may read it",
+     lambda c: _n2(c) > 0 and aligned(c, _n2(c)) and _where(
+         _n2, lambda c: _n2(c) + c.bpl, True)(c)),
+    ("one word: decided below nbits and past it", "the one-word mask",
+     lambda c: small(c, _n2(c)) and partial(c, _n2(c)) and _where(
+         lambda c: 0, _n2, False)(c) and _where(_n2, lambda c: c.bpl, False)(c)),
+)  # fmt: skip
+classes(
+    "bitmap_intersects",
+    ("bits below nbits in both, none in common", "the AND of the words, not each alone",
+     lambda c: not c.result and c.words(0)[0] & BITS_BELOW(c) != 0
+     and c.words(1)[0] & BITS_BELOW(c) != 0),
+)  # fmt: skip
+
+
+def BITS_BELOW(c: Call) -> int:
+    """The bits of word 0 below nbits (all of it for nbits >= BPL)."""
+    return (1 << min(c.bpl, max(0, _n2(c)))) - 1
+
+
 classes(
     "bitmap_count_one",
     ("nbits 0", "answers 0 (counted word 0 before v4.0.0)", lambda c: int(c.args[1]) == 0),
@@ -606,6 +664,10 @@ classes(
     ("unaligned shift, one destination word", "the short tail",
      lambda c: not aligned(c, int(c.args[2]))
      and int(c.args[3]) <= c.bpl - int(c.args[2]) % c.bpl),
+    ("unaligned shift, the long tail", "nbits % BPL > BPL - shift % BPL: the tail fills "
+     "the rest of a word and starts the next",
+     lambda c: not aligned(c, int(c.args[2])) and int(c.args[3]) < 1 << 40
+     and int(c.args[3]) % c.bpl > c.bpl - int(c.args[2]) % c.bpl),
     ("unaligned shift, spanning destination words", "the word loop",
      lambda c: not aligned(c, int(c.args[2]))
      and c.bpl - int(c.args[2]) % c.bpl < int(c.args[3]) < 1 << 40),

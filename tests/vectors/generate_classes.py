@@ -597,6 +597,39 @@ def whole_vectors(layout: Layout) -> list[dict[str, Any]]:
         ]  # fmt: skip
     items.append(Item([(1, {0: 0b111})], "bitmap_count_one", (Ref(0), 0),
                       "bitmap_count_one(map, 0): 0 (v4.0.0 on)"))  # fmt: skip
+    # where the answer is decided: the last partial word (n = BPL+6), the word after
+    # whole words (n = 2*BPL, nothing may look there), one word below and past nbits
+    n, nn = bpl + 6, 2 * bpl
+    items += [
+        Item([(3, {0: 5, 1: 0b100}), (3, {0: 5})], "bitmap_equal", (Ref(0), Ref(1), n),
+             "bitmap_equal: only bit BPL+2 (the last partial word) differs: 0"),
+        Item([(3, {0: 5, 2: 1}), (3, {0: 5})], "bitmap_equal", (Ref(0), Ref(1), nn),
+             "bitmap_equal: only word 2, after 2*BPL bits, differs: 1"),
+        Item([(3, {0: 1 | 1 << 20}), (3, {})], "bitmap_equal", (Ref(0), Ref(1), 9),
+             "bitmap_equal, 9 bits: bits 0 and 20 differ: 0"),
+        Item([(3, {1: 0b100}), (3, {1: 0b100})], "bitmap_intersects", (Ref(0), Ref(1), n),
+             "bitmap_intersects: only bit BPL+2 in common: 1"),
+        Item([(3, {0: 4, 2: 1}), (3, {0: 1, 2: 1})], "bitmap_intersects",
+             (Ref(0), Ref(1), nn), "bitmap_intersects: in common only in word 2: 0"),
+        Item([(3, {0: 4 | 1 << 20}), (3, {0: 4 | 1 << 20})], "bitmap_intersects",
+             (Ref(0), Ref(1), 9), "bitmap_intersects, 9 bits: bits 2 and 20 in common: 1"),
+        Item([(1, {0: 0b0101}), (1, {0: 0b1010})], "bitmap_intersects", (Ref(0), Ref(1), 9),
+             "bitmap_intersects, 9 bits: bits in both, none in common: 0"),
+        Item([(3, {0: 0b0101}), (3, {0: 0b1010})], "bitmap_intersects", (Ref(0), Ref(1), n),
+             f"bitmap_intersects, {n} bits: bits in both, none in common: 0"),
+        Item([(3, {1: 0b100})], "bitmap_empty", (Ref(0), n),
+             "bitmap_empty: only bit BPL+2 (the last partial word) set: 0"),
+        Item([(3, {2: 1})], "bitmap_empty", (Ref(0), nn),
+             "bitmap_empty: only word 2, after 2*BPL bits, set: 1"),
+        Item([(3, {0: 1 << 3 | 1 << 20})], "bitmap_empty", (Ref(0), 9),
+             "bitmap_empty, 9 bits: bits 3 and 20 set: 0"),
+        Item([(3, {0: full, 1: full & ~0b10, 2: full})], "bitmap_full", (Ref(0), n),
+             "bitmap_full: only bit BPL+1 (the last partial word) clear: 0"),
+        Item([(3, {0: full, 1: full, 2: full & ~1})], "bitmap_full", (Ref(0), nn),
+             "bitmap_full: only word 2, after 2*BPL bits, has a clear bit: 1"),
+        Item([(3, {0: full & ~(1 << 4 | 1 << 20)})], "bitmap_full", (Ref(0), 9),
+             "bitmap_full, 9 bits: bits 4 and 20 clear: 0"),
+    ]  # fmt: skip
     out.append(
         bitmap_vector(
             layout,
@@ -727,6 +760,8 @@ def misc_vectors(layout: Layout) -> list[dict[str, Any]]:
             (5, 7, "shift 5, 7 bits: one destination word, its low 5 bits kept"),
             (5, bpl + 9, "shift 5, BPL+9 bits: across destination words"),
             (bpl + 3, bpl - 3, "shift BPL+3, BPL-3 bits: to the end of word 1"),
+            (5, bpl - 2, "shift 5, BPL-2 bits: the long tail, into word 1"),
+            (5, 2 * bpl - 2, "shift 5, 2*BPL-2 bits: the word loop, then the long tail"),
         )
     ]  # fmt: skip
     out.append(
