@@ -218,8 +218,10 @@ def host_divergences(
 
 
 def test_vectors_on_every_host() -> None:
-    """Every regression vector on every host of its word width (byte order retargeted)."""
-    cases = vector_cases()
+    """Every regression vector on every host of its word width (byte order retargeted);
+    not those that allocate an array: the drivers cannot (tests/test_vectors.py runs them
+    on the libraries loaded here)."""
+    cases = [c for c in vector_cases() if not any(a.alloc for a in c.program.arrays)]
     ran, problems, covered = 0, [], set()
     for name in runnable():
         done, diverged = host_divergences(name, cases)
