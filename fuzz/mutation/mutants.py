@@ -71,6 +71,7 @@ from .generate import MUTABLE_FILES, source_texts, syntax_error_of, systematic_m
 from .mutant import Mutant
 from .mutants_hand import SEQUENTIAL, equivalence, hand_mutants
 from .options import LAYERS, ORACLES, configure_parser
+from .vectors_oracle import argv as vectors_argv
 
 try:  # optional (the mutation extra): equivalence is judged on machine code
     from elftools.elf.elffile import ELFFile
@@ -1290,14 +1291,11 @@ def vectors_oracle(
     the first failing vector is a kill (divergence); a crash, or a replay still running
     after ``timeout`` seconds (the reference's takes about 1 s), counts when the vector
     that was running does it again alone (``confirm_timeout``)."""
-    from ..campaign.alone import rerun_alone
-    from .vectors_oracle import argv
-
     config: dict[str, Any] = {"libs": {str(b): str(p) for b, p in libs.items()}}
     env = dict(env or os.environ, RECVMAP_GUARD="after")  # one guard page: one replay each
     t0 = time.monotonic()
     try:
-        proc = subprocess.run(argv(config), capture_output=True, text=True, env=env,
+        proc = subprocess.run(vectors_argv(config), capture_output=True, text=True, env=env,
                               timeout=timeout)  # fmt: skip
         out, err, code, hung = proc.stdout, proc.stderr, proc.returncode, False
     except subprocess.TimeoutExpired as exc:
@@ -1326,7 +1324,7 @@ def vectors_oracle(
     what = "hang" if hung else f"crash (exit {code})"
     if last is None:
         return run("error", f"{what} before the first vector", crash_line(err))
-    alone = rerun_alone(argv({**config, "only": [last]}), confirm_timeout, env)
+    alone = rerun_alone(vectors_argv({**config, "only": [last]}), confirm_timeout, env)
     desc = f"{last}: " + (sanitizer_report(alone.stderr) or crash_line(alone.stderr))
     if not alone.finished:
         return run("kill", "hang", f"{last}: alone, still running after {confirm_timeout:g} s",

@@ -27,13 +27,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.releases import DEFAULT_RELEASE
+from recvmap.qemu_ref import load
+
+from ..subjects.impls import Subject
+from ..vectors.files import check_impl, iter_files, load_file, vectors_dir
+
 
 def cases() -> list[Any]:
     """The vectors our C can run here, at the newest release, in file order."""
-    from recvmap.pymodel.releases import DEFAULT_RELEASE
-
-    from ..vectors.files import iter_files, load_file, vectors_dir
-
     out = []
     for path in iter_files([vectors_dir()]):
         for case in load_file(path):
@@ -47,11 +49,6 @@ def cases() -> list[Any]:
 def _child(config: dict[str, Any]) -> int:
     """Replay the vectors (all, or the ones named) on the libraries; print ``case NAME``
     before each and ``result {json}`` at the end (the first failure, or none)."""
-    from recvmap.qemu_ref import load
-
-    from ..subjects.impls import Subject
-    from ..vectors.files import check_impl
-
     libs = {int(b): Path(p) for b, p in config["libs"].items()}
     subject = Subject(libraries={b: load(p, b) for b, p in libs.items()})
     wanted = set(config.get("only") or [])

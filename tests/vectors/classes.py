@@ -30,7 +30,7 @@ from typing import Any
 from recvmap.fuzz.engine import initial_image
 from recvmap.fuzz.engine.ram import RamWorld, model_factories, outcome_value
 from recvmap.fuzz.program import Program, Ref
-from recvmap.fuzz.program.decode_alloc import alloc_words, old_words
+from recvmap.fuzz.program.decode_alloc import ALLOCATORS, alloc_words, old_words
 from recvmap.fuzz.program.ram_setup import RAM_FUNCTIONS, STREAM_OPS, RamSetup
 from recvmap.fuzz.subjects.impls import ModelImpl
 from recvmap.fuzz.vectors.files import Case, check_model
@@ -41,6 +41,7 @@ from recvmap.pymodel.releases import (
     DEFAULT_RELEASE,
     Change,
     Rules,
+    at_release,
     boundaries,
     parse_rules,
 )
@@ -1059,7 +1060,7 @@ def _ram_calls(program: Program, release: Any) -> list[Call]:
 
 
 _FUNCTIONS_OF_LAYER: dict[str, frozenset[str]] = {
-    "bitmap": frozenset(ModelImpl.functions) | {"bitmap_new", "bitmap_zero_extend"},
+    "bitmap": frozenset(at_release().functions()) | {"bitmap_new", "bitmap_zero_extend"},
     "ram": frozenset(RAM_FUNCTIONS),
     "recovery": frozenset(RAM_FUNCTIONS),
 }
@@ -1067,9 +1068,7 @@ _FUNCTIONS_OF_LAYER: dict[str, frozenset[str]] = {
 
 def functions() -> list[str]:
     """Every function the table must have classes for: the ABI's operations."""
-    from recvmap.fuzz.program.decode_alloc import ALLOCATORS
-
-    return sorted({*ModelImpl.functions, *ALLOCATORS, *RAM_FUNCTIONS})
+    return sorted({*at_release().functions(), *ALLOCATORS, *RAM_FUNCTIONS})
 
 
 def table() -> list[BoundaryClass]:
@@ -1089,8 +1088,6 @@ def layer_of(function: str) -> str:
 
 def layouts_of(function: str) -> tuple[Layout, ...]:
     """The word layouts a class of ``function`` is wanted in."""
-    from recvmap.fuzz.program.decode_alloc import ALLOCATORS
-
     return ALLOCATION_LAYOUTS if function in ALLOCATORS else LAYOUTS[layer_of(function)]
 
 
