@@ -30,7 +30,7 @@ from qemu_trees import SKIP_REASON, TREES
 
 from recvmap.fuzz.subjects.hosts import HOSTS, host_status
 from recvmap.fuzz.vectors.files import Case, iter_files, load_file
-from recvmap.pymodel.releases import parse_release
+from recvmap.pymodel.releases import RELEASES, parse_release
 from recvmap.pymodel.words import ILP32_BE, Layout
 
 VECTORS = Path(__file__).parent / "vectors"
@@ -280,3 +280,44 @@ def test_fuzz_host_jobs_of_a_tree_take_other_senders_from_the_tree() -> None:
     finally:
         kw["pool"].close()
     assert sender.is_relative_to(cache_root()) and sender.name == f"qref-replay-{release}"
+
+
+@pytest.fixture(scope="module")
+def history_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import qemu_history
+
+    if not qemu_history.available():
+        pytest.skip(qemu_history.SKIP_REASON)
+    return qemu_history.clone(tmp_path_factory.mktemp("history") / "qemu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", [r.name for r in RELEASES])
+def test_every_vector_in_range_passes_on_every_release_of_the_history(
+    tag: str, history_clone: Path, tmp_path: Path
+) -> None:
+    """Every vector whose range holds a release, on that release's own code from QEMU's
+    history (the bundle's tag): 64-bit here, 32-bit on i686, big-endian on s390x. A tree
+    this checkout cannot build (a release its glue does not cover yet) is skipped, naming
+    the build's one line; the glue's own tests hold every tag to building."""
+    from qemu_history import git
+
+    for host in HOST_RUN:
+        if why := host_status(host):
+            pytest.skip(f"host {host}: {why}")
+    tree = tmp_path / tag
+    git(history_clone, "worktree", "add", "-q", "--detach", str(tree), tag)
+    native = recvmap("replay", "--qemu-tree", str(tree), str(VECTORS), timeout=600)
+    if native.returncode == 2:
+        pytest.skip(f"{tag}: the tree does not build here: {native.stderr.strip()[-300:]}")
+    assert native.returncode == 0, native.stdout[-3000:] + native.stderr[-2000:]
+    assert summary(native.stdout)[1] == 0 and summary(native.stdout)[0] > 0
+    hosts = recvmap(
+        "replay", "--qemu-tree", str(tree), "--host", ",".join(HOST_RUN), str(VECTORS),
+        timeout=900,
+    )  # fmt: skip
+    assert hosts.returncode == 0, hosts.stdout[-3000:] + hosts.stderr[-2000:]
+    for host, text in host_sections(hosts.stdout).items():
+        passed, failed, _ = summary(text)
+        print(f"{tag} on {host}: {passed} passed")
+        assert failed == 0 and passed > 0, host
