@@ -282,7 +282,11 @@ def test_replay_of_the_rule_vectors(capsys: pytest.CaptureFixture[str]) -> None:
     assert m, out
     groups = json.loads((VECTORS / "bitmap-rules.json").read_text())["testGroups"]
     older = [t for g in groups if g["release"].endswith(",<v4.0.0") for t in g["tests"]]
-    assert int(m[1]) == len(older) > 0  # an older release's rule: not at the newest
+    # an older release's rule: not at the newest; big-endian groups: not on this host
+    big = [t for g in groups if g["big_endian"] and not g["release"].endswith(",<v4.0.0")
+           for t in g["tests"]]  # fmt: skip
+    assert int(m[1]) == len(older) + len(big) and older and big
+    assert len(re.findall(r"^SKIP \S+: .* big-endian words here", out, re.M)) == len(big)
 
 
 def test_replay_reports_a_wrong_vector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

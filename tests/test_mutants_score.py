@@ -176,3 +176,50 @@ def test_scores_both_ways() -> None:
     assert fig["killed_by_cause"] == {"divergence": 1}
     text = mutants.summary_text(results, mutants.Options(), fig)
     assert "strict 20.0%" in text and "lenient 75.0%" in text
+
+
+def test_the_vectors_pipeline_scores_beside_the_fuzzer() -> None:
+    """The vectors' replay takes the seeds' place in a pipeline of its own; the other
+    oracles count for both (not the sanitized run of the other pipeline). Fuzzing kills
+    f and s; the vectors kill v and f; the stress oracle kills o for both; the sanitized
+    vectors kill a for the vectors only."""
+    stress = SeedRun(0, "kill", 2.0, "lost bit", oracle="stress")
+    asan = SeedRun(0, "kill", 1.0, "sanitizer", oracle="asan-vectors")
+
+    def with_vectors(res: MutantResult, outcome: str) -> MutantResult:
+        res.vectors = SeedRun(0, outcome, 0.1 if outcome == "kill" else None, oracle="vectors")
+        return settle(res)
+
+    results = [
+        with_vectors(_result("f", "kill", "kill", "kill"), "kill"),
+        with_vectors(_result("s", "kill", "kill", "kill"), "clean"),
+        with_vectors(_result("v", "clean", "clean", "clean"), "kill"),
+        with_vectors(_result("o", "clean", "clean", "clean", oracles=(stress,)), "clean"),
+        with_vectors(_result("a", "clean", "clean", "clean", oracles=(asan,)), "clean"),
+    ]
+    assert [r.verdict for r in results] == ["killed", "killed", "survived", "killed", "survived"]
+    assert [r.vectors_verdict for r in results] == ["killed", "survived", "killed"] + ["killed"] * 2
+    fig = figures(results, budget=10.0)
+    assert fig["score_strict"] == 0.6 and fig["score_fuzz"] == 0.4
+    v = fig["vectors"]
+    assert (v["score_strict"], v["score_replay"]) == (0.8, 0.4)
+    assert v["fuzzer_only"] == ["s"] and v["vectors_only"] == ["v", "a"]
+    assert v["killed_by_oracle"] == {"vectors": 2, "stress": 1, "asan-vectors": 1}
+    text = mutants.summary_text(results, mutants.Options(), fig)
+    assert "strict 80.0% (4 kills of 5" in text and "the replay alone 40.0%" in text
+
+
+@gcc
+def test_the_vectors_oracle_kills_a_bug_of_a_class_and_passes_the_reference() -> None:
+    """The replay of the shipped vectors: clean on the reference; a bitmap_set that loses
+    BITMAP_FIRST_WORD_MASK(start) inside one word is killed by a class vector."""
+    from recvmap.fuzz.subjects.build import build_library
+
+    clean = mutants.vectors_oracle({64: build_library(64), 32: build_library(32)})
+    assert clean.outcome == "clean" and clean.programs > 300, clean
+    edit = ("        *p |= mask & BITMAP_LAST_WORD_MASK(end);",
+            "        *p |= BITMAP_LAST_WORD_MASK(end);")  # fmt: skip
+    libs = {b: build_library(b, {"bitmap.c": [edit]}) for b in (64, 32)}
+    run = mutants.vectors_oracle(libs)
+    assert run.outcome == "kill" and run.how == "divergence", run
+    assert run.description.startswith("bitmap-"), run

@@ -46,7 +46,9 @@ needs_glib = pytest.mark.skipif(
 )
 
 
-def build(test_c: Path, tree: QemuTree, bitmap_c: Path, work: Path) -> Path:
+def build(
+    test_c: Path, tree: QemuTree, bitmap_c: Path, work: Path, bitops_c: Path | None = None
+) -> Path:
     """The unit test linked with the tree's bitmap code, as tests/unit builds it."""
     (work / "glib").mkdir(parents=True, exist_ok=True)
     # in QEMU the real glib comes through osdep.h; here glue/glib-lite.h's name leads to it
@@ -57,7 +59,8 @@ def build(test_c: Path, tree: QemuTree, bitmap_c: Path, work: Path) -> Path:
     cmd = ["gcc", "-std=gnu11", "-O1", "-D_GNU_SOURCE", "-fno-strict-aliasing", "-fwrapv"]
     cmd += ["-I", str(work / "glib"), "-I", str(GLUE), "-I", str(work)]
     cmd += ["-I", str(tree.root / "include"), *[f for f in flags if f.startswith("-I")]]
-    cmd += ["-o", str(exe), str(test_c), str(bitmap_c), str(tree.root / "util" / "bitops.c")]
+    bitops = bitops_c or tree.root / "util" / "bitops.c"
+    cmd += ["-o", str(exe), str(test_c), str(bitmap_c), str(bitops)]
     cmd += [f for f in flags if not f.startswith("-I")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -145,3 +148,79 @@ def test_bad_release_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: P
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "predates the received-page bitmap" in err
     assert cli.main(["vectors", "export"]) == 2
+
+
+# Three one-line changes to a copy of v10.1.0, each in a class the vectors of issue 23 hold:
+# (file, function, line, its mutation, the vector file that must fail).
+ONE_LINE_BUGS = {
+    # the one-word step of bitmap_set loses BITMAP_FIRST_WORD_MASK(start): bits below an
+    # unaligned start get set when the whole range is inside one word
+    "bitmap_set-unaligned-one-word": (
+        "bitmap.c",
+        "void bitmap_set(",
+        "        mask_to_set &= BITMAP_LAST_WORD_MASK(size);",
+        "        mask_to_set = BITMAP_LAST_WORD_MASK(size);",
+    ),
+    # find_next_bit's early return for offset >= size answers offset rounded down to its
+    # word: right on a word boundary, wrong for offset == size inside a word (QEMU's other
+    # way to get offset == size wrong, ">" for ">=", is equivalent: its fall-through
+    # answers size without a read, on a word boundary or not)
+    "find_next_bit-offset-equals-size": (
+        "bitops.c",
+        "unsigned long find_next_bit(",
+        "        return size;",
+        "        return result;",
+    ),
+    # bitmap_copy_with_src_offset's word loop stores the high part of each word instead of
+    # merging it with the low part (= for |=)
+    "bitmap_copy_with_src_offset-store": (
+        "bitmap.c",
+        "void bitmap_copy_with_src_offset(",
+        "        *dst |= (src[1] & right_mask) << (BITS_PER_LONG - shift);",
+        "        *dst = (src[1] & right_mask) << (BITS_PER_LONG - shift);",
+    ),
+}
+
+
+def one_line_copy(tree: QemuTree, bug: str, out: Path) -> Path:
+    """A copy of the tree's file with the bug's line changed inside its function only."""
+    file, function, line, new = ONE_LINE_BUGS[bug]
+    source = (tree.root / "util" / file).read_text()
+    start = source.index(function)
+    at = source.index(line + "\n", start)
+    assert at < source.index("\n}\n", start), f"{bug}: the line is not in {function}"
+    copy = out / "util" / file
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(source[:at] + new + source[at + len(line) :])
+    changed = [
+        (a, b)
+        for a, b in zip(source.splitlines(), copy.read_text().splitlines(), strict=True)
+        if a != b
+    ]
+    assert len(changed) == 1, changed
+    return copy
+
+
+NEWEST_TREE = "v10.1.0"
+
+
+@needs_trees
+@needs_glib
+@pytest.mark.skipif(NEWEST_TREE not in TREES, reason=f"no {NEWEST_TREE} tree")
+@pytest.mark.parametrize("bug", sorted(ONE_LINE_BUGS))
+def test_the_unit_test_fails_on_a_one_line_bug_of_a_class(bug: str, tmp_path: Path) -> None:
+    """The export of v10.1.0 fails on each bug (its control, the unchanged tree, passes in
+    the test above), and names the first differing word: its index, expected and actual."""
+    tree = QemuTree.open(TREES[NEWEST_TREE])
+    test_c = tmp_path / "test-recvmap-vectors.c"
+    export(test_c, NEWEST_TREE)
+    copy = one_line_copy(tree, bug, tmp_path / "bug")
+    util = tree.root / "util"
+    bitmap_c = copy if copy.name == "bitmap.c" else util / "bitmap.c"
+    bitops_c = copy if copy.name == "bitops.c" else util / "bitops.c"
+    bad = run(build(test_c, tree, bitmap_c, tmp_path / "bad", bitops_c))
+    print(bad.stdout[-1500:], bad.stderr[-1500:])
+    assert bad.returncode != 0, bad.stdout[-3000:]
+    assert "not ok" in bad.stdout or "ERROR" in bad.stderr, bad.stdout + bad.stderr
+    if "find_next_bit" not in bug:  # a memory difference: the first differing word
+        assert re.search(r"word \d+: expected 0x[0-9a-f]+, actual 0x[0-9a-f]+", bad.stdout)

@@ -187,8 +187,15 @@ def test_each_ram_rule_has_teeth(rule: str, monkeypatch: pytest.MonkeyPatch) -> 
 
 def stream_failures(subject: Subject) -> list[str]:
     """The stream-bytes vectors ``subject`` does not reproduce (model checked first)."""
-    # our C implements the newest release: the vectors whose range holds it
-    cases = [c for c in CASES if c.path.name == "stream-bytes.json" and c.covers(DEFAULT_RELEASE)]
+    # our C implements the newest release: the vectors whose range holds it, of the
+    # little-endian layouts this host runs (test_hosts runs the big-endian ones)
+    cases = [
+        c
+        for c in CASES
+        if c.path.name == "stream-bytes.json"
+        and c.covers(DEFAULT_RELEASE)
+        and not (c.group["big_endian"] or c.group.get("sender_big_endian"))
+    ]
     assert cases, "stream-bytes.json is missing"
     return [f"#{c.test['tcId']}" for c in cases if replay(c, subject).status != "pass"]
 

@@ -104,7 +104,10 @@ def _not_applicable(subject: Any, program: Any) -> str | None:
     """Why the library cannot run ``program`` here (None: it can)."""
     layout = program.layout
     if layout.big_endian or layout.bits_per_long not in subject.widths:
-        return f"vector for {layout}; the library runs {'/'.join(map(str, subject.widths))}-bit"
+        return (
+            f"vector for {layout.text} words; the library runs "
+            f"{'/'.join(map(str, subject.widths))}-bit little-endian words here"
+        )
     if program.layer == "bitmap":
         have = set(subject.bitmap_functions(layout))
 

@@ -9,9 +9,10 @@ adds one test item per regression vector (``recvmap::bitmap-rules.json[tc4]`` ..
 short bounded fuzz item per layer (``recvmap::fuzz[bitmap]`` ...) to the session. Each item
 replays its program on the model and on the library (QEMU's symbol names, the ABI of
 ``qemu_ref.h``) and compares every return value and memory image; a divergence is the
-item's assertion message, naming the first differing operation, both values and the first
-differing byte. Vectors for another word width or byte order, or for functions the library
-lacks, are skipped with the reason, never passed. The library runs in forked children, so a
+item's assertion message, naming the first differing operation, both values, the first
+differing byte and that word's expected and actual value. Vectors for another word width
+or byte order, or for functions the library lacks, are skipped with the reason, never
+passed. The library runs in forked children, so a
 crash fails one item instead of ending the session.
 
 Options: ``--recvmap-word-bits``, ``--recvmap-release`` (the QEMU release the library

@@ -104,18 +104,24 @@ class ModelRun:
     images: dict[str, bytes | None] = field(default_factory=dict)
     rejected: int | None = None
     reason: str = ""
+    errors: dict[int, str] = field(default_factory=dict)  # ram: op index -> error_report
 
 
 def model_run(program: Program, release: str | Release | Rules | None = None) -> ModelRun:
     """Run ``program`` on the model only, at ``release`` (a release or rules; default: the
-    program's own, else the newest); stop at the first operation it rejects."""
+    program's own, else the newest); stop at the first operation it rejects. A ram
+    operation that printed an error_report line has it in ``errors``."""
     session = model_session(program, release)
+    world = session.model if isinstance(session, RamSession) else None
     out = ModelRun()
     for i, op in enumerate(program.ops):
+        printed = 0 if world is None else world.errors()
         result, _ = session.step(i, op)
         if isinstance(result, tuple) and result and result[0] == INVALID:
             out.rejected, out.reason = i, result[1]
             break
         out.results.append(result)
+        if world is not None and world.errors() > printed:
+            out.errors[i] = world.last_error() or ""
     out.images = dict(session.model_images())
     return out

@@ -71,6 +71,7 @@ from .generate import MUTABLE_FILES, source_texts, syntax_error_of, systematic_m
 from .mutant import Mutant
 from .mutants_hand import SEQUENTIAL, equivalence, hand_mutants
 from .options import LAYERS, ORACLES, configure_parser
+from .vectors_oracle import argv as vectors_argv
 
 try:  # optional (the mutation extra): equivalence is judged on machine code
     from elftools.elf.elffile import ELFFile
@@ -984,6 +985,10 @@ class MutantResult:
     cause: str = ""  # the kill's cause (CAUSES)
     seeds: list[SeedRun] = field(default_factory=list)
     oracles: list[SeedRun] = field(default_factory=list)  # runs of the extra oracles
+    vectors: SeedRun | None = None  # the replay of the shipped vectors (oracle "vectors")
+    # the vectors' pipeline (the replay instead of fuzzing, the same other oracles)
+    vectors_verdict: str = ""
+    vectors_killed_by: str = ""
     build_seconds: float = 0.0
     fingerprint: str = ""
     function: str = ""
@@ -1005,7 +1010,13 @@ class MutantResult:
         """The former rule: every seed detected (a kill, an error or an unconfirmed hang),
         or an extra oracle did."""
         seeds = bool(self.seeds) and all(r.outcome != "clean" for r in self.seeds)
-        return self.killed or seeds or any(r.outcome != "clean" for r in self.oracles)
+        extra = [r for r in self.oracles if r.oracle != "asan-vectors"]
+        return self.killed or seeds or any(r.outcome != "clean" for r in extra)
+
+    def vectors_lenient_killed(self) -> bool:
+        """The former rule for the vectors' pipeline."""
+        runs = [r for r in [self.vectors, *self.oracles] if r is not None and r.oracle != "asan"]
+        return self.vectors_verdict in KILLED or any(r.outcome != "clean" for r in runs)
 
     def lenient_ttk(self) -> float | None:
         if self.killed:
@@ -1144,38 +1155,74 @@ def fuzz_mutant(
     ``stress_deferred`` (races need idle cores, not cores busy fuzzing other mutants)."""
     if "fuzz" in opts.oracles:
         res.seeds = [fuzz_seed(libs, seed, opts) for seed in opts.seeds]
-    if not (res.seeds and all(r.killed for r in res.seeds)):
-        res.oracles = extra_oracles(libs, opts, m, stress=deferred is None)
+    if "vectors" in opts.oracles and m is not None:
+        res.vectors = vectors_oracle(libs, confirm_timeout=opts.confirm_timeout)
+    pending = pipelines_pending(res, opts)
+    if pending:
+        res.oracles = extra_oracles(libs, opts, m, stress=deferred is None, pipelines=pending)
         if deferred is not None and "stress" in opts.oracles and m is not None:
             if not any(r.killed for r in res.oracles):
                 deferred.append((res, libs))
     return settle(res)
 
 
+def pipelines_pending(res: MutantResult, opts: Options) -> tuple[str, ...]:
+    """The pipelines whose first oracle (fuzzing; the vectors' replay) did not kill
+    ``res``: the extra oracles run for them."""
+    out = []
+    if "fuzz" in opts.oracles and not (res.seeds and all(r.killed for r in res.seeds)):
+        out.append("fuzz")
+    if "vectors" in opts.oracles and not (res.vectors is not None and res.vectors.killed):
+        out.append("vectors")
+    if not {"fuzz", "vectors"} & set(opts.oracles):
+        out.append("fuzz")  # the extra oracles alone
+    return tuple(out)
+
+
 def settle(res: MutantResult) -> MutantResult:
-    """The verdict from the seeds and the oracles (module docstring)."""
-    seeds, oracles = res.seeds, res.oracles
-    hit = next((r for r in oracles if r.killed), None)
-    if seeds and all(r.killed for r in seeds):
-        res.verdict, res.killed_by = "killed", "fuzz"
-        causes = [r.how for r in seeds]
-        res.cause = max(set(causes), key=causes.count)
-        res.ttk = median_ttk(seeds)
-    elif hit is not None:
-        res.verdict, res.killed_by, res.cause, res.ttk = "killed", hit.oracle, hit.how, hit.time
-    elif any(r.killed for r in seeds):
-        res.verdict, res.ttk = "flaky", median_ttk(seeds)
-    elif any(r.outcome == "error" for r in [*seeds, *oracles]):
-        res.verdict = "error"
-    elif any(r.outcome == "unconfirmed" for r in [*seeds, *oracles]):
-        res.verdict = "unconfirmed-hang"
-    elif res.argued:
-        res.verdict = "argued-equivalent"
+    """The verdict from the seeds and the oracles (module docstring); and, when the
+    vectors were replayed, the vectors' pipeline's verdict (the replay in place of the
+    seeds, the same other oracles, the sanitized replay in place of sanitized fuzzing).
+    Without fuzzing, the vectors' pipeline is the verdict."""
+    fuzz_extra = [r for r in res.oracles if r.oracle != "asan-vectors"]
+    vector_extra = [r for r in res.oracles if r.oracle != "asan"]
+    if res.vectors is not None:
+        res.vectors_verdict, res.vectors_killed_by, _, _ = _verdict(
+            [res.vectors], vector_extra, res.argued
+        )
+    if res.seeds or res.vectors is None:
+        res.verdict, res.killed_by, res.cause, res.ttk = _verdict(res.seeds, fuzz_extra, res.argued)
     else:
-        res.verdict = "survived"
-    if res.argued and res.verdict == "killed":
-        res.verdict = "equivalence-refuted"
+        res.verdict, res.killed_by, res.cause, res.ttk = _verdict(
+            [res.vectors], vector_extra, res.argued
+        )
     return res
+
+
+def _verdict(
+    seeds: Sequence[SeedRun], oracles: Sequence[SeedRun], argued: bool
+) -> tuple[str, str, str, float | None]:
+    """(verdict, killed by, cause, time to kill) of one pipeline's runs."""
+    hit = next((r for r in oracles if r.killed), None)
+    out: tuple[str, str, str, float | None]
+    if seeds and all(r.killed for r in seeds):
+        causes = [r.how for r in seeds]
+        out = "killed", seeds[0].oracle, max(set(causes), key=causes.count), median_ttk(seeds)
+    elif hit is not None:
+        out = "killed", hit.oracle, hit.how, hit.time
+    elif any(r.killed for r in seeds):
+        out = "flaky", "", "", median_ttk(seeds)
+    elif any(r.outcome == "error" for r in [*seeds, *oracles]):
+        out = "error", "", "", None
+    elif any(r.outcome == "unconfirmed" for r in [*seeds, *oracles]):
+        out = "unconfirmed-hang", "", "", None
+    elif argued:
+        out = "argued-equivalent", "", "", None
+    else:
+        out = "survived", "", "", None
+    if argued and out[0] == "killed":
+        out = ("equivalence-refuted", *out[1:])
+    return out
 
 
 def stress_deferred(res: MutantResult, libs: dict[int, Path], opts: Options) -> MutantResult:
@@ -1193,9 +1240,11 @@ def extra_oracles(
     opts: Options,
     m: Mutant | None,
     stress: bool = True,
+    pipelines: tuple[str, ...] = ("fuzz",),
 ) -> list[SeedRun]:
     """The oracles after fuzzing, cheapest first: QEMU's asserts (abort), the concurrency
-    programs (stress), sanitized fuzzing (asan); the first kill ends the list."""
+    programs (stress), sanitized fuzzing (asan) and, for the vectors' pipeline, the
+    vectors replayed sanitized; the first kill ends the list."""
     runs: list[SeedRun] = []
     if "abort" in opts.oracles and m is not None and touches_assert(m):
         runs.append(abort_oracle(libs))
@@ -1214,18 +1263,81 @@ def extra_oracles(
             slibs = {b: build(m, b, sanitize=True) for b in opts.widths}
         except Stillborn:
             return runs
-        run = run_seed(
-            slibs,
-            opts.seeds[0],
-            opts.asan_budget,
-            opts.hang_timeout * 3,
-            opts.layers,
-            env=asan_env(),
-            confirm_timeout=opts.confirm_timeout,
-        )
-        run.oracle = "asan"
-        runs.append(run)
+        if "fuzz" in pipelines:
+            run = run_seed(
+                slibs,
+                opts.seeds[0],
+                opts.asan_budget,
+                opts.hang_timeout * 3,
+                opts.layers,
+                env=asan_env(),
+                confirm_timeout=opts.confirm_timeout,
+            )
+            run.oracle = "asan"
+            runs.append(run)
+        if "vectors" in pipelines:
+            runs.append(vectors_oracle(slibs, env=asan_env(), oracle="asan-vectors"))
     return runs
+
+
+def vectors_oracle(
+    libs: dict[int, Path],
+    timeout: float = 30.0,
+    confirm_timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    oracle: str = "vectors",
+) -> SeedRun:
+    """The shipped vectors replayed on the mutant in a fresh process (``vectors_oracle``):
+    the first failing vector is a kill (divergence); a crash, or a replay still running
+    after ``timeout`` seconds (the reference's takes about 1 s), counts when the vector
+    that was running does it again alone (``confirm_timeout``)."""
+    config: dict[str, Any] = {"libs": {str(b): str(p) for b, p in libs.items()}}
+    env = dict(env or os.environ, RECVMAP_GUARD="after")  # one guard page: one replay each
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(vectors_argv(config), capture_output=True, text=True, env=env,
+                              timeout=timeout)  # fmt: skip
+        out, err, code, hung = proc.stdout, proc.stderr, proc.returncode, False
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        code, hung = None, True
+    took = time.monotonic() - t0
+    lines = out.splitlines()
+    result = next((json.loads(x[7:]) for x in reversed(lines) if x.startswith("result ")), None)
+    report = sanitizer_report(err)
+
+    def run(outcome: str, how: str = "", desc: str = "", when: float | None = None) -> SeedRun:
+        ran = int(result.get("ran", 0)) if result else 0
+        return SeedRun(0, outcome, when, how, "", desc[:300], ran, oracle=oracle)
+
+    if result is not None:
+        if result["killed"]:
+            return run("kill", "divergence", f"{result['vector']}: {result['description']}",
+                       result["time"])  # fmt: skip
+        if report:  # LeakSanitizer speaks at exit
+            return run("kill", "sanitizer", report, took)
+        if code != 0:
+            return run("error", f"exit {code} after a clean replay", crash_line(err))
+        return run("clean")
+    last = next((x[5:] for x in reversed(lines) if x.startswith("case ")), None)
+    what = "hang" if hung else f"crash (exit {code})"
+    if last is None:
+        return run("error", f"{what} before the first vector", crash_line(err))
+    alone = rerun_alone(vectors_argv({**config, "only": [last]}), confirm_timeout, env)
+    desc = f"{last}: " + (sanitizer_report(alone.stderr) or crash_line(alone.stderr))
+    if not alone.finished:
+        return run("kill", "hang", f"{last}: alone, still running after {confirm_timeout:g} s",
+                   took)  # fmt: skip
+    assert alone.returncode is not None
+    if sanitizer_report(alone.stderr):
+        return run("kill", "sanitizer", desc, took)
+    if alone.returncode < 0:
+        return run("kill", signal_cause(alone.returncode), desc, took)
+    again = next((x for x in alone.stdout.splitlines() if x.startswith("result ")), "")
+    if again and json.loads(again[7:]).get("killed"):
+        return run("kill", "divergence", f"{last}: {json.loads(again[7:])['description']}", took)
+    return run("unconfirmed" if hung else "error", f"{what}, the vector alone passes", desc)
 
 
 def result_from_json(d: dict[str, Any]) -> MutantResult:
@@ -1237,7 +1349,10 @@ def result_from_json(d: dict[str, Any]) -> MutantResult:
 
     seeds = [seed_run(s) for s in d.pop("seeds", [])]
     oracles = [seed_run(s) for s in d.pop("oracles", [])]
-    return MutantResult(**d, seeds=seeds, oracles=oracles)
+    vectors = d.pop("vectors", None)
+    return MutantResult(
+        **d, seeds=seeds, oracles=oracles, vectors=None if vectors is None else seed_run(vectors)
+    )
 
 
 # --- the summary ------------------------------------------------------------------------
@@ -1315,6 +1430,36 @@ def figures(results: Sequence[MutantResult], budget: float) -> dict[str, Any]:
         "p95_ttk_fuzz": fmt(percentile(fuzz_times, 95)),
         "max_ttk_killed": fmt(max((r.ttk for r in killed if r.ttk is not None), default=math.nan)),
         "survivors": [r.key for r in counted if not r.killed],
+        **({"vectors": vector_figures(counted)} if any(r.vectors for r in counted) else {}),
+    }
+
+
+def vector_figures(counted: Sequence[MutantResult]) -> dict[str, Any]:
+    """The vectors' pipeline (the shipped vectors replayed in place of fuzzing, the same
+    other oracles), both ways, and the replay alone; which mutants the fuzzer's pipeline
+    kills and the vectors' does not, and the other way round."""
+    ran = [r for r in counted if r.vectors is not None]
+    killed = [r for r in ran if r.vectors_verdict in KILLED]
+    lenient = [r for r in ran if r.vectors_verdict in KILLED or not (
+        r.argued and not r.vectors_lenient_killed())]  # fmt: skip
+    replay = [r for r in ran if r.vectors is not None and r.vectors.killed]
+    by: dict[str, int] = {}
+    for r in killed:
+        by[r.vectors_killed_by] = by.get(r.vectors_killed_by, 0) + 1
+
+    def ratio(k: int, n: int) -> float | None:
+        return round(k / n, 4) if n else None
+
+    return {
+        "counted": len(ran),
+        "killed": len(killed),
+        "killed_by_oracle": by,
+        "score_strict": ratio(len(killed), len(ran)),
+        "score_lenient": ratio(sum(r.vectors_lenient_killed() for r in lenient), len(lenient)),
+        "lenient_denominator": len(lenient),
+        "score_replay": ratio(len(replay), len(ran)),
+        "fuzzer_only": [r.key for r in ran if r.killed and r.vectors_verdict not in KILLED],
+        "vectors_only": [r.key for r in ran if r.vectors_verdict in KILLED and not r.killed],
     }
 
 
@@ -1333,6 +1478,10 @@ def line_of(r: MutantResult, width: int = 100) -> str:
         )
         if bad is not None:
             tail += f"  [{bad.oracle}: {bad.how}]"
+    if r.vectors is not None and r.vectors_verdict not in KILLED:
+        tail = f"[vectors: {r.vectors_verdict}] {tail}"
+    elif r.vectors is not None and not r.killed:
+        tail = f"[vectors: killed by {r.vectors_killed_by}] {tail}"
     text = f"{head} {tail}"
     return text if len(text) <= width + 60 else text[: width + 57] + "..."
 
@@ -1362,6 +1511,19 @@ def summary_text(results: Sequence[MutantResult], opts: Options, fig: dict[str, 
         f"kill {_secs(fig['max_ttk_killed'])}; fuzzing alone: median "
         f"{_secs(fig['median_ttk_fuzz'])}, 95th percentile {_secs(fig['p95_ttk_fuzz'])}",
     ]
+    if "vectors" in fig:
+        v = fig["vectors"]
+        lines += [
+            f"vectors (the shipped vectors replayed in place of fuzzing, the same other "
+            f"oracles): strict {_pct(v['score_strict'])} ({v['killed']} kills of "
+            f"{v['counted']}, by oracle {v['killed_by_oracle']}); lenient "
+            f"{_pct(v['score_lenient'])} (of {v['lenient_denominator']}); the replay alone "
+            f"{_pct(v['score_replay'])}",
+            f"killed by the fuzzer's pipeline only: {len(v['fuzzer_only'])} "
+            f"{' '.join(v['fuzzer_only'])}".rstrip(),
+            f"killed by the vectors' pipeline only: {len(v['vectors_only'])} "
+            f"{' '.join(v['vectors_only'])}".rstrip(),
+        ]
     if fig["equivalence_refuted"]:
         lines.append(
             f"EQUIVALENCE REFUTED (argued equivalent, yet killed): {fig['equivalence_refuted']}"
@@ -1483,7 +1645,7 @@ def run(args: argparse.Namespace) -> int:
         ):
             for d in saved.get("results", []):
                 r = result_from_json(d)
-                if r.verdict == "killed":
+                if r.verdict == "killed" and ("vectors" not in opts.oracles or r.vectors):
                     previous[f"{r.key}\0{r.diff}"] = r
     out = sys.stdout
     try:
@@ -1507,6 +1669,16 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        if "vectors" in opts.oracles:
+            clean = vectors_oracle(libs, confirm_timeout=opts.confirm_timeout)
+            if clean.outcome != "clean":
+                print(
+                    f"recvmap mutants: the UNMUTATED reference fails the vectors "
+                    f"({clean.outcome}: {clean.how}): {clean.description}",
+                    file=sys.stderr,
+                )
+                return 2
+            out.write(f"control: the reference passes the {clean.programs} vectors it runs\n")
         counts = f" ({control.programs:,} programs, {control.ops:,} operations)"
         out.write(
             f"control: the reference survives {min(opts.budget, 30.0):g} s"

@@ -12,7 +12,7 @@ from typing import Any
 from .generate import MUTABLE_FILES
 
 LAYERS = ("bitmap", "ram", "recovery")
-ORACLES = ("fuzz", "abort", "stress", "asan")  # what may kill a mutant, in this order
+ORACLES = ("fuzz", "vectors", "abort", "stress", "asan")  # what may kill a mutant, in this order
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -80,7 +80,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--oracles",
         default=",".join(ORACLES),
-        help="what may kill a mutant: fuzz (the differential engine), abort "
+        help="what may kill a mutant: fuzz (the differential engine), vectors (a replay "
+        "of the shipped vectors, scored as a pipeline of its own beside fuzzing), abort "
         "(QEMU's asserts fire, for mutants of an assert), stress (threads through "
         "the atomic helpers, qemu_ref/stress.c), asan (sanitized fuzzing); the "
         "others run on fuzzing survivors; default all",

@@ -368,12 +368,20 @@ class HostSubject:
     def adapt(self, program: Program) -> Program:
         """``program`` on this host: as it is, or retargeted to the host's byte order when
         only that differs (the same word values; a recovery sender keeps its layout and
-        runs on its own host). ValueError naming both layouts when the width differs."""
+        runs on its own host). ValueError naming both layouts when the width differs, and
+        naming the layout when the code is a tree's and no host here runs QEMU's code with
+        it (32-bit big-endian: the vector is not run in the other byte order either)."""
         out = for_layout(program, self.layout)
         if out is None:
             raise ValueError(
                 f"{program.layout.text} words: host {self.host} runs "
                 f"{self.layout.text} words (another host of that width runs it)"
+            )
+        if self.path is not None and program.layout not in self.senders:
+            raise ValueError(
+                f"{program.layout.text} words: no host here runs {self.name.split('@')[0]} "
+                "with them (QEMU's code has its host's own unsigned long; our C emulates "
+                "them: recvmap replay --host s390x-w32)"
             )
         return out
 

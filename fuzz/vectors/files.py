@@ -24,6 +24,13 @@ whose expectation differs per release are split into groups by range. A flag
 "ModelSnapshot" marks a memory digest that is a snapshot of the model's output, not a
 value worked out by hand.
 
+Readable expectations (optional, within version 1): ``words`` states, beside the digests,
+the expected words of each image of at most WORDS_INLINE words, in hex ("0x" and
+BITS_PER_LONG / 4 digits, word 0 first), as QEMU's tests/unit/test-bitmap.c states them;
+larger images keep their digests only. ``errors`` states the error_report line each
+operation of a ram or recovery program printed, by operation index (QEMU's messages
+change between releases while the verdict stays: 72821d93e0, dcdc460767).
+
 Results in JSON: ``null`` for void, ``true``/``false`` for bool, integers, lists for
 tuples, ``{"hex": "..."}`` for byte strings (recovery streams). A byte string longer than
 BYTES_INLINE bytes (the stream of a huge map: 8 MiB for 2^26 bits) is written compactly
@@ -84,6 +91,7 @@ VERSION = 1  # files of plain results
 VERSION_COMPACT = 2  # files with a compact byte-string result (size, sha256, runs)
 BYTES_INLINE = 4096  # longer byte-string results are written compactly
 MAX_RUNS = 1024  # runs of a compact result (more: size and sha256 only)
+WORDS_INLINE = 64  # images of at most this many words also state their words in hex
 QEMU_COMMIT = "f9494614898f"
 GROUP_KEYS = (
     "layer",
@@ -223,7 +231,39 @@ def _base_page(host: str) -> int:
 
 def _outcome(run: ModelRun) -> tuple[Any, ...]:
     results = json.dumps([result_json(r) for r in run.results])
-    return results, run.rejected, tuple(sorted((k, digest(v)) for k, v in run.images.items()))
+    images = tuple(sorted((k, digest(v)) for k, v in run.images.items()))
+    return results, run.rejected, images, tuple(sorted(run.errors.items()))
+
+
+def image_words(image: bytes, layout: Layout) -> list[str]:
+    """The words of a memory image in hex, word 0 first ("0x" and BPL / 4 digits)."""
+    n = layout.bytes_per_long
+    order = "big" if layout.big_endian else "little"
+    return [
+        f"0x{int.from_bytes(image[i : i + n], order):0{2 * n}x}" for i in range(0, len(image), n)
+    ]
+
+
+def readable_words(program: Program, images: dict[str, bytes | None]) -> dict[str, list[str]]:
+    """``words`` of a test: each allocated image of at most WORDS_INLINE words, in hex."""
+    out = {}
+    for key, image in images.items():
+        layout = _image_layout(program, key)
+        if image is not None and len(image) <= WORDS_INLINE * layout.bytes_per_long:
+            out[key] = image_words(image, layout)
+    return out
+
+
+def first_word_difference(want: list[str], image: bytes, layout: Layout) -> str | None:
+    """ "word k: expected 0x..., actual 0x..." for the first word of ``image`` that is not
+    the expected one (None: all equal)."""
+    have = image_words(image, layout)
+    for k, (w, h) in enumerate(zip(want, have, strict=False)):
+        if int(w, 16) != int(h, 16):
+            return f"word {k}: expected {w}, actual {h}"
+    if len(want) != len(have):
+        return f"{len(have)} words, expected {len(want)}"
+    return None
 
 
 def test_range(
@@ -283,8 +323,13 @@ def make_test(
         "program": program.to_json(),
         "results": [result_json(r, compact=True) for r in run.results],
         "memory": {k: digest(v) for k, v in run.images.items()},
-        "result": "valid" if run.rejected is None else "invalid",
     }
+    words = readable_words(program, run.images)
+    if words:
+        test["words"] = words
+    if run.errors:
+        test["errors"] = {str(i): text for i, text in sorted(run.errors.items())}
+    test["result"] = "valid" if run.rejected is None else "invalid"
     if run.rejected is not None:
         test["reason"] = run.reason
     test["release"] = test_range(program, release, deadline, _outcome(run))
@@ -506,6 +551,7 @@ def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case
             check_results(test["results"], f"{where}.results")
             if test["result"] == "invalid" and not test["program"]["ops"]:
                 raise VectorError(f"{where}: an invalid test needs the operation it rejects")
+            check_readable(test, where)
             params = group_params(Program.from_json(test["program"]))
             shared = {k: group[k] for k in GROUP_KEYS if k in group}
             if shared != params:
@@ -515,6 +561,17 @@ def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case
                 )
             cases.append(Case(path, group, test, obj.get("subject")))
     return cases
+
+
+def check_readable(test: dict[str, Any], where: str) -> None:
+    """``words`` name arrays of ``memory``; ``errors`` name operations of the program."""
+    unknown = set(test.get("words", {})) - set(test["memory"])
+    if unknown:
+        raise VectorError(f"{where}.words: {sorted(unknown)[0]!r} is no array of its memory")
+    nops = len(test["program"]["ops"])
+    for key in test.get("errors", {}):
+        if not (key.isdigit() and int(key) < nops):
+            raise VectorError(f"{where}.errors: {key!r} is no operation index (0..{nops - 1})")
 
 
 def check_results(results: Any, where: str) -> None:
@@ -603,6 +660,15 @@ def check_model(case: Case, release: str | Release | Rules | None = None) -> str
             )
     if len(got) != len(test["results"]):
         return f"{len(got)} results, vector has {len(test['results'])}"
+    errors = {str(i): text for i, text in run.errors.items()}
+    if "errors" in test and test["errors"] != errors:
+        return f"error_report lines: the model prints {errors}, vector says {test['errors']}"
+    for key, want_words in test.get("words", {}).items():
+        image = run.images.get(key)
+        layout = _image_layout(program, key)
+        differs = "no map" if image is None else first_word_difference(want_words, image, layout)
+        if differs:
+            return f"memory of {key}: the model's {differs.replace('actual', 'model')}"
     memory = {k: digest(v) for k, v in run.images.items()}
     for key, want in test["memory"].items():
         if memory.get(key, "absent") != want:
@@ -628,6 +694,12 @@ def check_impl(
             program = adapt(program)
         except ValueError as err:
             return "skip", str(err)
+        if program.layout != case.program.layout and not _order_free(case, program):
+            return "skip", (
+                f"{case.program.layout.text} words: its expectations depend on the byte order "
+                f"(the same words on {program.layout.text} words give others), so "
+                f"{subject.name} runs its twin of that layout instead"
+            )
     if case.test["result"] == "invalid":
         program = program.with_ops(program.ops[:-1])  # never hand C the invalid call
         if not program.ops and case.test["comment"] == BARE:
@@ -648,7 +720,9 @@ def check_impl(
             set_guard(mode)
             results, divergence, images = replay_images(program, subject)
             if divergence is not None:
-                return "fail", f"{subject.name} diverges: {divergence.describe()}"
+                return "fail", f"{subject.name} diverges: {divergence.describe()}" + (
+                    _as_words(divergence, program)
+                )
     except ValueError as err:
         return "skip", str(err)
     finally:
@@ -663,12 +737,55 @@ def check_impl(
         image = images.get(key, b"absent")
         if image is not None and image != b"absent":
             image = in_order(image, _image_layout(program, key), _image_layout(case.program, key))
+            want_words = case.test.get("words", {}).get(key)
+            differs = want_words and first_word_difference(
+                want_words, image, _image_layout(case.program, key)
+            )
+            if differs:
+                return "fail", f"memory of {key} after the program: {differs}"
         if image == b"absent" or digest(image) != expected:
             return "fail", (
                 f"memory of {key}: {subject.name} leaves sha256 {digest(image)}, "
                 f"the vector says {expected}"
             )
     return "pass", ""
+
+
+def _order_free(case: Case, retargeted: Program) -> bool:
+    """Whether the vector's expectations hold for ``retargeted`` (the same program in the
+    other byte order): its model results are the vector's, and its memory, read back in
+    the vector's byte order, the vector's digests. Not so where a result depends on the
+    byte order (bitmap_to_le)."""
+    run = model_run(retargeted)
+    if run.rejected is not None and case.test["result"] == "valid":
+        return False
+    want = case.test["results"]
+    if len(want) != len(run.results) or not all(
+        result_matches(w, r) for w, r in zip(want, run.results, strict=True)
+    ):
+        return False
+    for key, expected in case.test["memory"].items():
+        image = run.images.get(key)
+        if image is not None:
+            have = _image_layout(retargeted, key)
+            image = in_order(image, have, _image_layout(case.program, key))
+        if digest(image) != expected:
+            return False
+    return True
+
+
+def _as_words(divergence: Divergence, program: Program) -> str:
+    """A memory divergence's first differing word as values in the program's layout:
+    "; as words: expected (the model) 0x..., actual 0x..." ("" for other divergences)."""
+    if divergence.what != "memory" or divergence.words is None:
+        return ""
+    key = divergence.label or f"@{divergence.array}"
+    layout = _image_layout(program, key)
+    k, model, impl = divergence.words
+    if len(model) != 2 * layout.bytes_per_long:
+        return ""
+    want, have = image_words(bytes.fromhex(model), layout), image_words(bytes.fromhex(impl), layout)
+    return f"; word {k} of {key}: expected (the model) {want[0]}, actual {have[0]}"
 
 
 def _image_layout(program: Program, key: str) -> Layout:

@@ -9,6 +9,12 @@ return values and, after the program, the expected words of every array as C arr
 needs nothing of recvmap at run time; a QEMU developer adds it to tests/unit/meson.build
 (``'test-recvmap-vectors': []`` next to ``'test-bitmap': []``) and runs ``make check-unit``.
 
+An array the implementation allocates (``alloc``) is made with QEMU's ``bitmap_new`` or
+``bitmap_new`` and ``bitmap_zero_extend`` and checked at once, then freed with g_free.
+Each comparison goes through ``recvmap_check_words``, which names the first differing
+word before the assertion fails: ``bitmap-classes.json#25 @8: word 0: expected 0x...,
+actual 0x...``.
+
 What is expected is the vector's: every test is first checked against the model (results
 and memory digests, ``files.check_model``); the expected words are the model's memory image
 after the program read back as words, so they are exactly what the vector's sha256
@@ -35,7 +41,7 @@ from recvmap.pymodel.releases import Release, ReleaseError, parse_release, requi
 from recvmap.qemu_ref.loader import abi
 
 from ..engine import model_run
-from ..program import Ref
+from ..program import ArraySpec, Ref
 from .files import Case, check_model, iter_files, load_file, vectors_dir
 
 
@@ -118,7 +124,12 @@ def c_test(case: Case, sigs: dict[str, tuple[str, tuple[str, ...]]], release: Re
     comment = str(case.test["comment"]).replace("*/", "* /")
     out = [f"    /* {case.name}: {comment} */", "    {"]
     out.append(f'{ind}g_test_message("{case.name}");')
+    allocated = []
     for k, spec in enumerate(program.arrays):
+        if spec.alloc is not None:
+            out += _allocation(k, spec, ind)
+            allocated.append(k)
+            continue
         init = ", ".join(
             f"[{i}] = {c_int(v, 'unsigned long')}" for i, v in sorted(spec.words.items())
         )
@@ -146,15 +157,61 @@ def c_test(case: Case, sigs: dict[str, tuple[str, tuple[str, ...]]], release: Re
         image = run.images[f"@{k}"]
         assert image is not None
         words = _words(image, bits, program.layout.big_endian)
-        expected = ", ".join(c_int(w, "unsigned long") for w in words)
-        out.append(f"{ind}{{")
-        out.append(f"{ind}    static const unsigned long e{k}[{len(words)}] = {{ {expected} }};")
-        out.append(f"{ind}    for (size_t i = 0; i < {len(words)}; i++) {{")
-        out.append(f"{ind}        g_assert_cmphex(a{k}[i], ==, e{k}[i]);")
-        out.append(f"{ind}    }}")
-        out.append(f"{ind}}}")
+        out += _expect(f"a{k}", f"e{k}", words, f"{case.name} @{k}", ind)
+    out += [f"{ind}g_free(a{k});" for k in allocated]
     out.append("    }")
     return CTest(case, out)
+
+
+def _expect(array: str, name: str, words: list[int], what: str, ind: str) -> list[str]:
+    """C lines that compare ``array`` with the expected ``words`` (first differing word
+    named by CHECK_WORDS)."""
+    expected = ", ".join(c_int(w, "unsigned long") for w in words)
+    return [
+        f"{ind}{{",
+        f"{ind}    static const unsigned long {name}[{len(words)}] = {{ {expected} }};",
+        f'{ind}    recvmap_check_words("{what}", {array}, {name}, {len(words)});',
+        f"{ind}}}",
+    ]
+
+
+def _allocation(k: int, spec: ArraySpec, ind: str) -> list[str]:
+    """C lines allocating array ``k`` as its ``alloc`` says (bitmap_new, or bitmap_new with
+    the old words then bitmap_zero_extend; NULL for 0 old bits, as QEMU's callers pass it),
+    and the check that the new words are the vector's."""
+    a = spec.alloc
+    assert a is not None
+    name = f"a{k}"
+    if a.old_nbits is None:
+        out = [f"{ind}unsigned long *{name} = bitmap_new({c_int(a.nbits, 'long')});"]
+    else:
+        old = "NULL" if not a.old_nbits else f"bitmap_new({c_int(a.old_nbits, 'long')})"
+        out = [f"{ind}unsigned long *{name} = {old};"]
+        out += [
+            f"{ind}{name}[{i}] = {c_int(v, 'unsigned long')};" for i, v in sorted(a.old.items())
+        ]
+        out.append(
+            f"{ind}{name} = bitmap_zero_extend({name}, {c_int(a.old_nbits, 'long')}, "
+            f"{c_int(a.nbits, 'long')});"
+        )
+    words = [spec.words.get(i, 0) for i in range(spec.nwords)]
+    return out + _expect(name, f"n{k}", words, f"allocated @{k}", ind)
+
+
+CHECK_WORDS = """\
+/* The first word of have[] that is not want[]: its index, both words, then the assert. */
+static void recvmap_check_words(const char *what, const unsigned long *have,
+                                const unsigned long *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (have[i] != want[i]) {
+            g_test_message("%s: word %zu: expected 0x%lx, actual 0x%lx", what, i,
+                           want[i], have[i]);
+            g_assert_cmphex(have[i], ==, want[i]);
+        }
+    }
+}
+"""
 
 
 def _ident(text: str) -> str:
@@ -213,6 +270,8 @@ def qemu_unit_test(release: str | None = None, cases: list[Case] | None = None) 
         '#include "qemu/osdep.h"',
         '#include "qemu/bitops.h"',
         '#include "qemu/bitmap.h"',
+        "",
+        *CHECK_WORDS.splitlines(),
         "",
     ]
     registrations = []

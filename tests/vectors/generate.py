@@ -36,7 +36,7 @@ from recvmap.fuzz.vectors.files import (
     vector_file,
     write_vector_file,
 )
-from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
+from recvmap.pymodel.words import ILP32_BE, ILP32_LE, LP64_BE, LP64_LE, Layout
 
 HERE = Path(__file__).resolve().parent
 ONES = {64: (1 << 64) - 1, 32: (1 << 32) - 1}
@@ -56,9 +56,11 @@ def case(
     memory: dict[str, tuple[int, dict[int, int]] | None] | None = None,
     invalid: bool = False,
     release: str | None = None,
+    errors: dict[int, str] | None = None,
 ) -> dict[str, Any]:
     """A vector whose model results (at ``release``) equal the hand ``results`` (and hand
-    memory words; None: the map is not allocated)."""
+    memory words; None: the map is not allocated; and the hand ``errors``: the
+    error_report line of each operation that prints one, by index)."""
     test = make_test(program, comment, flags, release=release)
     want = [result_json(r) for r in results]
     if test["results"] != want:
@@ -74,7 +76,12 @@ def case(
         if test["memory"][key] != want:
             have = model_run(program, release).images[key]
             raise SystemExit(f"{comment}: memory {key}: model {have!r} != hand {hand}")
-    if set(test["memory"]) - set(memory or {}) and "ModelSnapshot" not in test["flags"]:
+    if errors is not None and test.get("errors", {}) != {str(i): e for i, e in errors.items()}:
+        raise SystemExit(f"{comment}: error_report lines: model {test.get('errors')} != {errors}")
+    stated = {r[2] for r in results if isinstance(r, tuple) and r[:1] == ("RecoveryError",)}
+    printed = set(test.get("errors", {}).values()) if errors is None else set()
+    unchecked = set(test["memory"]) - set(memory or {}) or printed - stated
+    if unchecked and "ModelSnapshot" not in test["flags"]:
         test["flags"].append("ModelSnapshot")
     return test
 
@@ -961,13 +968,11 @@ def issue3_cases(receiver: Layout, sender: Layout) -> list[dict[str, Any]]:
 
 def main(argv: list[str]) -> int:
     dest = Path(argv[1]) if len(argv) > 1 else HERE
+    layouts = (LP64_LE, ILP32_LE, LP64_BE, ILP32_BE)  # big-endian groups after the others
     files = {
-        "bitmap-rules.json": bitmap_cases(LP64_LE) + bitmap_cases(ILP32_LE),
-        "bitmap-divergences.json": divergence_cases(LP64_LE) + divergence_cases(ILP32_LE),
-        "ram-rules.json": ram_cases(LP64_LE)
-        + ram_cases(ILP32_LE)
-        + host_page_cases(LP64_LE)
-        + host_page_cases(ILP32_LE),
+        "bitmap-rules.json": [t for lay in layouts for t in bitmap_cases(lay)],
+        "bitmap-divergences.json": [t for lay in layouts for t in divergence_cases(lay)],
+        "ram-rules.json": [t for lay in layouts for t in ram_cases(lay) + host_page_cases(lay)],
         "recovery-stream.json": [
             t
             for r in (LP64_LE, ILP32_LE)

@@ -32,7 +32,7 @@ from generate import ENDMARK, HOST32, HOST64, block, case, ram_program, recovery
 
 from recvmap.fuzz.program import Op, Ref
 from recvmap.fuzz.vectors.files import vector_file, write_vector_file
-from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
+from recvmap.pymodel.words import ILP32_BE, ILP32_LE, LP64_BE, LP64_LE, Layout
 
 HERE = Path(__file__).resolve().parent
 EINVAL = -22
@@ -202,12 +202,15 @@ NOTES = {
 def main(argv: list[str]) -> int:
     dest = Path(argv[1]) if len(argv) > 1 else HERE
     layouts = (LP64_LE, ILP32_LE)
+    every = (*layouts, LP64_BE, ILP32_BE)  # big-endian groups after the others
     files = {
         "stream-bytes.json": [
             *(t for r in layouts for s in layouts for t in stream_cases(r, s)),
             *(t for r in layouts for t in damaged_cases(r)),
+            # a big-endian sender or receiver: bitmap_to_le / bitmap_from_le swap each word
+            *(t for r in every for s in every if {r, s} - set(layouts) for t in stream_cases(r, s)),
         ],
-        "ram-final-state.json": [t for lay in layouts for t in final_state_cases(lay)],
+        "ram-final-state.json": [t for lay in every for t in final_state_cases(lay)],
     }
     for name, tests in files.items():
         path = write_vector_file(dest / name, vector_file(tests, NOTES))
