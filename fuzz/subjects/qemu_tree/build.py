@@ -294,9 +294,31 @@ def run_all(commands: Sequence[Sequence[str]]) -> list[tuple[int, str, str]]:
 
 
 def _deps(stdout: str) -> list[Path]:
-    """The files of a ``-MM`` answer: every file the compiler read but system headers."""
-    text = stdout.replace("\\\n", " ")
-    return [Path(p) for p in text.split(":", 1)[1].split()]
+    """The files of a ``-MM`` answer: every file the compiler read but system headers.
+
+    The answer is a make rule: names are separated by blanks, a line ends in ``\\`` when
+    it goes on, and a name's own blanks, ``#`` and ``$`` are written ``\\ ``, ``\\#`` and
+    ``$$`` (a tree may sit in a folder named ``a b$c``)."""
+    text = stdout.replace("\\\n", " ").split(": ", 1)[1] if ": " in stdout else ""
+    names: list[str] = []
+    name: list[str] = []
+    i = 0
+    while i < len(text):
+        c, nxt = text[i], text[i + 1 : i + 2]
+        if (c == "\\" and nxt in (" ", "\t", "#")) or (c == "$" and nxt == "$"):
+            name.append(nxt)
+            i += 2
+            continue
+        if c.isspace():
+            if name:
+                names.append("".join(name))
+            name = []
+        else:
+            name.append(c)
+        i += 1
+    if name:
+        names.append("".join(name))
+    return [Path(n) for n in names]
 
 
 def _dispatch(ref: Path, out: Path, headers: list[Path], only: set[str]) -> None:
