@@ -22,6 +22,7 @@ Exit status: 0 clean, 1 divergence (or a crash, a HANG, or a failing vector), 2 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import sys
@@ -1156,6 +1157,17 @@ def _history(args: argparse.Namespace) -> int:
 COMMANDS["history"] = cmd_history
 
 
+def _library_output_marked(args: argparse.Namespace) -> Any:
+    """While a command runs a user's library (--impl) or a QEMU tree's code in this process,
+    what it prints on stdout is marked as its own (``subjects.foreign_output``)."""
+    impl, trees = getattr(args, "impl", None), getattr(args, "qemu_tree", None)
+    if impl is None and not trees:
+        return contextlib.nullcontext()
+    from .subjects.foreign_output import marked_stdout  # lazy: command
+
+    return marked_stdout(impl.name if impl is not None else "qemu-tree")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -1164,7 +1176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             commands = ", ".join(COMMANDS)
             raise UsageError(f"recvmap: choose a command: {commands} (see recvmap --help)")
-        return COMMANDS[args.command](args)
+        with _library_output_marked(args):
+            return COMMANDS[args.command](args)
     except UsageError as err:
         print(str(err).replace("\n", " "), file=sys.stderr)
         return 2

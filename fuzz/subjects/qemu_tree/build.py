@@ -53,6 +53,7 @@ from .. import hosts
 from ..build import cache_dir
 from ..hosts import source_dir
 from . import ram
+from .compiler import CompilerStuck, quoted, run_all, under
 from .tree import BITMAP_HEADER, FREE, IDENTITY, Origin, QemuTree, inventory
 
 FORMAT = "recvmap-qemu-tree-1"  # bump when the way a build is made changes
@@ -280,19 +281,6 @@ def _source(unit: Unit, build: Path) -> Path:
     return build / f"{unit.name}.c"
 
 
-def run_all(commands: Sequence[Sequence[str]]) -> list[tuple[int, str, str]]:
-    """Run the commands at the same time; (status, stdout, stderr) of each, in order."""
-    procs = [
-        subprocess.Popen(list(c), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for c in commands
-    ]
-    out = []
-    for p in procs:
-        stdout, stderr = p.communicate()
-        out.append((p.returncode, stdout, stderr))
-    return out
-
-
 def _deps(stdout: str) -> list[Path]:
     """The files of a ``-MM`` answer: every file the compiler read but system headers.
 
@@ -337,12 +325,12 @@ def _dispatch(ref: Path, out: Path, headers: list[Path], only: set[str]) -> None
         raise BuildError(f"gen_dispatch.py failed: {err}") from None
 
 
-def first_error(log: str) -> str:
-    for line in log.splitlines():
-        if "error" in line or "fatal" in line:
-            return line.strip()
-    lines = [line for line in log.splitlines() if line.strip()]
-    return lines[0].strip() if lines else "the compiler failed without a message"
+def first_error(log: str, mine: Sequence[Path] = ()) -> str:
+    """The compiler's first error, on one bounded line (``compiler.quoted``: a message
+    about a file outside ``mine`` gives its place only)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    line = next((x for x in lines if "error" in x or "fatal" in x), lines[0] if lines else "")
+    return quoted(line, mine) if line else "the compiler failed without a message"
 
 
 def _label(path: Path, tree: QemuTree, build: Path) -> str:
@@ -387,6 +375,8 @@ def build_tree(tree: QemuTree | str | Path, bits: int = 64, host: str | None = N
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
         return _build(tree, todo, cc, host, host_flags, root, tmp)
+    except CompilerStuck as err:
+        raise BuildError(f"{tree.root}: {err}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -434,12 +424,22 @@ def _build(
     for part in (FORMAT, compiler_version(cc), host or "native", *map(repr, extra)):
         digest.update(part.encode() + b"\0")
     plans = [(u, _flags(u, tree, tmp, host_flags), _source(u, tmp)) for u in todo]
+    # what a build may read: the tree, its own folder, our glue, our C and headers (the
+    # folders our units name with -I)
+    named = {f[2:] for _, flags, _ in plans for f in flags if f.startswith("-I") and len(f) > 2}
+    mine = [tree.root, tmp, GLUE, *{Path(u.source).parent for u in todo if u.source}]
+    mine += [Path(d) for d in sorted(named)]
     scans = run_all([[cc, *flags, "-MM", str(src)] for _, flags, src in plans])
     for (u, flags, _src), (status, stdout, stderr) in zip(plans, scans, strict=True):
         if status:
             where = _where(u, tree)
-            raise BuildError(f"{where} does not compile: {first_error(stderr)}", stderr)
+            raise BuildError(f"{where} does not compile: {first_error(stderr, mine)}", stderr)
         deps = _deps(stdout)
+        outside = [d for d in deps if not under(d, mine)]
+        if outside:
+            raise BuildError(
+                f"{_where(u, tree)} includes {outside[0]}, a file outside the tree: not built"
+            )
         # the folders are placeholders: the same content built from elsewhere is the same key
         text = " ".join(flags).replace(str(tmp), BUILD_DIR).replace(str(tree.root), TREE_DIR)
         digest.update(f"{u.name}\0{text}\0".encode())
@@ -458,14 +458,14 @@ def _build(
         log.append(f"== {u.name}\n{stderr}")
         if status:
             where = _where(u, tree)
-            raise BuildError(f"{where} does not compile: {first_error(stderr)}", stderr)
+            raise BuildError(f"{where} does not compile: {first_error(stderr, mine)}", stderr)
     link = [cc, *host_flags, "-pthread", "-o", str(tmp / name), *objects]
     if not driver:
         link.insert(1, "-shared")
-    proc = subprocess.run(link, capture_output=True, text=True)
-    log.append(f"== link\n{proc.stderr}")
-    if proc.returncode:
-        raise BuildError(f"{tree.root}: link failed: {first_error(proc.stderr)}", proc.stderr)
+    status, _, stderr = run_all([link])[0]
+    log.append(f"== link\n{stderr}")
+    if status:
+        raise BuildError(f"{tree.root}: link failed: {first_error(stderr, mine)}", stderr)
     (tmp / "build.log").write_text("\n".join(log))
     (tmp / "TREE").write_text(f"{tree.root}\n{tree.release}\n")
     for o in objects:
