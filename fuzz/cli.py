@@ -22,7 +22,8 @@ Exit status: 0 clean, 1 divergence (or a crash, a HANG, or a failing vector), 2 
 from __future__ import annotations
 
 import argparse
-import math
+import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from recvmap.qemu_ref import LibraryError
 
 from .campaign.harness_env import HarnessConfig
 from .campaign.launch import atheris_available, engine_of
+from .campaign.options import INT_MAX, MONTH, SEED_MAX, help_range, number
 from .mutation.options import add_parser as add_mutants_parser
 
 # The commands import the rooms that do their work when they run (each ``# lazy: command``
@@ -108,60 +110,34 @@ def _csv(kind: str, allowed: Sequence[str] | None = None) -> Callable[[str], tup
     return parse
 
 
-def _positive(kind: type, name: str) -> Callable[[str], float | int]:
-    def parse(value: str) -> float | int:
-        try:
-            v = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, not {value!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be positive, not {value}")
-        return v  # type: ignore[no-any-return]
-
-    parse.__name__ = name
-    return parse
-
-
-def _finite_positive(name: str) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            v = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, not {value!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a finite number of seconds above 0, not {value}"
-            )
-        return v
-
-    parse.__name__ = name
-    return parse
-
-
-SEED_MAX = (1 << 64) - 1
-
-
-def _seed(value: str) -> int:
-    try:
-        v = int(value, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed must be an integer, not {value!r}") from None
-    if not 0 <= v <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"--seed must be 0 .. 2**64-1, not {value}")
-    return v
-
-
 MAX_JOBS_PER_CPU = 4
+MAX_WORKERS = 1024  # asked for; the machine's cores and memory cap it further (workers.cap)
+MAX_TIMEOUT = 3600.0  # seconds one input or program may take
 
 
 def _jobs(value: str) -> int:
     cpus = os.cpu_count() or 1
-    v = _positive(int, "--jobs")(value)
+    v = int(number("--jobs", int, 1, INT_MAX)(value))
     if v > MAX_JOBS_PER_CPU * cpus:
         raise argparse.ArgumentTypeError(
             f"--jobs {value}: at most {MAX_JOBS_PER_CPU} per CPU ({MAX_JOBS_PER_CPU * cpus} here)"
         )
-    return int(v)
+    return v
+
+
+_jobs.range = f"1 .. {MAX_JOBS_PER_CPU} per CPU"  # type: ignore[attr-defined]
+
+
+def _seconds(option: str, high: float = MAX_TIMEOUT) -> Callable[[str], float]:
+    return number(option, float, 0, high, above=True)
+
+
+def _count(option: str, high: int = INT_MAX) -> Callable[[str], float]:
+    return number(option, int, 1, high)
+
+
+def _seed_type(option: str = "--seed") -> Callable[[str], float]:
+    return number(option, int, 0, SEED_MAX)
 
 
 def _probe_dir(directory: Path) -> str | None:
@@ -285,18 +261,21 @@ def build_parser() -> Parser:
     )
     f.add_argument(
         "--max-time",
-        type=_finite_positive("--max-time"),
+        type=_seconds("--max-time", MONTH),
         default=60.0,
-        help="seconds for the whole campaign (default 60)",
+        help=f"seconds for the whole campaign, {help_range(_seconds('', MONTH))} (default 60)",
     )
     f.add_argument(
         "--runs",
-        type=_positive(int, "--runs"),
+        type=_count("--runs"),
         default=None,
-        help="programs per job (libFuzzer -runs)",
+        help=f"programs per job (libFuzzer -runs), {help_range(_count(''))}",
     )
     f.add_argument(
-        "--seed", type=_seed, default=None, help="random seed, 0 .. 2**64-1 (default: time)"
+        "--seed",
+        type=_seed_type(),
+        default=None,
+        help=f"random seed, {help_range(_seed_type())} (default: time)",
     )
     f.add_argument(
         "--corpus",
@@ -350,14 +329,16 @@ def build_parser() -> Parser:
         "--jobs",
         type=_jobs,
         default=None,
-        help="harness processes at a time, at most 4 per CPU (default: every job at once, "
+        help="harness processes at a time, 1 .. 4 per CPU (default: every job at once, "
         "time-sliced by the OS, so every layer is fuzzed from the first second)",
     )
     f.add_argument(
         "--workers",
-        type=_positive(int, "--workers"),
+        type=_count("--workers", MAX_WORKERS),
         default=1,
-        help="processes per job sharing the job's corpus (libFuzzer fork mode; needs atheris)",
+        help=f"processes per job sharing the job's corpus (libFuzzer fork mode; needs "
+        f"atheris), {help_range(_count('', MAX_WORKERS))}; capped by this machine's cores "
+        "and memory",
     )
     f.add_argument(
         "--engine",
@@ -374,10 +355,10 @@ def build_parser() -> Parser:
     f.add_argument("--quiet", action="store_true", help="no progress line")
     f.add_argument(
         "--timeout",
-        type=_finite_positive("--timeout"),
+        type=_seconds("--timeout"),
         default=DEFAULT_TIMEOUT,
-        help="seconds one input may take: longer is a HANG, its input saved "
-        f"(libFuzzer -timeout; default {DEFAULT_TIMEOUT:g})",
+        help=f"seconds one input may take, {help_range(_seconds(''))}: longer is a HANG, its "
+        f"input saved (libFuzzer -timeout; default {DEFAULT_TIMEOUT:g})",
     )
     f.add_argument(
         "--strict",
@@ -434,20 +415,17 @@ def build_parser() -> Parser:
     r.add_argument("-v", "--verbose", action="store_true", help="print passing tests too")
     r.add_argument(
         "--timeout",
-        type=_finite_positive("--timeout"),
+        type=_seconds("--timeout"),
         default=DEFAULT_TIMEOUT,
-        help=f"seconds a program may run on the implementation: longer is a HANG "
-        f"(default {DEFAULT_TIMEOUT:g})",
+        help=f"seconds a program may run on the implementation, {help_range(_seconds(''))}: "
+        f"longer is a HANG (default {DEFAULT_TIMEOUT:g})",
     )
     r.add_argument(
         "--strict",
         action="store_true",
         help="a replay that ran no test exits 1 (default: a warning line)",
     )
-    # caps on each input file (default: vectors.intake.DEFAULT_LIMITS)
-    r.add_argument("--max-file-bytes", type=_positive(int, "--max-file-bytes"), default=None)
-    r.add_argument("--max-words", type=_positive(int, "--max-words"), default=None)
-    r.add_argument("--max-ops", type=_positive(int, "--max-ops"), default=None)
+    _add_caps(r)
     r.add_argument(
         "--layer",
         choices=LAYERS,
@@ -535,6 +513,29 @@ def build_parser() -> Parser:
     return p
 
 
+# The caps on each input file of `recvmap replay` (vectors.intake.Limits): option, field,
+# highest value the option takes, what it caps.
+CAPS = (
+    ("--max-file-bytes", "file_bytes", 2**34, "bytes of one file"),
+    ("--max-values", "items", INT_MAX, "JSON values of one file (commas and brackets counted)"),
+    ("--max-words", "words", 2**32, "words of all arrays of one program"),
+    ("--max-ops", "ops", INT_MAX, "operations of one program"),
+    ("--max-work", "work", 2**48, "words one run of a program may visit (arrays x operations)"),
+)
+
+
+def _add_caps(r: argparse.ArgumentParser) -> None:
+    for option, _field, high, what in CAPS:
+        kind = _count(option, high)
+        r.add_argument(
+            option,
+            type=kind,
+            default=None,
+            metavar="N",
+            help=f"the cap on {what}, {help_range(kind)} (default: vectors.intake.Limits)",
+        )
+
+
 HISTORY_EPILOG = """\
 examples:
   recvmap history ~/qemu origin/master..HEAD       a patch series, commit by commit
@@ -570,9 +571,10 @@ def _add_history(sub: argparse._SubParsersAction[Parser]) -> None:
     )
     h.add_argument(
         "--per-commit-time",
-        type=_finite_positive("--per-commit-time"),
+        type=_seconds("--per-commit-time", 86_400),
         default=10.0,
-        help="seconds of fuzzing per commit, over every layer it has (default 10)",
+        help="seconds of fuzzing per commit, over every layer it has, "
+        f"{help_range(_seconds('', 86_400))} (default 10)",
     )
     h.add_argument("--first-bad", action="store_true", help="stop at the first finding")
     h.add_argument(
@@ -597,12 +599,18 @@ def _add_history(sub: argparse._SubParsersAction[Parser]) -> None:
         default=Path("history-out"),
         help="folder for the reproducers, one sub-folder per commit (default history-out)",
     )
-    h.add_argument("--seed", type=_seed, default=None, help="random seed of every campaign")
+    h.add_argument(
+        "--seed",
+        type=_seed_type(),
+        default=None,
+        help=f"random seed of every campaign, {help_range(_seed_type())}",
+    )
     h.add_argument(
         "--timeout",
-        type=_finite_positive("--timeout"),
+        type=_seconds("--timeout"),
         default=DEFAULT_TIMEOUT,
-        help=f"seconds one input may take: longer is a HANG (default {DEFAULT_TIMEOUT:g})",
+        help=f"seconds one input may take, {help_range(_seconds(''))}: longer is a HANG "
+        f"(default {DEFAULT_TIMEOUT:g})",
     )
     h.add_argument("--quiet", action="store_true", help="no progress lines")
 
@@ -611,7 +619,7 @@ def _add_history(sub: argparse._SubParsersAction[Parser]) -> None:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    from .campaign import campaign, jobs, report, result  # lazy: command
+    from .campaign import campaign, jobs, report, result, workers  # lazy: command
 
     if args.engine == "atheris" and not atheris_available():
         raise UsageError("recvmap fuzz: --engine atheris: atheris is not installed")
@@ -671,6 +679,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )
     if args.workers > 1 and engine_of(args.engine) == "random":
         raise UsageError("recvmap fuzz: --workers: libFuzzer's fork mode needs atheris")
+    cfg.workers, why = workers.cap(args.workers, _jobs_at_once(args))
+    if why:
+        print(
+            f"recvmap fuzz: --workers {args.workers} capped to {cfg.workers} ({why})",
+            file=sys.stderr,
+        )
     try:
         if plan is not None:
             from .campaign.qemu_tree import fuzz  # lazy: command
@@ -701,6 +715,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         )
         return 1 if args.strict else 0
     return 0
+
+
+def _jobs_at_once(args: argparse.Namespace) -> int:
+    """How many jobs ``recvmap fuzz`` runs at a time, at most: --jobs, else one per layer
+    and word width (and emulated host)."""
+    widths = len(args.word_bits) if args.word_bits else 2
+    return args.jobs or len(args.target) * widths + len(args.host)
 
 
 def _resolve_hosts(names: tuple[str, ...], command: str, tree: bool = False) -> tuple[str, ...]:
@@ -747,11 +768,14 @@ def _subject(impl: Path | None, word_bits: tuple[int, ...] | None) -> object:
 def cmd_replay(args: argparse.Namespace) -> int:
     from .vectors.intake import Limits  # lazy: command
 
-    caps = {"file_bytes": args.max_file_bytes, "words": args.max_words, "ops": args.max_ops}
-    limits = Limits(**{k: v for k, v in caps.items() if v is not None})
+    caps = {field: getattr(args, option[2:].replace("-", "_")) for option, field, _, _ in CAPS}
+    limits = Limits(**{k: int(v) for k, v in caps.items() if v is not None})
     for path in args.files:
-        if not path.exists():
-            raise UsageError(f"recvmap replay: {path}: no such file")
+        why = _path_problem(path)
+        if why:
+            raise UsageError(f"recvmap replay: {path}: {why}")
+    if args.layer is not None:
+        check_dir_option("recvmap replay: --out", args.out)
     if args.host:
         if args.impl is not None:
             raise UsageError(
@@ -778,13 +802,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         subjects = _host_subjects(args, tree)
     else:
         subjects = [None if args.model_only else _subject(impl, args.word_bits)]
-    paths = _raw_inputs_as_vectors(args, impl, release)
     status = 0
     try:
+        loaded, bad = _load_inputs(args, limits, impl, release)
         for subject in subjects:
             if len(subjects) > 1:
                 print(f"== {subject.name} ({subject.layout.text} words)")  # type: ignore[union-attr]
-            status = max(status, _replay_files(paths, subject, args, limits, impl, release))
+            status = max(status, _replay_files(loaded, bad, subject, args, impl, release))
     finally:
         for subject in subjects:
             close = getattr(subject, "close", None)
@@ -823,27 +847,19 @@ def _host_subjects(args: argparse.Namespace, planned: Any = None) -> list[object
 
 
 def _replay_files(
-    paths: list[Path],
+    loaded: list[tuple[Path, list[Any]]],
+    bad: int,
     subject: object,
     args: argparse.Namespace,
-    limits: object,
     impl: Path | None,
     release: str | None,
 ) -> int:
-    """Replay every vector of ``paths`` on ``subject``; the summary line; the exit status."""
-    from .vectors.files import NotVectorsError, VectorError, load_file, replay  # lazy: command
+    """Replay the cases of every loaded file on ``subject``; the summary line; the exit
+    status: 1 a failing test, else 2 when an input was bad, else 0."""
+    from .vectors.files import replay  # lazy: command
 
     counts = {"pass": 0, "fail": 0, "skip": 0}
-    for path in paths:
-        try:
-            cases = load_file(path, limits)  # type: ignore[arg-type]
-        except NotVectorsError as err:
-            print(f"NOTE {err}")
-            continue
-        except VectorError as err:
-            print(f"ERROR {err}")
-            counts["fail"] += 1
-            continue
+    for path, cases in loaded:
         if cases and subject is not None and not args.host:
             _check_recorded_subject(path, cases[0].subject, impl)
         for case in cases:
@@ -862,9 +878,14 @@ def _replay_files(
     name = "model only" if subject is None else getattr(subject, "name", "")
     if release:
         name += f", QEMU {release}"
-    print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped ({name})")
+    tail = f", {bad} bad input{'s' if bad != 1 else ''}" if bad else ""
+    print(
+        f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped{tail} ({name})"
+    )
     if counts["fail"]:
         return 1
+    if bad:
+        return 2
     if counts["pass"] == 0:
         print(
             "recvmap replay: did not run: no test was replayed"
@@ -897,36 +918,89 @@ def _check_recorded_subject(
         )
 
 
-def _raw_inputs_as_vectors(
-    args: argparse.Namespace, impl: Path | None, release: str | None
-) -> list[Path]:
-    """The files to replay: raw libFuzzer inputs (with --layer) become vector files."""
-    from .campaign.crashfile import Decoding, input_to_vector, is_raw_input  # lazy: command
-    from .vectors.files import iter_files  # lazy: command
+def _path_problem(path: Path) -> str | None:
+    """Why ``path`` names nothing to read (None: it names a file or folder)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        return "no such file" if err.errno == errno.ENOENT else (err.strerror or str(err))
+    return None
 
-    paths = list(iter_files(args.files))
-    if args.layer is None:
-        for path in paths:
-            if path.is_file() and is_raw_input(path):
-                raise UsageError(
-                    f"recvmap replay: {path}: not JSON but a raw fuzzer input; "
-                    f"name the harness that ran it with --layer {'|'.join(LAYERS)}"
-                )
-        return paths
 
-    bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
-    how = Decoding(args.layer, bits, impl, args.arch, release)
-    out = []
-    for path in paths:
-        if path.is_file() and is_raw_input(path):
-            try:
-                vector = input_to_vector(path, how, args.out)
-            except ValueError as err:
-                raise UsageError(f"recvmap replay: {path}: cannot decode: {err}") from None
-            print(f"{path}: decoded by the {args.layer} harness into {vector}")
-            path = vector
-        out.append(path)
-    return out
+def _load_inputs(
+    args: argparse.Namespace, limits: Any, impl: Path | None, release: str | None
+) -> tuple[list[tuple[Path, list[Any]]], int]:
+    """Every file to replay, each read once (``intake.read_input``: kind and size first,
+    then one read under the cap) and checked: (file, its cases) and the number of bad
+    inputs, each named on one ERROR line. A raw libFuzzer input (anything but a JSON
+    object) becomes a vector file when --layer names the harness that ran it; in a folder,
+    only the recvmap-vectors-v1 files are taken."""
+    from .campaign.crashfile import (  # lazy: command
+        Decoding,
+        input_to_vector,
+        looks_like_json_object,
+    )
+    from .vectors.files import (  # lazy: command
+        SCHEMA,
+        NotVectorsError,
+        VectorError,
+        expand,
+        load_file,
+        load_obj,
+    )
+    from .vectors.intake import parse_json, read_input  # lazy: command
+
+    how = None
+    if args.layer is not None:
+        bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+        how = Decoding(args.layer, bits, impl, args.arch, release)
+    loaded: list[tuple[Path, list[Any]]] = []
+    bad = 0
+    for path, named in expand(args.files):
+        try:
+            data = read_input(path, limits)
+            obj = None
+            if looks_like_json_object(data):
+                try:
+                    obj = parse_json(data, limits, str(path))
+                except VectorError:
+                    if how is None:
+                        raise  # a broken JSON file; with --layer, fuzzer bytes like one
+            if obj is None:
+                if not named:
+                    continue  # in a folder: not a vector file
+                if how is None:
+                    raise UsageError(
+                        f"recvmap replay: {path}: not JSON but a raw fuzzer input; "
+                        f"name the harness that ran it with --layer {'|'.join(LAYERS)}"
+                    )
+                path = _decoded(path, data, how, args.out, input_to_vector)
+                cases = load_file(path)
+            elif not named and obj.get("schema") != SCHEMA:
+                continue  # in a folder: another kind of JSON (a schema, a summary)
+            else:
+                cases = load_obj(obj, path, limits)
+        except NotVectorsError as err:
+            print(f"NOTE {err}")
+            continue
+        except VectorError as err:
+            print(f"ERROR {err}")
+            bad += 1
+            continue
+        loaded.append((path, cases))
+    return loaded, bad
+
+
+def _decoded(path: Path, data: bytes, how: Any, out: Path, decode: Any) -> Path:
+    """The vector file of the raw input ``data`` (``crashfile.input_to_vector``)."""
+    try:
+        vector = Path(decode(path, how, out, data))
+    except ValueError as err:
+        raise UsageError(f"recvmap replay: {path}: cannot decode: {err}") from None
+    except OSError as err:
+        raise UsageError(f"recvmap replay: --out {out}: {err.strerror or err}") from None
+    print(f"{path}: decoded by the {how.layer} harness into {vector}")
+    return vector
 
 
 def cmd_vectors(args: argparse.Namespace) -> int:
@@ -958,22 +1032,29 @@ def cmd_vectors(args: argparse.Namespace) -> int:
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:
+    """``recvmap corpus merge``: 0 merged; 2 bad arguments (one line); 3 the merge itself
+    failed (one line naming its kept log)."""
     from .campaign import crashfile, workers  # lazy: command
 
     if args.corpus_command != "merge":
         raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
     for d in args.inputs:
         if not d.is_dir():
-            raise UsageError(f"recvmap corpus merge: {d}: no such folder")
-    if args.impl is not None and not args.impl.is_file():
-        raise UsageError(f"recvmap corpus merge: --impl {args.impl}: no such file")
+            why = _path_problem(d) or "not a folder"
+            raise UsageError(f"recvmap corpus merge: {d}: {why}")
+    check_dir_option("recvmap corpus merge: OUT", args.out)
     bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None
+    if args.impl is not None:
+        _subject(args.impl, args.word_bits)  # loads: a bad library is a usage error now
     env = crashfile.Decoding(args.layer, bits, args.impl).config().to_env(os.environ)
     try:
         r = workers.merge(args.layer, args.out, args.inputs, env)
-    except RuntimeError as err:
+    except workers.MergeError as err:
         print(f"recvmap corpus merge: {err}", file=sys.stderr)
-        return 1
+        return 3
+    except OSError as err:
+        print(f"recvmap corpus merge: {err.filename or args.out}: {err.strerror}", file=sys.stderr)
+        return 2
     print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
     return 0
 
@@ -1076,6 +1157,17 @@ def _history(args: argparse.Namespace) -> int:
 COMMANDS["history"] = cmd_history
 
 
+def _library_output_marked(args: argparse.Namespace) -> Any:
+    """While a command runs a user's library (--impl) or a QEMU tree's code in this process,
+    what it prints on stdout is marked as its own (``subjects.foreign_output``)."""
+    impl, trees = getattr(args, "impl", None), getattr(args, "qemu_tree", None)
+    if impl is None and not trees:
+        return contextlib.nullcontext()
+    from .subjects.foreign_output import marked_stdout  # lazy: command
+
+    return marked_stdout(impl.name if impl is not None else "qemu-tree")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -1084,7 +1176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             commands = ", ".join(COMMANDS)
             raise UsageError(f"recvmap: choose a command: {commands} (see recvmap --help)")
-        return COMMANDS[args.command](args)
+        with _library_output_marked(args):
+            return COMMANDS[args.command](args)
     except UsageError as err:
         print(str(err).replace("\n", " "), file=sys.stderr)
         return 2

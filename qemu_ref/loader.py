@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from recvmap.pymodel.errors import ArgumentTypeError, PreconditionError, check_long, check_ulong
 from recvmap.pymodel.words import ILP32_LE, LP64_LE, Layout
 
 HEADERS = ("qemu_ref.h", "qemu_ref_ram.h")
@@ -39,6 +40,7 @@ class Decl:
     restype: str
     argtypes: tuple[str, ...]
     header: str
+    argnames: tuple[str, ...] = ()  # the header's parameter names ("" where it has none)
 
 
 _DECL = re.compile(r"^QREF_API\s+(?P<ret>[\w\s\*]+?)\s*\b(?P<name>\w+)\s*\((?P<args>[^)]*)\)\s*;")
@@ -55,6 +57,14 @@ def _param_type(param: str) -> str:
     return " ".join(words)
 
 
+def _param_name(param: str) -> str:
+    """The name of a C parameter declaration ("" when it has none)."""
+    words = " ".join(param.replace("*", " * ").split()).split(" ")
+    if len(words) > 1 and words[-1] != "*" and re.fullmatch(r"\w+", words[-1]):
+        return words[-1]
+    return ""
+
+
 def parse_header(text: str, header: str = "") -> list[Decl]:
     """Every ``QREF_API`` declaration of a header, in order."""
     decls = []
@@ -62,9 +72,11 @@ def parse_header(text: str, header: str = "") -> list[Decl]:
         m = _DECL.match(line.strip())
         if not m:
             continue
-        args = tuple(t for t in (_param_type(p) for p in m["args"].split(",")) if t)
+        params = [p for p in m["args"].split(",") if _param_type(p)]
+        args = tuple(_param_type(p) for p in params)
+        names = tuple(_param_name(p) for p in params)
         ret = " ".join(m["ret"].replace("*", " * ").split())
-        decls.append(Decl(m["name"], ret, args, header))
+        decls.append(Decl(m["name"], ret, args, header, names))
     return decls
 
 
@@ -315,8 +327,11 @@ class CLibrary:
         self.path = Path(path)
         self.bits = bits
         self.layout: Layout = LP64_LE if bits == 64 else ILP32_LE
-        if bits not in (32, 64):
-            raise LibraryError(f"{self.path}: word width must be 32 or 64, not {bits}")
+        if type(bits) is not int or bits not in (32, 64):
+            raise LibraryError(
+                f"{self.path}: word width must be the int 32 or 64, not {bits!r} "
+                f"(a {type(bits).__name__})"
+            )
         if not self.path.is_file():
             raise LibraryError(f"{self.path}: no such library file")
         try:
@@ -326,12 +341,15 @@ class CLibrary:
         self._ulong = ctypes.c_uint32 if bits == 32 else ctypes.c_uint64
         self.functions: dict[str, Callable[..., Any]] = {}
         self.missing: list[str] = []
+        self._decls: dict[str, Decl] = {}
+        self._checked: dict[str, Callable[..., Any]] = {}
         for decl in abi():
             try:
                 fn = getattr(self.cdll, decl.name)
             except AttributeError:
                 self.missing.append(decl.name)
                 continue
+            self._decls[decl.name] = decl
             fn.restype = _ctype(decl.restype, bits)
             fn.argtypes = [_ctype(t, bits) for t in decl.argtypes]
             self.functions[decl.name] = (
@@ -378,13 +396,94 @@ class CLibrary:
         return CWords(self._ulong, nwords, self.bits)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
+        """``lib.NAME(...)``: the function, its integer arguments checked first (``checked``);
+        ``lib.functions[NAME]`` is the bare function, for callers that checked already
+        (the engine runs the model first)."""
+        d = self.__dict__
         try:
-            return self.__dict__["functions"][name]  # type: ignore[no-any-return]
+            return d["_checked"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        try:
+            fn = d["functions"][name]
         except KeyError:
             raise AttributeError(f"{self.path.name} has no function {name}") from None
+        d["_checked"][name] = call = checked(fn, d["_decls"][name], self.layout)
+        return call
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.functions)
+
+
+# The integer types of the ABI: (lowest, highest) value, for 32- and 64-bit words.
+_POINTER_BITS = 8 * ctypes.sizeof(ctypes.c_void_p)
+_RANGES: dict[str, tuple[int, int]] = {
+    "int": (-(2**31), 2**31 - 1),
+    "bool": (0, 1),
+    "int64_t": (-(2**63), 2**63 - 1),
+    "uint64_t": (0, 2**64 - 1),
+    "uint32_t": (0, 2**32 - 1),
+    "size_t": (0, 2**_POINTER_BITS - 1),
+}
+
+
+def checked(fn: Callable[..., Any], decl: Decl, layout: Layout) -> Callable[..., Any]:
+    """``fn`` that refuses, before C sees it, an integer its C parameter cannot hold (ctypes
+    would cut it silently: ``bitmap_set(map, 2**64 + 5, 1)`` set bit 5): the model's
+    ``PreconditionError`` naming the argument, or its ``ArgumentTypeError`` for a float, a
+    bool or a str where C takes an integer. A pointer parameter given an int (an address)
+    must hold it too."""
+    checks = []
+    for i, (ctype, name) in enumerate(zip(decl.argtypes, decl.argnames, strict=True)):
+        base = ctype.replace("const ", "").strip()
+        name = name or f"argument {i + 1}"
+        if base == "qref_long":
+            checks.append((i, name, base, layout.long_min, layout.long_max, True))
+        elif base == "qref_ulong":
+            checks.append((i, name, base, 0, layout.ulong_max, True))
+        elif base in _RANGES:
+            checks.append((i, name, base, *_RANGES[base], True))
+        elif base.endswith("*"):
+            checks.append((i, name, base, 0, 2**_POINTER_BITS - 1, False))
+
+    def call(*args: Any) -> Any:
+        for i, name, ctype, low, high, integer in checks:
+            if i >= len(args):
+                break
+            v = args[i]
+            if type(v) is int and low <= v <= high:
+                continue
+            _refuse(decl.name, name, ctype, low, high, v, integer, layout)
+        return fn(*args)
+
+    call.__name__ = decl.name
+    for attr in ("restype", "argtypes"):  # a ctypes function's, for who looks
+        if hasattr(fn, attr):
+            setattr(call, attr, getattr(fn, attr))
+    return call
+
+
+def _refuse(
+    function: str, name: str, ctype: str, low: int, high: int, v: Any, integer: bool, layout: Layout
+) -> None:
+    """Raise the model's error for ``v`` given to C parameter ``name`` of type ``ctype``;
+    return when ``v`` is fine (a pointer object for a pointer parameter)."""
+    if not integer and not isinstance(v, int):
+        return  # a pointer parameter given a pointer (a CWords, a byref, bytes)
+    if not isinstance(v, int) or (isinstance(v, bool) and ctype != "bool"):
+        raise ArgumentTypeError(
+            function, name, f"an int (C {ctype}; bool and float are not)", type(v).__name__
+        )
+    if ctype == "qref_long":
+        check_long(function, layout, name, v)
+    if ctype == "qref_ulong":
+        check_ulong(function, layout, name, v)
+    if not low <= v <= high:
+        raise PreconditionError(
+            function,
+            name,
+            f"{v} is not a C {ctype} ({low} <= {name} <= {high}: the parameter's type)",
+        )
 
 
 def load(

@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from . import lifeline
 from .harness import Harness
 from .harness_env import HarnessConfig
 
@@ -102,6 +103,7 @@ def rerun_alone(argv: Sequence[str], budget: float, env: dict[str, str] | None =
             env=env,
             start_new_session=True,
         )
+        lifeline.adopt(proc.pid)  # killed with us, should we die first
         finished = True
         try:
             proc.wait(max(0.0, budget))
@@ -113,6 +115,7 @@ def rerun_alone(argv: Sequence[str], budget: float, env: dict[str, str] | None =
             except (ProcessLookupError, PermissionError):
                 pass
             proc.wait()
+            lifeline.release(proc.pid)
         ended = time.monotonic()
         took = ended - t0
         out.seek(0)

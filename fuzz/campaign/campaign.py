@@ -38,12 +38,14 @@ from ..subjects.impls import Subject
 from ..subjects.native import native_libraries
 from ..subjects.qemu_tree.command import HostDriver, host_overrides
 from ..vectors.files import make_test, vector_file, write_vector_file
+from . import lifeline
 from .findings import Running, finish
 from .hosts import fuzz_host
 from .jobs import SECONDS, CampaignError, Config, Job, plan
 from .result import Result
 
 STARTUP = 1.5  # seconds a harness needs before fuzzing (imports, instrumentation)
+WORKDIR_PREFIX = "recvmap-fuzz-"  # a run's temporary folder, in the system's
 
 
 class Progress:
@@ -106,6 +108,7 @@ def _start(job: Job, seconds: float, stop_at: float | None = None) -> None:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+    lifeline.adopt(job.proc.pid)  # its whole group dies with us, however we die
 
 
 def _stop(job: Job) -> None:
@@ -140,6 +143,8 @@ def _stop_all(jobs: Sequence[Job], grace: float = 1.0) -> None:
             except (ProcessLookupError, PermissionError):
                 pass
             j.poll()
+            if j.returncode is not None:
+                lifeline.release(j.proc.pid)
 
 
 def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
@@ -154,11 +159,14 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
         cfg.native_libs = native_libraries(subject.widths)
         subject.name = "qemu_ref (clang: ASan, UBSan, libFuzzer edges)"
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="recvmap-fuzz-"))
+    lifeline.sweep(Path(tempfile.gettempdir()), WORKDIR_PREFIX)  # runs killed outright
+    workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+    lifeline.claim(workdir)  # removed if we die before the end
     try:
         jobs, notes = plan(cfg, subject, workdir)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
+        lifeline.keep(workdir)
         raise
     skipped = {str(b): subject.missing(b) for b in subject.widths if subject.missing(b)}
     result = Result(
@@ -224,7 +232,10 @@ def run(cfg: Config, out: TextIO = sys.stderr, quiet: bool = False) -> Result:
     progress.update(jobs, result.elapsed, final=True)
     if result.clean:
         shutil.rmtree(workdir, ignore_errors=True)
+        lifeline.keep(workdir)
     else:
+        shutil.rmtree(workdir / "tmp", ignore_errors=True)  # libFuzzer's, not logs
+        lifeline.unclaim(workdir)
         notes.append(f"logs kept in {workdir}")
     return result
 

@@ -13,7 +13,7 @@ dropped exactly as the harness drops them, and the result is a one-test
 from __future__ import annotations
 
 import hashlib
-import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 from ..engine import model_session, run_stream
 from ..program import Program
 from ..vectors.files import make_test, vector_file, write_vector_file
+from ..vectors.intake import read_input
 from . import harness as hmod
 from .harness_env import HarnessConfig
 from .jobs import Config, job_config
@@ -56,9 +57,10 @@ def decode_input(data: bytes, how: Decoding) -> Program:
     return kept
 
 
-def input_to_vector(path: Path, how: Decoding, out_dir: Path) -> Path:
-    """Decode the raw input at ``path`` and write it as a vector file in ``out_dir``."""
-    data = path.read_bytes()
+def input_to_vector(path: Path, how: Decoding, out_dir: Path, data: bytes | None = None) -> Path:
+    """Decode the raw input at ``path`` (its bytes ``data``, when already read) and write it
+    as a vector file in ``out_dir``."""
+    data = read_input(path) if data is None else data
     program = decode_input(data, how)
     width = f"{how.bits}-bit words" if how.bits else "the library's word widths"
     sha = hashlib.sha1(data).hexdigest()
@@ -70,11 +72,11 @@ def input_to_vector(path: Path, how: Decoding, out_dir: Path) -> Path:
     return write_vector_file(out_dir / f"{path.name}-{how.layer}.json", vector_file([test]))
 
 
-def is_raw_input(path: Path) -> bool:
-    """Raw fuzzer bytes: anything but a JSON object (a vector file, reproducer or program);
-    a fuzzer input may happen to be valid JSON, such as ``7`` or ``[]``."""
-    try:
-        obj = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError):
-        return True
-    return not isinstance(obj, dict)
+_OBJECT = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\{")
+
+
+def looks_like_json_object(data: bytes) -> bool:
+    """Whether ``data`` starts as a JSON object does (a vector file, reproducer or program);
+    anything else is raw fuzzer bytes, though a fuzzer input may happen to be JSON, such as
+    ``7`` or ``[]``. Decided on the first bytes: nothing is parsed."""
+    return _OBJECT.match(data) is not None

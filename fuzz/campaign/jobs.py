@@ -186,6 +186,8 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
     rounds = -(-len(units) // max(1, cfg.jobs or len(units)))
     seconds = max(1.0, cfg.max_time / rounds)
     base_seed = cfg.seed if cfg.seed is not None else int(time.time()) % 100000
+    tmp = workdir / "tmp"  # the harnesses' temporary files: removed with the run's folder
+    tmp.mkdir(exist_ok=True)
     jobs = []
     for i, (layer, arg) in enumerate(units):
         name = f"{layer}/{arg}" if layer != "host" else f"host/{arg}"
@@ -226,7 +228,7 @@ def plan(cfg: Config, subject: Subject, workdir: Path) -> tuple[list[Job], list[
             continue
         config = job_config(cfg, layer, int(arg), stats)
         argv = harness_argv(cfg, layer, int(arg), seconds, seed, workdir)
-        env = job_env(cfg)
+        env = {**job_env(cfg), "TMPDIR": str(tmp)}  # libFuzzer's fork-mode folders, too
         jobs.append(Job(name, layer, int(arg), seed, seconds, env, argv, stats, log, None, config))
     return jobs, notes
 
@@ -277,7 +279,7 @@ def harness_argv(
     argv += [
         "-len_control=0",
         f"-max_total_time={SECONDS}",
-        f"-seed={seed}",
+        f"-seed={libfuzzer_seed(seed)}",
         "-max_len=1024",
         f"-timeout={int(cfg.timeout) + 5}",  # the harness's watchdog names the hang first
         "-rss_limit_mb=4096",
@@ -288,6 +290,13 @@ def harness_argv(
         argv.append(f"-runs={cfg.runs}")
 
     return argv + fork_flags(cfg.workers)
+
+
+def libfuzzer_seed(seed: int) -> int:
+    """The -seed libFuzzer gets for a job's seed: the same, when it is one libFuzzer keeps
+    (1 .. 2**32-1); else folded into that range (libFuzzer cuts a seed to 32 bits and takes
+    0 as "pick one at random", so --seed 0 or 2**32 would not reproduce)."""
+    return seed if 0 < seed < 2**32 else seed % (2**32 - 1) + 1
 
 
 def seed_inputs(folder: Path, seed: int, count: int = 16) -> Path:

@@ -20,13 +20,16 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import lifeline
 from .harness_env import HarnessConfig
 from .launch import atheris_available, harness_path
 
@@ -61,6 +64,44 @@ def read_stats(path: Path) -> dict[str, Any]:
     return merged
 
 
+WORKER_MB = 150  # a harness process's memory, measured 50-110 MB (libFuzzer's rss:)
+
+
+def available_mb() -> int | None:
+    """MemAvailable of /proc/meminfo in MB (None where there is none)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cap(workers: int, jobs_at_once: int) -> tuple[int, str | None]:
+    """The workers per job this machine can take, and why fewer than ``workers`` (None:
+    not capped): at most one per core, and ``jobs_at_once`` jobs of them, each with its
+    supervisor, in half the memory available."""
+    if workers <= 1:
+        return workers, None
+    n = min(workers, cores())
+    why = f"{cores()} cores"
+    mb = available_mb()
+    if mb is not None:
+        fit = max(1, (mb // 2) // (WORKER_MB * max(1, jobs_at_once)) - 1)
+        if fit < n:
+            n, why = fit, f"{mb} MB available, {WORKER_MB} MB a process, {jobs_at_once} jobs"
+    return n, (None if n == workers else why)
+
+
 def fork_flags(workers: int) -> list[str]:
     """libFuzzer's fork mode for ``workers`` processes (none for one)."""
     if workers <= 1:
@@ -93,6 +134,10 @@ def count_files(folders: Sequence[Path]) -> int:
     return sum(1 for d in folders if d.is_dir() for f in d.iterdir() if f.is_file())
 
 
+class MergeError(RuntimeError):
+    """The merge itself failed: one line, naming the log that was kept."""
+
+
 def merge(
     layer: str,
     out: Path,
@@ -100,7 +145,8 @@ def merge(
     env: dict[str, str],
     timeout: float = 600.0,
 ) -> MergeResult:
-    """Merge the corpus folders ``inputs`` into ``out`` (created if missing)."""
+    """Merge the corpus folders ``inputs`` into ``out`` (created if missing). Only regular
+    files are inputs (a FIFO or a device in a corpus folder is left alone)."""
     harness = harness_path(layer)
     out.mkdir(parents=True, exist_ok=True)
     before_out = {f.name for f in out.iterdir() if f.is_file()}
@@ -109,8 +155,8 @@ def merge(
         for d in inputs:
             for f in sorted(d.iterdir()) if d.is_dir() else []:
                 if f.is_file():
-                    data = f.read_bytes()
-                    name = hashlib.sha1(data).hexdigest()
+                    with open(f, "rb") as data:  # streamed: a corpus file may be large
+                        name = hashlib.file_digest(data, "sha1").hexdigest()
                     if not (out / name).exists():
                         shutil.copyfile(f, out / name)
         how, log = "content (no atheris: identical inputs folded, none judged by coverage)", ""
@@ -122,21 +168,41 @@ def merge(
         }
         argv = [sys.executable, str(harness), "-merge=1", str(out)]
         argv += [str(d) for d in inputs]
-        proc = subprocess.run(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=timeout,
-        )
-        log = proc.stdout.decode(errors="replace")
-        if proc.returncode != 0:
-            tail = "\n".join(log.splitlines()[-15:])
-            raise RuntimeError(f"libFuzzer merge failed (exit status {proc.returncode}):\n{tail}")
+        with tempfile.TemporaryFile() as capture:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=capture,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            lifeline.adopt(proc.pid)
+            try:
+                status: int | str = proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                status = f"still running after {timeout:g} s"
+            finally:
+                lifeline.release(proc.pid)
+            capture.seek(0)
+            log = capture.read().decode(errors="replace")
+        if status != 0:
+            what = f"exit status {status}" if isinstance(status, int) else status
+            raise MergeError(f"libFuzzer merge failed ({what}); its log: {_keep(log)}")
         if offered and not any(f.is_file() for f in out.iterdir()):
-            tail = "\n".join(log.splitlines()[-15:])
-            raise RuntimeError(f"libFuzzer merge kept nothing of {offered} inputs:\n{tail}")
+            raise MergeError(
+                f"libFuzzer merge kept nothing of {offered} inputs; its log: {_keep(log)}"
+            )
         how = "libFuzzer -merge=1 (inputs that add coverage of the model)"
     after = {f.name for f in out.iterdir() if f.is_file()}
     return MergeResult(offered, len(after), len(after - before_out), how, log)
+
+
+def _keep(log: str) -> str:
+    """Write a failed merge's log where the user can read it; its path."""
+    fd, name = tempfile.mkstemp(prefix="recvmap-merge-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(log)
+    return name

@@ -9,9 +9,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..campaign.options import DAY, SEED_MAX, help_range, number
 from .generate import MUTABLE_FILES
 
 LAYERS = ("bitmap", "ram", "recovery")
+# the ranges of the numeric options (campaign.options)
+BUDGET = number("--budget", float, 0, DAY, above=True)
+TIMEOUT = number("--timeout", float, 0, 3600, above=True)
+SEED = number("--seed", int, 0, SEED_MAX)
+SAMPLE = number("--sample", int, -1, 1_000_000)
+JOBS = number("--jobs", int, 1, 256)
+SCORE = number("--min-score", float, 0, 1)
 ORACLES = ("fuzz", "vectors", "abort", "stress", "asan")  # what may kill a mutant, in this order
 
 
@@ -32,19 +40,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budget",
-        type=float,
+        type=BUDGET,
         default=60.0,
-        help="seconds of fuzzing per mutant and seed (default 60)",
+        help=f"seconds of fuzzing per mutant and seed, {help_range(BUDGET)} (default 60)",
     )
-    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    p.add_argument(
+        "--seeds",
+        default="1,2,3",
+        help=f"comma-separated seeds, each {help_range(SEED)} (default 1,2,3)",
+    )
     p.add_argument(
         "--sample",
-        type=int,
+        type=SAMPLE,
         default=200,
         help="systematic mutants to run: the first N of a fixed shuffle that "
-        "compile (default 200; 0: none, -1: all)",
+        f"compile, {help_range(SAMPLE)} (default 200; 0: none, -1: all)",
     )
-    p.add_argument("--sample-seed", type=int, default=0, help="the shuffle's seed (default 0)")
+    p.add_argument(
+        "--sample-seed",
+        type=SEED,
+        default=0,
+        help=f"the shuffle's seed, {help_range(SEED)} (default 0)",
+    )
     p.add_argument("--no-hand", action="store_true", help="leave out the hand-written mutants")
     p.add_argument("--only", nargs="+", metavar="KEY", help="just these mutants (keys)")
     p.add_argument("--files", help=f"comma-separated subset of {','.join(MUTABLE_FILES)}")
@@ -59,18 +76,25 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--hang-timeout",
-        type=float,
+        type=TIMEOUT,
         default=3.0,
-        help="seconds without a heartbeat that make a suspected hang; its input is then "
-        "re-run alone (--confirm-timeout) and only a hang there is a kill",
+        help="seconds without a heartbeat that make a suspected hang, "
+        f"{help_range(TIMEOUT)}; its input is then re-run alone (--confirm-timeout) and "
+        "only a hang there is a kill",
     )
     p.add_argument(
         "--confirm-timeout",
-        type=float,
+        type=TIMEOUT,
         default=60.0,
-        help="seconds for re-running a suspected hang's or crash's input alone (default 60)",
+        help="seconds for re-running a suspected hang's or crash's input alone, "
+        f"{help_range(TIMEOUT)} (default 60)",
     )
-    p.add_argument("--jobs", type=int, default=1, help="mutants fuzzed at once (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=JOBS,
+        default=1,
+        help=f"mutants fuzzed at once, {help_range(JOBS)} (default 1)",
+    )
     p.add_argument(
         "--check-equivalent",
         action="store_true",
@@ -88,15 +112,17 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--asan-budget",
-        type=float,
+        type=BUDGET,
         default=10.0,
-        help="seconds of sanitized fuzzing per fuzzing survivor (default 10)",
+        help=f"seconds of sanitized fuzzing per fuzzing survivor, {help_range(BUDGET)} "
+        "(default 10)",
     )
     p.add_argument(
         "--stress-budget",
-        type=float,
+        type=BUDGET,
         default=10.0,
-        help="seconds of the concurrency programs per fuzzing survivor (default 10)",
+        help=f"seconds of the concurrency programs per fuzzing survivor, {help_range(BUDGET)} "
+        "(default 10)",
     )
     p.add_argument("--json", type=Path, help="write every result and the figures here")
     p.add_argument(
@@ -117,13 +143,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--min-score",
-        type=float,
+        type=SCORE,
         default=0.95,
-        help="exit 1 below this strict score (default 0.95)",
+        help=f"exit 1 below this strict score, {help_range(SCORE)} (default 0.95)",
     )
     p.add_argument(
         "--max-median",
-        type=float,
+        type=BUDGET,
         default=5.0,
-        help="exit 1 above this median time to kill (default 5 s)",
+        help=f"exit 1 above this median time to kill, {help_range(BUDGET)} (default 5 s)",
     )

@@ -516,10 +516,32 @@ def load_file(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> 
 
     Everything is checked (``fuzz.intake``) before anything runs: a file that is not
     JSON, too large, not valid against the schema or meaningless raises VectorError; a
-    JSON file of another kind raises NotVectorsError (skip it).
+    JSON file of another kind raises NotVectorsError (skip it). The file is read once:
+    right after ``is_vector_file`` (``iter_files``) its parsed JSON is reused.
     """
     path = Path(path)
-    return load_obj(read_json(path, limits), path, limits)
+    return load_obj(_read_json_once(path, limits), path, limits)
+
+
+# The JSON ``is_vector_file`` parsed last, with the file's identity and the caps it was
+# read under: ``load_file`` of the same unchanged file takes it instead of reading again.
+_LAST: list[tuple[tuple[Any, ...], Any]] = []
+
+
+def _identity(path: Path, limits: Limits) -> tuple[Any, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, limits)
+
+
+def _read_json_once(path: Path, limits: Limits) -> Any:
+    if _LAST:
+        (key, obj), ident = _LAST.pop(), _identity(path, limits)
+        if ident is not None and key == ident:
+            return obj
+    return read_json(path, limits)
 
 
 def load_obj(obj: Any, path: Path, limits: Limits = DEFAULT_LIMITS) -> list[Case]:
@@ -616,22 +638,38 @@ def _check_bytes(item: dict[str, Any], at: str) -> None:
             raise VectorError(f"{at}: runs must be [byte, count] pairs adding up to size {size}")
 
 
-def is_vector_file(path: Path) -> bool:
+def is_vector_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> bool:
     """A recvmap-vectors-v1 file (folders may hold other JSON: schema, other formats)."""
+    ident = _identity(path, limits)
     try:
-        obj = read_json(path)
+        obj = read_json(path, limits)
     except VectorError:
         return False
+    if ident is not None and _identity(path, limits) == ident:
+        _LAST[:] = [(ident, obj)]
     return isinstance(obj, dict) and obj.get("schema") == SCHEMA
 
 
 def iter_files(paths: list[str | os.PathLike[str]]) -> Iterator[Path]:
-    """Named files as they are; in a folder, its recvmap-vectors-v1 files."""
+    """Named files as they are; in a folder, its recvmap-vectors-v1 files (each read once,
+    when ``load_file`` follows at once: the usual loop)."""
     for p in map(Path, paths):
         if p.is_dir():
-            yield from sorted(q for q in p.glob("*.json") if is_vector_file(q))
+            for q in sorted(p.glob("*.json")):
+                if is_vector_file(q):
+                    yield q
         else:
             yield p
+
+
+def expand(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
+    """The files ``paths`` name, nothing read: (path, True) for a named file, (path, False)
+    for each ``*.json`` of a named folder."""
+    for p in paths:
+        if p.is_dir():
+            yield from ((q, False) for q in sorted(p.glob("*.json")))
+        else:
+            yield p, True
 
 
 @dataclass

@@ -13,10 +13,12 @@ file: the command prints one line for it, and nothing of the file runs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -56,51 +58,150 @@ class Limits:
     depth: int = 32  # JSON nesting
     blocks: int = 64  # RAM blocks of one program
     stream_bytes: int = 64 << 20  # a recovery stream built by stream_* operations
+    items: int = 1 << 17  # JSON values of one file (members and elements), counted unparsed
+    work: int = 1 << 23  # words one run of a program may visit, estimated (``program_work``)
 
 
 DEFAULT_LIMITS = Limits()
 
 
-def _depth(obj: Any) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, stack = 0, [(obj, 1)]
-    while stack:
-        item, d = stack.pop()
-        deepest = max(deepest, d)
-        if isinstance(item, dict):
-            stack.extend((v, d + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, d + 1) for v in item)
-    return deepest
+# --- reading a file: its kind and size first, then one read under the cap ----------------
+
+
+def _pseudo_devices() -> frozenset[int]:
+    """The devices of /proc and /sys: their files say size 0 or 4096 whatever they hold,
+    and reading some of them blocks or fails (/proc/self/mem, /proc/kmsg)."""
+    devs = set()
+    for root in ("/proc", "/sys"):
+        try:
+            devs.add(os.stat(root).st_dev)
+        except OSError:
+            continue
+    return frozenset(devs)
+
+
+_PSEUDO: frozenset[int] | None = None
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind_problem(st: os.stat_result) -> str | None:
+    """Why a file of this status is not one to read (None: a regular file of a disk)."""
+    global _PSEUDO
+    for test, name in _KINDS:
+        if test(st.st_mode):
+            return f"not a regular file but {name}"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file"
+    if _PSEUDO is None:
+        _PSEUDO = _pseudo_devices()
+    if st.st_dev in _PSEUDO:
+        return "a file of /proc or /sys, not a regular file"
+    return None
+
+
+def read_input(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """The bytes of one input file, read once: its kind (a regular file, not a FIFO, a
+    device, a folder or a file of /proc) and size are checked before anything is read, the
+    size cap again while reading (a file that grows), and every failure is one VectorError
+    line naming the file."""
+    path = Path(path)
+    cap = limits.file_bytes
+    try:
+        why = _kind_problem(os.stat(path))
+        if why:
+            raise VectorError(f"{path}: {why}")
+        # O_NONBLOCK: a FIFO swapped in after the stat does not block the open
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as err:
+        raise VectorError(f"{path}: {err.strerror or err}") from None
+    try:
+        st = os.fstat(fd)
+        why = _kind_problem(st)
+        if why:
+            raise VectorError(f"{path}: {why}")
+        if st.st_size > cap:
+            raise VectorError(f"{path}: {st.st_size} bytes, more than the cap of {cap}")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise VectorError(f"{path}: more than the cap of {cap} bytes (it grew)")
+    except OSError as err:
+        raise VectorError(f"{path}: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+# --- JSON: its values counted before it is parsed, its depth after ------------------------
+
+
+def json_items(data: bytes) -> int:
+    """At most how many values a JSON text holds, counted on its bytes before any object is
+    built: each value but the first follows a ``,`` or opens with ``[`` or ``{``. Those
+    bytes inside strings are counted too (the bound is then loose, never short). Three
+    C-speed passes: about 0.1 s for 64 MiB."""
+    return data.count(b",") + data.count(b"[") + data.count(b"{") + 1
+
+
+def json_depth(obj: Any, stop: int) -> int:
+    """The nesting depth of parsed JSON (a scalar is 0), level by level without recursion;
+    it stops counting past ``stop``."""
+    level = [obj] if type(obj) in (dict, list) else []
+    depth = 0
+    while level and depth <= stop:
+        depth += 1
+        below: list[Any] = []
+        for c in level:
+            below += [v for v in (c.values() if type(c) is dict else c) if type(v) in (dict, list)]
+        level = below
+    return depth
 
 
 def parse_json(text: str | bytes, limits: Limits = DEFAULT_LIMITS, where: str = "") -> Any:
-    """json.loads with the depth cap; every failure is a VectorError."""
+    """json.loads within the caps: size and values (``json_items``) before anything is
+    parsed, so memory stays proportional to the file (about 100 bytes per value at most);
+    depth after (a document deeper than Python's recursion is refused by json itself).
+    Every failure is a VectorError."""
     prefix = f"{where}: " if where else ""
-    if len(text) > limits.file_bytes:
-        raise VectorError(f"{prefix}{len(text)} bytes, more than the cap of {limits.file_bytes}")
+    data = text.encode(errors="surrogatepass") if isinstance(text, str) else bytes(text)
+    if len(data) > limits.file_bytes:
+        raise VectorError(f"{prefix}{len(data)} bytes, more than the cap of {limits.file_bytes}")
+    if json_items(data) > limits.items:
+        raise VectorError(
+            f"{prefix}more than {limits.items} JSON values (the cap; commas and brackets counted)"
+        )
     try:
-        obj = json.loads(text)
+        obj = json.loads(data)
     except RecursionError:
-        raise VectorError(f"{prefix}JSON nested too deeply") from None
+        raise VectorError(f"{prefix}JSON nested deeper than {limits.depth} levels") from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise VectorError(f"{prefix}not JSON: {err}") from None
-    if _depth(obj) > limits.depth:
+        raise VectorError(f"{prefix}not JSON: {_brief(err)}") from None
+    if json_depth(obj, limits.depth) > limits.depth:
         raise VectorError(f"{prefix}JSON nested deeper than {limits.depth} levels")
     return obj
 
 
+def _brief(err: Exception, width: int = 120) -> str:
+    """An exception's message on one bounded line (it may quote the input)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def read_json(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Any:
-    """The JSON of a file, within the size and depth caps."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > limits.file_bytes:
-            raise VectorError(f"{path}: {size} bytes, more than the cap of {limits.file_bytes}")
-        data = path.read_bytes()
-    except OSError as err:
-        raise VectorError(f"{path}: {err.strerror or err}") from None
-    return parse_json(data, limits, str(path))
+    """The JSON of a file (``read_input``), within the size, depth and value caps."""
+    return parse_json(read_input(path, limits), limits, str(path))
 
 
 # --- the meaning of a program -------------------------------------------------------------
@@ -311,8 +412,40 @@ def check_program(obj: Any, limits: Limits = DEFAULT_LIMITS, where: str = "progr
                     f"{where}.ops[{i}]: the stream_append operations add more than "
                     f"{limits.stream_bytes} bytes (the cap)"
                 )
+    work = program_work(obj)
+    if work > limits.work:
+        raise VectorError(
+            f"{where}.ops: may visit {work} words in one run, more than the cap of "
+            f"{limits.work} (arrays or maps x operations; --max-work)"
+        )
     if layer != "bitmap":
         _check_world(where, obj)
+
+
+def program_work(obj: dict[str, Any]) -> int:
+    """The words one run of a checked program may visit, at most: what its operations
+    touch, and the maps its setup allocates. A bitmap operation touches, in each array it
+    names, no more words than the array has nor than its integer arguments (bit numbers
+    and counts) reach; a ram operation is counted as visiting every map and the stream.
+    The model's slowest operations go at about 30 ns a word (``bitmap_copy_with_src_offset``
+    on 2**22 words takes 0.13 s), so the default cap keeps one run under about 0.3 s."""
+    bpl = obj["bits_per_long"]
+    if obj.get("layer", "bitmap") == "bitmap":
+        sizes = [a["nwords"] for a in obj.get("arrays", [])]
+        total = 0
+        for _name, args in obj["ops"]:
+            reach = sum(a for a in args if type(a) is int and a > 0) // bpl + 1
+            total += sum(min(sizes[int(a[1:])], reach) for a in args if type(a) is str) + 1
+        return total
+    setup = obj["setup"]
+    bits = setup["target_page_bits"]
+    maps = sum(
+        (max(b.get("used_length", 0), b.get("max_length", 0)) >> bits) // bpl + 1
+        for b in setup["blocks"]
+    )
+    stream = sum(max(0, a[0]) for n, a in obj["ops"] if n == "stream_append") // 8
+    stream += sum(len(a[0]) for n, a in obj["ops"] if n == "stream_load") // 16
+    return maps + len(obj["ops"]) * (maps + stream + 1)
 
 
 # --- the schema and the packaged vectors ------------------------------------------------
@@ -357,14 +490,36 @@ def validate(
     obj: Any, sch: dict[str, Any], root: dict[str, Any] | None = None, where: str = "$"
 ) -> list[str]:
     """Problems of ``obj`` against ``sch`` (type, const, enum, required, properties,
-    additionalProperties, items, minimum, maximum, minItems, pattern, anyOf, $ref to $defs)."""
-    root = root or sch
+    additionalProperties, items, minimum, maximum, minItems, pattern, anyOf, $ref to $defs).
+
+    A place in the file is written out only for a problem: a file of a million values is
+    checked in about a second (a path string per value took ten)."""
+    return [f"{_place(at)}: {problem}" for at, problem in _check(obj, sch, root or sch, where)]
+
+
+_At = Any  # a place: the root's name, or (parent place, key or index)
+
+
+def _place(at: _At) -> str:
+    steps: list[str] = []
+    while isinstance(at, tuple):
+        at, step = at
+        steps.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return str(at) + "".join(reversed(steps))
+
+
+@functools.lru_cache(maxsize=64)
+def _pattern(text: str) -> re.Pattern[str]:
+    return re.compile(text)
+
+
+def _check(obj: Any, sch: dict[str, Any], root: dict[str, Any], at: _At) -> list[tuple[_At, str]]:
     if "$ref" in sch:
         name = sch["$ref"].rsplit("/", 1)[-1]
-        return validate(obj, root["$defs"][name], root, where)
+        return _check(obj, root["$defs"][name], root, at)
     if "anyOf" in sch:
-        if all(validate(obj, s, root, where) for s in sch["anyOf"]):
-            return [f"{where}: matches none of the allowed forms"]
+        if all(_check(obj, s, root, at) for s in sch["anyOf"]):
+            return [(at, "matches none of the allowed forms")]
     types = sch.get("type")
     if types is not None:
         names = types if isinstance(types, list) else [types]
@@ -374,34 +529,77 @@ def validate(
             for t in names
         )
         if not ok:
-            return [f"{where}: expected {'/'.join(names)}, got {type(obj).__name__}"]
+            return [(at, f"expected {'/'.join(names)}, got {type(obj).__name__}")]
     if "const" in sch and obj != sch["const"]:
-        return [f"{where}: must be {sch['const']!r}"]
+        return [(at, f"must be {sch['const']!r}")]
     if "enum" in sch and obj not in sch["enum"]:
-        return [f"{where}: must be one of {sch['enum']}"]
-    problems: list[str] = []
+        return [(at, f"must be one of {sch['enum']}")]
+    problems: list[tuple[_At, str]] = []
     if isinstance(obj, dict):
         for key in sch.get("required", []):
             if key not in obj:
-                problems.append(f"{where}: missing {key!r}")
+                problems.append((at, f"missing {key!r}"))
         props = sch.get("properties", {})
-        for key, value in obj.items():
-            if key in props:
-                problems += validate(value, props[key], root, f"{where}.{key}")
-            elif sch.get("additionalProperties") is False:
-                problems.append(f"{where}: unexpected {key!r}")
-            elif isinstance(sch.get("additionalProperties"), dict):
-                problems += validate(value, sch["additionalProperties"], root, f"{where}.{key}")
+        more = sch.get("additionalProperties")
+        fast = _leaf(more) if isinstance(more, dict) and not props else None
+        if fast is not None and all(map(fast, obj.values())):
+            pass  # a map of many plain values (an array's words), all fine
+        else:
+            for key, value in obj.items():
+                if key in props:
+                    problems += _check(value, props[key], root, (at, key))
+                elif more is False:
+                    problems.append((at, f"unexpected {_brief_key(key)}"))
+                elif isinstance(more, dict):
+                    problems += _check(value, more, root, (at, key))
     if isinstance(obj, list):
         if len(obj) < sch.get("minItems", 0):
-            problems.append(f"{where}: at least {sch['minItems']} items")
+            problems.append((at, f"at least {sch['minItems']} items"))
         if "items" in sch:
-            for i, item in enumerate(obj):
-                problems += validate(item, sch["items"], root, f"{where}[{i}]")
-    if isinstance(obj, int | float) and not isinstance(obj, bool) and obj < sch.get("minimum", obj):
-        problems.append(f"{where}: below {sch['minimum']}")
-    if isinstance(obj, int | float) and not isinstance(obj, bool) and obj > sch.get("maximum", obj):
-        problems.append(f"{where}: above {sch['maximum']} (a newer format than this reader's)")
-    if isinstance(obj, str) and "pattern" in sch and not re.search(sch["pattern"], obj):
-        problems.append(f"{where}: does not match {sch['pattern']}")
+            items = sch["items"]
+            fast = _leaf(items)
+            if fast is None or not all(map(fast, obj)):
+                for i, item in enumerate(obj):
+                    problems += _check(item, items, root, (at, i))
+    if isinstance(obj, int | float) and not isinstance(obj, bool):
+        if obj < sch.get("minimum", obj):
+            problems.append((at, f"below {sch['minimum']}"))
+        if obj > sch.get("maximum", obj):
+            problems.append((at, f"above {sch['maximum']} (a newer format than this reader's)"))
+    if isinstance(obj, str) and "pattern" in sch and not _pattern(sch["pattern"]).search(obj):
+        problems.append((at, f"does not match {sch['pattern']}"))
     return problems
+
+
+_LEAF_KEYS = frozenset({"type", "pattern", "description"})
+_LEAVES: dict[int, Any] = {}
+
+
+def _leaf(sch: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """A quick yes for a value of a schema that is only a type (and a pattern): the many
+    words of an array are checked at C speed; a no is looked at again by ``_check``, which
+    says why. None: the schema is more than that."""
+    key = id(sch)
+    if key not in _LEAVES:
+        types = sch.get("type")
+        fast = None
+        if set(sch) <= _LEAF_KEYS and types in ("string", "integer"):
+            if types == "integer":
+                fast = _is_int
+            elif "pattern" in sch:
+                search = _pattern(sch["pattern"]).search
+                fast = lambda v: type(v) is str and search(v) is not None  # noqa: E731
+            else:
+                fast = lambda v: type(v) is str  # noqa: E731
+        _LEAVES[key] = (sch, fast)  # the schema is kept: its id stays its own
+    return _LEAVES[key][1]  # type: ignore[no-any-return]
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int
+
+
+def _brief_key(key: str, width: int = 40) -> str:
+    """A key of the file, quoted and bounded (it is the user's text)."""
+    text = repr(key)
+    return text if len(text) <= width else text[: width - 4] + "...'"

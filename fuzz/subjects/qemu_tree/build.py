@@ -53,7 +53,8 @@ from .. import hosts
 from ..build import cache_dir
 from ..hosts import source_dir
 from . import ram
-from .diagnose import first_problem
+from .compiler import CompilerStuck, quoted, run_all, under
+from .diagnose import first_error, missing_call
 from .tree import BITMAP_HEADER, FREE, IDENTITY, Origin, QemuTree, inventory
 
 FORMAT = "recvmap-qemu-tree-2"  # bump when the way a build is made changes
@@ -295,23 +296,32 @@ def _source(unit: Unit, build: Path) -> Path:
     return build / f"{unit.name}.c"
 
 
-def run_all(commands: Sequence[Sequence[str]]) -> list[tuple[int, str, str]]:
-    """Run the commands at the same time; (status, stdout, stderr) of each, in order."""
-    procs = [
-        subprocess.Popen(list(c), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for c in commands
-    ]
-    out = []
-    for p in procs:
-        stdout, stderr = p.communicate()
-        out.append((p.returncode, stdout, stderr))
-    return out
-
-
 def _deps(stdout: str) -> list[Path]:
-    """The files of a ``-MM`` answer: every file the compiler read but system headers."""
-    text = stdout.replace("\\\n", " ")
-    return [Path(p) for p in text.split(":", 1)[1].split()]
+    """The files of a ``-MM`` answer: every file the compiler read but system headers.
+
+    The answer is a make rule: names are separated by blanks, a line ends in ``\\`` when
+    it goes on, and a name's own blanks, ``#`` and ``$`` are written ``\\ ``, ``\\#`` and
+    ``$$`` (a tree may sit in a folder named ``a b$c``)."""
+    text = stdout.replace("\\\n", " ").split(": ", 1)[1] if ": " in stdout else ""
+    names: list[str] = []
+    name: list[str] = []
+    i = 0
+    while i < len(text):
+        c, nxt = text[i], text[i + 1 : i + 2]
+        if (c == "\\" and nxt in (" ", "\t", "#")) or (c == "$" and nxt == "$"):
+            name.append(nxt)
+            i += 2
+            continue
+        if c.isspace():
+            if name:
+                names.append("".join(name))
+            name = []
+        else:
+            name.append(c)
+        i += 1
+    if name:
+        names.append("".join(name))
+    return [Path(n) for n in names]
 
 
 def _dispatch(ref: Path, out: Path, headers: list[Path], only: set[str]) -> None:
@@ -330,12 +340,15 @@ def _dispatch(ref: Path, out: Path, headers: list[Path], only: set[str]) -> None
         raise BuildError(f"gen_dispatch.py failed: {err}") from None
 
 
-def _problem(log: str, tree: QemuTree, build: Path) -> str:
-    """The one line of a failed compile or link (``diagnose``), with the build folder's and
-    the tree's paths made relative: ``migration/ram.c:3785: ram_load_cleanup calls ...``."""
+def _problem(log: str, tree: QemuTree, build: Path, mine: Sequence[Path]) -> str:
+    """The one line of a failed compile or link (``diagnose``), bounded and quoting only
+    the build's own files (``compiler.quoted``), with the build folder's and the tree's
+    paths made relative: ``migration/ram.c:3785: ram_load_cleanup calls ...``."""
+    found = missing_call(log)
+    line = quoted(found.text(), ()) if found is not None else quoted(first_error(log), mine)
     for base in (build, tree.root):
-        log = log.replace(f"{base}/", "").replace(f"{base.resolve()}/", "")
-    return first_problem(log)
+        line = line.replace(f"{base}/", "").replace(f"{base.resolve()}/", "")
+    return line
 
 
 def _label(path: Path, tree: QemuTree, build: Path) -> str:
@@ -380,6 +393,8 @@ def build_tree(tree: QemuTree | str | Path, bits: int = 64, host: str | None = N
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
         return _build(tree, todo, cc, host, host_flags, root, tmp)
+    except CompilerStuck as err:
+        raise BuildError(f"{tree.root}: {err}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -427,12 +442,24 @@ def _build(
     for part in (FORMAT, compiler_version(cc), host or "native", *map(repr, extra)):
         digest.update(part.encode() + b"\0")
     plans = [(u, _flags(u, tree, tmp, host_flags), _source(u, tmp)) for u in todo]
+    # what a build may read: the tree, its own folder, our glue, our C and headers (the
+    # folders our units name with -I)
+    named = {f[2:] for _, flags, _ in plans for f in flags if f.startswith("-I") and len(f) > 2}
+    mine = [tree.root, tmp, GLUE, *{Path(u.source).parent for u in todo if u.source}]
+    mine += [Path(d) for d in sorted(named)]
     scans = run_all([[cc, *flags, "-MM", str(src)] for _, flags, src in plans])
     for (u, flags, _src), (status, stdout, stderr) in zip(plans, scans, strict=True):
         if status:
             where = _where(u, tree)
-            raise BuildError(f"{where} does not compile: {_problem(stderr, tree, tmp)}", stderr)
+            raise BuildError(
+                f"{where} does not compile: {_problem(stderr, tree, tmp, mine)}", stderr
+            )
         deps = _deps(stdout)
+        outside = [d for d in deps if not under(d, mine)]
+        if outside:
+            raise BuildError(
+                f"{_where(u, tree)} includes {outside[0]}, a file outside the tree: not built"
+            )
         # the folders are placeholders: the same content built from elsewhere is the same key
         text = " ".join(flags).replace(str(tmp), BUILD_DIR).replace(str(tree.root), TREE_DIR)
         digest.update(f"{u.name}\0{text}\0".encode())
@@ -451,14 +478,16 @@ def _build(
         log.append(f"== {u.name}\n{stderr}")
         if status:
             where = _where(u, tree)
-            raise BuildError(f"{where} does not compile: {_problem(stderr, tree, tmp)}", stderr)
+            raise BuildError(
+                f"{where} does not compile: {_problem(stderr, tree, tmp, mine)}", stderr
+            )
     kind = () if driver else SHARED_LDFLAGS
     link = [cc, *kind, *host_flags, "-pthread", "-o", str(tmp / name), *objects]
-    proc = subprocess.run(link, capture_output=True, text=True)
-    log.append(f"== link\n{proc.stderr}")
-    if proc.returncode:
-        problem = _problem(proc.stderr, tree, tmp)
-        raise BuildError(f"{tree.root}: does not link: {problem}", proc.stderr)
+    status, _, stderr = run_all([link])[0]
+    log.append(f"== link\n{stderr}")
+    if status:
+        problem = _problem(stderr, tree, tmp, mine)
+        raise BuildError(f"{tree.root}: does not link: {problem}", stderr)
     (tmp / "build.log").write_text("\n".join(log))
     (tmp / "TREE").write_text(f"{tree.root}\n{tree.release}\n")
     for o in objects:

@@ -22,7 +22,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 from recvmap.pymodel.releases import Rules
 from recvmap.qemu_ref.loader import package_file
 
+from . import compiler
 from .diagnose import missing_call
 from .extract import RAM_FUNCTIONS, Definition, ExtractError, Extraction, extract
 from .tree import Origin, QemuTree
@@ -155,12 +155,12 @@ def function_at(ex: Extraction, path: str, line: int) -> Definition | None:
 _DIAG = re.compile(r"^(?P<file>[^:\s]+):(?P<line>\d+):(?:\d+:)? (?:fatal )?error: (?P<msg>.*)$")
 
 
-def explain_failure(ex: Extraction, stderr: str) -> RamBuildError:
-    """The first compile error, as one line naming the tree's function and file:line (a
-    call of a function nothing declares names the caller and the callee: ``diagnose``)."""
+def explain_failure(ex: Extraction, stderr: str, mine: list[Path] | None = None) -> RamBuildError:
+    """The first compile error, as one line naming the tree's function and file:line; the
+    compiler's words only about a file of the build (``mine``: ``compiler.quoted``)."""
     missing = missing_call(stderr)
     if missing is not None:
-        return RamBuildError(missing.caller, missing.text())
+        return RamBuildError(missing.caller, compiler.quoted(missing.text(), ()))
     for raw in stderr.splitlines():
         m = _DIAG.match(raw.strip())
         if not m:
@@ -168,15 +168,22 @@ def explain_failure(ex: Extraction, stderr: str) -> RamBuildError:
         path, line = m["file"], int(m["line"])
         for known in ex.found.values():
             if path.endswith(known.path):
-                path = known.path
+                path = known.path  # the tree's text, placed by #line
                 break
+        else:
+            if mine and not compiler.under(Path(path), mine):
+                return RamBuildError("the ram glue", compiler.quoted(raw, mine))
         d = function_at(ex, path, line)
         name = d.name if d else "the ram glue"
         return RamBuildError(
-            name, f"{name} ({path}:{line}) does not compile in the ram glue: {m['msg']}"
+            name,
+            f"{name} ({path}:{line}) does not compile in the ram glue: "
+            + compiler.quoted(m["msg"], ()),
         )
     first = stderr.strip().splitlines()[0] if stderr.strip() else "no diagnostics"
-    return RamBuildError("the ram glue", f"the ram functions do not compile: {first}")
+    return RamBuildError(
+        "the ram glue", f"the ram functions do not compile: {compiler.quoted(first, mine or ())}"
+    )
 
 
 # --- the units of a tree build (build.py's extra_units) ------------------------------------
@@ -227,9 +234,13 @@ def _syntax_check(units: RamUnits, env: BuildEnv) -> None:
             f"-I{units.extraction.root / 'include'}",
             str(work / UNIT_NAME),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise explain_failure(units.extraction, proc.stderr)
+        try:
+            status, _, stderr = compiler.run(cmd)
+        except compiler.CompilerStuck as err:
+            raise RamBuildError("the ram glue", str(err)) from None
+        mine = [units.extraction.root, work, GLUE_RAM, env.glue_include]
+        if status != 0:
+            raise explain_failure(units.extraction, stderr, mine)
     ok.parent.mkdir(parents=True, exist_ok=True)
     ok.touch()
 

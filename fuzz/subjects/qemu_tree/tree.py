@@ -23,14 +23,16 @@ is followed by ``{``, as QEMU's coding style writes them.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from recvmap.pymodel.releases import Rules, Version, parse_version, rules_of, version_rules
 from recvmap.qemu_ref.loader import abi
 
-from .repo import GitError, Repo
+from .repo import TREE_PATHS, GitError, Repo
 
 BITMAP_HEADER = "qemu_ref.h"  # the ABI header of the bitmap layer
 IDENTITY = "qref_bits_per_long"  # our library marker: not a QEMU function
@@ -65,6 +67,7 @@ class QemuTree:
         if not root.is_dir():
             raise TreeError(f"{path}: no such folder")
         root = root.resolve()
+        check_files(root, path)
         version = root / "VERSION"
         if not version.is_file() or not (root / HEADERS[0]).is_file():
             what = "VERSION" if not version.is_file() else HEADERS[0]
@@ -92,6 +95,58 @@ class QemuTree:
 
     def text(self, rel: str) -> str:
         return (self.root / rel).read_text(errors="replace")
+
+
+FILE_MAX = 16 << 20  # bytes of one file of a tree (QEMU's largest C file is ~0.3 MB)
+ENTRIES_MAX = 200_000  # files and folders a build may read (a full checkout: ~6,000)
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_files(root: Path, shown: str | Path) -> None:
+    """What a build of the tree at ``root`` may read (``repo.TREE_PATHS``) is regular files
+    of at most FILE_MAX bytes and folders, a symlink pointing inside the tree: anything
+    else raises TreeError naming it (``shown`` is the tree as the user named it). A FIFO
+    or a device there blocked the compiler or made it grow without end."""
+    count = 0
+    stack = [root / rel for rel in TREE_PATHS]
+    while stack:
+        p = stack.pop()
+        rel = p.relative_to(root)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue  # a part this tree does not have
+        except OSError as err:
+            raise TreeError(f"{shown}: {rel}: {err.strerror or err}") from None
+        count += 1
+        if count > ENTRIES_MAX:
+            raise TreeError(f"{shown}: more than {ENTRIES_MAX} files where a build reads")
+        if stat.S_ISLNK(st.st_mode):
+            target = Path(os.path.realpath(p))
+            if not target.is_relative_to(root):
+                raise TreeError(f"{shown}: {rel} is a symlink to outside the tree")
+            try:
+                st = os.stat(p)
+            except OSError as err:
+                raise TreeError(f"{shown}: {rel}: {err.strerror or err}") from None
+            if stat.S_ISDIR(st.st_mode):
+                continue  # its target is checked where it lies in the tree
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                stack.extend(Path(e.path) for e in os.scandir(p))
+            except OSError as err:
+                raise TreeError(f"{shown}: {rel}: {err.strerror or err}") from None
+        elif stat.S_ISREG(st.st_mode):
+            if st.st_size > FILE_MAX:
+                raise TreeError(f"{shown}: {rel}: {st.st_size} bytes, more than {FILE_MAX}")
+        else:
+            kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a file")
+            raise TreeError(f"{shown}: {rel} is {kind}, not a regular file")
 
 
 def choose_rules(root: Path, version: Version) -> tuple[Rules | None, str]:
