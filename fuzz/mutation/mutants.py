@@ -65,7 +65,7 @@ from ..campaign.alone import rerun_alone
 from ..campaign.harness import Harness
 from ..engine import first_divergence
 from ..program import Program
-from ..subjects.build import WARNINGS, BuildError, build_library, source_dir
+from ..subjects.build import SOURCES, WARNINGS, BuildError, build_library, source_dir
 from ..subjects.impls import Subject
 from .generate import MUTABLE_FILES, source_texts, syntax_error_of, systematic_mutants
 from .mutant import Mutant
@@ -514,7 +514,7 @@ def _stress_programs(lib: Path, bits: int) -> list[tuple[str, list[str]]]:
             cmd = [
                 "gcc", *WARNINGS, "-O2", "-pthread", *defines, f"-I{work}",
                 *(["-DQREF_BITS_PER_LONG=32"] if bits == 32 else []),
-                str(source), *(str(work / f) for f in ("bitops.c", "bitmap.c", "ram.c")),
+                str(source), *(str(work / f) for f in SOURCES),
                 "-o", str(exe) + ".tmp",
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True)
