@@ -396,13 +396,16 @@ def write_divergence(
     comment: str | None = None,
     deadline: float | None = None,
     cut: list[str] | None = None,
+    replay_timeout: float | None = None,
 ) -> Path:
     """The minimized program of a finding as a one-test vector file; its path.
 
     ``kind`` names the file: divergence-, crash-, hang-, slow- or
     nondeterministic-<layer>-<hash>. ``comment`` replaces the one made from the
     divergence; past ``deadline`` the release range is not widened further, and what was
-    cut short (``cut``, appended to) is said in the comment.
+    cut short (``cut``, appended to) is said in the comment. With ``subject`` (the
+    implementation's record) the file says what it was found on, the rules and guard
+    side it ran with, and the command that replays it (``replay_timeout``: its --timeout).
     """
     assert kind in KINDS, kind
     what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
@@ -418,10 +421,16 @@ def write_divergence(
         test["comment"] += f" [cut short by --max-time: {', '.join(cut)}]"
     text = json.dumps(test["program"], sort_keys=True)
     name = f"{kind}-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    path = Path(out_dir) / name
     obj = vector_file([test])
-    if subject:
-        obj["subject"] = subject
-    return write_vector_file(Path(out_dir) / name, obj)
+    if subject:  # what it was found on and with, and the command that replays it
+        obj["subject"] = {
+            **subject,
+            "release": parse_rules(program.release).name,
+            "guard": program.guard,
+            "replay": replay_command(path, subject, replay_timeout),
+        }
+    return write_vector_file(path, obj)
 
 
 # --- loading and replaying --------------------------------------------------------------
@@ -637,11 +646,15 @@ def check_impl(
                 f"{subject.name}"
             )
 
-    # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
-    # a read before the start of an array each fault under one of them. A subject whose
-    # C runs in another process (a host's driver) has no guard pages to alternate.
-    alternate = getattr(subject, "guards", True) and not guard_from_env()
-    modes = [g for g in GUARDS if g != "none"] if alternate else [guard_mode()]
+    # The guard page side the program ran with, when it says (a fuzzer's reproducer),
+    # else both in turn (unless RECVMAP_GUARD chose one): a read past the end and a read
+    # before the start of an array each fault under one of them. A subject whose C runs
+    # in another process (a host's driver) has no guard pages to choose.
+    guards = getattr(subject, "guards", True) and not guard_from_env()
+    if guards and program.guard in GUARDS:
+        modes = [program.guard]
+    else:
+        modes = [g for g in GUARDS if g != "none"] if guards else [guard_mode()]
     images: dict[str, bytes | None] = {}
     try:
         for mode in modes:
