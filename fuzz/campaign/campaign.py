@@ -118,6 +118,9 @@ def _stop_all(jobs: Sequence[Job], grace: float = 1.0) -> None:
     group at once, SIGKILL to the groups still there after ``grace`` seconds (a library
     stuck in C ignores SIGTERM's Python handler), and reap them all."""
     live = [j for j in jobs if j.proc is not None and j.returncode is None]
+    for j in live:
+        if j.proc.poll() is None:  # type: ignore[union-attr]
+            j.stopped = True  # what it says on its way out is not a finding
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for j in live:
             try:
