@@ -874,7 +874,8 @@ def _replay_files(
     """Replay every vector of ``paths`` on ``subject``; the summary line; the exit status."""
     from .vectors.files import NotVectorsError, VectorError, load_file, replay  # lazy: command
 
-    counts = {"pass": 0, "fail": 0, "skip": 0, "error": 0}
+    counts = {"pass": 0, "fail": 0, "skip": 0, "slow": 0, "unconfirmed": 0, "error": 0}
+    broken = 0
     for path in paths:
         try:
             cases = load_file(path, limits)  # type: ignore[arg-type]
@@ -883,7 +884,7 @@ def _replay_files(
             continue
         except VectorError as err:  # the file is broken, not the implementation
             print(f"ERROR {err}")
-            counts["error"] += 1
+            broken += 1
             continue
         if cases and subject is not None and not args.host:
             _check_recorded_subject(path, cases[0].subject, impl)
@@ -892,10 +893,13 @@ def _replay_files(
                 case, subject, timeout=args.timeout, release=release
             )
             counts[verdict.status] += 1
-            if verdict.status == "fail":
-                print(f"FAIL {case.name}: {verdict.message}")
+            if verdict.status in ("fail", "error"):
+                label = "FAIL" if verdict.status == "fail" else "ERROR (recvmap)"
+                print(f"{label} {case.name}: {verdict.message}")
                 if args.verbose:
                     print(f"     {case.test['comment']}")
+            elif verdict.status in ("slow", "unconfirmed"):
+                print(f"NOTE {case.name}: {verdict.message}")
             elif args.verbose or (
                 verdict.status == "skip" and not verdict.message.startswith("not at")
             ):
@@ -903,16 +907,28 @@ def _replay_files(
     name = "model only" if subject is None else getattr(subject, "name", "")
     if release:
         name += f", QEMU {release}"
-    broken = f", {counts['error']} files not valid" if counts["error"] else ""
+    more = [
+        f"{n} {what}"
+        for n, what in (
+            (counts["slow"], "slow (not findings)"),
+            (counts["unconfirmed"], "not confirmed (not findings)"),
+            (counts["error"], "recvmap errors"),
+            (broken, "files not valid"),
+        )
+        if n
+    ]
     print(
         f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
-        f"{broken} ({name})"
+        + "".join(f", {m}" for m in more)
+        + f" ({name})"
     )
     if counts["fail"]:
         return exit_codes.FINDING
     if counts["error"]:
+        return exit_codes.TOOL_FAILED
+    if broken:
         return exit_codes.BAD_INPUT
-    if counts["pass"] == 0:
+    if counts["pass"] + counts["slow"] + counts["unconfirmed"] == 0:
         print(
             "recvmap replay: did not run: no test was replayed"
             + ("" if args.strict else " (warning; --strict makes it an error)"),

@@ -83,13 +83,17 @@ class Rerun:
                     return kind, line[len(marker) :]
         code = self.returncode or 0
         if code < 0:
-            return "crashed", f"the implementation crashed ({signal.Signals(-code).name})"
+            sig = signal.Signals(-code).name
+            return "crashed", f"the implementation crashed ({sig}) during the input"
         if code == HANG_EXIT:
             return "hung", "its watchdog ended it"
         if not self.started:
             return "failed", f"the fresh process ended (exit status {code}) before the input"
         if self.input_seconds is None:  # started, never finished: the library ended it
-            return "crashed", f"the implementation ended the process (exit status {code}; {NEVER})"
+            return "crashed", (
+                f"the implementation ended the process (exit status {code}) during the input "
+                f"({NEVER})"
+            )
         return "completed", f"completed in {self.input_seconds:.1f} s"
 
     @property

@@ -106,8 +106,8 @@ def _child(fn: Any, args: tuple[Any, ...], wfd: int) -> int:
     code = 0
     try:
         result = fn(*args)
-    except BaseException as err:  # noqa: BLE001 - reported to the parent
-        result, code = ("fail", f"{type(err).__name__}: {err}"), 1
+    except BaseException as err:  # noqa: BLE001 - ours, not the library's: said as such
+        result, code = ("error", f"{type(err).__name__}: {err}"), 1
     if conduct.closed():  # the result pipe is gone: the exit status says it
         return CLOSED_EXIT
     if started_a_process():
@@ -115,7 +115,7 @@ def _child(fn: Any, args: tuple[Any, ...], wfd: int) -> int:
     try:
         data = pickle.dumps(result)
     except Exception as err:  # noqa: BLE001 - an unpicklable result is ours, say so
-        data, code = pickle.dumps(("fail", f"{type(err).__name__}: {err}")), 1
+        data, code = pickle.dumps(("error", f"{type(err).__name__}: {err}")), 1
     try:
         with os.fdopen(wfd, "wb") as w:
             w.write(_LENGTH.pack(len(data)) + data)
@@ -127,7 +127,8 @@ def _child(fn: Any, args: tuple[Any, ...], wfd: int) -> int:
 def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
     """``fn(*args)`` in a forked child; ("fail", message) when the child crashes, ends
     without its result, starts a process, closes its descriptors, or runs longer than
-    ``timeout`` seconds (a HANG: it is killed, with everything it started)."""
+    ``timeout`` seconds (a HANG: it is killed, with everything it started); ("error",
+    message) when ``fn`` raised (recvmap's failure, not the library's)."""
     if not hasattr(os, "fork"):
         return fn(*args)
     rfd, wfd = os.pipe()
