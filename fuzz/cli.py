@@ -16,7 +16,9 @@
                                   for git bisect run)
     recvmap mutants [options]     the fuzzer's mutation score and time to kill (docs/mutants.md)
 
-Exit status: 0 clean, 1 divergence (or a crash, a HANG, or a failing vector), 2 bad arguments.
+Exit status (``campaign.exit_codes``, in every command's --help): 0 clean, 1 a confirmed
+finding about the implementation, 2 bad arguments or bad input, 3 recvmap itself failed,
+130/143 interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import contextlib
 import errno
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -36,6 +39,7 @@ from recvmap.pymodel.errors import PreconditionError
 from recvmap.pymodel.releases import parse_rules, render_table
 from recvmap.qemu_ref import LibraryError
 
+from .campaign import exit_codes
 from .campaign.harness_env import HarnessConfig
 from .campaign.launch import atheris_available, engine_of
 from .campaign.options import INT_MAX, MONTH, SEED_MAX, help_range, number
@@ -50,9 +54,10 @@ DEFAULT_TIMEOUT = HarnessConfig.timeout  # seconds per input (libFuzzer -timeout
 
 LAYERS = ("bitmap", "ram", "recovery")
 FUZZ_EPILOG = """\
-exit status: 0 clean, 1 divergence, crash or HANG (its minimized program is written
-to --out as a vector file; replay it with `recvmap replay FILE`), 2 bad arguments,
-130/143 interrupted (Ctrl-C/SIGTERM).
+a finding's minimized program is written to --out as a vector file, with the command
+that replays it; before it is reported, that command is run alone in a fresh process
+(a crash's input is re-run alone) and must fail. What a re-run does not confirm is
+listed as NOT CONFIRMED, never a finding. A job stopped at --max-time is never one.
 
 hangs: an input that outruns --timeout is re-run alone, in a fresh process, for
 max(4 x --timeout, 30 s) (less when --max-time has less left). Still running: a HANG
@@ -239,7 +244,7 @@ def build_parser() -> Parser:
         "implementation against the model. Without options: about 60 seconds "
         "over every layer, architecture, host page and hugepage size and both "
         "word widths.",
-        epilog=FUZZ_EPILOG,
+        epilog=exit_codes.epilog() + "\n" + FUZZ_EPILOG,
     )
     f.add_argument(
         "--target",
@@ -510,6 +515,7 @@ def build_parser() -> Parser:
         "bitmap, generated from the model's release deltas (recvmap.pymodel.releases).",
     )
     add_mutants_parser(sub)
+    _exit_epilogs(p)
     return p
 
 
@@ -536,16 +542,37 @@ def _add_caps(r: argparse.ArgumentParser) -> None:
         )
 
 
+def _exit_epilogs(parser: argparse.ArgumentParser) -> None:
+    """Every command's --help ends with the exit statuses (``campaign.exit_codes``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if not (child.epilog or "").startswith("exit status:"):
+                    extra = EPILOG_EXTRA.get(child.prog.split(" ", 1)[-1], "")
+                    child.epilog = exit_codes.epilog(extra) + (
+                        "\n" + child.epilog if child.epilog else ""
+                    )
+                    child.formatter_class = argparse.RawDescriptionHelpFormatter
+                _exit_epilogs(child)
+
+
+# what a command adds to the exit statuses (by its name after ``recvmap``)
+EPILOG_EXTRA = {
+    "replay": "  (1: a test fails; 2 also for a file that is not a valid vector file)",
+    "mutants": "  (1: the mutation score or the time to kill misses its gate)",
+    "history": "  (with --bisect: git bisect run's codes instead, below)",
+}
+
+
 HISTORY_EPILOG = """\
+With --bisect: 0 good, 1 bad, 125 cannot be judged (git bisect run skips it), 128 bad
+arguments (git bisect run stops).
+
 examples:
   recvmap history ~/qemu origin/master..HEAD       a patch series, commit by commit
   recvmap history ~/qemu v9.2.0..v10.0.0 --first-bad
   recvmap history ~/qemu --list                    the commits that would be judged
   git -C ~/qemu bisect start BAD GOOD && git -C ~/qemu bisect run recvmap history --bisect ~/qemu
-
-exit status: 0 every judged commit clean, 1 a finding (DIVERGES, CRASH, HANG), 2 bad
-arguments. With --bisect: 0 good, 1 bad, 125 cannot be judged (git bisect run skips it),
-128 bad arguments (git bisect run stops).
 """
 
 
@@ -695,17 +722,19 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(result.summary(results[0]), flush=True)
     except jobs.CampaignError as err:
         print(f"recvmap fuzz: {err}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     try:
         report.write_reports(results, cfg, args.json, args.junit, getattr(args, "argv", None))
     except OSError as err:
         print(f"recvmap fuzz: --json/--junit: {err.strerror or err}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     if not all(r.clean for r in results) or (args.fail_on_slow and any(r.slow for r in results)):
-        return 1
+        return exit_codes.FINDING
+    if any(r.errors for r in results):
+        return exit_codes.TOOL_FAILED
     for r in results:
         if r.interrupted is not None:
-            return 128 + int(r.interrupted)
+            return exit_codes.interrupted(r.interrupted)
     did_not_run = [name for r in results for name in r.did_not_run]
     if did_not_run:
         print(
@@ -713,8 +742,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             + ("" if args.strict else " (warning; --strict makes it an error)"),
             file=sys.stderr,
         )
-        return 1 if args.strict else 0
-    return 0
+        return exit_codes.TOOL_FAILED if args.strict else exit_codes.CLEAN
+    return exit_codes.CLEAN
 
 
 def _jobs_at_once(args: argparse.Namespace) -> int:
@@ -801,7 +830,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.host:
         subjects = _host_subjects(args, tree)
     else:
-        subjects = [None if args.model_only else _subject(impl, args.word_bits)]
+        subjects = [None if args.model_only else _subject(impl, _replay_widths(args, impl))]
     status = 0
     try:
         loaded, bad = _load_inputs(args, limits, impl, release)
@@ -815,6 +844,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if close is not None:
                 close()
     return status
+
+
+def _replay_widths(args: argparse.Namespace, impl: Path | None) -> tuple[int, ...] | None:
+    """The word widths of the library replay runs: --word-bits, but for raw inputs
+    (--layer) the widths the fuzzing job's harness had: a recovery job of our C has
+    both (its --word-bits is the receiver's; the stream's sender may have either)."""
+    if args.layer is None or args.word_bits is None or len(args.word_bits) != 1:
+        return args.word_bits  # type: ignore[no-any-return]
+    from .campaign.crashfile import Decoding  # lazy: command
+
+    hc = Decoding(args.layer, args.word_bits[0], impl).config()
+    return None if hc.word_bits is None else (hc.word_bits,)
 
 
 def _host_subjects(args: argparse.Namespace, planned: Any = None) -> list[object]:
@@ -855,10 +896,10 @@ def _replay_files(
     release: str | None,
 ) -> int:
     """Replay the cases of every loaded file on ``subject``; the summary line; the exit
-    status: 1 a failing test, else 2 when an input was bad, else 0."""
+    status: 1 a failing test, else 3 a recvmap error, else 2 when an input was bad, else 0."""
     from .vectors.files import replay  # lazy: command
 
-    counts = {"pass": 0, "fail": 0, "skip": 0}
+    counts = {"pass": 0, "fail": 0, "skip": 0, "slow": 0, "unconfirmed": 0, "error": 0}
     for path, cases in loaded:
         if cases and subject is not None and not args.host:
             _check_recorded_subject(path, cases[0].subject, impl)
@@ -867,10 +908,13 @@ def _replay_files(
                 case, subject, timeout=args.timeout, release=release
             )
             counts[verdict.status] += 1
-            if verdict.status == "fail":
-                print(f"FAIL {case.name}: {verdict.message}")
+            if verdict.status in ("fail", "error"):
+                label = "FAIL" if verdict.status == "fail" else "ERROR (recvmap)"
+                print(f"{label} {case.name}: {verdict.message}")
                 if args.verbose:
                     print(f"     {case.test['comment']}")
+            elif verdict.status in ("slow", "unconfirmed"):
+                print(f"NOTE {case.name}: {verdict.message}")
             elif args.verbose or (
                 verdict.status == "skip" and not verdict.message.startswith("not at")
             ):
@@ -878,22 +922,35 @@ def _replay_files(
     name = "model only" if subject is None else getattr(subject, "name", "")
     if release:
         name += f", QEMU {release}"
-    tail = f", {bad} bad input{'s' if bad != 1 else ''}" if bad else ""
+    more = [
+        f"{n} {what}"
+        for n, what in (
+            (counts["slow"], "slow (not findings)"),
+            (counts["unconfirmed"], "not confirmed (not findings)"),
+            (counts["error"], "recvmap errors"),
+            (bad, "bad inputs" if bad != 1 else "bad input"),
+        )
+        if n
+    ]
     print(
-        f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped{tail} ({name})"
+        f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
+        + "".join(f", {m}" for m in more)
+        + f" ({name})"
     )
     if counts["fail"]:
-        return 1
+        return exit_codes.FINDING
+    if counts["error"]:
+        return exit_codes.TOOL_FAILED
     if bad:
-        return 2
-    if counts["pass"] == 0:
+        return exit_codes.BAD_INPUT
+    if counts["pass"] + counts["slow"] + counts["unconfirmed"] == 0:
         print(
             "recvmap replay: did not run: no test was replayed"
             + ("" if args.strict else " (warning; --strict makes it an error)"),
             file=sys.stderr,
         )
-        return 1 if args.strict else 0
-    return 0
+        return exit_codes.BAD_INPUT if args.strict else exit_codes.CLEAN
+    return exit_codes.CLEAN
 
 
 def _check_recorded_subject(
@@ -1051,10 +1108,10 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         r = workers.merge(args.layer, args.out, args.inputs, env)
     except workers.MergeError as err:
         print(f"recvmap corpus merge: {err}", file=sys.stderr)
-        return 3
+        return exit_codes.TOOL_FAILED
     except OSError as err:
         print(f"recvmap corpus merge: {err.filename or args.out}: {err.strerror}", file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
     return 0
 
@@ -1180,9 +1237,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](args)
     except UsageError as err:
         print(str(err).replace("\n", " "), file=sys.stderr)
-        return 2
+        return exit_codes.BAD_INPUT
     except BrokenPipeError:
-        return 0
+        return exit_codes.CLEAN
+    except KeyboardInterrupt:
+        return exit_codes.interrupted(signal.SIGINT)
+    except Exception as err:  # noqa: BLE001 - ours: one line, the traceback kept in a log
+        print(internal_error(err), file=sys.stderr)
+        return exit_codes.TOOL_FAILED
+
+
+def internal_error(err: BaseException) -> str:
+    """The one line of recvmap's own failure; its traceback goes to a log file it names."""
+    import traceback  # lazy: only on failure
+
+    what = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+    try:
+        fd, name = tempfile.mkstemp(prefix="recvmap-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(traceback.format_exception(err)))
+        where = f"traceback in {name}"
+    except OSError as why:
+        where = f"no log ({why.strerror or why})"
+    return f"recvmap: internal error (recvmap's, not the implementation's): {what}; {where}"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "qemu_ref.h"
 
 #define WORD_BYTES sizeof(qref_ulong)
@@ -195,10 +196,7 @@ qref_ulong *bitmap_new(qref_long nbits)
     if (nelem == 0) {
         return NULL;
     }
-    map = calloc(nelem, WORD_BYTES);
-    if (!map) {
-        abort();
-    }
+    map = qref_map_new(nelem);
     return map;
 }
 
@@ -209,12 +207,9 @@ qref_ulong *bitmap_zero_extend(qref_ulong *old, qref_long old_nbits, qref_long n
     qref_ulong *map = NULL;
 
     if (new_nelem == 0) {
-        free(old);
+        qref_map_free(old);
     } else {
-        map = realloc(old, new_nelem * WORD_BYTES);
-        if (!map) {
-            abort();
-        }
+        map = qref_map_resize(old, old_nelem, new_nelem);
         if (new_nelem > old_nelem) {
             memset(map + old_nelem, 0, (new_nelem - old_nelem) * WORD_BYTES);
         }
@@ -225,7 +220,7 @@ qref_ulong *bitmap_zero_extend(qref_ulong *old, qref_long old_nbits, qref_long n
 
 void qref_bitmap_free(qref_ulong *map)
 {
-    free(map);
+    qref_map_free(map);
 }
 
 void bitmap_zero(qref_ulong *dst, qref_long nbits)

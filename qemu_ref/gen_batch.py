@@ -48,7 +48,8 @@ def call(decl: Decl) -> tuple[str, str, str]:
         kind, body = "u", f"return (uint64_t){expr};"
     else:
         raise SystemExit(f"gen_batch: the interpreter cannot return a {decl.ret!r}")
-    unused = "" if decl.args else "    (void)a;\n    (void)m;\n"
+    unused = "" if decl.args else "    (void)a;\n"
+    unused += "" if "m" in kinds else "    (void)m;\n"
     return (
         f"{typedef}\nstatic uint64_t qb_{decl.name}(void (*fn)(void), const int64_t *a, "
         f"qref_ulong *const *m)\n{{\n{unused}    {body}\n}}\n",

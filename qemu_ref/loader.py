@@ -206,10 +206,20 @@ def guard_from_env() -> bool:
 
 
 def set_guard(mode: str | None) -> None:
-    """Arrays allocated from now on get their guard page ``mode`` (None: back to default)."""
+    """Arrays allocated from now on get their guard page ``mode`` (None: back to default):
+    those handed to C (``CWords``) and the maps our C allocates itself (each loaded
+    library that has ``qref_set_guard`` is told)."""
     if mode is not None and mode not in GUARDS:
         raise ValueError(f"guard must be one of {', '.join(GUARDS)}, not {mode!r}")
     _GUARD[:] = [] if mode is None else [mode]
+    for lib in list(_GUARDED_LIBS):
+        lib.tell_guard()
+
+
+# The libraries whose own maps follow set_guard (qref_set_guard of qemu_ref.h), and the
+# side numbers of its QREF_GUARD_* macros.
+_GUARDED_LIBS: weakref.WeakSet[CLibrary] = weakref.WeakSet()
+GUARD_SIDES = {"none": 0, "after": 1, "before": 2}
 
 
 _mprotect: Any = None
@@ -356,6 +366,16 @@ class CLibrary:
                 self._allocating(fn, decl) if decl.restype == "qref_ulong *" else fn
             )
         self._check_identity(partial)
+        if "qref_set_guard" in self.functions:
+            _GUARDED_LIBS.add(self)
+            self.tell_guard()
+
+    def tell_guard(self) -> None:
+        """Put the maps the library allocates itself behind the guard page of
+        ``guard_mode()`` (``qref_set_guard``; a library without it allocates as it will)."""
+        setter = self.functions.get("qref_set_guard")
+        if setter is not None:
+            setter(GUARD_SIDES[guard_mode()])
 
     def _check_identity(self, partial: bool) -> None:
         """Our libraries say their word width; a user's library must export something."""

@@ -23,6 +23,12 @@
  *   first argument, which is consumed.  Such arrays are released with
  *   qref_bitmap_free, which is ours (QEMU calls g_free); the loader relies
  *   on these three rules for every function returning `qref_ulong *`.
+ * - Guard pages (ours): the maps this library allocates itself (bitmap_new,
+ *   bitmap_zero_extend, the ram layer's receivedmap and bmap) come from
+ *   calloc, or, after qref_set_guard(1: after, 2: before; alloc.h), from a
+ *   mapping of their own that touches an inaccessible page right after their
+ *   last word (or before their first): a read one word past such a map
+ *   faults on every run, as it does past the arrays the caller hands in.
  *
  * Macros: the word width is QREF_BITS_PER_LONG (QEMU's BITS_PER_LONG under
  * a prefix, because system headers may define BITS_PER_LONG).  The other
@@ -116,6 +122,9 @@ QREF_API qref_ulong *bitmap_new(qref_long nbits);
 QREF_API qref_ulong *bitmap_zero_extend(qref_ulong *old, qref_long old_nbits, qref_long new_nbits);
 /* Ours, not QEMU's: releases an array of bitmap_new / bitmap_zero_extend (QEMU: g_free). */
 QREF_API void qref_bitmap_free(qref_ulong *map);
+/* Ours: where the maps allocated from now on sit (QREF_GUARD_* of alloc.h: 0 calloc,
+ * 1 after, 2 before); the previous side. */
+QREF_API int qref_set_guard(int side);
 QREF_API void bitmap_zero(qref_ulong *dst, qref_long nbits);
 QREF_API void bitmap_fill(qref_ulong *dst, qref_long nbits);
 QREF_API void bitmap_copy(qref_ulong *dst, const qref_ulong *src, qref_long nbits);

@@ -21,7 +21,8 @@
  *   (ramblock_recv_map_init, ram_load_cleanup, ram_discard_range,
  *   ramblock_recv_bitmap_send, ...): a NULL-terminated chain of RAMBlocks
  *   linked by rb->next, owned by the caller.  The maps (receivedmap on the
- *   destination, bmap on the source) are calloc'ed here and freed by
+ *   destination, bmap on the source) are allocated here (qref_map_new of
+ *   qemu_ref.h: calloc, or behind a guard page, qref_set_guard) and freed by
  *   ram_load_cleanup / ram_save_cleanup.
  * - ramblock_recv_bitmap_send writes the stream into a caller buffer of at
  *   least size + 16 bytes instead of a QEMUFile and returns size + 8 (the

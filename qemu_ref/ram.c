@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "qemu_ref_ram.h"
 
 #define DIV_ROUND_UP(n, d)      (((n) + (d) - 1) / (d))
@@ -82,16 +83,11 @@ void qref_ram_clear_error(void)
     last_error[0] = 0;
 }
 
-/* bitmap_new(): zeroed words, abort when out of memory. */
+/* bitmap_new(): zeroed words, abort when out of memory (behind a guard page when the
+ * caller set one: qref_set_guard; released with qref_map_free). */
 static qref_ulong *ram_bitmap_new(qref_ulong nbits)
 {
-    qref_ulong *map = calloc(BITS_TO_LONGS(nbits) ? BITS_TO_LONGS(nbits) : 1,
-                             sizeof(qref_ulong));
-
-    if (!map) {
-        abort();
-    }
-    return map;
+    return qref_map_new(BITS_TO_LONGS(nbits));
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -186,7 +182,7 @@ int ram_load_cleanup(RAMList *list)
         if (ramblock_is_ignored(rb)) {
             continue;
         }
-        free(rb->receivedmap);
+        qref_map_free(rb->receivedmap);
         rb->receivedmap = NULL;
     }
     return 0;
@@ -304,7 +300,7 @@ void ram_save_cleanup(RAMList *list)
         if (ramblock_is_ignored(rb)) {
             continue;
         }
-        free(rb->bmap);
+        qref_map_free(rb->bmap);
         rb->bmap = NULL;
     }
 }
@@ -338,7 +334,7 @@ int64_t ramblock_recv_bitmap_send(RAMList *list, const char *block_name,
     put_be64(buf, size);
     memcpy(buf + 8, le_bitmap, size);
     put_be64(buf + 8 + size, RAMBLOCK_RECV_BITMAP_ENDING);
-    free(le_bitmap);
+    qref_map_free(le_bitmap);
     return (int64_t)(size + sizeof(size));
 }
 
@@ -403,17 +399,17 @@ int ram_dirty_bitmap_reload(RAMBlock *block, const uint8_t *buf, size_t len)
     if (f.error || got != local_size) {
         error_report("read bitmap failed for ramblock '%s': (size 0x%" PRIx64
                      ", got: 0x%" PRIx64 ")", block->idstr, local_size, got);
-        free(le_bitmap);
+        qref_map_free(le_bitmap);
         return -1;
     }
     if (end_mark != RAMBLOCK_RECV_BITMAP_ENDING) {
         error_report("ramblock '%s' end mark incorrect: 0x%" PRIx64, block->idstr, end_mark);
-        free(le_bitmap);
+        qref_map_free(le_bitmap);
         return -1;
     }
     bitmap_from_le(block->bmap, le_bitmap, (qref_long)nbits);
     /* pages not received are the dirty ones to resend */
     bitmap_complement(block->bmap, block->bmap, (qref_long)nbits);
-    free(le_bitmap);
+    qref_map_free(le_bitmap);
     return 0;
 }

@@ -186,7 +186,7 @@ def test_replay_of_nothing_did_not_run(tmp_path: Path) -> None:
     proc = recvmap("replay", "--model-only", str(tmp_path))
     assert proc.returncode == 0 and "did not run" in proc.stderr
     proc = recvmap("replay", "--model-only", "--strict", str(tmp_path))
-    assert proc.returncode == 1 and "did not run" in proc.stderr
+    assert proc.returncode == 2 and "did not run" in proc.stderr  # nothing to replay given
 
 
 _GOOD = {
@@ -266,7 +266,7 @@ def test_replay_cli_hostile_file_is_one_error_line(tmp_path: Path) -> None:
     f = tmp_path / "p.json"
     f.write_text(HOSTILE_INPUTS["nwords 2**62"])
     proc = recvmap("replay", "--model-only", str(f))
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr  # bad input, not a finding
     assert re.search(r"^ERROR .*p\.json.*arrays\[0\].*the cap", proc.stdout, re.M)
 
 
@@ -275,11 +275,11 @@ def test_replay_size_caps_are_configurable(tmp_path: Path) -> None:
     f.write_text(json.dumps(_GOOD))
     assert recvmap("replay", "--model-only", str(f)).returncode == 0
     proc = recvmap("replay", "--model-only", "--max-words", "1", str(f))
-    assert proc.returncode == 1 and "more than 1 words" in proc.stdout
+    assert proc.returncode == 2 and "more than 1 words" in proc.stdout
     proc = recvmap("replay", "--model-only", "--max-ops", "1", str(f))
-    assert proc.returncode == 1 and "more than 1 operations" in proc.stdout
+    assert proc.returncode == 2 and "more than 1 operations" in proc.stdout
     proc = recvmap("replay", "--model-only", "--max-file-bytes", "10", str(f))
-    assert proc.returncode == 1 and "more than the cap of 10" in proc.stdout
+    assert proc.returncode == 2 and "more than the cap of 10" in proc.stdout
 
 
 PARSER_FUZZ_SECONDS = float(os.environ.get("RECVMAP_PARSER_FUZZ_SECONDS", "60"))
@@ -682,7 +682,7 @@ def test_program_whose_only_operation_is_out_of_domain_did_not_run(tmp_path: Pat
     proc = recvmap("replay", str(f))
     assert proc.returncode == 0 and "SKIP" in proc.stdout and "did not run" in proc.stdout
     assert "0 passed" in proc.stdout and "did not run" in proc.stderr
-    assert recvmap("replay", "--strict", str(f)).returncode == 1
+    assert recvmap("replay", "--strict", str(f)).returncode == 2  # nothing replayable given
 
 
 @pytest.mark.parametrize(("guard", "where"), [("after", "past the end"), ("before", "before")])

@@ -4,9 +4,9 @@
 A fuzzer that stops hearing from its process after ``--timeout`` seconds only SUSPECTS a
 hang: on a loaded machine a slow but correct input looks the same. Before a hang is
 reported, its input runs again in a fresh process that runs nothing else, with a longer
-budget (``confirm_budget``): still running at the end is a confirmed hang; an input that
-completes is SLOW, not a finding. The campaign (``campaign.py``) and the mutation runner
-(``mutation.mutants``) both re-run through ``rerun_alone``.
+budget (``engine.isolate.confirm_budget``): still running at the end is a confirmed hang;
+an input that completes is SLOW, not a finding. The campaign (``campaign.py``) and the
+mutation runner (``mutation.mutants``) both re-run through ``rerun_alone``.
 
 ``python -m recvmap.fuzz.campaign.alone LAYER INPUT`` is the campaign's fresh process: the
 harness of the layer, configured from the same ``RECVMAP_*`` environment as the job that
@@ -23,21 +23,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..engine import DivergenceError
+from ..engine.isolate import NEVER
 from . import lifeline
-from .harness import Harness
+from .harness import HANG_EXIT, Harness, MisbehaviourError
 from .harness_env import HarnessConfig
 
-CONFIRM_FACTOR = 4.0  # the re-run gets this many times --timeout ...
-CONFIRM_MIN = 30.0  # ... and never less than this many seconds (when time allows)
 STARTUP = 3.0  # seconds a fresh Python process may need before the input starts
-
-
-def confirm_budget(timeout: float) -> float:
-    """The full budget of a re-run alone: max(4 x timeout, 30 s)."""
-    return max(CONFIRM_FACTOR * timeout, CONFIRM_MIN)
 
 
 @dataclass
@@ -73,6 +69,33 @@ class Rerun:
     def started(self) -> bool:
         """Whether the campaign's fresh process reached the input."""
         return self.started_at is not None
+
+    def ending(self) -> tuple[str, str]:
+        """How the input ended alone: ("completed" | "diverged" | "crashed" | "hung" |
+        "running" | "not started" | "failed", what to say). "failed" is recvmap's own
+        error, never the library's; "crashed" is the library's doing: a signal, an end of
+        the process inside the input, a process started or descriptors closed."""
+        if not self.finished:
+            return ("running", "") if self.started else ("not started", "")
+        markers = ((DIVERGED, "diverged"), (MISBEHAVED, "crashed"), (FAILED, "failed"))
+        for line in self.stdout.splitlines():
+            for marker, kind in markers:
+                if line.startswith(marker):
+                    return kind, line[len(marker) :]
+        code = self.returncode or 0
+        if code < 0:
+            sig = signal.Signals(-code).name
+            return "crashed", f"the implementation crashed ({sig}) during the input"
+        if code == HANG_EXIT:
+            return "hung", "its watchdog ended it"
+        if not self.started:
+            return "failed", f"the fresh process ended (exit status {code}) before the input"
+        if self.input_seconds is None:  # started, never finished: the library ended it
+            return "crashed", (
+                f"the implementation ended the process (exit status {code}) during the input "
+                f"({NEVER})"
+            )
+        return "completed", f"completed in {self.input_seconds:.1f} s"
 
     @property
     def input_seconds(self) -> float | None:
@@ -130,6 +153,11 @@ def input_argv(layer: str, input_path: str | os.PathLike[str]) -> list[str]:
     return [sys.executable, "-m", "recvmap.fuzz.campaign.alone", layer, str(input_path)]
 
 
+DIVERGED = "alone: diverged: "  # the markers of _main's own endings, on stdout
+MISBEHAVED = "alone: misbehaved: "
+FAILED = "alone: recvmap failed: "
+
+
 def _main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m recvmap.fuzz.campaign.alone LAYER INPUT", file=sys.stderr)
@@ -137,10 +165,22 @@ def _main(argv: list[str]) -> int:
 
     # the job's statistics are not ours to write
     harness = Harness.from_config(argv[0], HarnessConfig.from_env().replace(stats=None))
+    harness.check_conduct()
     data = open(argv[1], "rb").read()  # noqa: SIM115 - read at once
     t0 = time.monotonic()
     print(f"alone: started {t0:.3f}", flush=True)
-    harness.one_input(data)  # a divergence raises (exit 1); a hang exits HANG_EXIT
+    try:
+        harness.one_input(data)  # a hang exits HANG_EXIT
+    except DivergenceError as err:
+        print(DIVERGED + str(err).splitlines()[0], flush=True)
+        return 1
+    except MisbehaviourError as err:
+        print(MISBEHAVED + str(err), flush=True)
+        return 1
+    except Exception as err:  # noqa: BLE001 - ours, not the library's: said as such
+        traceback.print_exc()
+        print(FAILED + f"{type(err).__name__}: {err}".splitlines()[0], flush=True)
+        return 1
     print(f"alone: {time.monotonic() - t0:.3f}", flush=True)
     return 0
 

@@ -37,7 +37,7 @@ from ..program import Program
 from ..subjects.impls import Subject
 from ..subjects.native import native_libraries
 from ..subjects.qemu_tree.command import HostDriver, host_overrides
-from ..vectors.files import make_test, vector_file, write_vector_file
+from ..vectors.files import make_test, replay_command, vector_file, write_vector_file
 from . import lifeline
 from .findings import Running, finish
 from .hosts import fuzz_host
@@ -121,6 +121,9 @@ def _stop_all(jobs: Sequence[Job], grace: float = 1.0) -> None:
     group at once, SIGKILL to the groups still there after ``grace`` seconds (a library
     stuck in C ignores SIGTERM's Python handler), and reap them all."""
     live = [j for j in jobs if j.proc is not None and j.returncode is None]
+    for j in live:
+        if j.proc.poll() is None:  # type: ignore[union-attr]
+            j.stopped = True  # what it says on its way out is not a finding
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for j in live:
             try:
@@ -301,6 +304,10 @@ def host_job(
             out_dir / f"divergence-host-{name}-{seed}.json", vector_file([test])
         )
         stats_obj.update(divergence=str(path), description=div["description"])
+        if driver is None:  # our C on the host: replay --host runs it there
+            stats_obj["replay"] = replay_command(path, host=name)
+        else:  # a QEMU tree's driver: its minimization re-ran it in a fresh driver
+            stats_obj["confirmed_by"] = "the host job's minimization, on a fresh driver"
         code = 1
     stats.write_text(json.dumps(stats_obj))
     return code

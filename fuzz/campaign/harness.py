@@ -19,6 +19,12 @@ A suspected hang: a watchdog thread (ctypes releases the GIL during a C call, so
 runs while the library loops) saves the input as ``hang-<layer>-<sha>.input`` in the
 output folder, records it in the statistics file and ends the process with HANG_EXIT.
 The campaign then re-runs the input alone (``alone.py``) before it calls it a HANG.
+
+A harness process of its own (``conduct``: a campaign job, a re-run alone, the pytest
+plugin's fuzz item) also checks, after every input, that the library left the process as
+it found it: no process started (``fork``), its descriptors open. Either is a finding
+(``MisbehaviourError``), and so is a library that ends the process inside a function: the
+input being run is kept in shared memory (``record.InputRecord``) for the parent to read.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from typing import Any
 from recvmap.pymodel.releases import FUNCTION_KEY, parse_rules
 from recvmap.pymodel.words import Layout
 from recvmap.qemu_ref import load
-from recvmap.qemu_ref.loader import guard_from_env, set_guard
+from recvmap.qemu_ref.loader import guard_from_env, guard_mode, set_guard
 
 from ..engine import (
     DivergenceError,
@@ -49,15 +55,22 @@ from ..engine import (
     run_stream,
 )
 from ..engine.alloc import allocates, check_allocations
+from ..engine.isolate import NEVER, Conduct
 from ..engine.ram import RamSession
 from ..program import Program
 from ..program.decode_input import decode_input
 from ..subjects.impls import ModelImpl, Subject
 from ..vectors.files import replay_command, subject_record, write_divergence
 from .harness_env import HarnessConfig
+from .record import InputRecord, record_path
 
 LAYERS = ("bitmap", "ram", "recovery")
 HANG_EXIT = 86  # the exit status of a harness whose input hung
+
+
+class MisbehaviourError(Exception):
+    """The library did to the harness's process what QEMU's functions never do (started a
+    process, closed its descriptors): a finding, its input left running in the record."""
 
 
 def subject_of(config: HarnessConfig) -> Subject:
@@ -89,6 +102,7 @@ class Harness:
         release: str | None = None,
         deadline: float | None = None,
         skip: Sequence[str] = (),
+        record: InputRecord | None = None,
     ) -> None:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: one of {', '.join(LAYERS)}")
@@ -130,6 +144,8 @@ class Harness:
         self._watchdog: threading.Thread | None = None
         self._last_write = 0.0
         self._bitmap: dict[Layout, tuple[ModelImpl, Any, list[str]]] = {}
+        self.record = record  # the running input, for the parent (record.py)
+        self.conduct: Conduct | None = None  # set by a process of its own: check_conduct()
         if not self.layouts:
             raise ValueError(f"{subject.name}: nothing of the {layer} layer to fuzz")
 
@@ -150,7 +166,17 @@ class Harness:
             release=config.release,
             deadline=config.deadline,
             skip=config.skip,
+            record=(
+                InputRecord(record_path(config.stats))
+                if config.stats is not None and not config.stats_per_process
+                else None
+            ),
         )
+
+    def check_conduct(self) -> None:
+        """From now on, check after every input what the library did to the process (for a
+        harness that has its process to itself; see the module's doc)."""
+        self.conduct = Conduct()
 
     def _runs(self, layout: Layout) -> bool:
         if self.layer == "bitmap":
@@ -173,7 +199,8 @@ class Harness:
     def decode(self, data: bytes) -> tuple[Program, Callable[[], Any], Session | RamSession]:
         """``data`` as the byte contract says (``program.decode_input``): its program, the
         function yielding its operations, and the session they run in; the arrays handed
-        to C get the input's guard page side (unless RECVMAP_GUARD chose one)."""
+        to C (and those our C allocates) get the input's guard page side (unless
+        RECVMAP_GUARD chose one), and the program records the side."""
         inp, program, next_op = decode_input(
             data,
             self.layouts,
@@ -191,6 +218,7 @@ class Harness:
         )
         if not guard_from_env():  # the guard page after the arrays, then before them
             set_guard(inp.guard)
+        program = program.with_guard(guard_mode())  # the side it runs with, on record
         self.cells["widths"].add(str(inp.layout.bits_per_long))
         if self.layer == "bitmap":
             model, impl, _ = self._bitmap_of(inp.layout)
@@ -218,6 +246,8 @@ class Harness:
     def one_input(self, data: bytes) -> None:
         if self.skip and hashlib.sha256(data).hexdigest() in self.skip:
             return
+        if self.record is not None:
+            self.record.start(data)
         if self.timeout is not None:
             if self._watchdog is None:
                 self._watchdog = threading.Thread(target=self._watch, daemon=True)
@@ -227,6 +257,14 @@ class Harness:
             self._one_input(data)
         finally:
             self._current = None
+        if self.conduct is not None:
+            problem = self.conduct.problem()
+            if problem is not None:  # the record keeps the input running: a crash
+                problem += f" during an input ({NEVER})"
+                print(f"MISBEHAVIOUR: {problem}", file=sys.stderr, flush=True)
+                raise MisbehaviourError(problem)
+        if self.record is not None:
+            self.record.done()  # a divergence or a crash leaves it marked running
 
     def _watch(self) -> None:
         """The watchdog: an input running longer than ``timeout`` is a HANG."""
@@ -425,13 +463,14 @@ def random_main(layer: str, argv: list[str]) -> int:
     """libFuzzer's -runs, -max_total_time and -seed, honoured without atheris."""
     flags = dict(a[1:].split("=", 1) for a in argv[1:] if a.startswith("-") and "=" in a)
     harness = Harness.from_config(layer, HarnessConfig.from_env())
+    harness.check_conduct()  # this process is the harness's own
     seconds = float(flags["max_total_time"]) if "max_total_time" in flags else None
     runs = int(flags["runs"]) if "runs" in flags else None
     if seconds is None and runs is None:
         seconds = 10.0
     try:
         stats = run_random(harness, seconds, runs, int(flags.get("seed", "0")))
-    except DivergenceError as err:
+    except (DivergenceError, MisbehaviourError) as err:  # the record keeps the input
         print(err, file=sys.stderr)
         return 1
     print(f"Done {stats['programs']} runs, {stats['ops']} operations compared", file=sys.stderr)

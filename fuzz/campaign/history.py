@@ -150,6 +150,8 @@ def verdict_of(result: Result, own: Rules) -> tuple[str, str, str]:
     if result.hangs:
         h = result.hangs[0]
         return "HANG", f"an input ran longer than {h.get('timeout')} s", str(h.get("vector") or "")
+    if result.errors:  # recvmap's failure: the commit is not judged (never bad)
+        return "NOT RUN", f"recvmap failed: {result.errors[0]['error']}", ""
     if result.did_not_run:
         return "NOT RUN", f"{', '.join(result.did_not_run)} compared no program", ""
     return "clean", "", ""

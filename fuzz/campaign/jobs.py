@@ -85,6 +85,7 @@ class Job:
     cov: int = 0
     features: int = 0
     stats: dict[str, Any] = field(default_factory=dict)
+    stopped: bool = False  # ended by us (--max-time, another job's finding): never a finding
     _offset: int = 0
 
     @property

@@ -117,6 +117,7 @@ def script_main(layer: str, argv: list[str] | None = None) -> int:
     if not fuzzing:
         return harness.random_main(layer, argv)
     h = harness.Harness.from_config(layer, config)
+    h.check_conduct()  # this process is the harness's own
     if h.stats_path is not None:
         at_exit(lambda: h.write_stats(time.monotonic()))
     atheris.Setup(argv, h.one_input)

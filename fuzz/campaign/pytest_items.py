@@ -7,6 +7,10 @@ Imported by the plugin only when a session asks for it (``--recvmap-impl``).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +22,21 @@ from recvmap.pymodel.releases import at_release, parse_rules
 from recvmap.qemu_ref import LibraryError
 
 from ..engine import DivergenceError, isolated
+from ..engine.isolate import confirm_budget
 from ..subjects.impls import Subject
-from ..vectors.files import iter_files, load_file, replay, vectors_dir
-from .harness import Harness, run_random
+from ..vectors.files import (
+    iter_files,
+    load_file,
+    replay,
+    replay_command,
+    subject_record,
+    vectors_dir,
+)
+from .alone import input_argv, rerun_alone
+from .findings import input_reproducer
+from .harness import HANG_EXIT, Harness, MisbehaviourError, run_random, subject_of
+from .harness_env import HarnessConfig
+from .record import InputRecord
 
 LAYERS = ("bitmap", "ram", "recovery")
 SUBJECT = pytest.StashKey[Any]()
@@ -86,14 +102,18 @@ class VectorItem(RecvmapItem):
         why = _not_applicable(subject, program)
         if why:
             pytest.skip(why)
-        verdict = replay(self.case, subject, release=self.config.getoption("recvmap_release"))
+        release = self.config.getoption("recvmap_release")
+        verdict = replay(self.case, subject, release=release, timeout=HarnessConfig.timeout)
         if verdict.status == "skip":
             pytest.skip(verdict.message)
-        if verdict.status == "fail":
+        if verdict.status in ("slow", "unconfirmed"):
+            warnings.warn(f"{self.case.name}: {verdict.message}", stacklevel=1)
+        elif verdict.status != "pass":
+            command = replay_command(self.case.path, subject_record(subject), release=release)
             raise RecvmapFailure(
                 f"{self.case.name}: {verdict.message}\n"
                 f"vector: {self.case.test['comment']}\n"
-                f"replay it: recvmap replay --impl {subject.path} {self.case.path}"
+                f"replay it: {command}"
             )
 
     def reportinfo(self) -> tuple[Path, int, str]:
@@ -136,27 +156,100 @@ class FuzzItem(RecvmapItem):
         seed = int(self.config.getoption("recvmap_seed"))
         out = Path(self.config.getoption("recvmap_out")).resolve()
         release = self.config.getoption("recvmap_release")
-        status, message = isolated(_fuzz, self.layer, subject, seconds, seed, out, release)
+        timeout = HarnessConfig.timeout
+        config = HarnessConfig(
+            impl=subject.path,
+            word_bits=subject.widths[0] if len(subject.widths) == 1 else None,
+            release=release,
+            out_dir=out,
+            timeout=timeout,
+        )
+        record = InputRecord()  # the input the child runs, read here if it dies in one
+        try:
+            status, message = isolated(
+                _fuzz, self.layer, config, seconds, seed, record,
+                timeout=seconds + 2 * timeout + STARTUP,
+            )  # fmt: skip
+            if status == "fail" and not message.startswith(DIVERGES):
+                status, message = _crash_or_hang(self.layer, config, message, record.running())
+        finally:
+            record.close()
+        head = f"fuzz[{self.layer}] ({seconds:g} s, seed {seed})"
         if status == "skip":
             pytest.skip(message)
-        if status == "fail":
-            raise RecvmapFailure(f"fuzz[{self.layer}] ({seconds:g} s, seed {seed}): {message}")
+        if status == "warn":
+            warnings.warn(f"{head}: {message}", stacklevel=1)
+        elif status != "pass":
+            raise RecvmapFailure(f"{head}: {message}")
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return Path(__file__), 0, f"recvmap fuzz[{self.layer}]"
 
 
+DIVERGES = "divergence: "  # the start of a divergence's message from _fuzz
+STARTUP = 30.0  # seconds past its fuzzing the child may take (a loaded machine)
+
+
 def _fuzz(
-    layer: str, subject: Any, seconds: float, seed: int, out: Path, release: str | None
+    layer: str, config: HarnessConfig, seconds: float, seed: int, record: InputRecord
 ) -> tuple[str, str]:
-    """A bounded random-input fuzz of one layer (in a forked child): (status, message)."""
+    """A bounded random-input fuzz of one layer (in a forked child): (status, message).
+    The harness keeps its running input in ``record``, checks after every input what the
+    library did to the process, and ends the process when an input outruns --timeout."""
     try:
-        h = Harness(layer, subject, out_dir=out, release=release)
+        h = Harness.from_config(layer, config)
     except ValueError as err:
+        subject = subject_of(config)
         missing = {str(b): subject.ram_missing(b) for b in subject.widths}
         return "skip", f"{err} (lacks {missing})" if layer != "bitmap" else str(err)
+    h.record = record
+    h.check_conduct()
     try:
         stats = run_random(h, seconds=seconds, seed=seed)
     except DivergenceError as err:
-        return "fail", str(err)
+        return "fail", DIVERGES + str(err)
+    except MisbehaviourError as err:
+        return "fail", str(err)  # the record keeps the input: a crash like any other
     return "pass", f"{stats['programs']} programs, {stats['ops']} operations"
+
+
+def _crash_or_hang(
+    layer: str, config: HarnessConfig, message: str, data: bytes | None
+) -> tuple[str, str]:
+    """The fuzz child died (or hung) in an input: confirmed alone, a failure with its
+    program, reproducer and replay command; not confirmed, a warning (not a finding)."""
+    if data is None:
+        return "error", f"{message} (no input was running: recvmap's failure, not the library's)"
+    hung = message.startswith("HANG") or f"(exit status {HANG_EXIT})" in message
+    kind = "hang" if hung else "crash"
+    config.out_dir.mkdir(parents=True, exist_ok=True)
+    kept = config.out_dir / f"{kind}-{layer}-{hashlib.sha256(data).hexdigest()[:12]}.input"
+    kept.write_bytes(data)
+    budget = confirm_budget(config.timeout) if hung else 20.0
+    env = config.replace(timeout=budget if hung else config.timeout).to_env(os.environ)
+    rerun = rerun_alone(input_argv(layer, kept), budget + 3.0, env)
+    ending, how = rerun.ending()
+    if ending not in ("crashed", "hung", "running", "diverged"):
+        return "warn", f"a suspected {kind} ({message}) not confirmed alone: {ending} {how}"
+    what = f"HANG: an input ran longer than {config.timeout:g} s" if hung else message
+    if ending in ("running", "hung"):
+        how = f"still running after {budget:g} s alone"
+    out = isolated(_reproducer, layer, config, data, kind, timeout=60.0)
+    if not isinstance(out, dict):
+        return "fail", f"{what}; confirmed alone ({how}); input {kept}; no reproducer: {out}"
+    return "fail", (
+        f"{what}\nconfirmed alone: {how}\ninput: {kept}\nprogram: {out['program']}\n"
+        f"reproducer: {out['vector']}\nreplay it: {out['replay']}"
+    )
+
+
+def _reproducer(layer: str, config: HarnessConfig, data: bytes, kind: str) -> dict[str, str]:
+    h = Harness.from_config(layer, config)
+    path, replay, _ = input_reproducer(h, data, kind, config.timeout, time.monotonic() + 50)
+    (case,) = load_file(path)
+    p = case.program
+    where = [f"@{i}: {a.nwords} words" for i, a in enumerate(p.arrays)]
+    where += [f"{len(p.setup['blocks'])} RAM blocks, {p.setup['target']}"] if p.setup else []
+    head = f"{p.layer}, {p.layout.bits_per_long}-bit words ({', '.join(where)})"
+    text = f"{head}: {'; '.join(str(op) for op in p.ops)}"
+    return {"vector": str(path), "replay": replay, "program": text}

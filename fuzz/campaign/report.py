@@ -29,7 +29,7 @@ from typing import Any
 
 from recvmap.pymodel.releases import parse_rules
 
-from ..vectors.files import QEMU_COMMIT
+from ..vectors.files import QEMU_COMMIT, replay_command
 from .jobs import Config
 from .launch import engine_of
 from .result import Result
@@ -73,10 +73,12 @@ def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None)
                 "vector": d.get("vector"),
                 "description": d.get("description", ""),
                 "first": detail,
+                "replay": d.get("replay"),
+                "alone": d.get("alone", ""),
             }
         )
     crashes = [
-        {k: c.get(k) for k in ("job", "returncode", "artifact", "vector", "log", "tail")}
+        {k: c[k] for k in CRASH_KEYS if k in c} | {k: c.get(k) for k in CRASH_KEYS[:4]}
         for c in body["crashes"]
     ]
     return {
@@ -109,10 +111,16 @@ def summary_json(result: Result, cfg: Config, argv: Sequence[str] | None = None)
         "crashes": crashes,
         "hangs": [_finding_json(h) for h in body["hangs"]],
         "slow": [_finding_json(h) for h in body["slow"]],
+        "unconfirmed": [_plain(u) for u in body["unconfirmed"]],
+        "errors": [_plain(e) for e in body["errors"]],
         "skipped_symbols": body["skipped_symbols"],
         "notes": body["notes"],
     }
 
+
+CRASH_KEYS = (
+    "job", "returncode", "artifact", "vector", "log", "tail", "replay", "alone", "confirmed",
+)  # fmt: skip
 
 FINDING_KEYS = (
     "job", "input", "timeout", "seconds", "alone_budget", "confirmed", "alone",
@@ -125,6 +133,11 @@ def _finding_json(h: dict[str, Any]) -> dict[str, Any]:
     return {k: h[k] for k in FINDING_KEYS if k in h}
 
 
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """An unconfirmed suspicion or an error as JSON: its plain fields."""
+    return {k: v for k, v in item.items() if v is None or isinstance(v, str | int | float | bool)}
+
+
 def schema() -> dict[str, Any]:
     obj: dict[str, Any] = json.loads(SCHEMA_FILE.read_text())
     return obj
@@ -132,14 +145,15 @@ def schema() -> dict[str, Any]:
 
 def junit_xml(result: Result) -> str:
     """The campaign as JUnit XML: a job is a test case; divergences, crashes and hangs
-    fail it; a slow input is said in its output."""
+    fail it (each with the command that replays its reproducer); recvmap's own failure is
+    an ``error``; a slow input and an unconfirmed suspicion are said in its output."""
     suite = ET.Element(
         "testsuite",
         name="recvmap fuzz",
         timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
         hostname=os.uname().nodename if hasattr(os, "uname") else "",
     )
-    failures = skipped = 0
+    failures = skipped = errors = 0
     for j in result.jobs:
         case = ET.SubElement(
             suite,
@@ -152,12 +166,16 @@ def junit_xml(result: Result) -> str:
         crash = next((c for c in result.crashes if c["job"] == j.name), None)
         hang = next((h for h in result.hangs if h["job"] == j.name), None)
         slow = [h for h in result.slow if h["job"] == j.name]
+        error = next((e for e in result.errors if e["job"] == j.name), None)
+        unconfirmed = [u for u in result.unconfirmed if u["job"] == j.name]
         if div is not None:
             failures += 1
             f = ET.SubElement(case, "failure", message=str(div.get("description", "")))
             f.set("type", "divergence")
-            f.text = f"minimized reproducer: {div.get('vector')}\n" + (
-                f"replay it: recvmap replay {div.get('vector')}\n"
+            f.text = (
+                f"minimized reproducer: {div.get('vector')}\n"
+                f"replay it: {div.get('replay') or replay_command(str(div.get('vector')))}\n"
+                + (f"confirmed: {div['alone']}\n" if div.get("alone") else "")
             )
         elif crash is not None:
             failures += 1
@@ -165,7 +183,16 @@ def junit_xml(result: Result) -> str:
                 case, "failure", message=f"crash (exit status {crash.get('returncode')})"
             )
             f.set("type", "crash")
-            f.text = str(crash.get("tail", ""))
+            f.text = "".join(
+                f"{label}: {crash[key]}\n"
+                for label, key in (
+                    ("confirmed", "alone"),
+                    ("input", "artifact"),
+                    ("minimized reproducer", "vector"),
+                    ("replay it", "replay"),
+                )
+                if crash.get(key)
+            ) + str(crash.get("tail", ""))
         elif hang is not None:
             failures += 1
             f = ET.SubElement(
@@ -173,16 +200,30 @@ def junit_xml(result: Result) -> str:
             )
             f.set("type", "hang")
             f.text = f"{hang.get('alone', '')}\ninput: {hang['input']}\n" + (
-                f"reproducer: {hang['vector']}\n" if hang.get("vector") else ""
+                f"reproducer: {hang['vector']}\nreplay it: {hang.get('replay')}\n"
+                if hang.get("vector")
+                else ""
             )
+        elif error is not None:  # recvmap's failure, not the implementation's
+            errors += 1
+            e = ET.SubElement(case, "error", message=str(error["error"]))
+            e.set("type", "recvmap")
+            e.text = f"log: {error.get('log')}\n{error.get('tail', '')}"
         elif j.proc is None:
             skipped += 1
             ET.SubElement(case, "skipped", message="not run")
         out = ET.SubElement(case, "system-out")
-        out.text = f"programs {j.programs}, ops {j.ops}, coverage {j.cov}, seed {j.seed}" + "".join(
-            f"\nslow input (not a finding): {h.get('seconds')} s > --timeout {h['timeout']} s, "
-            f"completes alone; input {h['input']}"
-            for h in slow
+        out.text = (
+            f"programs {j.programs}, ops {j.ops}, coverage {j.cov}, seed {j.seed}"
+            + "".join(
+                f"\nslow input (not a finding): {h.get('seconds')} s > --timeout {h['timeout']} s, "
+                f"completes alone; input {h['input']}"
+                for h in slow
+            )
+            + "".join(
+                f"\nnot confirmed (not a finding): a suspected {u['kind']}: {u.get('alone', '')}"
+                for u in unconfirmed
+            )
         )
     for note in result.notes:
         if ": skipped, " in note:
@@ -194,7 +235,7 @@ def junit_xml(result: Result) -> str:
             ET.SubElement(case, "skipped", message=note)
     suite.set("tests", str(len(suite.findall("testcase"))))
     suite.set("failures", str(failures))
-    suite.set("errors", "0")
+    suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))
     suite.set("time", f"{result.elapsed:.3f}")
     ET.indent(suite)

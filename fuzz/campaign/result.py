@@ -29,6 +29,10 @@ class Result:
     hangs: list[dict[str, Any]] = field(default_factory=list)
     # inputs that outran --timeout but completed when re-run alone: not findings
     slow: list[dict[str, Any]] = field(default_factory=list)
+    # suspected findings a re-run alone did not confirm: listed, never findings
+    unconfirmed: list[dict[str, Any]] = field(default_factory=list)
+    # recvmap's own failures (a harness that ended with no input to blame): exit status 3
+    errors: list[dict[str, Any]] = field(default_factory=list)
     skipped_symbols: dict[str, list[str]] = field(default_factory=dict)
     interrupted: int | None = None  # the signal that stopped the campaign
     release: str | None = None  # the QEMU release the model stood for (Config.release)
@@ -52,6 +56,8 @@ class Result:
             return "crash"
         if self.hangs:
             return "hang"
+        if self.errors:
+            return "error"
         if self.interrupted is not None:
             return "interrupted"
         return "did not run" if self.did_not_run else "clean"
@@ -97,6 +103,8 @@ class Result:
             "crashes": self.crashes,
             "hangs": self.hangs,
             "slow": self.slow,
+            "unconfirmed": self.unconfirmed,
+            "errors": self.errors,
             "skipped_symbols": self.skipped_symbols,
             "notes": self.notes,
         }
@@ -180,6 +188,10 @@ def summary(result: Result) -> str:
             status = "CRASH"
         elif any(h["job"] == j.name for h in result.hangs):
             status = "HANG"
+        elif any(e["job"] == j.name for e in result.errors):
+            status = "ERROR (recvmap)"
+        elif any(u["job"] == j.name for u in result.unconfirmed):
+            status = "not confirmed"
         elif any(h["job"] == j.name for h in result.slow):
             status = "slow input"
         elif j.name in result.did_not_run:
@@ -211,7 +223,9 @@ def summary(result: Result) -> str:
             f"{t['ops_per_second']:,}",
             f"{t['coverage']:,}",
             "",
-            {"clean": "clean", "did not run": "DID NOT RUN"}.get(result.status, "FAILED")
+            {"clean": "clean", "did not run": "DID NOT RUN", "error": "ERROR (recvmap)"}.get(
+                result.status, "FAILED"
+            )
             if result.interrupted is None or not result.clean
             else "INTERRUPTED",
         ]
@@ -245,6 +259,8 @@ def summary(result: Result) -> str:
             f"minimized reproducer: {d['vector']}",
             f"replay it: {d.get('replay') or 'recvmap replay ' + d['vector']}",
         ]
+        if d.get("alone"):
+            lines.append(f"confirmed: {d['alone']}")
     for h in result.hangs:
         lines += [
             "",
@@ -266,6 +282,8 @@ def summary(result: Result) -> str:
         lines += ["", f"did not run: {', '.join(result.did_not_run)} compared no program"]
     for c in result.crashes:
         lines += ["", f"CRASH in {c['job']} (exit status {c['returncode']}); log {c['log']}"]
+        if c.get("alone"):
+            lines.append(f"confirmed: {c['alone']}")
         if c.get("artifact"):
             lines.append(f"input: {c['artifact']}")
         if c.get("vector"):
@@ -274,6 +292,20 @@ def summary(result: Result) -> str:
                 f"replay it: {c.get('replay') or 'recvmap replay ' + c['vector']}",
             ]
         lines += ["  " + x for x in c["tail"].splitlines()]
+    for u in result.unconfirmed:
+        what = u.get("description") or u.get("alone") or ""
+        lines += [
+            "",
+            f"NOT CONFIRMED in {u['job']}: a suspected {u['kind']} a re-run alone did not "
+            f"confirm; not a finding: {u.get('alone', '')}",
+        ]
+        if what and what != u.get("alone"):
+            lines.append(f"suspected: {what}")
+        if u.get("vector"):
+            lines.append(f"kept: {u['vector']}")
+    for e in result.errors:
+        lines += ["", f"ERROR (recvmap, not the implementation): {e['error']}; log {e['log']}"]
+        lines += ["  " + x for x in str(e.get("tail", "")).splitlines()[-8:]]
     return "\n".join(lines)
 
 

@@ -60,10 +60,10 @@ class Divergence:
             return head + f"returned {_brief(self.impl)}, model returned {_brief(self.model)}"
         if self.what == "error_report":
             return head + f"error_report {self.impl!r}, model reported {self.model!r}"
-        if self.what == "crash":
-            return (
-                f"op #{self.index} {self.op}: the implementation crashed (the program ends there)"
-            )
+        if self.what == "crash":  # impl: what the sandbox saw, when it was a crash
+            if isinstance(self.impl, str) and self.impl.startswith("the implementation"):
+                return head + self.impl
+            return head + "the implementation crashed (the program ends there)"
         if self.what == "map":
             return head + f"{where} is {self.impl}, model has {self.model}"
         text = head + (

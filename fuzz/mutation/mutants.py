@@ -65,7 +65,7 @@ from ..campaign.alone import rerun_alone
 from ..campaign.harness import Harness
 from ..engine import first_divergence
 from ..program import Program
-from ..subjects.build import WARNINGS, BuildError, build_library, source_dir
+from ..subjects.build import SOURCES, WARNINGS, BuildError, build_library, source_dir
 from ..subjects.impls import Subject
 from .generate import MUTABLE_FILES, source_texts, syntax_error_of, systematic_mutants
 from .mutant import Mutant
@@ -515,7 +515,7 @@ def _stress_programs(lib: Path, bits: int) -> list[tuple[str, list[str]]]:
             cmd = [
                 "gcc", *WARNINGS, "-O2", "-pthread", *defines, f"-I{work}",
                 *(["-DQREF_BITS_PER_LONG=32"] if bits == 32 else []),
-                str(source), *(str(work / f) for f in ("bitops.c", "bitmap.c", "ram.c")),
+                str(source), *(str(work / f) for f in SOURCES),
                 "-o", str(exe) + ".tmp",
             ]  # fmt: skip
             proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -724,7 +724,9 @@ def _replay_child(config: dict[str, Any]) -> int:
 @dataclass
 class SeedRun:
     seed: int
-    outcome: str  # "kill", "error", "unconfirmed" (a hang the re-run did not show), "clean"
+    # "kill", "error", "unconfirmed" (a hang or divergence the re-run alone did not show),
+    # "clean"
+    outcome: str
     time: float | None  # seconds to the detection (kills only)
     how: str = ""  # a kill's cause (CAUSES); for the others, what happened
     layer: str = ""
@@ -803,7 +805,8 @@ def run_seed(
     A suspected hang is ``hang_timeout`` seconds without a heartbeat (the slowest input of
     the reference takes well under 0.1 s, but a loaded machine can stall a process that
     long). The worker is stopped, and the input it was running is re-run alone with
-    ``confirm_timeout`` seconds (``confirm``): a kill only if that shows it; so is a crash.
+    ``confirm_timeout`` seconds (``confirm``): a kill only if that shows it; so is a crash,
+    and so is a divergence (its input, the last one the worker traced, re-run alone).
     """
     config = {
         "libs": {str(b): str(p) for b, p in libs.items()},
@@ -885,6 +888,14 @@ def run_seed(
             else:  # a clean result then a failing exit: not a finding of the mutant
                 run.outcome, run.how = "error", f"exit {proc.returncode} after a clean result"
                 run.description = crash_line(tail)[:300]
+        elif run.killed and run.how == "divergence" and 0 < raw[0] <= len(layers):
+            # a finding is confirmed alone: the diverging input (the last one traced)
+            data = raw[5 : 5 + int.from_bytes(raw[1:5], "little")]
+            outcome, _, desc = confirm(libs, layers[raw[0] - 1], data, confirm_timeout, env)
+            if outcome != "kill":
+                run.outcome, run.time = "unconfirmed", None
+                run.how = f"divergence, the input alone: {outcome}"
+                run.description = desc or run.description
         return run
     if started is None and not hung:
         raise RuntimeError(f"worker failed before fuzzing (exit {proc.returncode}): {tail}")

@@ -92,8 +92,8 @@ HAND: tuple[Hand, ...] = (
     _h(
         "load-cleanup-keeps-pointer",
         RAM,
-        "        free(rb->receivedmap);\n        rb->receivedmap = NULL;",
-        "        free(rb->receivedmap);",
+        "        qref_map_free(rb->receivedmap);\n        rb->receivedmap = NULL;",
+        "        qref_map_free(rb->receivedmap);",
         "ram_load_cleanup leaves a dangling receivedmap (a second init asserts, or worse)",
     ),
     _h(

@@ -17,6 +17,7 @@ bitmap decoder reads from the front stays the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from recvmap.pymodel.bitmap import bitmap_new, bitmap_zero_extend
@@ -76,6 +77,4 @@ def decode_allocations(data: bytes, program: Program, names: Sequence[str]) -> P
     words = _words_of(alloc_words(program.layout, alloc))
     arrays = list(program.arrays)
     arrays[k] = ArraySpec(n, words, alloc)
-    return Program(
-        program.layout, arrays, program.ops, program.layer, program.setup, program.release
-    )
+    return dataclasses.replace(program, arrays=arrays)

@@ -63,8 +63,8 @@ def decode_input(
     absent: Callable[[Layout], frozenset[str]] | None = None,
     release: str | None = None,
 ) -> tuple[Input, Program, Callable[[], Op | None]]:
-    """``data`` split and its program decoded at ``release``: the arrays or the setup now,
-    the operations from the function returned (None when done).
+    """``data`` split and its program decoded at ``release`` (and its guard side): the
+    arrays or the setup now, the operations from the function returned (None when done).
 
     Bitmap layer: ``names(layout)`` are the functions the program may call. Ram and
     recovery layers: ``targets``, ``hosts`` and ``senders`` (recovery) restrict the setup,
@@ -76,7 +76,7 @@ def decode_input(
         program, next_op = decode_bitmap_program(inp.body, inp.layout, max_ops, max_words, allowed)
         if allowed is not None:
             program = decode_allocations(inp.body, program, allowed)
-        return inp, program.at(release), next_op
+        return inp, program.at(release).with_guard(inp.guard), next_op
     program, next_op = decode_ram_program(
         inp.body,
         inp.layout,
@@ -87,4 +87,4 @@ def decode_input(
         max_ops=max_ops,
         absent=frozenset() if absent is None else absent(inp.layout),
     )
-    return inp, program.at(release), next_op
+    return inp, program.at(release).with_guard(inp.guard), next_op

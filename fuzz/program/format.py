@@ -17,10 +17,15 @@ is block k, and a plain string argument is a C string (a block name).
 ``release`` (optional, a QEMU tag such as "v3.0.0") is the release the program runs at;
 a reproducer carries the release it was found at. Without it a program runs at the
 release asked for (``recvmap replay --release``), by default the newest.
+``guard`` (optional, "after" or "before") is the side of the inaccessible page the arrays
+of the implementation sit against (``recvmap.qemu_ref.loader.set_guard``): a fuzzer's
+program carries the side it ran with, and a replay uses it; without it, a replay tries
+both sides.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +104,7 @@ class Program:
     layer: str = "bitmap"
     setup: dict[str, Any] = field(default_factory=dict)  # layer-specific parameters
     release: str | None = None  # the QEMU release it runs at (None: the one asked for)
+    guard: str | None = None  # the guard page side it ran with (None: not recorded)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +112,7 @@ class Program:
             "bits_per_long": self.layout.bits_per_long,
             "big_endian": self.layout.big_endian,
             **({"release": self.release} if self.release else {}),
+            **({"guard": self.guard} if self.guard else {}),
             **({"setup": self.setup} if self.setup else {}),
             "arrays": [_array_json(a) for a in self.arrays],
             "ops": [[op.name, [_arg_json(x) for x in op.args]] for op in self.ops],
@@ -123,16 +130,30 @@ class Program:
             for a in obj.get("arrays", [])
         ]
         ops = [Op(str(name), tuple(_arg_parse(x) for x in args)) for name, args in obj["ops"]]
-        release = obj.get("release")
+        release, guard = obj.get("release"), obj.get("guard")
         layer, setup = str(obj.get("layer", "bitmap")), dict(obj.get("setup", {}))
-        return cls(layout, arrays, ops, layer, setup, None if release is None else str(release))
+        return cls(
+            layout,
+            arrays,
+            ops,
+            layer,
+            setup,
+            None if release is None else str(release),
+            None if guard is None else str(guard),
+        )
 
     def with_ops(self, ops: list[Op]) -> Program:
-        return Program(self.layout, self.arrays, list(ops), self.layer, self.setup, self.release)
+        return Program(
+            self.layout, self.arrays, list(ops), self.layer, self.setup, self.release, self.guard
+        )
 
     def at(self, release: str | None) -> Program:
         """The same program at ``release`` (None: no release of its own)."""
-        return Program(self.layout, self.arrays, self.ops, self.layer, self.setup, release)
+        return dataclasses.replace(self, release=release)
+
+    def with_guard(self, guard: str | None) -> Program:
+        """The same program run with its arrays against the guard page ``guard``."""
+        return dataclasses.replace(self, guard=guard)
 
 
 def _array_json(a: ArraySpec) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from recvmap.qemu_ref.loader import HEADERS, package_file
 
-SOURCES = ("bitops.c", "bitmap.c", "ram.c")
+SOURCES = ("bitops.c", "bitmap.c", "ram.c", "alloc.c")
+PRIVATE_HEADERS = ("alloc.h",)  # not the ABI: the maps the library allocates (alloc.c)
 WARNINGS = ("-std=c11", "-Wall", "-Wextra", "-Werror")
 
 
@@ -45,7 +46,7 @@ def build_library(
 ) -> Path:
     """Compile the C reference, with ``edits`` per file, into a shared library (cached)."""
     src = source_dir()
-    texts = {name: (src / name).read_text() for name in (*SOURCES, *HEADERS)}
+    texts = {name: (src / name).read_text() for name in (*SOURCES, *HEADERS, *PRIVATE_HEADERS)}
     for name, replacements in (edits or {}).items():
         for old, new in replacements:
             count = texts[name].count(old)

@@ -41,7 +41,7 @@ from .remote import Driver, DriverError, DriverImpl, driver_factory, for_layout
 
 CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread")
 HEADERS = ("qemu_ref.h", "qemu_ref_ram.h")  # those present make the ABI
-SOURCES = ("bitops.c", "bitmap.c", "ram.c")
+SOURCES = ("bitops.c", "bitmap.c", "ram.c", "alloc.c")
 DRIVER = "qref-replay"
 
 
@@ -217,7 +217,8 @@ def build(
     out_dir = cache_root() / name if out_dir is None else out_dir
     exe = out_dir / program
     stamp = out_dir / f"{program}.key"
-    key = _fingerprint(h, [*headers, *sources, main_c, gen], flags)
+    private = [p for p in (src / "alloc.h",) if p.is_file()]  # included by the sources
+    key = _fingerprint(h, [*headers, *private, *sources, main_c, gen], flags)
     if exe.is_file() and stamp.is_file() and stamp.read_text() == key:
         return exe
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from recvmap.pymodel.releases import DEFAULT_RULES, Release, ReleaseError, Rules, at_release
 from recvmap.pymodel.words import Layout, Words
 from recvmap.qemu_ref.batch import BatchRunner, interpreter
-from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, load
+from recvmap.qemu_ref.loader import CLibrary, CWords, LibraryError, abi, guard_mode, load
 from recvmap.qemu_ref.ram import CRamContext, c_context
 
 from ..program.format import Op
@@ -115,7 +115,11 @@ class CImpl:
         if batch:
             interp = interpreter(lib.bits)
             self._batch = None if interp is None else BatchRunner(lib, interp)
-        self._scratch: dict[tuple[int, ...], tuple[list[CWords], list[int], list[int]]] = {}
+        # the batch interpreter's arrays, by their sizes and guard side (set_guard: the
+        # input's, so that an access past one faults as it would on the input's own)
+        self._scratch: dict[
+            tuple[tuple[int, ...], str], tuple[list[CWords], list[int], list[int]]
+        ] = {}
 
     @property
     def batch_kinds(self) -> dict[str, str] | None:
@@ -130,12 +134,13 @@ class CImpl:
         ``initial`` (their images, concatenated): every result as 64-bit two's complement
         bits, and after every operation the images of all arrays, concatenated."""
         assert self._batch is not None
-        scratch = self._scratch.get(nwords)
+        key = (nwords, guard_mode())
+        scratch = self._scratch.get(key)
         if scratch is None:  # arrays are private to the call: reused by the next program
             handles = [self.alloc(n) for n in nwords]
             pointers = [ctypes.cast(h._as_parameter_, ctypes.c_void_p).value or 0 for h in handles]
             sizes = [len(h.view()) for h in handles]
-            scratch = self._scratch[nwords] = (handles, pointers, sizes)
+            scratch = self._scratch[key] = (handles, pointers, sizes)
         _, pointers, sizes = scratch
         return self._batch.run(pointers, sizes, initial, ops)
 

@@ -70,6 +70,7 @@ from recvmap.pymodel.words import Layout
 from recvmap.qemu_ref.loader import GUARDS, guard_from_env, guard_mode, set_guard
 
 from ..engine import Divergence, ModelRun, isolated, model_run
+from ..engine.isolate import confirm_budget
 from ..engine.replay import replay_images
 from ..program import Program
 from ..subjects.impls import Subject
@@ -418,10 +419,17 @@ def replay_command(
     path: str | os.PathLike[str],
     subject: dict[str, Any] | None = None,
     timeout: float | None = None,
+    host: str | None = None,
+    release: str | None = None,
 ) -> str:
     """The command line that replays ``path`` on the implementation it was found on
-    (with ``--timeout`` for a program known to be slow)."""
+    (with ``--timeout`` for a program known to be slow; ``host``: our C on that emulated
+    host; ``release``: at those rules, when the file's programs do not carry them)."""
     words = ["recvmap", "replay"]
+    if host is not None:
+        words += ["--host", host]
+    if release is not None:
+        words += ["--release", release]
     if subject and subject.get("library"):
         words += ["--impl", str(subject["library"])]
         if len(subject.get("word_bits", [])) == 1:
@@ -441,13 +449,16 @@ def write_divergence(
     comment: str | None = None,
     deadline: float | None = None,
     cut: list[str] | None = None,
+    replay_timeout: float | None = None,
 ) -> Path:
     """The minimized program of a finding as a one-test vector file; its path.
 
     ``kind`` names the file: divergence-, crash-, hang-, slow- or
     nondeterministic-<layer>-<hash>. ``comment`` replaces the one made from the
     divergence; past ``deadline`` the release range is not widened further, and what was
-    cut short (``cut``, appended to) is said in the comment.
+    cut short (``cut``, appended to) is said in the comment. With ``subject`` (the
+    implementation's record) the file says what it was found on, the rules and guard
+    side it ran with, and the command that replays it (``replay_timeout``: its --timeout).
     """
     assert kind in KINDS, kind
     what = {"divergence": "diverged", "crash": "crashed", "hang": "hung"}.get(kind, kind)
@@ -463,10 +474,16 @@ def write_divergence(
         test["comment"] += f" [cut short by --max-time: {', '.join(cut)}]"
     text = json.dumps(test["program"], sort_keys=True)
     name = f"{kind}-{program.layer}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    path = Path(out_dir) / name
     obj = vector_file([test])
-    if subject:
-        obj["subject"] = subject
-    return write_vector_file(Path(out_dir) / name, obj)
+    if subject:  # what it was found on and with, and the command that replays it
+        obj["subject"] = {
+            **subject,
+            "release": parse_rules(program.release).name,
+            "guard": program.guard,
+            "replay": replay_command(path, subject, replay_timeout),
+        }
+    return write_vector_file(path, obj)
 
 
 # --- loading and replaying --------------------------------------------------------------
@@ -675,7 +692,10 @@ def expand(paths: list[Path]) -> Iterator[tuple[Path, bool]]:
 @dataclass
 class Verdict:
     case: Case
-    status: str  # "pass", "fail", "skip"
+    # "pass", "fail", "skip"; "slow" (outran --timeout, completes alone: not a finding),
+    # "unconfirmed" (a crash that did not come back alone: not a finding), "error"
+    # (recvmap's own failure on this vector, never the implementation's)
+    status: str
     message: str = ""
 
 
@@ -747,11 +767,15 @@ def check_impl(
                 f"{subject.name}"
             )
 
-    # Both guard pages in turn (unless RECVMAP_GUARD chose one): a read past the end and
-    # a read before the start of an array each fault under one of them. A subject whose
-    # C runs in another process (a host's driver) has no guard pages to alternate.
-    alternate = getattr(subject, "guards", True) and not guard_from_env()
-    modes = [g for g in GUARDS if g != "none"] if alternate else [guard_mode()]
+    # The guard page side the program ran with, when it says (a fuzzer's reproducer),
+    # else both in turn (unless RECVMAP_GUARD chose one): a read past the end and a read
+    # before the start of an array each fault under one of them. A subject whose C runs
+    # in another process (a host's driver) has no guard pages to choose.
+    guards = getattr(subject, "guards", True) and not guard_from_env()
+    if guards and program.guard in GUARDS:
+        modes = [program.guard]
+    else:
+        modes = [g for g in GUARDS if g != "none"] if guards else [guard_mode()]
     images: dict[str, bytes | None] = {}
     try:
         for mode in modes:
@@ -855,8 +879,9 @@ def replay(
     only: at an older release it is not compared (model only).
 
     With ``isolate`` the implementation runs in a forked child, so a crash of its C code
-    (a segfault, an assert) is a failing verdict naming the signal, not the end of the run,
-    and a child still running after ``timeout`` seconds is killed: a HANG verdict.
+    (a segfault, an assert, an exit, a process started) is a failing verdict naming it, not
+    the end of the run, and a child still running after ``timeout`` seconds is killed: a
+    HANG verdict. Either is confirmed alone before it is one (``confirm_alone``).
     """
     rel = case.release_for(release)
     if not case.covers(rel):
@@ -869,13 +894,58 @@ def replay(
     if rel != DEFAULT_RULES and getattr(subject, "path", None) is None:
         return Verdict(case, "pass", f"model only (our C implements {DEFAULT_RULES})")
     runner = getattr(subject, "isolated", None)  # a subject whose C runs elsewhere
-    if isolate and runner is not None:
-        status, message = runner(check_impl, case, subject, rel, timeout=timeout)
-    elif isolate:
-        status, message = isolated(check_impl, case, subject, rel, timeout=timeout)
-    else:
+    if not isolate:
         status, message = check_impl(case, subject, rel)
+        return Verdict(case, status, message)
+
+    def run(limit: float | None) -> tuple[str, str]:
+        if runner is not None:
+            return runner(check_impl, case, subject, rel, timeout=limit)  # type: ignore[no-any-return]
+        return isolated(check_impl, case, subject, rel, timeout=limit)  # type: ignore[no-any-return]
+
+    status, message = run(timeout)
+    if status == "fail" and suspicion(message) is not None:
+        status, message = confirm_alone(run, message, timeout)
     return Verdict(case, status, message)
+
+
+def suspicion(message: str) -> str | None:
+    """ "hang" or "crash" for a failing verdict that must be confirmed alone (None: a
+    divergence, which the replay states whole)."""
+    if message.startswith("HANG"):
+        return "hang"
+    if " crashed " in message or message.startswith("the implementation "):
+        return "crash"
+    return None
+
+
+def confirm_alone(run: Any, message: str, timeout: float | None) -> tuple[str, str]:
+    """Run a vector whose replay hung or crashed (``message``) again, alone, in a fresh
+    child (``run(limit)``): a HANG gets ``confirm_budget(timeout)`` (on a loaded machine, or
+    under qemu-user, a correct program can outrun --timeout), a crash must come back the
+    same way. Not confirmed is never a failing verdict: "slow" or "unconfirmed"."""
+    if suspicion(message) == "hang":
+        budget = confirm_budget(timeout or 0.0)
+        t0 = time.monotonic()
+        again, said = run(budget)
+        took = time.monotonic() - t0
+        if again == "pass":
+            return "slow", (
+                f"SLOW: outran --timeout {timeout:g} s; alone it completes in {took:.1f} s "
+                "(not a finding)"
+            )
+        if again == "fail" and said.startswith("HANG"):
+            return "fail", f"{message}; confirmed alone: still running after {budget:g} s"
+        return again, f"{said} (alone; at first: {message})"
+    again, said = run(timeout)
+    if (
+        again == "fail"
+        and said.split(" on this program")[0] == message.split(" on this program")[0]
+    ):
+        return "fail", f"{message} (confirmed: again when re-run alone)"
+    return "unconfirmed", (
+        f"NOT CONFIRMED: {message}; re-run alone: {said or again} (not a finding)"
+    )
 
 
 # --- the schema and the packaged vectors ------------------------------------------------
