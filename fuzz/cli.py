@@ -975,12 +975,13 @@ def _check_recorded_subject(
         )
 
 
-def _path_problem(path: Path) -> str | None:
-    """Why ``path`` names nothing to read (None: it names a file or folder)."""
+def _path_problem(path: Path, kind: str = "file") -> str | None:
+    """Why ``path`` names nothing to read (None: it names a file or folder); ``kind`` is
+    what the argument should name ("no such folder")."""
     try:
         os.stat(path)
     except OSError as err:
-        return "no such file" if err.errno == errno.ENOENT else (err.strerror or str(err))
+        return f"no such {kind}" if err.errno == errno.ENOENT else (err.strerror or str(err))
     return None
 
 
@@ -1097,7 +1098,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         raise UsageError("recvmap corpus: choose an action: merge OUT IN...")
     for d in args.inputs:
         if not d.is_dir():
-            why = _path_problem(d) or "not a folder"
+            why = _path_problem(d, "folder") or "not a folder"
             raise UsageError(f"recvmap corpus merge: {d}: {why}")
     check_dir_option("recvmap corpus merge: OUT", args.out)
     bits = args.word_bits[0] if args.word_bits and len(args.word_bits) == 1 else None

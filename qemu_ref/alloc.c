@@ -7,7 +7,7 @@
  * alone.
  */
 
-#define _DEFAULT_SOURCE  /* mmap's MAP_ANONYMOUS */
+#define _DEFAULT_SOURCE 1 /* mmap's MAP_ANONYMOUS */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>

@@ -28,7 +28,7 @@ SUMMARY = re.compile(r"lost=(\d+) extra=(\d+) vanished=(\d+)")
 # between its load and its store: the race window of a non-atomic OR, widened so that it
 # shows within a second on a loaded two-core machine. The sources are not changed.
 NON_ATOMIC_OR = """\
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE 1 /* included first: the feature macros of every source (alloc.c's mmap) */
 #include <sched.h>
 #define __atomic_fetch_or(p, v, order) ({ \\
     __typeof__(*(p)) *p_ = (p); \\

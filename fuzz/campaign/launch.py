@@ -118,6 +118,10 @@ def script_main(layer: str, argv: list[str] | None = None) -> int:
         return harness.random_main(layer, argv)
     h = harness.Harness.from_config(layer, config)
     h.check_conduct()  # this process is the harness's own
+    if not any(a.startswith("-print_funcs=") for a in argv):
+        # libFuzzer names each newly covered C function through the sanitizer's symbolizer,
+        # a process it starts and keeps: that child would read as the library's own
+        argv.insert(1, "-print_funcs=0")
     if h.stats_path is not None:
         at_exit(lambda: h.write_stats(time.monotonic()))
     atheris.Setup(argv, h.one_input)
