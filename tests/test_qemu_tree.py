@@ -92,7 +92,8 @@ OLD_COUNT_ONE = (4, 0, 0)
 BITMAP_ABI = [
     d.name
     for d in abi()
-    if d.header == "qemu_ref.h" and d.name not in ("qref_bits_per_long", "qref_bitmap_free")
+    if d.header == "qemu_ref.h"
+    and d.name not in ("qref_bits_per_long", "qref_bitmap_free", "qref_set_guard")
 ]
 
 

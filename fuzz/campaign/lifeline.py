@@ -21,6 +21,7 @@ exits. ``sweep`` removes the temporary folders of dead runs that a watchdog coul
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -55,7 +56,22 @@ def _writer() -> int | None:
         return None
     os.close(read)
     _STATE.update(pid=os.getpid(), fd=write, proc=proc)
+    atexit.register(finish)
     return write
+
+
+def finish(seconds: float = 5.0) -> None:
+    """At this process's exit: close the pipe and wait for the watchdog to do its part and
+    end, so that recvmap leaves no process of its own behind when it returns."""
+    if _STATE.get("pid") != os.getpid():
+        return  # a forked child's copy of the state: not its watchdog
+    fd, proc = _STATE.pop("fd"), _STATE.pop("proc")
+    _STATE.pop("pid")
+    try:
+        os.close(fd)
+        proc.wait(seconds)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
 
 
 def _send(line: str) -> None:

@@ -345,7 +345,7 @@ def _problem(log: str, tree: QemuTree, build: Path, mine: Sequence[Path]) -> str
     the build's own files (``compiler.quoted``), with the build folder's and the tree's
     paths made relative: ``migration/ram.c:3785: ram_load_cleanup calls ...``."""
     found = missing_call(log)
-    line = quoted(found.text(), ()) if found is not None else quoted(first_error(log), mine)
+    line = found.text() if found is not None else quoted(first_error(log), mine)
     for base in (build, tree.root):
         line = line.replace(f"{base}/", "").replace(f"{base.resolve()}/", "")
     return line

@@ -160,7 +160,7 @@ def explain_failure(ex: Extraction, stderr: str, mine: list[Path] | None = None)
     compiler's words only about a file of the build (``mine``: ``compiler.quoted``)."""
     missing = missing_call(stderr)
     if missing is not None:
-        return RamBuildError(missing.caller, compiler.quoted(missing.text(), ()))
+        return RamBuildError(missing.caller, missing.text())
     for raw in stderr.splitlines():
         m = _DIAG.match(raw.strip())
         if not m:

@@ -37,6 +37,7 @@ from .repo import TREE_PATHS, GitError, Repo
 BITMAP_HEADER = "qemu_ref.h"  # the ABI header of the bitmap layer
 IDENTITY = "qref_bits_per_long"  # our library marker: not a QEMU function
 FREE = "qref_bitmap_free"  # ours: frees a map of bitmap_new (QEMU calls g_free)
+GUARD = "qref_set_guard"  # ours: guard pages for our C's own maps (a tree's come from glib)
 # Where the bitmap layer's functions are looked for, in this order.
 SOURCES = ("util/bitmap.c", "util/bitops.c")
 HEADERS = ("include/qemu/bitops.h", "include/qemu/bitmap.h")
@@ -237,6 +238,10 @@ def inventory(tree: QemuTree, header: str = BITMAP_HEADER) -> list[Origin]:
             out.append(
                 Origin(decl.name, "glue", note="recvmap's free of bitmap_new's maps: g_free")
             )
+            continue
+        if decl.name == GUARD:
+            note = "recvmap's guard pages for our C's maps; a tree's maps come from g_malloc0"
+            out.append(Origin(decl.name, "absent", note=note))
             continue
         out.append(locate(decl.name, texts))
     return out
