@@ -33,12 +33,12 @@ fuzz: $(STAMP)
 
 # The fast suite: everything but the tests marked slow, in parallel.
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(JOBS) -m "not slow" tests $(ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist worksteal -m "not slow" tests $(ARGS)
 
 # The long checks: the tests marked slow (long campaigns, every QEMU release, cross-host
 # sweeps, the fresh virtualenv with only the test extra).
 check: $(STAMP)
-	$(PY) -m pytest -q -n $(JOBS) -m slow tests $(ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist worksteal -m slow tests $(ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/figures.py $(ARGS)

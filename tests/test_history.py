@@ -108,6 +108,7 @@ def test_bad_arguments_are_one_line(bundle: Path, tmp_path: Path) -> None:
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow  # a campaign on a commit of the bundle: make check (CI)
 @pytest.mark.extra("qemu-tree")  # builds the ram part of a tree
 def test_the_parent_of_the_discard_fix_is_caught_with_a_reproducer(
     bundle: Path, tmp_path: Path
@@ -138,6 +139,7 @@ def test_the_parent_of_the_discard_fix_is_caught_with_a_reproducer(
     assert ": clean [" in clean.stdout
 
 
+@pytest.mark.slow  # a campaign on a commit of the bundle: make check (CI)
 @pytest.mark.extra("qemu-tree")  # builds the ram part of a tree
 def test_the_seed_is_clean_under_its_own_rules_over_every_layer_it_has(
     bundle: Path, tmp_path: Path
@@ -166,6 +168,7 @@ def _commit_all(repo: Path, message: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
+@pytest.mark.slow  # a campaign on a commit of the bundle: make check (CI)
 @pytest.mark.extra("qemu-tree")  # builds the ram part of a tree
 def test_git_bisect_run_finds_a_planted_bug(bundle: Path, tmp_path: Path) -> None:
     """Between v10.1.2 and v10.1.3 of the bundle, a series of five commits; the third

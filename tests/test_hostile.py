@@ -451,6 +451,7 @@ def test_kill_mid_run_leaves_no_child_prints_summary(
     assert not list(tmp_path.glob("recvmap-fuzz-*")), "temporary folder left behind"
 
 
+@pytest.mark.slow  # about 40 s: the hang is confirmed alone twice (fuzz, then replay)
 @needs_gcc
 def test_hanging_library_is_a_hang_with_reproducer_and_replay_says_hang(tmp_path: Path) -> None:
     lib = broken("hang")
