@@ -194,9 +194,8 @@ def judge_commit(
         )
         result = run(cfg, sys.stderr, quiet=True)
         v.status, v.detail, v.reproducer = verdict_of(result, own)
-        left = opts.per_commit_time - (time.monotonic() - start)
         if KNOWN in v.detail and judge != own.name:
-            _beyond_the_known_bug(v, cfg, own, max(MIN_SECOND_LOOK, left))
+            _beyond_the_known_bug(v, cfg, own, opts.per_commit_time)
     except (TreeError, BuildError, GitError) as err:
         v.status, v.detail = "CANNOT BUILD", str(err).splitlines()[0] if str(err) else "?"
     except CampaignError as err:
@@ -207,13 +206,10 @@ def judge_commit(
     return v
 
 
-MIN_SECOND_LOOK = 3.0  # seconds, at least, under the commit's own rules after a known bug
-
-
 def _beyond_the_known_bug(v: Verdict, cfg: Config, own: Rules, seconds: float) -> None:
     """A known QEMU bug stops the campaign at once, and would hide any other finding of
     the commit: fuzz it again under its own rules (the known crash out of the domain) for
-    the rest of its time. Another finding takes the verdict's place (the known bug is
+    a whole per-commit time, as long as a commit without the bug gets. Another finding takes the verdict's place (the known bug is
     named after it); else the line says the commit is otherwise clean."""
     again = dataclasses.replace(cfg, release=own.name, max_time=seconds)
     status, detail, reproducer = verdict_of(run(again, sys.stderr, quiet=True), own)
