@@ -1114,6 +1114,11 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         print(f"recvmap corpus merge: {err.filename or args.out}: {err.strerror}", file=sys.stderr)
         return exit_codes.BAD_INPUT
     print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
+    if r.left_out:
+        print(
+            f"{r.left_out} entries of IN left out: not regular files, or over "
+            f"{workers.INPUT_MAX} bytes"
+        )
     return 0
 
 

@@ -165,6 +165,23 @@ def test_corpus_merge_into_a_file_is_one_line(tmp_path: Path) -> None:
     assert out.read_text() == "a file\n"
 
 
+@pytest.mark.extra("fuzz")  # the libFuzzer merge
+def test_corpus_merge_offers_libfuzzer_only_inputs(tmp_path: Path) -> None:
+    """A 10 GiB (sparse) file in IN was read whole by libFuzzer: 2.5 GB of memory. It, a
+    FIFO and a link to /dev/zero are left out, said in one line; the input is merged."""
+    corpus = _corpus(tmp_path)
+    with (corpus / "huge").open("wb") as f:
+        f.truncate(10 << 30)
+    os.mkfifo(corpus / "fifo")
+    (corpus / "zero").symlink_to("/dev/zero")
+    out = tmp_path / "out"
+    proc = recvmap("corpus", "merge", "--layer", "bitmap", str(out), str(corpus), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "from 1 offered" in proc.stdout, proc.stdout
+    assert "3 entries of IN left out" in proc.stdout, proc.stdout
+    assert [f.stat().st_size for f in out.iterdir()] == [3]
+
+
 def _read_only_prefix(folder: Path) -> list[str]:
     """How to run a command that sees ``folder`` read-only: chmod does for a user; root
     writes anyway, so root runs it in a mount namespace where ``folder`` is a read-only
