@@ -351,3 +351,14 @@ def test_a_tree_including_a_file_outside_it_does_not_quote_that_file(
     bad_input(proc, "util/bitmap.c")
     out = proc.stdout + proc.stderr
     assert "recvmapsecret" not in out and "whisper" not in out, out
+
+
+def test_a_lone_surrogate_in_a_file_is_printed_escaped(tmp_path: Path) -> None:
+    """Found by the hostile-input suite: replay's NOTE line quoting a schema holding a lone
+    surrogate (bytes ED A0 80, which json reads) was a UnicodeEncodeError, and so was the
+    internal error's log: a traceback."""
+    f = tmp_path / "s.json"
+    f.write_bytes(b'{"schema": "recvmap-v\xed\xa0\x80ectors-v1", "version": 1}')
+    proc = recvmap("replay", str(f), timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "(recvmap-v\\ud800ectors-v1): skipped" in proc.stdout, proc.stdout
