@@ -1114,6 +1114,11 @@ def cmd_corpus(args: argparse.Namespace) -> int:
         print(f"recvmap corpus merge: {err.filename or args.out}: {err.strerror}", file=sys.stderr)
         return exit_codes.BAD_INPUT
     print(f"{args.out}: {r.kept} inputs ({r.added} new) from {r.before} offered; merged by {r.how}")
+    if r.left_out:
+        print(
+            f"{r.left_out} entries of IN left out: not regular files, or over "
+            f"{workers.INPUT_MAX} bytes"
+        )
     return 0
 
 
@@ -1227,6 +1232,7 @@ def _library_output_marked(args: argparse.Namespace) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_output()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -1248,6 +1254,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.TOOL_FAILED
 
 
+def _printable_output() -> None:
+    """A line quoting an input may hold what the terminal's encoding cannot (a lone
+    surrogate from a JSON ``"\\ud800"``): written escaped, not raised (it was a traceback)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            pass  # a replaced stream (a test's capture) keeps its own
+
+
 def internal_error(err: BaseException) -> str:
     """The one line of recvmap's own failure; its traceback goes to a log file it names."""
     import traceback  # lazy: only on failure
@@ -1255,7 +1271,7 @@ def internal_error(err: BaseException) -> str:
     what = f"{type(err).__name__}: {err}".splitlines()[0][:300]
     try:
         fd, name = tempfile.mkstemp(prefix="recvmap-error-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", errors="backslashreplace") as f:
             f.write("".join(traceback.format_exception(err)))
         where = f"traceback in {name}"
     except OSError as why:

@@ -9,6 +9,7 @@ release -> path; ``SKIP_REASON`` explains an empty ``TREES``.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,3 +37,13 @@ def _trees() -> dict[str, Path]:
 
 TREES: dict[str, Path] = _trees()
 SKIP_REASON = f"no QEMU trees at {ROOT} (set RECVMAP_QEMU_TREES to a folder of QEMU release trees)"
+
+
+def copy_tree(release: str, dest: Path) -> Path:
+    """The files of a shared tree the bitmap layer reads, copied (to be mutated)."""
+    src = TREES[release]
+    dest.mkdir(parents=True)
+    shutil.copy(src / "VERSION", dest / "VERSION")
+    shutil.copytree(src / "include", dest / "include")
+    shutil.copytree(src / "util", dest / "util")
+    return dest

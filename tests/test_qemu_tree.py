@@ -21,7 +21,7 @@ from pathlib import Path
 
 import helpers
 import pytest
-from qemu_trees import SKIP_REASON, TREES
+from qemu_trees import SKIP_REASON, TREES, copy_tree
 
 from recvmap.fuzz import cli
 from recvmap.fuzz.engine import Session, run_stream
@@ -98,16 +98,6 @@ BITMAP_ABI = [
 
 
 recvmap = functools.partial(helpers.recvmap, timeout=180)
-
-
-def copy_tree(release: str, dest: Path) -> Path:
-    """The files of a shared tree the bitmap layer reads, copied (to be mutated)."""
-    src = TREES[release]
-    dest.mkdir(parents=True)
-    shutil.copy(src / "VERSION", dest / "VERSION")
-    shutil.copytree(src / "include", dest / "include")
-    shutil.copytree(src / "util", dest / "util")
-    return dest
 
 
 def mutate(path: Path, old: str, new: str) -> None:

@@ -25,6 +25,7 @@ from ..engine import DivergenceError, isolated
 from ..engine.isolate import confirm_budget
 from ..subjects.impls import Subject
 from ..vectors.files import (
+    VectorError,
     iter_files,
     load_file,
     replay,
@@ -75,7 +76,11 @@ class RecvmapCollector(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item]:
         folder = self.config.getoption("recvmap_vectors") or vectors_dir()
         for path in iter_files([folder]):
-            for case in load_file(path):
+            try:
+                cases = load_file(path)
+            except VectorError as err:  # was an INTERNALERROR traceback, exit 3
+                raise pytest.UsageError(f"--recvmap-vectors {folder}: {err}") from None
+            for case in cases:
                 yield VectorItem.from_parent(
                     self, name=f"{path.name}[tc{case.test['tcId']}]", case=case
                 )

@@ -27,6 +27,8 @@ from types import ModuleType
 
 import pytest
 
+from .options import MONTH, SEED_MAX, help_range, number
+
 _ITEMS = pytest.StashKey[ModuleType]()
 
 
@@ -49,8 +51,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a shared library exporting QEMU's bitmap (and ram) functions to check",
     )
     g.addoption("--recvmap-word-bits", type=int, choices=(32, 64), default=None)
-    g.addoption("--recvmap-fuzz-seconds", type=float, default=5.0, metavar="S")
-    g.addoption("--recvmap-seed", type=int, default=0, metavar="N")
+    # ranges as recvmap fuzz's (campaign.options): nan, inf or 1e300 seconds turned the
+    # fuzz items off unsaid or failed them with an OverflowError
+    seconds = number("--recvmap-fuzz-seconds", float, 0, MONTH)
+    g.addoption(
+        "--recvmap-fuzz-seconds",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help=f"seconds of fuzzing per layer, {help_range(seconds)} (0: no fuzz items)",
+    )
+    seed = number("--recvmap-seed", int, 0, SEED_MAX)
+    g.addoption(
+        "--recvmap-seed", type=seed, default=0, metavar="N", help=f"seed, {help_range(seed)}"
+    )
     g.addoption(
         "--recvmap-release",
         default=None,

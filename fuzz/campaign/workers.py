@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -128,10 +129,29 @@ class MergeResult:
     added: int  # of them new to the output folder
     how: str  # "libFuzzer -merge=1" or "content (no atheris)"
     log: str = ""
+    left_out: int = 0  # entries of the input folders that are no input (corpus_files)
 
 
-def count_files(folders: Sequence[Path]) -> int:
-    return sum(1 for d in folders if d.is_dir() for f in d.iterdir() if f.is_file())
+INPUT_MAX = 1 << 20  # bytes of a corpus input: libFuzzer's largest -max_len default
+
+
+def corpus_files(folders: Sequence[Path]) -> tuple[list[Path], int]:
+    """The inputs of corpus folders: their regular files of at most INPUT_MAX bytes (a
+    FIFO, a device or a larger file is no fuzzer's input: libFuzzer read a 10 GB file whole,
+    2.5 GB of memory), and how many other entries were left out."""
+    files, left_out = [], 0
+    for d in folders:
+        for f in sorted(d.iterdir()) if d.is_dir() else []:
+            try:
+                st = f.stat()
+            except OSError:
+                left_out += 1
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size <= INPUT_MAX:
+                files.append(f)
+            elif not stat.S_ISDIR(st.st_mode):
+                left_out += 1
+    return files, left_out
 
 
 class MergeError(RuntimeError):
@@ -146,19 +166,18 @@ def merge(
     timeout: float = 600.0,
 ) -> MergeResult:
     """Merge the corpus folders ``inputs`` into ``out`` (created if missing). Only regular
-    files are inputs (a FIFO or a device in a corpus folder is left alone)."""
+    files of at most INPUT_MAX bytes are inputs (``corpus_files``)."""
     harness = harness_path(layer)
     out.mkdir(parents=True, exist_ok=True)
     before_out = {f.name for f in out.iterdir() if f.is_file()}
-    offered = count_files(inputs)
+    files, left_out = corpus_files(inputs)
+    offered = len(files)
     if not atheris_available() or HarnessConfig.from_env(env).engine == "random":
-        for d in inputs:
-            for f in sorted(d.iterdir()) if d.is_dir() else []:
-                if f.is_file():
-                    with open(f, "rb") as data:  # streamed: a corpus file may be large
-                        name = hashlib.file_digest(data, "sha1").hexdigest()
-                    if not (out / name).exists():
-                        shutil.copyfile(f, out / name)
+        for f in files:
+            with open(f, "rb") as data:
+                name = hashlib.file_digest(data, "sha1").hexdigest()
+            if not (out / name).exists():
+                shutil.copyfile(f, out / name)
         how, log = "content (no atheris: identical inputs folded, none judged by coverage)", ""
     else:
         # the merge's inner process is started by the script's name: its python is ours
@@ -166,8 +185,12 @@ def merge(
             **env,
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
         }
-        argv = [sys.executable, str(harness), "-merge=1", str(out)]
-        argv += [str(d) for d in inputs]
+        # libFuzzer reads every file of its folders whole: it gets links to the inputs only
+        stage = Path(tempfile.mkdtemp(prefix="recvmap-merge-"))
+        lifeline.remove_on_death(stage)
+        for i, f in enumerate(files):
+            (stage / str(i)).symlink_to(f.resolve())
+        argv = [sys.executable, str(harness), "-merge=1", str(out), str(stage)]
         with tempfile.TemporaryFile() as capture:
             proc = subprocess.Popen(
                 argv,
@@ -186,6 +209,8 @@ def merge(
                 status = f"still running after {timeout:g} s"
             finally:
                 lifeline.release(proc.pid)
+                shutil.rmtree(stage, ignore_errors=True)
+                lifeline.keep(stage)
             capture.seek(0)
             log = capture.read().decode(errors="replace")
         if status != 0:
@@ -197,7 +222,7 @@ def merge(
             )
         how = "libFuzzer -merge=1 (inputs that add coverage of the model)"
     after = {f.name for f in out.iterdir() if f.is_file()}
-    return MergeResult(offered, len(after), len(after - before_out), how, log)
+    return MergeResult(offered, len(after), len(after - before_out), how, log, left_out)
 
 
 def _keep(log: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 COMPILE_SECONDS = 300.0  # one compiler run of a tree's unit (a few seconds normally)
-COMPILE_MEMORY = 2 << 30  # its address space
+COMPILE_MEMORY = 1 << 30  # its address space: a build of a tree needs < 256 MB (measured)
 QUOTE_MAX = 200  # characters of a compiler message in a one-line error
 
 
