@@ -78,3 +78,33 @@ def assert_c_aborted(proc: subprocess.CompletedProcess[str]) -> None:
 def assert_c_returned(proc: subprocess.CompletedProcess[str]) -> None:
     """The child of ``run_c`` ran its lines to the end and exited normally."""
     assert proc.returncode == 0 and "returned" in proc.stdout, proc.stderr
+
+
+# --- processes (read from /proc) ---
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process whose parent chain reaches pid (read from /proc)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - out
+        out |= frontier
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether process pid runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, recvmap
+from helpers import REPO, alive, descendants, recvmap
 from qemu_trees import SKIP_REASON, TREES, copy_tree
-from test_hostile import _GOOD, SET_HEAD, alive, descendants, start_fuzz
+from test_hostile import _GOOD, SET_HEAD, start_fuzz
 
 from recvmap.fuzz.subjects.build import build_library
 from recvmap.pymodel.errors import PreconditionError

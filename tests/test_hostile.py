@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import MASK, MUTANT, recvmap
+from helpers import MASK, MUTANT, alive, descendants, recvmap
 
 from recvmap import pymodel as pm
 from recvmap.fuzz.engine.isolate import confirm_budget
@@ -388,32 +388,6 @@ def fuzz_library(tmp_path: Path, lib: Path, max_time: str, *args: str) -> subpro
     return start_fuzz(
         tmp_path, "--impl", str(lib), "--target", "bitmap", "--max-time", max_time, *args
     )
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process whose parent chain reaches pid (read from /proc)."""
-    parents: dict[int, int] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    out: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - out
-        out |= frontier
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @needs_gcc

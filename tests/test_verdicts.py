@@ -27,7 +27,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import MASK, MUTANT, REPO, recvmap
+from helpers import MASK, MUTANT, REPO, alive, recvmap
 
 from recvmap.fuzz.subjects.build import build_library
 
@@ -121,14 +121,6 @@ def fuzz(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.Complet
         cwd=REPO,
         env=env,
     )
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 # --- a job stopped at --max-time is never a finding ------------------------------------------
