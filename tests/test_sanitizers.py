@@ -218,6 +218,9 @@ def test_driver_campaign_under_asan_ubsan(builds: dict[str, Any]) -> None:
             cases += load_file(path)
         except VectorError:
             other.add(path.name)
+    # a driver cannot allocate: the vectors of bitmap_new and bitmap_zero_extend run under
+    # the sanitizers through ctypes (the first way above), not here
+    cases = [c for c in cases if all(a.alloc is None for a in c.program.arrays)]
     assert other <= OTHER_SCHEMA, f"vector files that do not load: {other - OTHER_SCHEMA}"
     ran = 0
     diverged: list[str] = []
