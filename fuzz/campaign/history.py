@@ -209,8 +209,9 @@ def judge_commit(
 def _beyond_the_known_bug(v: Verdict, cfg: Config, own: Rules, seconds: float) -> None:
     """A known QEMU bug stops the campaign at once, and would hide any other finding of
     the commit: fuzz it again under its own rules (the known crash out of the domain) for
-    a whole per-commit time, as long as a commit without the bug gets. Another finding takes the verdict's place (the known bug is
-    named after it); else the line says the commit is otherwise clean."""
+    a whole per-commit time, as long as a commit without the bug gets. Another finding
+    takes the verdict's place (the known bug is named after it); else the line says the
+    commit is otherwise clean."""
     again = dataclasses.replace(cfg, release=own.name, max_time=seconds)
     status, detail, reproducer = verdict_of(run(again, sys.stderr, quiet=True), own)
     if status in BAD:
