@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import faulthandler
 import os
 import pickle
 import select
@@ -138,6 +139,7 @@ def isolated(fn: Any, *args: Any, timeout: float | None = None) -> Any:
         try:
             os.setpgid(0, 0)
             _die_with_parent()
+            faulthandler.disable()  # a crash here is the verdict the parent reports, no dump
             os.close(rfd)
             status = _child(fn, args, wfd)
         finally:
