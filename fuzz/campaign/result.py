@@ -180,20 +180,20 @@ def _cells(j: Job) -> str:
 
 def summary(result: Result) -> str:
     rows = [["job", "words", "seconds", "programs", "ops", "ops/s", "cov", "matrix", "result"]]
+    # a job's result: the first kind of outcome it has, in this order
+    outcomes = (
+        ("DIVERGENCE", result.divergences),
+        ("CRASH", result.crashes),
+        ("HANG", result.hangs),
+        ("ERROR (recvmap)", result.errors),
+        ("not confirmed", result.unconfirmed),
+        ("slow input", result.slow),
+    )
     for j in result.jobs:
         status = "not run" if j.proc is None else "clean"
-        if any(d["job"] == j.name for d in result.divergences):
-            status = "DIVERGENCE"
-        elif any(c["job"] == j.name for c in result.crashes):
-            status = "CRASH"
-        elif any(h["job"] == j.name for h in result.hangs):
-            status = "HANG"
-        elif any(e["job"] == j.name for e in result.errors):
-            status = "ERROR (recvmap)"
-        elif any(u["job"] == j.name for u in result.unconfirmed):
-            status = "not confirmed"
-        elif any(h["job"] == j.name for h in result.slow):
-            status = "slow input"
+        found = next((s for s, items in outcomes if any(x["job"] == j.name for x in items)), None)
+        if found is not None:
+            status = found
         elif j.name in result.did_not_run:
             status = "did not run"
         elif j.returncode not in (0, None) and status == "clean":
